@@ -1,0 +1,226 @@
+"""Shared fixtures: the real Kafka + Redis test bed and per-test isolation.
+
+* ``stack`` (session): a :class:`Stack` with ``kafka_bootstrap`` and ``redis_url``. Taken from the environment
+  (``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL``, as ``.ci/run`` exports them) when both are set; otherwise
+  ``dev/stack up`` is run (it reuses services that already run) and ``.stack/env`` is read. The services are
+  left running afterwards (``dev/stack down`` stops them). When they cannot be reached the test fails under CI
+  (env ``CI`` set, not ``0``/``false``) and is skipped otherwise.
+* ``topic`` (function): a factory ``topic(partitions=3) -> name`` that creates a fresh, uniquely named topic
+  and deletes it after the test.
+* ``redis_client`` (function): a sync ``redis.Redis`` (``decode_responses=True``) for the stack.
+* ``redis_prefix`` (function): a unique key prefix ``t-<8 hex>:``; keys under it are deleted after the test.
+
+Every test that uses ``stack`` (directly or through the fixtures above) is marked ``integration``
+automatically, so ``pytest -m "not integration"`` runs the unit tests alone.
+
+Nothing here connects at import time: the module imports fine without any service.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+import pytest
+
+if TYPE_CHECKING:
+    import redis
+    from kafka.admin import KafkaAdminClient
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STACK_SCRIPT = REPO_ROOT / "dev" / "stack"
+STACK_UP_TIMEOUT_S = 600  # the first run downloads the Kafka jars
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Where the real services listen."""
+
+    kafka_bootstrap: str
+    redis_url: str
+
+
+def in_ci() -> bool:
+    """Whether env ``CI`` asks for hard failures instead of skips."""
+    value = os.environ.get("CI", "").strip().lower()
+    return value not in ("", "0", "false", "no")
+
+
+def _unavailable(reason: str) -> NoReturn:
+    message = f"Kafka/Redis test bed unavailable: {reason}"
+    if in_ci():
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def _stack_env_file() -> Path:
+    override = os.environ.get("STACK_DIR")
+    return (Path(override) if override else REPO_ROOT / ".stack") / "env"
+
+
+def _parse_env(text: str) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def _start_stack() -> tuple[str, str]:
+    try:
+        result = subprocess.run(
+            [sys.executable, str(STACK_SCRIPT), "up"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=STACK_UP_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        _unavailable(f"dev/stack up could not run: {exc}")
+    if result.returncode != 0:
+        output = "\n".join((result.stdout + result.stderr).splitlines()[-60:])
+        _unavailable(f"dev/stack up exited {result.returncode}:\n{output}")
+    # `up` prints the env file; its stdout is used first (a concurrent `down` may remove the file).
+    values = _parse_env(result.stdout)
+    env_file = _stack_env_file()
+    if not {"KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL"} <= values.keys():
+        try:
+            values = _parse_env(env_file.read_text())
+        except OSError as exc:
+            _unavailable(f"dev/stack up succeeded but {env_file} is unreadable: {exc}")
+    try:
+        return values["KAFKA_BOOTSTRAP_SERVERS"], values["REDIS_URL"]
+    except KeyError as exc:
+        _unavailable(f"dev/stack up printed no {exc} (nor has {env_file} it)")
+
+
+def _check_reachable(found: Stack) -> None:
+    import redis
+    from kafka.admin import KafkaAdminClient
+
+    try:
+        client = redis.Redis.from_url(found.redis_url, socket_connect_timeout=5, socket_timeout=5)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except redis.RedisError as exc:
+        _unavailable(f"Redis at {found.redis_url} does not answer: {type(exc).__name__}: {exc}")
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=found.kafka_bootstrap, client_id="tests-probe", request_timeout_ms=10_000
+        )
+        try:
+            admin.list_topics()
+        finally:
+            admin.close()
+    except Exception as exc:  # kafka-python raises many unrelated types (NoBrokersAvailable, timeouts, ...)
+        _unavailable(f"Kafka at {found.kafka_bootstrap} does not answer: {type(exc).__name__}: {exc}")
+
+
+@pytest.fixture(scope="session")
+def stack() -> Stack:
+    """The real Kafka broker and Redis server (from the environment, else started by ``dev/stack up``)."""
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    redis_url = os.environ.get("REDIS_URL", "").strip()
+    if not (bootstrap and redis_url):
+        bootstrap, redis_url = _start_stack()
+    found = Stack(kafka_bootstrap=bootstrap, redis_url=redis_url)
+    _check_reachable(found)
+    return found
+
+
+@pytest.fixture(scope="session")
+def kafka_admin(stack: Stack) -> Iterator[KafkaAdminClient]:
+    """A session-wide kafka-python admin client for the stack."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap, client_id="tests-admin")
+    yield admin
+    admin.close()
+
+
+def _topic_name(node_name: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", node_name).strip("-.")[:80]
+    return f"t-{slug}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def topic(kafka_admin: KafkaAdminClient, request: pytest.FixtureRequest) -> Iterator[Callable[..., str]]:
+    """Factory ``topic(partitions=3) -> name``: a fresh topic, ready for use, deleted after the test."""
+    from kafka.admin import NewTopic
+
+    created: list[str] = []
+
+    def create(partitions: int = 3) -> str:
+        name = _topic_name(request.node.name)
+        kafka_admin.create_topics(
+            [NewTopic(name=name, num_partitions=partitions, replication_factor=1)],
+            timeout_ms=30_000,
+            wait_for_metadata=True,
+        )
+        created.append(name)
+        _wait_for_leaders(kafka_admin, name, partitions)
+        return name
+
+    yield create
+    if created:
+        try:
+            kafka_admin.delete_topics(created, timeout_ms=30_000, raise_errors=False)
+        except Exception as exc:  # cleanup must not mask the test's own outcome
+            print(f"warning: could not delete topics {created}: {exc!r}", file=sys.stderr)
+
+
+def _wait_for_leaders(admin: KafkaAdminClient, name: str, partitions: int, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        described = admin.describe_topics([name])
+        parts = described[0].get("partitions", []) if described else []
+        if len(parts) == partitions and all(p.get("leader_id", p.get("leader", -1)) >= 0 for p in parts):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topic {name} has no leaders after {timeout_s}s: {described!r}")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def redis_client(stack: Stack) -> Iterator[redis.Redis]:
+    """A sync ``redis.Redis`` for the stack, answering ``str`` (``decode_responses=True``)."""
+    import redis
+
+    client = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def redis_prefix(redis_client: redis.Redis) -> Iterator[str]:
+    """A unique key prefix ``t-<8 hex>:``; every key under it is deleted after the test (SCAN + DEL)."""
+    prefix = f"t-{uuid.uuid4().hex[:8]}:"
+    yield prefix
+    batch: list[str] = []
+    for key in redis_client.scan_iter(match=f"{prefix}*", count=1000):
+        batch.append(key)
+        if len(batch) >= 500:
+            redis_client.delete(*batch)
+            batch.clear()
+    if batch:
+        redis_client.delete(*batch)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that needs the real services (uses ``stack``, even indirectly) as ``integration``."""
+    for item in items:
+        if "stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)

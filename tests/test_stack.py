@@ -1,0 +1,257 @@
+"""The test bed itself: real Kafka and Redis behave as the project relies on, and dev/stack's pure helpers."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import socket
+import struct
+import sys
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from conftest import Stack
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+POLL_DEADLINE_S = 60.0
+
+
+def load_stack_module() -> ModuleType:
+    """Import the extensionless ``dev/stack`` script as a module."""
+    path = REPO_ROOT / "dev" / "stack"
+    loader = importlib.machinery.SourceFileLoader("dev_stack", str(path))
+    spec = importlib.util.spec_from_loader("dev_stack", loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["dev_stack"] = module  # dataclasses look their module up while the class is created
+    loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def devstack() -> ModuleType:
+    return load_stack_module()
+
+
+# ----------------------------------------------------------------------------------------------- unit tests
+
+
+def test_env_file_round_trip(devstack: ModuleType) -> None:
+    text = devstack.render_env(kafka_port=19092, redis_port=6390)
+    assert "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092\n" in text
+    assert "REDIS_URL=redis://127.0.0.1:6390/0\n" in text
+    assert devstack.parse_env(text) == {
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:19092",
+        "REDIS_URL": "redis://127.0.0.1:6390/0",
+    }
+    assert devstack.parse_env("export A='x'\n# c\n\nB=\"y=z\"\n") == {"A": "x", "B": "y=z"}
+
+
+def test_server_properties_single_node_kraft_on_loopback(devstack: ModuleType, tmp_path: Path) -> None:
+    text = devstack.render_server_properties(19092, 19093, tmp_path / "data")
+    props = dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    assert props["process.roles"] == "broker,controller"
+    assert props["controller.quorum.bootstrap.servers"] == "127.0.0.1:19093"
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"
+    assert props["advertised.listeners"] == props["listeners"]
+    assert props["log.dirs"] == str(tmp_path / "data")
+    assert props["offsets.topic.replication.factor"] == "1"
+    assert props["group.initial.rebalance.delay.ms"] == "0"
+    assert "controller.quorum.voters" not in props  # refused by `format --standalone`
+    assert "auto.create.topics.enable" not in props  # broker default (true) is wanted
+    hosts = [part.split("//")[1].rsplit(":", 1)[0] for part in props["listeners"].split(",")]
+    assert set(hosts) == {"127.0.0.1"}
+
+
+def test_redis_command_persistence_modes(devstack: ModuleType, tmp_path: Path) -> None:
+    paths = devstack.Paths(tmp_path)
+    plain = devstack.redis_command("redis-server", 6390, paths, aof=False)
+    assert plain[plain.index("--bind") + 1] == "127.0.0.1"
+    assert plain[plain.index("--save") + 1] == ""
+    assert plain[plain.index("--appendonly") + 1] == "no"
+    assert plain[plain.index("--daemonize") + 1] == "no"
+    aof = devstack.redis_command("redis-server", 6390, paths, aof=True)
+    assert aof[aof.index("--appendonly") + 1] == "yes"
+    assert aof[aof.index("--appendfsync") + 1] == "everysec"
+    assert aof[aof.index("--dir") + 1] == str(tmp_path / "redis-data")
+
+
+def test_jar_cache_dir_is_per_user_and_versioned(devstack: ModuleType) -> None:
+    xdg = devstack.jar_cache_dir("4.1.1", {"XDG_CACHE_HOME": "/c", "HOME": "/h"})
+    assert xdg == Path("/c/active-users/kafka-4.1.1")
+    assert devstack.jar_cache_dir("4.0.0", {"HOME": "/h"}) == Path("/h/.cache/active-users/kafka-4.0.0")
+
+
+def test_metadata_request_and_response_codec(devstack: ModuleType) -> None:
+    request = devstack.encode_metadata_request(7, client_id="x")
+    (size,) = struct.unpack(">i", request[:4])
+    assert size == len(request) - 4
+    assert struct.unpack(">hhi", request[4:12]) == (3, 4, 7)  # Metadata, v4, correlation id
+
+    def string(text: str | None) -> bytes:
+        if text is None:
+            return struct.pack(">h", -1)
+        return struct.pack(">h", len(text)) + text.encode()
+
+    response = (
+        struct.pack(">iii", 7, 0, 1)  # correlation id, throttle, 1 broker
+        + struct.pack(">i", 1)
+        + string("127.0.0.1")
+        + struct.pack(">i", 19092)
+        + string(None)
+        + string("cluster")
+        + struct.pack(">i", 1)
+        + struct.pack(">i", 0)  # no topics
+    )
+    answer = devstack.decode_metadata_response(response)
+    assert answer.correlation_id == 7
+    assert answer.brokers == ((1, "127.0.0.1", 19092),)
+    assert answer.cluster_id == "cluster"
+    assert answer.controller_id == 1
+
+
+def test_port_probe_and_explicit_port_taken(devstack: ModuleType) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert not devstack.port_is_free(port)
+        with pytest.raises(devstack.StackError, match="taken"):
+            devstack.choose_port("redis", port, None, port, ())
+        fallback = devstack.choose_port("redis", None, None, port, ())
+        assert fallback != port
+    assert devstack.kafka_ready(port, timeout=0.5) is not None  # nothing listens any more
+
+
+# ----------------------------------------------------------------------------------------------- integration
+
+
+def _consume(consumer: Any, want: int, on_batch: Callable[[list[Any]], bool] | None = None) -> list[Any]:
+    """Poll until ``want`` records arrived (or ``on_batch`` returns True), committing after every batch."""
+    records: list[Any] = []
+    deadline = time.monotonic() + POLL_DEADLINE_S
+    while len(records) < want and time.monotonic() < deadline:
+        batches = consumer.poll(timeout_ms=500)
+        batch = [record for part in batches.values() for record in part]
+        if not batch:
+            continue
+        records.extend(batch)
+        consumer.commit()
+        if on_batch is not None and on_batch(records):
+            break
+    return records
+
+
+def _consumer(stack: Stack, topic_name: str, group: str, **extra: Any) -> Any:
+    from kafka import KafkaConsumer
+
+    return KafkaConsumer(
+        topic_name,
+        bootstrap_servers=stack.kafka_bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **extra,
+    )
+
+
+def _produce(stack: Stack, topic_name: str, count: int) -> list[tuple[bytes, bytes]]:
+    from kafka import KafkaProducer
+
+    sent = [(f"user-{i % 97}".encode(), f"event-{i}".encode()) for i in range(count)]
+    producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all", linger_ms=5)
+    try:
+        futures = [producer.send(topic_name, key=key, value=value) for key, value in sent]
+        producer.flush(timeout=60)
+        for future in futures:
+            future.get(timeout=10)
+    finally:
+        producer.close()
+    return sent
+
+
+def test_kafka_produce_and_consume_group_with_manual_commit(stack: Stack, topic: Callable[..., str]) -> None:
+    from kafka import TopicPartition
+
+    name = topic(3)
+    sent = _produce(stack, name, 3000)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    consumer = _consumer(stack, name, group)
+    try:
+        records = _consume(consumer, 3000)
+        committed = {p: consumer.committed(TopicPartition(name, p)) for p in range(3)}
+    finally:
+        consumer.close()
+
+    assert len(records) == 3000
+    assert sorted((r.key, r.value) for r in records) == sorted(sent)
+    per_key: dict[bytes, list[int]] = defaultdict(list)
+    partitions_by_key: dict[bytes, set[int]] = defaultdict(set)
+    for record in records:
+        per_key[record.key].append(int(record.value.split(b"-")[1]))
+        partitions_by_key[record.key].add(record.partition)
+    assert all(seq == sorted(seq) for seq in per_key.values()), "per-key order must be kept"
+    assert all(len(parts) == 1 for parts in partitions_by_key.values()), "a key lives in one partition"
+    assert len({r.partition for r in records}) == 3, "97 keys should spread over all 3 partitions"
+    assert sum(offset or 0 for offset in committed.values()) == 3000
+
+
+def test_kafka_group_resumes_after_last_commit(stack: Stack, topic: Callable[..., str]) -> None:
+    from kafka import TopicPartition
+
+    total = 1000
+    name = topic(3)
+    sent = {value for _, value in _produce(stack, name, total)}
+    group = f"g-{uuid.uuid4().hex[:8]}"
+
+    first = _consumer(stack, name, group, max_poll_records=50)
+    try:
+        # Stop part way: _consume commits after every batch, so everything consumed here is committed.
+        part_one = _consume(first, total, on_batch=lambda seen: len(seen) >= 300)
+        committed = {p: first.committed(TopicPartition(name, p)) or 0 for p in range(3)}
+    finally:
+        first.close(autocommit=False)
+    assert 300 <= len(part_one) < total
+    assert sum(committed.values()) == len(part_one)
+
+    second = _consumer(stack, name, group)
+    try:
+        part_two = _consume(second, total - len(part_one))
+    finally:
+        second.close()
+
+    values_one = {r.value for r in part_one}
+    values_two = {r.value for r in part_two}
+    assert len(values_one) == len(part_one)
+    assert len(part_two) == total - len(part_one)
+    assert values_one.isdisjoint(values_two), "nothing committed may be consumed again"
+    assert values_two == sent - values_one, "the second consumer gets exactly the remainder"
+    first_offsets: dict[int, int] = {}
+    for record in part_two:
+        first_offsets[record.partition] = min(first_offsets.get(record.partition, record.offset), record.offset)
+    for partition, offset in first_offsets.items():
+        assert offset == committed[partition], f"partition {partition} must resume at its committed offset"
+
+
+def test_redis_set_round_trip(redis_client: Any, redis_prefix: str) -> None:
+    key = f"{redis_prefix}users"
+    members = {f"u{i}" for i in range(100)}
+    assert redis_client.sadd(key, *members) == 100
+    assert redis_client.sadd(key, "u1", "u2") == 0
+    assert redis_client.smembers(key) == members
+    assert redis_client.scard(key) == 100
+    assert list(redis_client.scan_iter(match=f"{redis_prefix}*")) == [key]
+
+
+def test_integration_marker_is_automatic(request: pytest.FixtureRequest, stack: Stack) -> None:
+    assert request.node.get_closest_marker("integration") is not None
+    assert stack.kafka_bootstrap.startswith("127.0.0.1:")
+    assert stack.redis_url.startswith("redis://127.0.0.1:")
