@@ -1,0 +1,1 @@
+"""Shared core of the active-users service: settings, event model, day math, Redis key schema and store."""

@@ -1,0 +1,110 @@
+"""Calendar-day and hour arithmetic in a configured time zone.
+
+Every function is pure: instants are explicit parameters (epoch milliseconds or aware datetimes), nothing reads
+the clock. Days are local calendar days of the zone, so a DST day has 23 or 25 hours.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+_MS_PER_DAY = 86_400_000
+# All zone offsets in use since 1972 are multiples of 15 minutes, so a local day or hour boundary can only fall
+# on a 15-minute slot edge; a slot is cached only when both of its ends agree, which keeps the cache exact for
+# historical odd offsets too.
+_SLOT_MS = 900_000
+
+
+def local_datetime(epoch_ms: int, zone: ZoneInfo) -> datetime:
+    """The aware local datetime of an instant in ``zone``."""
+    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).astimezone(zone)
+
+
+def day_of(epoch_ms: int, zone: ZoneInfo) -> date:
+    """The local calendar day that contains the instant."""
+    return local_datetime(epoch_ms, zone).date()
+
+
+def day_start_ms(day: date, zone: ZoneInfo) -> int:
+    """The instant (epoch ms) at which ``day`` begins in ``zone``.
+
+    When midnight does not exist (a DST jump at 00:00), the day begins at the first instant after the gap.
+    """
+    naive = datetime(day.year, day.month, day.day)
+    aware = naive.replace(tzinfo=zone)
+    instant = aware.astimezone(UTC)
+    # A non-existent wall time maps forward or backward depending on fold; the day begins at the earlier
+    # of the two mappings that still falls on ``day`` locally.
+    other = aware.replace(fold=1).astimezone(UTC)
+    candidates = [t for t in (instant, other) if t.astimezone(zone).date() == day]
+    chosen = min(candidates) if candidates else max(instant, other)
+    return int(chosen.timestamp() * 1000)
+
+
+def day_end_ms(day: date, zone: ZoneInfo) -> int:
+    """The instant (epoch ms) at which the day after ``day`` begins (exclusive end of ``day``)."""
+    return day_start_ms(day + timedelta(days=1), zone)
+
+
+def days_between(first: date, last: date) -> list[date]:
+    """All days from ``first`` to ``last`` inclusive, oldest first; empty when ``last`` is before ``first``."""
+    count = (last - first).days + 1
+    return [first + timedelta(days=i) for i in range(max(count, 0))]
+
+
+def day_expiry_s(day: date, zone: ZoneInfo, retention_days: int) -> int:
+    """Epoch seconds at which the data of ``day`` expires: ``retention_days`` after the day ends."""
+    return day_end_ms(day, zone) // 1000 + retention_days * 86_400
+
+
+def retained_days(now_ms: int, zone: ZoneInfo, retention_days: int) -> tuple[date, date]:
+    """The oldest and newest day that can still hold data at ``now_ms``.
+
+    A day is retained until ``retention_days`` after it ends; the newest day is today (nothing is stored for
+    the future beyond the accepted clock skew, which never reaches past tomorrow's first minutes; tomorrow is
+    included so that skewed events stay visible).
+    """
+    today = day_of(now_ms, zone)
+    # Expiry adds ``retention_days`` * 24 h to the end of a local day, so after a DST change the day before
+    # ``today - retention_days`` can still be alive for up to an hour: start two days earlier and move forward.
+    oldest = today - timedelta(days=retention_days + 2)
+    while day_expiry_s(oldest, zone, retention_days) * 1000 <= now_ms:
+        oldest += timedelta(days=1)
+    return oldest, today + timedelta(days=1)
+
+
+def clip_days(first: date, last: date, now_ms: int, zone: ZoneInfo, retention_days: int) -> list[date]:
+    """The days of ``first..last`` (inclusive) that can hold data at ``now_ms``, oldest first."""
+    oldest, newest = retained_days(now_ms, zone, retention_days)
+    return days_between(max(first, oldest), min(last, newest))
+
+
+class Bucketer:
+    """Maps instants to (local day, local hour) in one zone, memoised per 15-minute slot.
+
+    Ingest calls this for every event, and ``astimezone`` costs microseconds; the memo makes it a dict lookup.
+    """
+
+    __slots__ = ("_cache", "zone")
+
+    def __init__(self, zone: ZoneInfo) -> None:
+        self.zone = zone
+        self._cache: dict[int, tuple[date, int]] = {}
+
+    def bucket(self, epoch_ms: int) -> tuple[date, int]:
+        """The local calendar day and hour (0-23) that contain the instant."""
+        slot = epoch_ms // _SLOT_MS
+        hit = self._cache.get(slot)
+        if hit is not None:
+            return hit
+        first = local_datetime(slot * _SLOT_MS, self.zone)
+        last = local_datetime(slot * _SLOT_MS + _SLOT_MS - 1, self.zone)
+        if (first.date(), first.hour) != (last.date(), last.hour):
+            here = local_datetime(epoch_ms, self.zone)
+            return here.date(), here.hour
+        value = (first.date(), first.hour)
+        if len(self._cache) > 200_000:
+            self._cache.clear()
+        self._cache[slot] = value
+        return value

@@ -1,0 +1,222 @@
+"""Reading and writing activity data in Redis, through the key schema of :mod:`activeusers.keys`.
+
+The consumer writes with :class:`ActivityWriter` (blocking redis-py, since the consumer is a blocking process);
+the API reads with :class:`ActivityReader` (redis-py's asyncio client). Writes are set additions with
+deterministic expiry times, so repeating a write (at-least-once delivery, replays) changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, TypeVar
+
+import orjson
+import redis
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from activeusers.days import day_expiry_s
+from activeusers.errors import StoreUnavailable
+from activeusers.keys import KeySchema
+from activeusers.settings import Settings
+
+# Bounds the size of one Redis command: a huge SADD or a pipeline of hundreds of SMEMBERS would hold the
+# server's single thread (and the client's buffers) for longer than other clients should wait.
+SADD_CHUNK = 10_000
+READ_CHUNK = 16
+
+REDIS_ERRORS = (redis.RedisError, OSError)
+
+K = TypeVar("K")
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class Buckets:
+    """Distinct user ids per bucket accumulated from one batch of events, ready to be written at once."""
+
+    days: defaultdict[date, set[str]] = field(default_factory=lambda: defaultdict(set))
+    hours: defaultdict[tuple[date, int], set[str]] = field(default_factory=lambda: defaultdict(set))
+    created: defaultdict[date, set[str]] = field(default_factory=lambda: defaultdict(set))
+    newest_event_ms: int = -1
+
+    def add_active(self, day: date, hour: int, user_id: str, ts_ms: int) -> None:
+        """Record ``user_id`` as active in the day and hour bucket."""
+        self.days[day].add(user_id)
+        self.hours[(day, hour)].add(user_id)
+        if ts_ms > self.newest_event_ms:
+            self.newest_event_ms = ts_ms
+
+    def add_created(self, day: date, user_id: str, ts_ms: int) -> None:
+        """Record that ``user_id`` was created on ``day``."""
+        self.created[day].add(user_id)
+        if ts_ms > self.newest_event_ms:
+            self.newest_event_ms = ts_ms
+
+    def __bool__(self) -> bool:
+        return bool(self.days or self.created)
+
+    @property
+    def members(self) -> int:
+        """How many (user, bucket) additions the batch will send."""
+        return sum(map(len, self.days.values())) + sum(map(len, self.hours.values())) + sum(
+            map(len, self.created.values())
+        )
+
+
+# redis-py's default retries a dead connection several times with growing sleeps, which multiplies the
+# configured timeout; callers here have their own retry policy (the consumer) or must answer fast (the API).
+_QUICK_BACKOFF = {"cap": 0.05, "base": 0.01}
+
+
+def redis_client(settings: Settings) -> redis.Redis:
+    """A blocking client with the bounded timeouts of the settings."""
+    client: redis.Redis = redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(**_QUICK_BACKOFF), retries=1),
+    )
+    return client
+
+
+def async_redis_client(settings: Settings) -> aioredis.Redis:
+    """An asyncio client (connection pool) with the bounded timeouts of the settings."""
+    client: aioredis.Redis = aioredis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+        health_check_interval=30,
+        retry=AsyncRetry(ExponentialBackoff(**_QUICK_BACKOFF), retries=1),
+    )
+    return client
+
+
+class ActivityWriter:
+    """Writes batches of buckets, expiry included, in one pipelined round trip."""
+
+    def __init__(self, client: redis.Redis, keys: KeySchema, settings: Settings) -> None:
+        self._client = client
+        self._keys = keys
+        self._zone = settings.zone
+        self._retention_days = settings.retention_days
+        self._hour_retention_days = settings.hour_retention_days
+
+    def write(self, buckets: Buckets) -> None:
+        """Store every bucket of the batch; raise :class:`StoreUnavailable` if Redis fails (nothing is partial
+        in a harmful way: a retry of the same batch converges to the same state)."""
+        pipe = self._client.pipeline(transaction=False)
+        for day, users in buckets.days.items():
+            self._add(pipe, self._keys.day(day), users, day_expiry_s(day, self._zone, self._retention_days))
+        for (day, hour), users in buckets.hours.items():
+            expiry = day_expiry_s(day, self._zone, self._hour_retention_days)
+            self._add(pipe, self._keys.hour(day, hour), users, expiry)
+        for day, users in buckets.created.items():
+            self._add(pipe, self._keys.new_users(day), users, day_expiry_s(day, self._zone, self._retention_days))
+        try:
+            pipe.execute()
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable(f"Redis write failed: {exc}") from exc
+
+    @staticmethod
+    def _add(pipe: Any, key: str, users: set[str], expire_at: int) -> None:
+        members = list(users)
+        for start in range(0, len(members), SADD_CHUNK):
+            pipe.sadd(key, *members[start : start + SADD_CHUNK])
+        pipe.expireat(key, expire_at)
+
+    def heartbeat(self, member: str, state: dict[str, object]) -> None:
+        """Publish this consumer's liveness record (read by the API's readiness check)."""
+        try:
+            self._client.hset(self._keys.consumers(), member, orjson.dumps(state))
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable(f"Redis heartbeat failed: {exc}") from exc
+
+    def forget(self, member: str) -> None:
+        """Remove this consumer's liveness record on a clean stop."""
+        try:
+            self._client.hdel(self._keys.consumers(), member)
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable(f"Redis heartbeat removal failed: {exc}") from exc
+
+
+class ActivityReader:
+    """Reads day and hour buckets and consumer heartbeats for the API."""
+
+    def __init__(self, client: aioredis.Redis, keys: KeySchema) -> None:
+        self._client = client
+        self._keys = keys
+
+    async def active_users(self, days: Sequence[date]) -> dict[date, set[str]]:
+        """The set of active user ids of each day (days without data map to an empty set)."""
+        return await self._members([self._keys.day(d) for d in days], days)
+
+    async def hour_users(self, hours: Sequence[tuple[date, int]]) -> dict[tuple[date, int], set[str]]:
+        """The set of active user ids of each local (day, hour) bucket."""
+        return await self._members([self._keys.hour(d, h) for d, h in hours], hours)
+
+    async def created_counts(self, days: Sequence[date]) -> dict[date, int]:
+        """How many users were created on each day."""
+        counts: dict[date, int] = {}
+        try:
+            for chunk in _chunks(list(days), READ_CHUNK * 8):
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for d in chunk:
+                        pipe.scard(self._keys.new_users(d))
+                    results = await pipe.execute()
+                counts.update(zip(chunk, (int(n) for n in results), strict=True))
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable(f"Redis read failed: {exc}") from exc
+        return counts
+
+    async def heartbeats(self) -> dict[str, dict[str, Any]]:
+        """Every consumer's last liveness record, by member id."""
+        try:
+            raw = await self._client.hgetall(self._keys.consumers())
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable(f"Redis read failed: {exc}") from exc
+        beats: dict[str, dict[str, Any]] = {}
+        for member, value in raw.items():
+            try:
+                beat = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                continue  # a foreign or truncated value says nothing about liveness
+            if isinstance(beat, dict):
+                beats[_text(member)] = beat
+        return beats
+
+    async def ping(self) -> None:
+        """Raise :class:`StoreUnavailable` unless Redis answers."""
+        try:
+            await self._client.ping()
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable(f"Redis is unreachable: {exc}") from exc
+
+    async def _members(self, keys: list[str], labels: Sequence[K]) -> dict[K, set[str]]:
+        found: dict[K, set[str]] = {}
+        try:
+            for start in range(0, len(keys), READ_CHUNK):
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for key in keys[start : start + READ_CHUNK]:
+                        pipe.smembers(key)
+                    results = await pipe.execute()
+                for label, members in zip(labels[start : start + READ_CHUNK], results, strict=True):
+                    found[label] = {_text(m) for m in members}
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable(f"Redis read failed: {exc}") from exc
+        return found
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _chunks(items: list[T], size: int) -> Iterable[list[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,325 @@
+"""The event contract: :func:`activeusers.events.decode`, timestamps and the wire form."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from activeusers.errors import ActiveUsersError, MalformedEvent
+from activeusers.events import (
+    ACTIVE_TYPES,
+    CREATED_TYPE,
+    MALFORMED_REASONS,
+    MAX_USER_ID_CHARS,
+    Event,
+    decode,
+    format_ts,
+    parse_ts,
+)
+
+LIMIT = 16_384
+MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+TS = "2024-03-10T12:34:56.789Z"
+TS_MS = 1_710_074_096_789
+
+
+def body(**fields: object) -> bytes:
+    base: dict[str, object] = {"type": "login", "userId": "u1", "ts": TS}
+    for key, value in fields.items():
+        if value is _DROP:
+            base.pop(key, None)
+        else:
+            base[key] = value
+    return orjson.dumps(base)
+
+
+_DROP = object()
+
+
+def reason_of(value: bytes | None, max_bytes: int = LIMIT) -> str:
+    with pytest.raises(MalformedEvent) as caught:
+        decode(value, max_bytes)
+    assert isinstance(caught.value, ActiveUsersError)
+    assert str(caught.value).startswith(caught.value.reason + ": ")
+    assert caught.value.detail
+    return caught.value.reason
+
+
+# ------------------------------------------------------------------------------------------------ valid records
+
+
+@pytest.mark.parametrize(
+    ("ts", "expected"),
+    [
+        ("2024-03-10T12:34:56.789Z", TS_MS),
+        ("2024-03-10T12:34:56Z", TS_MS - 789),
+        ("2024-03-10T14:34:56.789+02:00", TS_MS),
+        ("2024-03-10T14:34:56+02:00", TS_MS - 789),
+        ("2024-03-10T07:04:56.789-05:30", TS_MS),
+        ("2024-03-10T12:34:56.789+00:00", TS_MS),
+        ("2024-03-10t12:34:56.789Z", TS_MS),
+        (" 2024-03-10T12:34:56.789Z ", TS_MS),
+        ("2024-03-10T12:34:56.789123Z", TS_MS),  # micro-seconds round to the millisecond
+        (TS_MS, TS_MS),
+        (0, 0),
+        (MAX_MS, MAX_MS),
+        ("1970-01-01T00:00:00.000Z", 0),
+        ("1970-01-01T01:00:00+01:00", 0),
+        ("9999-12-31T23:59:59.999Z", MAX_MS),
+        ("2024-02-29T23:59:59.999Z", 1_709_251_199_999),
+        ("2000-02-29T00:00:00Z", 951_782_400_000),
+    ],
+)
+def test_decode_accepts_every_ts_form(ts: object, expected: int) -> None:
+    event = decode(body(ts=ts), LIMIT)
+    assert event == Event("login", "u1", expected, None)
+
+
+def test_decode_keeps_type_user_and_roles() -> None:
+    raw = orjson.dumps({"type": "activity", "userId": "alice", "ts": TS, "roles": ["user", "admin"], "extra": 1})
+    event = decode(raw, LIMIT)
+    assert event == Event("activity", "alice", TS_MS, ("user", "admin"))
+    assert isinstance(event.roles, tuple)
+
+
+@pytest.mark.parametrize(
+    ("roles", "expected"), [(None, None), ([], ()), (["anonymous"], ("anonymous",)), (["a", "a"], ("a", "a"))]
+)
+def test_decode_roles(roles: object, expected: tuple[str, ...] | None) -> None:
+    assert decode(body(roles=roles), LIMIT).roles == expected
+
+
+def test_decode_accepts_any_non_empty_type_and_a_max_length_user_id() -> None:
+    user = "é" * MAX_USER_ID_CHARS  # characters, not bytes, are counted
+    event = decode(body(type="user.created", userId=user), LIMIT)
+    assert event.type == CREATED_TYPE
+    assert event.user_id == user
+    assert decode(body(type="something-else"), LIMIT).type == "something-else"
+
+
+def test_decode_accepts_exactly_max_bytes() -> None:
+    raw = body()
+    assert decode(raw, len(raw)).user_id == "u1"
+    assert reason_of(raw, len(raw) - 1) == "oversized"
+
+
+def test_decode_accepts_bytes_like_values() -> None:
+    assert decode(bytearray(body()), LIMIT).ts_ms == TS_MS  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------- malformed records
+
+MALFORMED_CASES: list[tuple[str, bytes | None]] = [
+    ("empty", None),
+    ("empty", b""),
+    ("oversized", body(userId="x" * 100) + b" " * LIMIT),
+    ("not_json", b"\xff\xfe{}"),
+    ("not_json", b'{"type": "login", "userId": "\xc3\x28", "ts": 0}'),  # invalid UTF-8 inside a string
+    ("not_json", b"{not json"),
+    ("not_json", b'{"type": "login"'),
+    ("not_json", b"NaN"),
+    ("not_json", b'{"userId": "\\ud800"}'),  # lone surrogate escape
+    ("not_json", b" "),
+    ("not_object", b"[]"),
+    ("not_object", b'[{"type": "login", "userId": "u1", "ts": 0}]'),
+    ("not_object", b"42"),
+    ("not_object", b'"login"'),
+    ("not_object", b"null"),
+    ("not_object", b"true"),
+    ("missing_type", body(type=_DROP)),
+    ("missing_type", body(type=None)),
+    ("invalid_type", body(type="")),
+    ("invalid_type", body(type=1)),
+    ("invalid_type", body(type=["login"])),
+    ("invalid_type", body(type=True)),
+    ("missing_user_id", body(userId=_DROP)),
+    ("missing_user_id", body(userId=None)),
+    ("invalid_user_id", body(userId="")),
+    ("invalid_user_id", body(userId="x" * (MAX_USER_ID_CHARS + 1))),
+    ("invalid_user_id", body(userId=42)),
+    ("invalid_user_id", body(userId=["u1"])),
+    ("invalid_user_id", body(userId={"id": "u1"})),
+    ("invalid_user_id", body(userId=False)),
+    ("missing_ts", body(ts=_DROP)),
+    ("invalid_ts", body(ts=None)),
+    ("invalid_ts", body(ts=1_710_074_096_789.0)),
+    ("invalid_ts", body(ts=1.5)),
+    ("invalid_ts", body(ts=True)),
+    ("invalid_ts", body(ts=False)),
+    ("invalid_ts", body(ts=-1)),
+    ("invalid_ts", body(ts=MAX_MS + 1)),
+    ("invalid_ts", b'{"type": "login", "userId": "u1", "ts": 100000000000000000000000000000}'),
+    ("invalid_ts", body(ts="2024-03-10T12:34:56")),  # naive
+    ("invalid_ts", body(ts="2024-03-10T12:34:56.789")),  # naive with millis
+    ("invalid_ts", body(ts="2024-03-10")),  # date only
+    ("invalid_ts", body(ts="2024-03-10Z")),
+    ("invalid_ts", body(ts="1710074096789")),  # digits in a string
+    ("invalid_ts", body(ts="2024-03-10 12:34:56Z")),  # no T
+    ("invalid_ts", body(ts="not a timestamp at all, no")),
+    ("invalid_ts", body(ts="2024-13-10T12:34:56Z")),
+    ("invalid_ts", body(ts="2023-02-29T12:00:00Z")),  # not a leap year
+    ("invalid_ts", body(ts="1900-02-29T12:00:00Z")),
+    ("invalid_ts", body(ts="1969-12-31T23:59:59.999Z")),  # before 1970
+    ("invalid_ts", body(ts="1970-01-01T00:59:59.999+01:00")),  # before 1970 in UTC
+    ("invalid_ts", body(ts="10000-01-01T00:00:00Z")),
+    ("invalid_ts", body(ts="2024-03-10T12:34:56.789Z" + " " * 30 + "x")),
+    ("invalid_ts", body(ts=[TS])),
+    ("invalid_ts", body(ts={"iso": TS})),
+    ("invalid_roles", body(roles="admin")),
+    ("invalid_roles", body(roles={"admin": True})),
+    ("invalid_roles", body(roles=1)),
+    ("invalid_roles", body(roles=["user", 1])),
+    ("invalid_roles", body(roles=["user", None])),
+    ("invalid_roles", body(roles=[["user"]])),
+]
+
+
+@pytest.mark.parametrize(("reason", "value"), MALFORMED_CASES)
+def test_decode_reports_the_reason(reason: str, value: bytes | None) -> None:
+    assert reason in MALFORMED_REASONS
+    assert reason_of(value) == reason
+
+
+def test_every_decode_reason_is_covered() -> None:
+    # future_ts is applied by the consumer against its clock, not by decode
+    assert {reason for reason, _ in MALFORMED_CASES} == set(MALFORMED_REASONS) - {"future_ts"}
+    assert len(set(MALFORMED_REASONS)) == len(MALFORMED_REASONS)
+
+
+def test_checks_run_in_contract_order() -> None:
+    # the first problem wins, so the reason is stable whatever else is wrong
+    assert reason_of(b"x" * 100, 64) == "oversized"
+    assert reason_of(orjson.dumps({"userId": 1, "ts": 1.5})) == "missing_type"
+    assert reason_of(orjson.dumps({"type": "login", "ts": 1.5, "roles": 1})) == "missing_user_id"
+    assert reason_of(orjson.dumps({"type": "login", "userId": "u", "roles": 1})) == "missing_ts"
+    assert reason_of(orjson.dumps({"type": "login", "userId": "u", "ts": 1.5, "roles": 1})) == "invalid_ts"
+
+
+def test_oversize_detail_names_both_sizes() -> None:
+    with pytest.raises(MalformedEvent) as caught:
+        decode(b"{" + b" " * 99 + b"}", 64)
+    assert caught.value.detail == "value is 101 bytes, the limit is 64"
+
+
+@pytest.mark.parametrize("value", [True, 1.0, None, "2024", [], {}])
+def test_parse_ts_rejects_non_instants(value: object) -> None:
+    with pytest.raises(MalformedEvent) as caught:
+        parse_ts(value)
+    assert caught.value.reason == "invalid_ts"
+
+
+# ------------------------------------------------------------------------------------------------ Event properties
+
+
+@pytest.mark.parametrize(
+    ("roles", "anonymous"),
+    [
+        (("anonymous",), True),
+        (("anonymous", "anonymous"), True),
+        (("anonymous", "user"), False),
+        (("user", "anonymous"), False),
+        (("user",), False),
+        (("Anonymous",), False),
+        ((), False),
+        (None, False),
+    ],
+)
+def test_anonymous(roles: tuple[str, ...] | None, anonymous: bool) -> None:
+    assert Event("login", "u1", 0, roles).anonymous is anonymous
+
+
+@pytest.mark.parametrize(
+    ("kind", "active"),
+    [("login", True), ("activity", True), ("logout", True), ("user.created", False), ("Login", False), ("x", False)],
+)
+def test_marks_active(kind: str, active: bool) -> None:
+    assert Event(kind, "u1", 0).marks_active is active
+    assert (kind in ACTIVE_TYPES) is active
+
+
+# ----------------------------------------------------------------------------------------------- wire form
+
+
+@pytest.mark.parametrize(
+    ("epoch_ms", "iso"),
+    [
+        # what JavaScript's new Date(ms).toISOString() returns
+        (0, "1970-01-01T00:00:00.000Z"),
+        (1, "1970-01-01T00:00:00.001Z"),
+        (999, "1970-01-01T00:00:00.999Z"),
+        (1000, "1970-01-01T00:00:01.000Z"),
+        (1_234_567_890_123, "2009-02-13T23:31:30.123Z"),
+        (TS_MS, "2024-03-10T12:34:56.789Z"),
+        (1_709_251_199_999, "2024-02-29T23:59:59.999Z"),
+        (1_709_251_200_000, "2024-03-01T00:00:00.000Z"),
+        (951_782_400_050, "2000-02-29T00:00:00.050Z"),
+        (MAX_MS, "9999-12-31T23:59:59.999Z"),
+    ],
+)
+def test_format_ts(epoch_ms: int, iso: str) -> None:
+    assert format_ts(epoch_ms) == iso
+    assert parse_ts(iso) == epoch_ms
+
+
+def test_to_json_wire_form() -> None:
+    assert orjson.loads(Event("login", "u1", TS_MS).to_json()) == {"type": "login", "userId": "u1", "ts": TS}
+    assert orjson.loads(Event("login", "u1", 0, ("user",)).to_json()) == {
+        "type": "login",
+        "userId": "u1",
+        "ts": "1970-01-01T00:00:00.000Z",
+        "roles": ["user"],
+    }
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        Event("login", "u1", TS_MS),
+        Event("logout", "ü" * MAX_USER_ID_CHARS, 0, ()),
+        Event("user.created", "u:1\n", MAX_MS, ("anonymous",)),
+        Event("activity", '"quoted"\\', 1, ("a", "b", "a")),
+    ],
+)
+def test_to_json_round_trips(event: Event) -> None:
+    assert decode(event.to_json(), LIMIT) == event
+
+
+events = st.builds(
+    Event,
+    type=st.text(min_size=1, max_size=20),
+    user_id=st.text(min_size=1, max_size=MAX_USER_ID_CHARS),
+    ts_ms=st.integers(0, MAX_MS),
+    roles=st.none() | st.lists(st.text(max_size=10), max_size=5).map(tuple),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(events)
+def test_any_valid_event_round_trips(event: Event) -> None:
+    wire = event.to_json()
+    assert decode(wire, len(wire)) == event
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, MAX_MS))
+def test_format_ts_matches_datetime(epoch_ms: int) -> None:
+    text = format_ts(epoch_ms)
+    assert len(text) == 24
+    expected = datetime.fromtimestamp(epoch_ms // 1000, tz=UTC).replace(microsecond=epoch_ms % 1000 * 1000)
+    assert text == expected.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_decode_raises_only_malformed_event(raw: bytes) -> None:
+    try:
+        event = decode(raw, 150)
+    except MalformedEvent as exc:
+        assert exc.reason in MALFORMED_REASONS
+        assert exc.reason != "future_ts"
+    else:
+        assert isinstance(event, Event)

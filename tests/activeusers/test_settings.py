@@ -1,0 +1,320 @@
+"""Settings from the environment: defaults, parsing, and errors that name every bad variable."""
+
+from __future__ import annotations
+
+import dataclasses
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from activeusers.errors import ActiveUsersError, ConfigError
+from activeusers.settings import Settings, parse_duration
+
+DEFAULTS = {
+    "kafka_bootstrap_servers": "127.0.0.1:9092",
+    "kafka_topic": "user-activity",
+    "kafka_dlq_topic": "user-activity.dlq",
+    "kafka_group_id": "active-users",
+    "redis_url": "redis://127.0.0.1:6379/0",
+    "redis_key_prefix": "au:",
+    "redis_timeout_s": 2.0,
+    "activity_timezone": "UTC",
+    "retention_days": 400,
+    "hour_retention_days": 90,
+    "max_future_skew_s": 300.0,
+    "max_event_bytes": 16384,
+    "batch_size": 5000,
+    "consumer_metrics_host": "127.0.0.1",
+    "consumer_metrics_port": 9464,
+    "consumer_heartbeat_s": 5.0,
+    "consumer_stale_s": 60.0,
+    "api_host": "127.0.0.1",
+    "api_port": 8080,
+    "api_rate_limit": 0,
+    "api_rate_limit_window_s": 60.0,
+    "log_level": "INFO",
+}
+
+# (variable, raw value, field, parsed value): one row per setting
+ENV_CASES = [
+    ("KAFKA_BOOTSTRAP_SERVERS", "k1:9092,k2:9092", "kafka_bootstrap_servers", "k1:9092,k2:9092"),
+    ("KAFKA_TOPIC", "events", "kafka_topic", "events"),
+    ("KAFKA_DLQ_TOPIC", "events.dead", "kafka_dlq_topic", "events.dead"),
+    ("KAFKA_GROUP_ID", "g2", "kafka_group_id", "g2"),
+    ("REDIS_URL", "rediss://cache:6380/2", "redis_url", "rediss://cache:6380/2"),
+    ("REDIS_KEY_PREFIX", "x:", "redis_key_prefix", "x:"),
+    ("REDIS_TIMEOUT", "250ms", "redis_timeout_s", 0.25),
+    ("ACTIVITY_TIMEZONE", "Asia/Kathmandu", "activity_timezone", "Asia/Kathmandu"),
+    ("RETENTION_DAYS", "30", "retention_days", 30),
+    ("HOUR_RETENTION_DAYS", "7", "hour_retention_days", 7),
+    ("MAX_FUTURE_SKEW", "5m", "max_future_skew_s", 300.0),
+    ("MAX_EVENT_BYTES", "1024", "max_event_bytes", 1024),
+    ("BATCH_SIZE", "100", "batch_size", 100),
+    ("CONSUMER_METRICS_HOST", "0.0.0.0", "consumer_metrics_host", "0.0.0.0"),
+    ("CONSUMER_METRICS_PORT", "0", "consumer_metrics_port", 0),
+    ("CONSUMER_HEARTBEAT", "2s", "consumer_heartbeat_s", 2.0),
+    ("CONSUMER_STALE", "1h", "consumer_stale_s", 3600.0),
+    ("API_HOST", "::", "api_host", "::"),
+    ("API_PORT", "9000", "api_port", 9000),
+    ("API_RATE_LIMIT", "10", "api_rate_limit", 10),
+    ("API_RATE_LIMIT_WINDOW", "2d", "api_rate_limit_window_s", 172800.0),
+    ("LOG_LEVEL", "debug", "log_level", "debug"),
+]
+
+
+def config_error(env: dict[str, str]) -> str:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env)
+    assert isinstance(caught.value, ActiveUsersError)
+    return str(caught.value)
+
+
+# -------------------------------------------------------------------------------------------------------- defaults
+
+
+def test_defaults() -> None:
+    built = Settings.from_env({})
+    assert dataclasses.asdict(built) == DEFAULTS
+    assert built == Settings()
+    Settings().validate()
+
+
+def test_defaults_table_lists_every_field() -> None:
+    assert {f.name for f in dataclasses.fields(Settings)} == set(DEFAULTS)
+
+
+def test_zone_property() -> None:
+    assert Settings().zone == ZoneInfo("UTC")
+    assert Settings(activity_timezone="Europe/Berlin").zone.key == "Europe/Berlin"
+
+
+def test_settings_are_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Settings().retention_days = 1  # type: ignore[misc]
+
+
+# ------------------------------------------------------------------------------------------------ every variable
+
+
+def test_env_cases_cover_every_field() -> None:
+    assert {case[2] for case in ENV_CASES} == set(DEFAULTS)
+
+
+@pytest.mark.parametrize(("variable", "raw", "field", "expected"), ENV_CASES)
+def test_each_variable_is_read(variable: str, raw: str, field: str, expected: object) -> None:
+    assert variable == field.upper().removesuffix("_S")
+    built = Settings.from_env({variable: raw})
+    assert getattr(built, field) == expected
+    assert type(getattr(built, field)) is type(DEFAULTS[field])
+    others = {k: v for k, v in dataclasses.asdict(built).items() if k != field}
+    assert others == {k: v for k, v in DEFAULTS.items() if k != field}
+
+
+def test_all_variables_at_once() -> None:
+    built = Settings.from_env({variable: raw for variable, raw, _, _ in ENV_CASES})
+    assert dataclasses.asdict(built) == {field: expected for _, _, field, expected in ENV_CASES}
+
+
+@pytest.mark.parametrize("variable", ["REDIS_TIMEOUT_S", "CONSUMER_HEARTBEAT_S", "redis_timeout", "RetentionDays"])
+def test_other_spellings_are_ignored(variable: str) -> None:
+    assert Settings.from_env({variable: "7"}) == Settings()
+
+
+def test_empty_strings_mean_default() -> None:
+    assert Settings.from_env({variable: "" for variable, _, _, _ in ENV_CASES}) == Settings()
+
+
+def test_unrelated_variables_are_ignored() -> None:
+    assert Settings.from_env({"PATH": "/bin", "HOME": "/root", "REDIS": "x"}) == Settings()
+
+
+def test_values_are_stripped() -> None:
+    built = Settings.from_env({"KAFKA_TOPIC": " t ", "RETENTION_DAYS": " 12 ", "REDIS_TIMEOUT": " 3 s "})
+    assert (built.kafka_topic, built.retention_days, built.redis_timeout_s) == ("t", 12, 3.0)
+
+
+# ------------------------------------------------------------------------------------------------------ durations
+
+
+@pytest.mark.parametrize(
+    ("raw", "seconds"),
+    [
+        ("300", 300.0),
+        ("30s", 30.0),
+        ("5m", 300.0),
+        ("1h", 3600.0),
+        ("250ms", 0.25),
+        ("2d", 172_800.0),
+        ("1.5h", 5400.0),
+        ("0", 0.0),
+        ("0.5", 0.5),
+        (" 5 m ", 300.0),
+        ("1000ms", 1.0),
+    ],
+)
+def test_parse_duration(raw: str, seconds: float) -> None:
+    assert parse_duration(raw) == pytest.approx(seconds, abs=1e-12)
+
+
+@pytest.mark.parametrize("raw", ["", "abc", "-5", "+5", "5x", "5 mm", "1e3", "5M", "1h30m", "s", ".5", "5.", "1,5"])
+def test_parse_duration_rejects(raw: str) -> None:
+    with pytest.raises(ValueError, match="expected a duration"):
+        parse_duration(raw)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 10**9), st.sampled_from([("", 1.0), ("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)]))
+def test_parse_duration_units(number: int, unit: tuple[str, float]) -> None:
+    suffix, factor = unit
+    assert parse_duration(f"{number}{suffix}") == pytest.approx(number * factor)
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "seconds"),
+    [
+        ("MAX_FUTURE_SKEW", "300", 300.0),
+        ("MAX_FUTURE_SKEW", "30s", 30.0),
+        ("REDIS_TIMEOUT", "250ms", 0.25),
+        ("REDIS_TIMEOUT", "1m", 60.0),
+        ("CONSUMER_STALE", "1h", 3600.0),
+        ("API_RATE_LIMIT_WINDOW", "2d", 172_800.0),
+    ],
+)
+def test_durations_in_the_environment(variable: str, raw: str, seconds: float) -> None:
+    field = variable.lower() + "_s"
+    assert getattr(Settings.from_env({variable: raw}), field) == pytest.approx(seconds)
+
+
+# ------------------------------------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "expected"),
+    [
+        ("RETENTION_DAYS", "ten", "expected a whole number"),
+        ("RETENTION_DAYS", "1.5", "expected a whole number"),
+        ("API_PORT", "http", "expected a whole number"),
+        ("BATCH_SIZE", "1e3", "expected a whole number"),
+        ("REDIS_TIMEOUT", "fast", "expected a duration"),
+        ("MAX_FUTURE_SKEW", "-1", "expected a duration"),
+        ("CONSUMER_HEARTBEAT", "5 minutes", "expected a duration"),
+    ],
+)
+def test_unparseable_value(variable: str, raw: str, expected: str) -> None:
+    message = config_error({variable: raw})
+    assert f"{variable}={raw!r}" in message
+    assert expected in message
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("RETENTION_DAYS", "0"),
+        ("HOUR_RETENTION_DAYS", "0"),
+        ("MAX_EVENT_BYTES", "63"),
+        ("BATCH_SIZE", "0"),
+        ("BATCH_SIZE", "100001"),
+        ("REDIS_TIMEOUT", "0"),
+        ("REDIS_TIMEOUT", "0ms"),
+        ("CONSUMER_HEARTBEAT", "0"),
+        ("API_PORT", "65536"),
+        ("API_PORT", "-1"),
+        ("CONSUMER_METRICS_PORT", "70000"),
+        ("API_RATE_LIMIT", "-1"),
+        ("API_RATE_LIMIT_WINDOW", "0s"),
+        ("REDIS_URL", "http://127.0.0.1:6379"),
+        ("REDIS_URL", "127.0.0.1:6379"),
+        ("LOG_LEVEL", "verbose"),
+        ("LOG_LEVEL", "critical"),
+    ],
+)
+def test_out_of_range_value_names_the_variable(variable: str, raw: str) -> None:
+    assert variable in config_error({variable: raw})
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "field", "expected"),
+    [
+        ("MAX_EVENT_BYTES", "64", "max_event_bytes", 64),
+        ("BATCH_SIZE", "1", "batch_size", 1),
+        ("BATCH_SIZE", "100000", "batch_size", 100_000),
+        ("API_PORT", "65535", "api_port", 65535),
+        ("RETENTION_DAYS", "1", "retention_days", 1),
+        ("MAX_FUTURE_SKEW", "0", "max_future_skew_s", 0.0),
+        ("REDIS_URL", "unix:///run/redis.sock", "redis_url", "unix:///run/redis.sock"),
+        ("LOG_LEVEL", "Warning", "log_level", "Warning"),
+    ],
+)
+def test_boundary_values_are_accepted(variable: str, raw: str, field: str, expected: object) -> None:
+    assert getattr(Settings.from_env({variable: raw}), field) == expected
+
+
+@pytest.mark.parametrize("zone", ["Mars/Base", "utc", "America", "Europe/", "../etc/passwd", "/etc/localtime", "UTC+1"])
+def test_bad_time_zone(zone: str) -> None:
+    message = config_error({"ACTIVITY_TIMEZONE": zone})
+    assert f"ACTIVITY_TIMEZONE={zone!r}" in message
+    assert "IANA" in message
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/Santiago", "Australia/Lord_Howe", "Etc/GMT-14"])
+def test_good_time_zones(zone: str) -> None:
+    assert Settings.from_env({"ACTIVITY_TIMEZONE": zone}).zone.key == zone
+
+
+def test_every_bad_variable_is_listed_at_once() -> None:
+    message = config_error(
+        {
+            "RETENTION_DAYS": "abc",
+            "BATCH_SIZE": "1.5",
+            "REDIS_TIMEOUT": "fast",
+            "API_PORT": "99999",
+            "ACTIVITY_TIMEZONE": "Mars/Base",
+            "LOG_LEVEL": "loud",
+            "KAFKA_TOPIC": "good-topic",
+        }
+    )
+    for variable in ("RETENTION_DAYS", "BATCH_SIZE", "REDIS_TIMEOUT", "API_PORT", "ACTIVITY_TIMEZONE", "LOG_LEVEL"):
+        assert variable in message, variable
+    assert "KAFKA_TOPIC" not in message
+
+
+def test_every_range_violation_is_listed_at_once() -> None:
+    message = config_error({"RETENTION_DAYS": "0", "BATCH_SIZE": "0", "API_RATE_LIMIT": "-5"})
+    for variable in ("RETENTION_DAYS", "BATCH_SIZE", "API_RATE_LIMIT"):
+        assert variable in message, variable
+
+
+def test_validate_lists_every_violation() -> None:
+    broken = Settings(retention_days=0, api_port=-1, activity_timezone="Nowhere/Land")
+    with pytest.raises(ConfigError) as caught:
+        broken.validate()
+    for variable in ("RETENTION_DAYS", "API_PORT", "ACTIVITY_TIMEZONE"):
+        assert variable in str(caught.value)
+
+
+# ------------------------------------------------------------------------------------------------- cross-field
+
+
+def test_dlq_topic_must_differ_from_topic() -> None:
+    assert "KAFKA_DLQ_TOPIC" in config_error({"KAFKA_TOPIC": "t", "KAFKA_DLQ_TOPIC": "t"})
+    assert "KAFKA_DLQ_TOPIC" in config_error({"KAFKA_DLQ_TOPIC": "user-activity"})
+    assert Settings.from_env({"KAFKA_TOPIC": "t", "KAFKA_DLQ_TOPIC": "t.dlq"}).kafka_dlq_topic == "t.dlq"
+
+
+@pytest.mark.parametrize(("heartbeat", "stale"), [("5s", "5s"), ("10s", "5s"), ("1m", "59s"), ("2h", "1h")])
+def test_stale_must_exceed_heartbeat(heartbeat: str, stale: str) -> None:
+    message = config_error({"CONSUMER_HEARTBEAT": heartbeat, "CONSUMER_STALE": stale})
+    assert "CONSUMER_STALE" in message
+    assert "CONSUMER_HEARTBEAT" in message
+
+
+def test_stale_just_above_heartbeat_is_accepted() -> None:
+    built = Settings.from_env({"CONSUMER_HEARTBEAT": "5s", "CONSUMER_STALE": "5001ms"})
+    assert built.consumer_stale_s > built.consumer_heartbeat_s
+    assert "CONSUMER_STALE" in config_error({"CONSUMER_HEARTBEAT": "2m"})  # against the default stale of 60 s
+
+
+def test_whitespace_topic_is_empty() -> None:
+    assert "KAFKA_TOPIC" in config_error({"KAFKA_TOPIC": "   "})

@@ -1,0 +1,426 @@
+"""Writing and reading activity buckets, against fakeredis (and a closed port for failures)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from datetime import date, timedelta
+from typing import Any
+
+import fakeredis
+import orjson
+import pytest
+import redis
+import redis.asyncio as aioredis
+import redis.client
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from activeusers import store
+from activeusers.days import day_expiry_s, days_between
+from activeusers.errors import StoreUnavailable
+from activeusers.keys import KeySchema
+from activeusers.settings import Settings
+from activeusers.store import (
+    READ_CHUNK,
+    SADD_CHUNK,
+    ActivityReader,
+    ActivityWriter,
+    Buckets,
+    async_redis_client,
+    redis_client,
+)
+
+SETTINGS = Settings(activity_timezone="America/New_York", retention_days=400, hour_retention_days=90)
+KEYS = KeySchema("t:", SETTINGS.activity_timezone)
+# Days far enough ahead that their EXPIREAT lies in the future of the real clock fakeredis uses.
+DST_DAY = date(2031, 3, 9)  # spring forward in New York
+DAY = date(2031, 6, 1)
+
+
+@pytest.fixture
+def server() -> fakeredis.FakeServer:
+    return fakeredis.FakeServer()
+
+
+@pytest.fixture
+def client(server: fakeredis.FakeServer) -> Iterator[fakeredis.FakeRedis]:
+    fake = fakeredis.FakeRedis(server=server, decode_responses=True)
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def writer(client: fakeredis.FakeRedis) -> ActivityWriter:
+    return ActivityWriter(client, KEYS, SETTINGS)
+
+
+@pytest.fixture
+async def reader(server: fakeredis.FakeServer) -> Any:
+    fake = fakeredis.FakeAsyncRedis(server=server)  # bytes replies: the reader decodes them
+    yield ActivityReader(fake, KEYS)
+    await fake.aclose()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+NO_RETRY = Retry(NoBackoff(), 0)
+
+
+# ----------------------------------------------------------------------------------------------------------- Buckets
+
+
+def test_buckets_start_empty() -> None:
+    buckets = Buckets()
+    assert not buckets
+    assert buckets.members == 0
+    assert buckets.newest_event_ms == -1
+
+
+def test_buckets_accumulate_distinct_users() -> None:
+    buckets = Buckets()
+    buckets.add_active(DAY, 9, "alice", 1_000)
+    buckets.add_active(DAY, 9, "alice", 3_000)  # same user, same hour: nothing new
+    buckets.add_active(DAY, 10, "alice", 2_000)  # same day, another hour
+    buckets.add_active(DAY, 9, "bob", 500)
+    buckets.add_active(DAY + timedelta(days=1), 0, "bob", 4_000)
+    assert buckets
+    assert dict(buckets.days) == {DAY: {"alice", "bob"}, DAY + timedelta(days=1): {"bob"}}
+    assert dict(buckets.hours) == {
+        (DAY, 9): {"alice", "bob"},
+        (DAY, 10): {"alice"},
+        (DAY + timedelta(days=1), 0): {"bob"},
+    }
+    assert buckets.newest_event_ms == 4_000
+    assert buckets.members == 3 + 4
+    assert not buckets.created
+
+
+def test_buckets_created_only() -> None:
+    buckets = Buckets()
+    buckets.add_created(DAY, "carol", 7)
+    buckets.add_created(DAY, "carol", 5)
+    assert buckets  # a batch of only user.created events still has something to write
+    assert dict(buckets.created) == {DAY: {"carol"}}
+    assert not buckets.days
+    assert buckets.members == 1
+    assert buckets.newest_event_ms == 7
+
+
+def test_buckets_members_counts_every_addition() -> None:
+    buckets = Buckets()
+    for i in range(5):
+        buckets.add_active(DAY, i, f"u{i}", i)
+    buckets.add_created(DAY, "u0", 0)
+    assert buckets.members == 5 + 5 + 1
+
+
+def test_buckets_do_not_share_state() -> None:
+    first, second = Buckets(), Buckets()
+    first.add_active(DAY, 1, "u", 1)
+    assert not second
+    assert second.days == {}
+
+
+# ---------------------------------------------------------------------------------------------------- ActivityWriter
+
+
+def test_write_stores_members_and_expiry(writer: ActivityWriter, client: fakeredis.FakeRedis) -> None:
+    buckets = Buckets()
+    buckets.add_active(DST_DAY, 1, "alice", 1)
+    buckets.add_active(DST_DAY, 3, "bob", 2)
+    buckets.add_active(DAY, 12, "alice", 3)
+    buckets.add_created(DST_DAY, "bob", 2)
+    writer.write(buckets)
+
+    zone = SETTINGS.zone
+    assert client.smembers("t:day:America/New_York:2031-03-09") == {"alice", "bob"}
+    assert client.smembers("t:day:America/New_York:2031-06-01") == {"alice"}
+    assert client.smembers("t:hour:America/New_York:2031-03-09T01") == {"alice"}
+    assert client.smembers("t:hour:America/New_York:2031-03-09T03") == {"bob"}
+    assert client.smembers("t:hour:America/New_York:2031-06-01T12") == {"alice"}
+    assert client.smembers("t:new:America/New_York:2031-03-09") == {"bob"}
+    assert len(client.keys("t:*")) == 6
+
+    assert client.expiretime(KEYS.day(DST_DAY)) == day_expiry_s(DST_DAY, zone, 400)
+    assert client.expiretime(KEYS.day(DAY)) == day_expiry_s(DAY, zone, 400)
+    assert client.expiretime(KEYS.hour(DST_DAY, 1)) == day_expiry_s(DST_DAY, zone, 90)
+    assert client.expiretime(KEYS.hour(DAY, 12)) == day_expiry_s(DAY, zone, 90)
+    assert client.expiretime(KEYS.new_users(DST_DAY)) == day_expiry_s(DST_DAY, zone, 400)
+    # the 23-hour day ends at 2031-03-10T04:00Z; 400 days of 86 400 s later
+    assert client.expiretime(KEYS.day(DST_DAY)) == 1_930_881_600 + 400 * 86_400
+    ttl = client.ttl(KEYS.hour(DAY, 12))
+    assert abs(ttl - (day_expiry_s(DAY, zone, 90) - time.time())) < 5
+
+
+def test_write_is_idempotent_and_additive(writer: ActivityWriter, client: fakeredis.FakeRedis) -> None:
+    first = Buckets()
+    first.add_active(DAY, 5, "alice", 1)
+    writer.write(first)
+    writer.write(first)
+    second = Buckets()
+    second.add_active(DAY, 5, "bob", 2)
+    writer.write(second)
+    assert client.smembers(KEYS.day(DAY)) == {"alice", "bob"}
+    assert client.smembers(KEYS.hour(DAY, 5)) == {"alice", "bob"}
+    assert client.expiretime(KEYS.day(DAY)) == day_expiry_s(DAY, SETTINGS.zone, 400)
+
+
+def test_write_of_nothing_writes_nothing(writer: ActivityWriter, client: fakeredis.FakeRedis) -> None:
+    writer.write(Buckets())
+    assert client.keys("*") == []
+
+
+def test_write_of_an_expired_day_leaves_nothing(writer: ActivityWriter, client: fakeredis.FakeRedis) -> None:
+    buckets = Buckets()
+    buckets.add_active(date(2000, 1, 1), 0, "late", 1)
+    buckets.add_created(date(2000, 1, 1), "late", 1)
+    writer.write(buckets)
+    assert client.keys("*") == []
+
+
+def test_write_chunks_large_sets(
+    writer: ActivityWriter, client: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, int]] = []
+    original = redis.client.Pipeline.sadd
+
+    def spy(self: Any, name: str, *values: Any) -> Any:
+        calls.append((name, len(values)))
+        return original(self, name, *values)
+
+    monkeypatch.setattr(redis.client.Pipeline, "sadd", spy)
+    users = {f"user-{i}" for i in range(SADD_CHUNK * 2 + 1)}
+    buckets = Buckets()
+    for user in users:
+        buckets.add_active(DAY, 0, user, 1)
+    buckets.add_created(DAY, "one", 1)
+    writer.write(buckets)
+
+    day_calls = sorted(n for key, n in calls if key == KEYS.day(DAY))
+    assert day_calls == [1, SADD_CHUNK, SADD_CHUNK]
+    assert sorted(n for key, n in calls if key == KEYS.hour(DAY, 0)) == [1, SADD_CHUNK, SADD_CHUNK]
+    assert [n for key, n in calls if key == KEYS.new_users(DAY)] == [1]
+    assert max(n for _, n in calls) <= SADD_CHUNK
+    assert client.smembers(KEYS.day(DAY)) == users
+    assert client.scard(KEYS.hour(DAY, 0)) == len(users)
+
+
+@pytest.mark.parametrize(("chunk", "count", "expected_calls"), [(3, 10, 4), (3, 9, 3), (5, 1, 1), (1, 4, 4)])
+def test_write_chunk_sizes(
+    writer: ActivityWriter,
+    client: fakeredis.FakeRedis,
+    monkeypatch: pytest.MonkeyPatch,
+    chunk: int,
+    count: int,
+    expected_calls: int,
+) -> None:
+    monkeypatch.setattr(store, "SADD_CHUNK", chunk)
+    calls: list[int] = []
+    original = redis.client.Pipeline.sadd
+
+    def spy(self: Any, name: str, *values: Any) -> Any:
+        if name == KEYS.day(DAY):
+            calls.append(len(values))
+        return original(self, name, *values)
+
+    monkeypatch.setattr(redis.client.Pipeline, "sadd", spy)
+    buckets = Buckets()
+    for i in range(count):
+        buckets.add_active(DAY, 0, f"u{i}", 1)
+    writer.write(buckets)
+    assert len(calls) == expected_calls
+    assert sum(calls) == count
+    assert client.scard(KEYS.day(DAY)) == count
+
+
+def test_heartbeat_and_forget(writer: ActivityWriter, client: fakeredis.FakeRedis) -> None:
+    writer.heartbeat("member-1", {"ts": 1_700_000_000_000, "assigned": ["user-activity-0"]})
+    writer.heartbeat("member-2", {"ts": 1})
+    writer.heartbeat("member-1", {"ts": 2})  # replaces
+    stored = client.hgetall("t:consumers")
+    assert {k: orjson.loads(v) for k, v in stored.items()} == {"member-1": {"ts": 2}, "member-2": {"ts": 1}}
+    writer.forget("member-1")
+    assert set(client.hkeys("t:consumers")) == {"member-2"}
+    writer.forget("never-seen")
+    assert set(client.hkeys("t:consumers")) == {"member-2"}
+
+
+def test_writer_errors_become_store_unavailable() -> None:
+    dead = redis.Redis(host="127.0.0.1", port=closed_port(), socket_connect_timeout=0.2, retry=NO_RETRY)
+    writer = ActivityWriter(dead, KEYS, SETTINGS)
+    buckets = Buckets()
+    buckets.add_active(DAY, 0, "u", 1)
+    with pytest.raises(StoreUnavailable, match="Redis write failed") as caught:
+        writer.write(buckets)
+    assert isinstance(caught.value.__cause__, redis.ConnectionError)
+    with pytest.raises(StoreUnavailable, match="heartbeat failed"):
+        writer.heartbeat("m", {"ts": 1})
+    with pytest.raises(StoreUnavailable, match="removal failed"):
+        writer.forget("m")
+    dead.close()
+
+
+def test_writer_maps_server_errors(server: fakeredis.FakeServer, client: fakeredis.FakeRedis) -> None:
+    client.set(KEYS.day(DAY), "not a set")  # WRONGTYPE on SADD
+    writer = ActivityWriter(client, KEYS, SETTINGS)
+    buckets = Buckets()
+    buckets.add_active(DAY, 0, "u", 1)
+    with pytest.raises(StoreUnavailable):
+        writer.write(buckets)
+    server.connected = False
+    with pytest.raises(StoreUnavailable):
+        writer.heartbeat("m", {})
+
+
+# ---------------------------------------------------------------------------------------------------- ActivityReader
+
+
+async def test_active_users_across_many_chunks(
+    writer: ActivityWriter, reader: ActivityReader, client: fakeredis.FakeRedis
+) -> None:
+    days = days_between(DAY, DAY + timedelta(days=READ_CHUNK * 2 + 5))
+    buckets = Buckets()
+    for i, day in enumerate(days):
+        if i % 3:
+            continue  # every third day has data, the others have no key at all
+        for user in range(i % 7 + 1):
+            buckets.add_active(day, 0, f"u{user}", 1)
+    writer.write(buckets)
+
+    found = await reader.active_users(days)
+    assert list(found) == days
+    for i, day in enumerate(days):
+        want = {f"u{u}" for u in range(i % 7 + 1)} if i % 3 == 0 else set()
+        assert found[day] == want, day
+    assert all(isinstance(m, str) for users in found.values() for m in users)
+
+
+async def test_active_users_chunks_its_pipelines(reader: ActivityReader, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = reader._client
+    opened: list[int] = []
+    original = client.pipeline
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        opened.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(client, "pipeline", counting)
+    days = days_between(DAY, DAY + timedelta(days=READ_CHUNK * 2))  # 2 * READ_CHUNK + 1 days
+    assert await reader.active_users(days) == {d: set() for d in days}
+    assert len(opened) == 3
+
+
+async def test_active_users_of_no_days(reader: ActivityReader) -> None:
+    assert await reader.active_users([]) == {}
+    assert await reader.hour_users([]) == {}
+    assert await reader.created_counts([]) == {}
+
+
+async def test_hour_users(writer: ActivityWriter, reader: ActivityReader) -> None:
+    buckets = Buckets()
+    buckets.add_active(DST_DAY, 1, "alice", 1)
+    buckets.add_active(DST_DAY, 3, "bob", 1)
+    buckets.add_active(DST_DAY, 3, "carol", 1)
+    writer.write(buckets)
+    hours = [(DST_DAY, h) for h in range(24)]
+    found = await reader.hour_users(hours)
+    assert list(found) == hours
+    assert found[(DST_DAY, 1)] == {"alice"}
+    assert found[(DST_DAY, 2)] == set()  # 02:xx does not exist that day
+    assert found[(DST_DAY, 3)] == {"bob", "carol"}
+    assert sum(map(len, found.values())) == 3
+
+
+async def test_created_counts(writer: ActivityWriter, reader: ActivityReader) -> None:
+    days = days_between(DAY, DAY + timedelta(days=READ_CHUNK * 8 + 20))
+    buckets = Buckets()
+    for i, day in enumerate(days):
+        for user in range(i % 4):
+            buckets.add_created(day, f"new{user}", 1)
+    writer.write(buckets)
+    counts = await reader.created_counts(days)
+    assert list(counts) == days
+    assert counts == {day: i % 4 for i, day in enumerate(days)}
+    assert all(type(n) is int for n in counts.values())
+
+
+async def test_heartbeats(writer: ActivityWriter, reader: ActivityReader) -> None:
+    assert await reader.heartbeats() == {}
+    writer.heartbeat("member-1", {"ts": 5, "assigned": ["t-0", "t-1"], "lastEventMs": None})
+    writer.heartbeat("mémbre-2", {"ts": 6})
+    assert await reader.heartbeats() == {
+        "member-1": {"ts": 5, "assigned": ["t-0", "t-1"], "lastEventMs": None},
+        "mémbre-2": {"ts": 6},
+    }
+
+
+async def test_ping(reader: ActivityReader, server: fakeredis.FakeServer) -> None:
+    await reader.ping()
+    server.connected = False
+    with pytest.raises(StoreUnavailable, match="unreachable"):
+        await reader.ping()
+
+
+async def test_reader_errors_become_store_unavailable(reader: ActivityReader, server: fakeredis.FakeServer) -> None:
+    server.connected = False
+    with pytest.raises(StoreUnavailable, match="read failed"):
+        await reader.active_users([DAY])
+    with pytest.raises(StoreUnavailable, match="read failed"):
+        await reader.hour_users([(DAY, 1)])
+    with pytest.raises(StoreUnavailable, match="read failed"):
+        await reader.created_counts([DAY])
+    with pytest.raises(StoreUnavailable, match="read failed"):
+        await reader.heartbeats()
+
+
+async def test_reader_against_a_closed_port() -> None:
+    dead = aioredis.Redis(host="127.0.0.1", port=closed_port(), socket_connect_timeout=0.2, retry=NO_RETRY)
+    reader = ActivityReader(dead, KEYS)
+    try:
+        with pytest.raises(StoreUnavailable) as caught:
+            await reader.ping()
+        assert isinstance(caught.value.__cause__, redis.ConnectionError | OSError)
+        with pytest.raises(StoreUnavailable):
+            await reader.active_users([DAY])
+        with pytest.raises(StoreUnavailable):
+            await reader.created_counts([DAY])
+        with pytest.raises(StoreUnavailable):
+            await reader.heartbeats()
+    finally:
+        await dead.aclose()
+
+
+async def test_reader_maps_server_errors(client: fakeredis.FakeRedis, reader: ActivityReader) -> None:
+    client.set(KEYS.day(DAY), "a string, not a set")
+    with pytest.raises(StoreUnavailable):
+        await reader.active_users([DAY])
+
+
+# ---------------------------------------------------------------------------------------------------------- clients
+
+
+def test_redis_client_uses_the_settings_timeouts() -> None:
+    settings = Settings(redis_url="redis://cache.invalid:6390/3", redis_timeout_s=0.75)
+    client = redis_client(settings)
+    kwargs = client.connection_pool.connection_kwargs
+    assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("cache.invalid", 6390, 3)
+    assert kwargs["socket_timeout"] == 0.75
+    assert kwargs["socket_connect_timeout"] == 0.75
+    client.close()
+
+
+async def test_async_redis_client_uses_the_settings_timeouts() -> None:
+    settings = Settings(redis_url="redis://cache.invalid:6390/3", redis_timeout_s=0.75)
+    client = async_redis_client(settings)
+    kwargs = client.connection_pool.connection_kwargs
+    assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("cache.invalid", 6390, 3)
+    assert kwargs["socket_timeout"] == 0.75
+    assert kwargs["socket_connect_timeout"] == 0.75
+    await client.aclose()
