@@ -1,0 +1,228 @@
+"""Ingest benchmark: end-to-end events/s from a pre-filled topic into Redis, beside two baselines.
+
+Rows, all in one run against the same real broker, topic and Redis:
+- raw read: the same kafka-python client and fetch settings as the consumer, reading every record and doing
+  nothing with it (the ceiling for any consumer built on this client);
+- active-users: the real ingest loop (decode, validate, bucket, pipelined multi-member SADD with expiry,
+  commit after store), one process;
+- naive: client defaults, json.loads and one SADD round trip per event, auto-commit.
+
+Usage: python bench/ingest.py [--events 1000000] [--users 50000] [--days 30] [--quick] [--record]
+Needs KAFKA_BOOTSTRAP_SERVERS and REDIS_URL (``dev/stack up`` then ``set -a; . .stack/env``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import redis
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from activeusers.keys import KeySchema
+from activeusers.settings import Settings
+from activeusers.store import ActivityWriter
+from consumer.deadletter import DeadLetterQueue
+from consumer.kafka import consumer_config, new_consumer, new_producer
+from consumer.loop import IngestLoop
+from consumer.metrics import ConsumerMetrics
+
+PARTITIONS = 4
+
+
+def progress(label: str, done: int, total: int, started: float) -> None:
+    elapsed = time.monotonic() - started
+    sys.stderr.write(f"\r{label}: {done}/{total} ({done / max(elapsed, 1e-9):,.0f}/s)   ")
+    sys.stderr.flush()
+
+
+def fill(bootstrap: str, topic: str, events: int, users: int, days: int, seed: int) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    admin.close()
+    rng = random.Random(seed)
+    now_ms = int(time.time() * 1000)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=20, batch_size=512 * 1024)
+    started = time.monotonic()
+    kinds = ("login", "activity", "activity", "activity")
+    for i in range(events):
+        user = f"u{rng.randrange(users):016d}"
+        ts = now_ms - rng.randrange(days * 86_400_000)
+        stamp = datetime.fromtimestamp(ts / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts % 1000:03d}Z"
+        value = orjson.dumps({"type": kinds[i & 3], "userId": user, "ts": stamp})
+        producer.send(topic, key=user.encode(), value=value)
+        if i % 50_000 == 0:
+            progress("filling topic", i, events, started)
+    producer.flush()
+    producer.close()
+    progress("filling topic", events, events, started)
+    sys.stderr.write("\n")
+
+
+def assign_all(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
+    tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    return tps
+
+
+def raw_read(settings: Settings, total: int) -> float:
+    consumer = KafkaConsumer(client_id="bench-raw", **consumer_config(settings, group=False))
+    assign_all(consumer, settings.kafka_topic)
+    count = 0
+    started = time.monotonic()
+    while count < total:
+        for records in consumer.poll(timeout_ms=1000).values():
+            count += len(records)
+    elapsed = time.monotonic() - started
+    consumer.close()
+    return count / elapsed
+
+
+def ours(settings: Settings, total: int) -> float:
+    client = redis.Redis.from_url(settings.redis_url)
+    writer = ActivityWriter(client, KeySchema(settings.redis_key_prefix, settings.activity_timezone), settings)
+    producer = new_producer(settings, "bench-dlq")
+    consumer = new_consumer(settings, "bench-ours")
+    metrics = ConsumerMetrics()
+    stop = threading.Event()
+    loop = IngestLoop(settings, consumer, writer, metrics, stop, "bench", DeadLetterQueue(producer, "bench.dlq"))
+    consumer.subscribe([settings.kafka_topic])
+    started = None
+    done = 0
+    while done < total:
+        polled = consumer.poll(timeout_ms=1000)
+        if polled and started is None:
+            started = time.monotonic()
+        if polled:
+            loop.process(polled)
+            done += sum(len(r) for r in polled.values())
+    assert started is not None
+    elapsed = time.monotonic() - started
+    consumer.close(autocommit=False)
+    producer.close()
+    client.close()
+    return done / elapsed
+
+
+def naive(settings: Settings, limit: int) -> float:
+    client = redis.Redis.from_url(settings.redis_url)
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, group_id=f"naive-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest", enable_auto_commit=True,
+    )
+    consumer.subscribe([settings.kafka_topic])
+    keys = KeySchema(settings.redis_key_prefix + "naive:", settings.activity_timezone)
+    done = 0
+    started = None
+    while done < limit:
+        for records in consumer.poll(timeout_ms=1000).values():
+            if started is None:
+                started = time.monotonic()
+            for record in records:
+                event = json.loads(record.value)
+                ts = datetime.fromisoformat(event["ts"])
+                client.sadd(keys.day(ts.date()), event["userId"])
+                done += 1
+    assert started is not None
+    elapsed = time.monotonic() - started
+    consumer.close()
+    client.close()
+    return done / elapsed
+
+
+def bytes_per_member(settings: Settings) -> tuple[float, int, int]:
+    client = redis.Redis.from_url(settings.redis_url)
+    keys = KeySchema(settings.redis_key_prefix, settings.activity_timezone)
+    day_keys = list(client.scan_iter(match=keys.prefix + "day:*", count=1000))
+    members = sum(client.scard(k) for k in day_keys)
+    used = sum(client.memory_usage(k, samples=0) or 0 for k in day_keys)
+    client.close()
+    return used / max(members, 1), members, len(day_keys)
+
+
+def cleanup(settings: Settings) -> None:
+    client = redis.Redis.from_url(settings.redis_url)
+    batch = list(client.scan_iter(match=settings.redis_key_prefix + "*", count=1000))
+    for i in range(0, len(batch), 1000):
+        client.delete(*batch[i : i + 1000])
+    client.close()
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin.delete_topics([settings.kafka_topic], raise_errors=False)
+    admin.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--users", type=int, default=50_000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--naive-events", type=int, default=100_000, help="events the naive baseline reads")
+    parser.add_argument("--quick", action="store_true", help="200k events, 20k for the naive baseline")
+    parser.add_argument("--record", action="store_true", help="append the table to BENCHMARKS.md")
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args()
+    if args.quick:
+        args.events, args.naive_events = 200_000, 20_000
+    run = uuid.uuid4().hex[:8]
+    settings = Settings.from_env(
+        {
+            **os.environ,
+            "KAFKA_TOPIC": f"bench-ingest-{run}",
+            "KAFKA_GROUP_ID": f"bench-{run}",
+            "REDIS_KEY_PREFIX": f"bench-{run}:",
+        }
+    )
+    fill(settings.kafka_bootstrap_servers, settings.kafka_topic, args.events, args.users, args.days, args.seed)
+    try:
+        rows = []
+        sys.stderr.write("raw read...\n")
+        raw = raw_read(settings, args.events)
+        sys.stderr.write("active-users ingest...\n")
+        mine = ours(settings, args.events)
+        sys.stderr.write("naive consumer...\n")
+        slow = naive(settings, min(args.naive_events, args.events))
+        per_member, members, day_keys = bytes_per_member(settings)
+        rows = [
+            ("raw read (same client, same fetch settings, no processing)", raw, 1.0),
+            ("active-users ingest (decode, bucket, store, commit)", mine, mine / raw),
+            ("naive consumer (defaults, one SADD per event, auto-commit)", slow, slow / raw),
+        ]
+    finally:
+        cleanup(settings)
+    command = "python bench/ingest.py " + " ".join(sys.argv[1:])
+    lines = [
+        f"### Ingest ({args.events:,} events, {args.users:,} users, {args.days} days, {PARTITIONS} partitions)",
+        "",
+        f"`{command.strip()}` on {datetime.now(UTC):%Y-%m-%d}, one process each, same broker and Redis.",
+        "",
+        "| consumer | events/s | ratio to raw read |",
+        "|---|---:|---:|",
+        *[f"| {name} | {rate:,.0f} | {ratio:.2f} |" for name, rate, ratio in rows],
+        "",
+        f"- active-users vs naive: **{mine / slow:.1f}x** (target: at least 5x)",
+        f"- active-users vs raw read: **{mine / raw:.0%}** (target: at least 80%)",
+        f"- Redis bytes per stored (user, day): **{per_member:.1f}** ({members:,} members in {day_keys} day sets,"
+        " MEMORY USAGE, sets of 17-character ids on the installed redis-server)",
+        "",
+    ]
+    print("\n".join(lines))
+    if args.record:
+        path = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+        with path.open("a") as out:
+            out.write("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Turning one polled batch of Kafka records into bucket writes, dead letters and skip counts.
+
+This is the pure core of the consumer: no I/O, ``now_ms`` is a parameter. The loop stores what it returns and
+commits ``next_offsets`` only after every effect of the batch is stored.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Protocol
+
+from activeusers.days import Bucketer, day_expiry_s
+from activeusers.errors import MalformedEvent
+from activeusers.events import ACTIVE_TYPES, CREATED_TYPE, decode
+from activeusers.settings import Settings
+from activeusers.store import Buckets
+
+
+class Record(Protocol):
+    """The fields of a kafka-python ``ConsumerRecord`` that ingestion reads."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record that cannot be ingested, with the reason it is set aside."""
+
+    record: Record
+    reason: str
+    detail: str
+
+
+@dataclass(slots=True)
+class Batch:
+    """Everything one poll produced: writes, dead letters, skip counts and the offsets to commit after."""
+
+    buckets: Buckets = field(default_factory=Buckets)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+    stored_events: int = 0
+    records: int = 0
+    next_offsets: dict[Any, int] = field(default_factory=dict)
+
+
+class Classifier:
+    """Decodes, validates and buckets records with the settings' zone, retention and limits."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._bucketer = Bucketer(settings.zone)
+        self._zone = settings.zone
+        self._max_bytes = settings.max_event_bytes
+        self._skew_ms = int(settings.max_future_skew_s * 1000)
+        self._retention_days = settings.retention_days
+        self._expiry_ms: dict[date, int] = {}
+
+    def classify(self, polled: Mapping[Any, Sequence[Record]], now_ms: int) -> Batch:
+        """Sort every record of a poll (``{TopicPartition: [records]}``) into the batch's outcomes."""
+        batch = Batch()
+        for partition, records in polled.items():
+            if records:
+                self._classify_records(records, now_ms, batch)
+                batch.next_offsets[partition] = records[-1].offset + 1
+        return batch
+
+    def _classify_records(self, records: Iterable[Record], now_ms: int, batch: Batch) -> None:
+        buckets = batch.buckets
+        bucket = self._bucketer.bucket
+        latest_ms = now_ms + self._skew_ms
+        skipped = batch.skipped
+        for record in records:
+            batch.records += 1
+            try:
+                event = decode(record.value, self._max_bytes)
+            except MalformedEvent as exc:
+                batch.dead_letters.append(DeadLetter(record, exc.reason, exc.detail))
+                continue
+            ts_ms = event.ts_ms
+            if ts_ms > latest_ms:
+                detail = f"ts is {(ts_ms - now_ms) // 1000} s ahead of the consumer's clock"
+                batch.dead_letters.append(DeadLetter(record, "future_ts", detail))
+                continue
+            kind = event.type
+            if kind not in ACTIVE_TYPES and kind != CREATED_TYPE:
+                skipped["unknown_type"] += 1
+                continue
+            if event.roles is not None and event.anonymous:
+                skipped["anonymous"] += 1
+                continue
+            day, hour = bucket(ts_ms)
+            if self._expired(day, now_ms):
+                skipped["too_old"] += 1
+                continue
+            if kind == CREATED_TYPE:
+                buckets.add_created(day, event.user_id, ts_ms)
+            else:
+                buckets.add_active(day, hour, event.user_id, ts_ms)
+            batch.stored_events += 1
+
+    def _expired(self, day: date, now_ms: int) -> bool:
+        expiry_ms = self._expiry_ms.get(day)
+        if expiry_ms is None:
+            if len(self._expiry_ms) > 10_000:
+                self._expiry_ms.clear()
+            expiry_ms = day_expiry_s(day, self._zone, self._retention_days) * 1000
+            self._expiry_ms[day] = expiry_ms
+        return expiry_ms <= now_ms

@@ -1,0 +1,54 @@
+"""Kafka client construction: the fetch and delivery settings ingestion relies on, kept in one place.
+
+The benchmark's raw-read baseline builds its consumer from :func:`consumer_config` too, so "same client, same
+fetch settings" holds by construction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer
+
+from activeusers.settings import Settings
+
+# kafka-python's defaults fetch tiny batches; fetching about a megabyte per request with a short wait keeps the
+# broker round trips off the per-event cost (measured: roughly 4x the default raw read rate).
+FETCH_MIN_BYTES = 1_000_000
+FETCH_MAX_WAIT_MS = 100
+MAX_PARTITION_FETCH_BYTES = 4 * 1024 * 1024
+
+
+def consumer_config(settings: Settings, *, group: bool = True) -> dict[str, Any]:
+    """Keyword arguments for a ``KafkaConsumer`` that reads the activity topic in large batches."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers.split(","),
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "fetch_min_bytes": FETCH_MIN_BYTES,
+        "fetch_max_wait_ms": FETCH_MAX_WAIT_MS,
+        "max_partition_fetch_bytes": MAX_PARTITION_FETCH_BYTES,
+        "max_poll_records": settings.batch_size,
+        "reconnect_backoff_max_ms": 5000,
+        "request_timeout_ms": 30000,
+    }
+    config["group_id"] = settings.kafka_group_id if group else None
+    return config
+
+
+def new_consumer(settings: Settings, client_id: str, *, group: bool = True) -> Any:
+    """A consumer (not yet subscribed) configured by :func:`consumer_config`."""
+    return KafkaConsumer(client_id=client_id, **consumer_config(settings, group=group))
+
+
+def new_producer(settings: Settings, client_id: str) -> Any:
+    """A producer that waits for every in-sync replica, for dead letters and the event generator."""
+    return KafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
+        client_id=client_id,
+        acks="all",
+        linger_ms=5,
+        retries=5,
+        max_block_ms=10000,
+        request_timeout_ms=15000,
+    )

@@ -1,0 +1,108 @@
+"""The consumer's Prometheus metrics and its small HTTP endpoint for ``/metrics`` and ``/healthz``."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from activeusers.events import MALFORMED_REASONS
+
+SKIP_REASONS = ("unknown_type", "anonymous", "too_old")
+
+
+class ConsumerMetrics:
+    """Every metric the consumer exports, registered in one registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.consumed = Counter("activeusers_events_consumed", "Records polled from the activity topic", registry=r)
+        self.stored = Counter("activeusers_events_stored", "Events whose effect is stored in Redis", registry=r)
+        self.skipped = Counter(
+            "activeusers_events_skipped", "Valid events deliberately not stored, by reason", ["reason"], registry=r
+        )
+        self.dead_lettered = Counter(
+            "activeusers_events_dead_lettered", "Malformed records sent to the dead-letter topic", ["reason"],
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "activeusers_batch_seconds", "Time to classify, store and commit one batch", registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+        )
+        self.batch_records = Histogram(
+            "activeusers_batch_records", "Records per batch", registry=r,
+            buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000, 20000),
+        )
+        self.lag = Gauge("activeusers_consumer_lag", "Records behind the partition's end", ["partition"], registry=r)
+        self.last_event = Gauge(
+            "activeusers_last_stored_event_timestamp_seconds", "Event time of the newest stored event", registry=r
+        )
+        self.store_errors = Counter("activeusers_store_errors", "Failed Redis writes (retried)", registry=r)
+        self.kafka_errors = Counter("activeusers_kafka_errors", "Failed Kafka commits or DLQ sends", registry=r)
+        self.redis_up = Gauge("activeusers_redis_up", "1 when the last Redis write succeeded", registry=r)
+        self.assigned = Gauge("activeusers_assigned_partitions", "Partitions assigned to this member", registry=r)
+        for reason in SKIP_REASONS:
+            self.skipped.labels(reason)
+        for reason in MALFORMED_REASONS:
+            self.dead_lettered.labels(reason)
+
+    def exposition(self) -> bytes:
+        """The registry in Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+class HealthServer:
+    """Serves ``/metrics`` and ``/healthz`` on a daemon thread; ``health()`` says whether the member is healthy."""
+
+    def __init__(
+        self, host: str, port: int, metrics: ConsumerMetrics, health: Callable[[], tuple[bool, dict[str, object]]]
+    ) -> None:
+        handler = _handler(metrics, health)
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="health-http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when configured as 0)."""
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        """Start serving."""
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop serving and release the port."""
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _handler(
+    metrics: ConsumerMetrics, health: Callable[[], tuple[bool, dict[str, object]]]
+) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/metrics":
+                self._send(200, CONTENT_TYPE_LATEST, metrics.exposition())
+            elif self.path == "/healthz":
+                ok, detail = health()
+                body = orjson.dumps({"status": "ok" if ok else "unhealthy", **detail})
+                self._send(200 if ok else 503, "application/json", body)
+            else:
+                self._send(404, "application/json", b'{"error":"not found"}')
+
+        def _send(self, status: int, content_type: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Scrapes are not significant events; stay quiet."""
+
+    return Handler

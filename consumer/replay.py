@@ -1,0 +1,121 @@
+"""Rebuilding Redis from the activity topic's beginning, beside the live consumer.
+
+Replay reads every partition from its first retained offset up to the end offsets seen at start, with no
+consumer group (so it neither commits nor disturbs the live group), and writes through the same classifier
+and writer as the live consumer. Set additions are idempotent, so running both at once is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from kafka import TopicPartition
+
+from activeusers.errors import ConfigError
+from activeusers.settings import Settings
+from activeusers.store import ActivityWriter
+from consumer.deadletter import DeadLetterQueue
+from consumer.ingest import Classifier
+from consumer.loop import POLL_TIMEOUT_MS
+from consumer.metrics import ConsumerMetrics
+from consumer.sink import Sink
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    """What a replay read and did."""
+
+    records: int
+    stored: int
+    dead_lettered: int
+    skipped: int
+    seconds: float
+    completed: bool
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal; periodic plain lines when the output is not a terminal."""
+
+    def __init__(self, total: int, out: TextIO, clock: Callable[[], float] = time.monotonic) -> None:
+        self._total = max(total, 1)
+        self._out = out
+        self._clock = clock
+        self._started = clock()
+        self._last = -1.0
+        self._tty = out.isatty()
+
+    def update(self, done: int, *, final: bool = False) -> None:
+        """Show ``done`` of the total (throttled: at most 10 times a second on a terminal, every 2 s otherwise)."""
+        now = self._clock()
+        if not final and now - self._last < (0.1 if self._tty else 2.0):
+            return
+        self._last = now
+        elapsed = max(now - self._started, 1e-9)
+        share = min(done / self._total, 1.0)
+        filled = int(share * 30)
+        line = (
+            f"[{'#' * filled}{'.' * (30 - filled)}] {share:6.1%} {done}/{self._total} records "
+            f"{done / elapsed:,.0f}/s {elapsed:,.1f}s"
+        )
+        if self._tty:
+            self._out.write("\r" + line + ("\n" if final else ""))
+        else:
+            self._out.write(line + "\n")
+        self._out.flush()
+
+
+def replay(
+    settings: Settings,
+    kafka_consumer: Any,
+    writer: ActivityWriter,
+    dead_letters: DeadLetterQueue | None,
+    metrics: ConsumerMetrics,
+    stop: threading.Event,
+    out: TextIO = sys.stderr,
+    clock: Callable[[], float] = time.time,
+) -> ReplayResult:
+    """Read the topic from the beginning to the end offsets seen now and store every event again."""
+    started = time.monotonic()
+    partitions = kafka_consumer.partitions_for_topic(settings.kafka_topic)
+    if not partitions:
+        raise ConfigError(f"topic {settings.kafka_topic!r} does not exist or has no partitions")
+    tps = [TopicPartition(settings.kafka_topic, p) for p in sorted(partitions)]
+    kafka_consumer.assign(tps)
+    kafka_consumer.seek_to_beginning(*tps)
+    begin = kafka_consumer.beginning_offsets(tps)
+    end = kafka_consumer.end_offsets(tps)
+    remaining = {tp for tp in tps if end[tp] > begin[tp]}
+    total = sum(end[tp] - begin[tp] for tp in tps)
+    log.info("replay started", extra={"topic": settings.kafka_topic, "partitions": len(tps), "records": total})
+    bar = ProgressBar(total, out)
+    classifier = Classifier(settings)
+    sink = Sink(writer, dead_letters, metrics)
+    records = stored = dead = skipped = 0
+    while remaining and not stop.is_set():
+        polled = kafka_consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
+        # Records past the end seen at start arrived during the replay; the live consumer owns them.
+        bounded = {tp: [r for r in recs if r.offset < end[tp]] for tp, recs in polled.items()}
+        batch = classifier.classify(bounded, int(clock() * 1000))
+        if not sink.store(batch, stop):
+            break
+        records += batch.records
+        stored += batch.stored_events
+        dead += len(batch.dead_letters)
+        skipped += sum(batch.skipped.values())
+        remaining = {tp for tp in remaining if kafka_consumer.position(tp) < end[tp]}
+        bar.update(records)
+    bar.update(records, final=True)
+    result = ReplayResult(records, stored, dead, skipped, time.monotonic() - started, completed=not remaining)
+    log.info(
+        "replay finished" if result.completed else "replay interrupted",
+        extra={"records": records, "stored": stored, "deadLettered": dead, "skipped": skipped},
+    )
+    return result

@@ -1,0 +1,114 @@
+"""Classification of polled records: pure logic, no services."""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from datetime import date
+
+import orjson
+import pytest
+
+from activeusers.settings import Settings
+from consumer.ingest import Classifier
+
+Record = namedtuple("Record", "topic partition offset key value")
+TP = namedtuple("TP", "topic partition")
+
+NOW_MS = 1_700_000_000_000  # 2023-11-14T22:13:20Z
+
+
+def rec(offset: int, body: object, partition: int = 0) -> Record:
+    value = body if isinstance(body, bytes) or body is None else orjson.dumps(body)
+    return Record("events", partition, offset, b"k", value)
+
+
+def classify(records: list[Record], **settings: object) -> object:
+    classifier = Classifier(Settings(**settings))  # type: ignore[arg-type]
+    polled: dict[TP, list[Record]] = {}
+    for r in records:
+        polled.setdefault(TP(r.topic, r.partition), []).append(r)
+    return classifier.classify(polled, NOW_MS)
+
+
+def test_active_events_are_bucketed_by_their_own_time_in_the_zone():
+    batch = classify(
+        [
+            rec(0, {"type": "login", "userId": "a", "ts": "2023-11-14T03:30:00.000Z"}),
+            rec(1, {"type": "activity", "userId": "b", "ts": 1_699_932_600_000}),  # 2023-11-14T03:30Z
+            rec(2, {"type": "logout", "userId": "a", "ts": "2023-11-14T05:10:00.000+01:00"}),
+        ],
+        activity_timezone="America/New_York",
+    )
+    assert dict(batch.buckets.days) == {date(2023, 11, 13): {"a", "b"}}
+    assert dict(batch.buckets.hours) == {(date(2023, 11, 13), 22): {"a", "b"}, (date(2023, 11, 13), 23): {"a"}}
+    assert batch.stored_events == 3
+    assert batch.records == 3
+    assert batch.buckets.newest_event_ms == 1_699_935_000_000
+
+
+def test_created_users_go_to_their_own_bucket():
+    batch = classify([rec(0, {"type": "user.created", "userId": "n", "ts": "2023-11-10T12:00:00.000Z"})])
+    assert dict(batch.buckets.created) == {date(2023, 11, 10): {"n"}}
+    assert not batch.buckets.days
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"type": "message.sent", "userId": "a", "ts": NOW_MS}, "unknown_type"),
+        ({"type": "login", "userId": "a", "ts": NOW_MS, "roles": ["anonymous"]}, "anonymous"),
+        ({"type": "login", "userId": "a", "ts": NOW_MS - 31 * 86_400_000}, "too_old"),
+    ],
+)
+def test_valid_but_uncounted_events_are_skipped_with_a_reason(body, reason):
+    batch = classify([rec(0, body)], retention_days=30)
+    assert batch.skipped == {reason: 1}
+    assert not batch.buckets
+    assert not batch.dead_letters
+
+
+def test_anonymous_with_another_role_is_counted():
+    batch = classify([rec(0, {"type": "login", "userId": "a", "ts": NOW_MS, "roles": ["anonymous", "user"]})])
+    assert batch.stored_events == 1
+
+
+def test_future_events_beyond_the_skew_are_dead_lettered_and_within_it_stored():
+    batch = classify(
+        [
+            rec(0, {"type": "login", "userId": "late", "ts": NOW_MS + 301_000}),
+            rec(1, {"type": "login", "userId": "ok", "ts": NOW_MS + 299_000}),
+        ],
+        max_future_skew_s=300.0,
+    )
+    assert [(d.record.offset, d.reason) for d in batch.dead_letters] == [(0, "future_ts")]
+    assert "301 s ahead" in batch.dead_letters[0].detail
+    assert batch.stored_events == 1
+
+
+def test_malformed_records_are_set_aside_and_the_rest_processed():
+    batch = classify(
+        [
+            rec(0, b"nope"),
+            rec(1, {"type": "login", "userId": "a", "ts": NOW_MS}),
+            rec(2, None),
+            rec(3, [1]),
+        ]
+    )
+    reasons = [(d.record.offset, d.reason) for d in batch.dead_letters]
+    assert reasons == [(0, "not_json"), (2, "empty"), (3, "not_object")]
+    assert batch.stored_events == 1
+
+
+def test_next_offsets_cover_every_record_of_every_partition():
+    batch = classify(
+        [rec(5, b"bad", partition=0), rec(6, {"type": "login", "userId": "a", "ts": NOW_MS}, partition=0),
+         rec(9, {"type": "x", "userId": "a", "ts": NOW_MS}, partition=1)]
+    )
+    assert batch.next_offsets == {TP("events", 0): 7, TP("events", 1): 10}
+
+
+def test_a_batch_deduplicates_users_per_bucket():
+    records = [rec(i, {"type": "activity", "userId": f"u{i % 3}", "ts": NOW_MS - i}) for i in range(300)]
+    batch = classify(records)
+    assert batch.stored_events == 300
+    assert batch.buckets.members == 6  # three users, one day bucket and one hour bucket

@@ -1,0 +1,250 @@
+"""The consumer against the real Kafka broker and Redis server: exact results under failures."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import redis
+from kafka import KafkaConsumer
+from streams import (
+    MALFORMED_SAMPLES,
+    ConsumerProcess,
+    Sent,
+    bucket_state,
+    committed_offsets,
+    consumer_env,
+    generate,
+    oracle,
+    produce,
+    wait_drained,
+)
+
+from activeusers.keys import KeySchema
+from consumer.deadletter import HEADER_OFFSET, HEADER_PARTITION, HEADER_REASON, HEADER_TOPIC
+
+ZONE = "America/New_York"
+RETENTION_DAYS = 30
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _expected(sent: list[Sent], prefix: str, now_ms: int) -> dict[str, set[str]]:
+    keys = KeySchema(prefix, ZONE)
+    return oracle((s.event for s in sent), keys, ZoneInfo(ZONE), now_ms, RETENTION_DAYS)
+
+
+def _env(stack, topic_name: str, prefix: str, **extra: str) -> dict[str, str]:
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    return consumer_env(
+        stack, topic_name, prefix, group, ACTIVITY_TIMEZONE=ZONE, RETENTION_DAYS=str(RETENTION_DAYS), **extra
+    )
+
+
+def _read_topic(bootstrap: str, name: str, expected: int, timeout_s: float = 30) -> list:
+    consumer = KafkaConsumer(name, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+    records: list = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(records) < expected and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+    finally:
+        consumer.close()
+    return records
+
+
+def test_two_consumers_store_exactly_the_oracle(stack, topic, redis_prefix, redis_client, tmp_path):
+    name = topic(4)
+    now = _now_ms()
+    sent = generate(7, 4000, now, days=40, malformed_share=0.03, avoid_days_ago=(29, 32))
+    env = _env(stack, name, redis_prefix)
+    produce(stack.kafka_bootstrap, name, sent)
+    members = [ConsumerProcess(env, tmp_path / f"consumer{i}.log") for i in range(2)]
+    try:
+        wait_drained(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name)
+    finally:
+        codes = [m.stop() for m in members]
+    assert codes == [0, 0], [m.log_text()[-2000:] for m in members]
+
+    expected = _expected(sent, redis_prefix, now)
+    assert len(expected) > 100
+    assert bucket_state(redis_client, KeySchema(redis_prefix, ZONE)) == expected
+
+    malformed = [s for s in sent if s.event is None]
+    assert malformed
+    dead = _read_topic(stack.kafka_bootstrap, env["KAFKA_DLQ_TOPIC"], len(malformed))
+    assert sorted(r.value or b"" for r in dead) == sorted(s.value or b"" for s in malformed)
+    logs = "".join(m.log_text() for m in members)
+    assert "partitions assigned" in logs and "consumer stopped" in logs
+
+
+def test_sigkill_mid_stream_then_restart_still_exact(stack, topic, redis_prefix, redis_client, tmp_path):
+    name = topic(3)
+    now = _now_ms()
+    sent = generate(11, 6000, now, days=40, avoid_days_ago=(29, 32))
+    env = _env(stack, name, redis_prefix, BATCH_SIZE="100")
+    produce(stack.kafka_bootstrap, name, sent[:3000])
+    first = ConsumerProcess(env, tmp_path / "first.log")
+    deadline = time.monotonic() + 60
+    while sum(committed_offsets(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name).values()) < 500:
+        assert time.monotonic() < deadline, first.log_text()[-2000:]
+        time.sleep(0.05)
+    first.kill()
+    partial = committed_offsets(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name)
+    assert sum(partial.values()) < 6000
+    produce(stack.kafka_bootstrap, name, sent[3000:])
+    second = ConsumerProcess(env, tmp_path / "second.log")
+    try:
+        wait_drained(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name)
+    finally:
+        assert second.stop() == 0
+    assert bucket_state(redis_client, KeySchema(redis_prefix, ZONE)) == _expected(sent, redis_prefix, now)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _OwnRedis:
+    """A private redis-server with AOF (fsync always), so a stop and restart keeps every acknowledged write."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = _free_port()
+        self.dir = directory
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is not installed"
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+             "--appendfsync", "always", "--dir", str(self.dir), "--logfile", str(self.dir / "redis.log")],
+        )
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "private redis-server did not start"
+                time.sleep(0.05)
+        client.close()
+
+    def stop(self) -> None:
+        assert self.process is not None
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    own = _OwnRedis(tmp_path)
+    own.start()
+    yield own
+    if own.process is not None and own.process.poll() is None:
+        own.stop()
+
+
+def test_redis_outage_stops_commits_and_loses_nothing(stack, topic, own_redis, tmp_path):
+    own = own_redis
+    client = redis.Redis.from_url(own.url)
+    name = topic(3)
+    prefix = "outage:"
+    now = _now_ms()
+    sent = generate(23, 4000, now, days=40, avoid_days_ago=(29, 32))
+    env = _env(stack, name, prefix, REDIS_URL=own.url, REDIS_TIMEOUT="500ms")
+    member = ConsumerProcess(env, tmp_path / "consumer.log")
+    try:
+        produce(stack.kafka_bootstrap, name, sent[:2000])
+        wait_drained(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name)
+        own.stop()
+        before = committed_offsets(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name)
+        produce(stack.kafka_bootstrap, name, sent[2000:])
+        time.sleep(5)
+        assert member.process.poll() is None, "the consumer must survive a Redis outage"
+        assert committed_offsets(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name) == before
+        own.start()
+        wait_drained(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name)
+    finally:
+        code = member.stop()
+    try:
+        assert code == 0
+        log = member.log_text()
+        assert "redis unavailable" in log and "redis recovered" in log
+        assert bucket_state(client, KeySchema(prefix, ZONE)) == _expected(sent, prefix, now)
+    finally:
+        client.close()
+
+
+def test_each_malformed_record_is_dead_lettered_and_the_partition_moves_on(
+    stack, topic, redis_prefix, redis_client, tmp_path
+):
+    name = topic(1)
+    now = _now_ms()
+    valid = generate(5, 2, now, days=2)
+    records = [valid[0]] + [Sent(b"k", value, None) for _, value in MALFORMED_SAMPLES] + [valid[1]]
+    env = _env(stack, name, redis_prefix)
+    produce(stack.kafka_bootstrap, name, records)
+    member = ConsumerProcess(env, tmp_path / "consumer.log")
+    try:
+        wait_drained(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name)
+    finally:
+        assert member.stop() == 0
+    dead = _read_topic(stack.kafka_bootstrap, env["KAFKA_DLQ_TOPIC"], len(MALFORMED_SAMPLES))
+    assert len(dead) == len(MALFORMED_SAMPLES)
+    for record, (reason, value) in zip(sorted(dead, key=lambda r: r.offset), MALFORMED_SAMPLES, strict=True):
+        headers = {k: v.decode() for k, v in record.headers}
+        assert headers[HEADER_REASON] == reason
+        assert headers[HEADER_TOPIC] == name
+        assert headers[HEADER_PARTITION] == "0"
+        assert int(headers[HEADER_OFFSET]) == 1 + MALFORMED_SAMPLES.index((reason, value))
+        assert record.value == value
+        assert record.key == b"k"
+    assert bucket_state(redis_client, KeySchema(redis_prefix, ZONE)) == _expected(records, redis_prefix, now)
+
+
+def test_replay_rebuilds_a_wiped_store(stack, topic, redis_prefix, redis_client, tmp_path):
+    name = topic(2)
+    now = _now_ms()
+    sent = generate(31, 3000, now, days=40, malformed_share=0.02, avoid_days_ago=(29, 32))
+    env = _env(stack, name, redis_prefix)
+    produce(stack.kafka_bootstrap, name, sent)
+    result = subprocess.run(
+        [*ConsumerProcess.command("replay")], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "replay complete: 3000 records" in result.stderr
+    assert "100.0%" in result.stderr
+    assert bucket_state(redis_client, KeySchema(redis_prefix, ZONE)) == _expected(sent, redis_prefix, now)
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_signals_stop_cleanly_and_withdraw_the_heartbeat(
+    stack, topic, redis_prefix, redis_client, tmp_path, signal_name
+):
+    import signal as signals
+
+    name = topic(1)
+    env = _env(stack, name, redis_prefix)
+    member = ConsumerProcess(env, tmp_path / "consumer.log")
+    keys = KeySchema(redis_prefix, ZONE)
+    deadline = time.monotonic() + 30
+    while not redis_client.hgetall(keys.consumers()):
+        assert time.monotonic() < deadline, member.log_text()[-2000:]
+        time.sleep(0.1)
+    member.process.send_signal(getattr(signals, signal_name))
+    assert member.stop() == 0
+    assert redis_client.hgetall(keys.consumers()) == {}

@@ -1,0 +1,255 @@
+"""Test helpers shared by integration tests: event streams, an independent oracle, consumer processes.
+
+The oracle computes the expected Redis content straight from the events with ``datetime`` (not with the
+service's day math), so a bucketing bug cannot hide in both sides.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from activeusers.keys import KeySchema
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One record as produced: key, value bytes, and the event it encodes (None for malformed records)."""
+
+    key: bytes | None
+    value: bytes | None
+    event: dict[str, Any] | None
+
+
+def iso(ms: int) -> str:
+    """JavaScript-style ISO form of an instant."""
+    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def generate(
+    seed: int,
+    count: int,
+    now_ms: int,
+    users: int = 300,
+    days: int = 40,
+    malformed_share: float = 0.0,
+    avoid_days_ago: tuple[float, float] | None = None,
+) -> list[Sent]:
+    """A reproducible stream: logins/activity over ``days`` before ``now_ms``, some creations, anonymous users,
+    unknown types, epoch-ms and offset timestamps, and optionally malformed records.
+
+    ``avoid_days_ago`` keeps timestamps out of a band (in days before ``now_ms``), e.g. around the retention
+    cut-off, where the consumer's clock and the oracle's could disagree by the seconds between them."""
+    rng = random.Random(seed)
+    sent: list[Sent] = []
+    for i in range(count):
+        if malformed_share and rng.random() < malformed_share:
+            value = MALFORMED_SAMPLES[i % len(MALFORMED_SAMPLES)][1]
+            sent.append(Sent(f"bad{i}".encode(), value, None))
+            continue
+        user = f"user{rng.randrange(users):05d}"
+        ts = now_ms - rng.randrange(days * DAY_MS)
+        while avoid_days_ago and avoid_days_ago[0] * DAY_MS <= now_ms - ts <= avoid_days_ago[1] * DAY_MS:
+            ts = now_ms - rng.randrange(days * DAY_MS)
+        kind = rng.choices(["login", "activity", "logout", "user.created", "message.sent"], [30, 50, 8, 5, 7])[0]
+        event: dict[str, Any] = {"type": kind, "userId": user}
+        form = rng.random()
+        if form < 0.6:
+            event["ts"] = iso(ts)
+        elif form < 0.8:
+            event["ts"] = ts
+        else:
+            moment = datetime.fromtimestamp(ts / 1000, tz=ZoneInfo("Asia/Kolkata"))
+            event["ts"] = moment.isoformat(timespec="milliseconds")
+        if rng.random() < 0.05:
+            event["roles"] = ["anonymous"]
+        elif rng.random() < 0.2:
+            event["roles"] = ["user", "admin"] if rng.random() < 0.5 else ["bot"]
+        sent.append(Sent(user.encode(), orjson.dumps(event), event))
+    return sent
+
+
+MALFORMED_SAMPLES: list[tuple[str, bytes | None]] = [
+    ("empty", None),
+    ("oversized", b'{"type":"login","userId":"u","ts":0,"pad":"' + b"x" * 20000 + b'"}'),
+    ("not_json", b"{not json"),
+    ("not_json", b"\xff\xfe\x00garbage"),
+    ("not_object", b"[1,2,3]"),
+    ("missing_type", b'{"userId":"u1","ts":"2024-01-01T00:00:00.000Z"}'),
+    ("invalid_type", b'{"type":7,"userId":"u1","ts":"2024-01-01T00:00:00.000Z"}'),
+    ("missing_user_id", b'{"type":"login","ts":"2024-01-01T00:00:00.000Z"}'),
+    ("invalid_user_id", b'{"type":"login","userId":"","ts":"2024-01-01T00:00:00.000Z"}'),
+    ("missing_ts", b'{"type":"login","userId":"u1"}'),
+    ("invalid_ts", b'{"type":"login","userId":"u1","ts":"yesterday"}'),
+    ("invalid_roles", b'{"type":"login","userId":"u1","ts":"2024-01-01T00:00:00.000Z","roles":"admin"}'),
+    ("future_ts", b'{"type":"login","userId":"u1","ts":"2999-01-01T00:00:00.000Z"}'),
+]
+
+
+def _ts_ms(value: Any) -> int:
+    if isinstance(value, int):
+        return value
+    return round(datetime.fromisoformat(value).timestamp() * 1000)
+
+
+def oracle(
+    events: Iterable[dict[str, Any] | None], keys: KeySchema, zone: ZoneInfo, now_ms: int, retention_days: int
+) -> dict[str, set[str]]:
+    """Expected bucket keys and members for the events (anonymous, unknown and expired ones left out)."""
+    expected: dict[str, set[str]] = defaultdict(set)
+    for event in events:
+        if event is None or event["type"] not in {"login", "activity", "logout", "user.created"}:
+            continue
+        if event.get("roles") == ["anonymous"]:
+            continue
+        local = datetime.fromtimestamp(_ts_ms(event["ts"]) / 1000, tz=zone)
+        day = local.date()
+        following = day + timedelta(days=1)
+        day_end = datetime(following.year, following.month, following.day, tzinfo=zone).timestamp()
+        if (day_end + retention_days * 86_400) * 1000 <= now_ms:
+            continue
+        if event["type"] == "user.created":
+            expected[keys.new_users(day)].add(event["userId"])
+        else:
+            expected[keys.day(day)].add(event["userId"])
+            expected[keys.hour(day, local.hour)].add(event["userId"])
+    return dict(expected)
+
+
+def bucket_state(client: Any, keys: KeySchema) -> dict[str, set[str]]:
+    """Every day, hour and new-user bucket under the schema's prefix, as stored."""
+    found: dict[str, set[str]] = {}
+    for pattern in (keys.prefix + "day:*", keys.prefix + "hour:*", keys.prefix + "new:*"):
+        for key in client.scan_iter(match=pattern, count=1000):
+            name = key.decode() if isinstance(key, bytes) else key
+            found[name] = {m.decode() if isinstance(m, bytes) else m for m in client.smembers(name)}
+    return found
+
+
+def produce(bootstrap: str, topic: str, records: Iterable[Sent]) -> int:
+    """Send every record and wait until Kafka acknowledged all of them; returns how many."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=2_000_000)
+    count = 0
+    try:
+        futures = [producer.send(topic, key=r.key, value=r.value) for r in records]
+        producer.flush(timeout=60)
+        for future in futures:
+            future.get(timeout=60)
+            count += 1
+    finally:
+        producer.close(timeout=10)
+    return count
+
+
+def consumer_env(stack: Any, topic: str, prefix: str, group: str, **extra: str) -> dict[str, str]:
+    """The environment of a consumer process for one test's topic, group and key prefix."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "REDIS_", "ACTIVITY_"))}
+    env.update(
+        KAFKA_BOOTSTRAP_SERVERS=stack.kafka_bootstrap,
+        REDIS_URL=stack.redis_url,
+        KAFKA_TOPIC=topic,
+        KAFKA_DLQ_TOPIC=topic + ".dlq",
+        KAFKA_GROUP_ID=group,
+        REDIS_KEY_PREFIX=prefix,
+        CONSUMER_METRICS_PORT="0",
+        CONSUMER_HEARTBEAT="1s",
+        CONSUMER_STALE="10s",
+        BATCH_SIZE="500",
+    )
+    env.update(extra)
+    return env
+
+
+class ConsumerProcess:
+    """``active-users consume`` as a real child process, with its log captured to a file."""
+
+    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.command("consume"),
+            env=dict(env),
+            cwd=REPO_ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @staticmethod
+    def command(subcommand: str) -> list[str]:
+        """The argv that runs an ``active-users`` subcommand with this interpreter."""
+        return [sys.executable, "-m", "activeusers.cli", subcommand]
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup at all, as a crash."""
+        self.process.kill()
+        self.process.wait(timeout=10)
+        self._log.close()
+
+    def stop(self, timeout_s: float = 30) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=timeout_s)
+        self._log.close()
+        return code
+
+    def log_text(self) -> str:
+        """What the process logged so far."""
+        return self.log_path.read_text(errors="replace")
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The group's committed offset per partition of ``topic`` (missing partitions have none)."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="tests-offsets")
+    try:
+        offsets = admin.list_group_offsets(group).get(group, {})
+    finally:
+        admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0}
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """The end offset of every partition of ``topic``."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        ends = consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+    finally:
+        consumer.close()
+    return {tp.partition: offset for tp, offset in ends.items()}
+
+
+def wait_drained(bootstrap: str, group: str, topic: str, timeout_s: float = 90) -> None:
+    """Wait until the group has committed the end offset of every partition of ``topic``."""
+    ends = end_offsets(bootstrap, topic)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        committed = committed_offsets(bootstrap, group, topic)
+        if all(committed.get(p, 0) >= end for p, end in ends.items() if end > 0):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"group {group} did not drain {topic}: committed {committed}, end {ends}")
+        time.sleep(0.5)
