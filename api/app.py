@@ -1,0 +1,67 @@
+"""The application factory: routes, middlewares and the Redis pool's lifetime."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Final
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from activeusers.keys import KeySchema
+from activeusers.settings import Settings
+from activeusers.store import ActivityReader, async_redis_client
+from api.errors import error_middleware
+from api.metrics import ApiMetrics
+from api.ratelimit import RateLimiter
+from api.routes import engagement, health, meta, summary
+from api.state import CLOCK, KEYS, LIMITER, METRICS, READER, SETTINGS, TOKENS
+from api.tokens import TokenStore
+
+OPENAPI_PATH: Final = "/api/openapi.json"
+# No endpoint reads a request body; anything bigger than this is refused before it is buffered.
+MAX_BODY_BYTES: Final = 1024
+
+
+def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
+    """The API application; no I/O happens until it starts (the Redis pool opens in ``cleanup_ctx``).
+
+    ``clock`` returns epoch seconds; tests pass a fixed one to pin "today".
+    """
+    metrics = ApiMetrics()
+    app = web.Application(
+        middlewares=[metrics.middleware(), error_middleware, _refuse_bodies], client_max_size=MAX_BODY_BYTES
+    )
+    app[SETTINGS] = settings
+    app[CLOCK] = clock
+    app[KEYS] = KeySchema(settings.redis_key_prefix, settings.activity_timezone)
+    app[METRICS] = metrics
+    app.cleanup_ctx.append(_redis_pool)
+    app.router.add_get(engagement.PATH, engagement.active_users, allow_head=False)
+    app.router.add_get(summary.PATH, summary.summary, allow_head=False)
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
+    app.router.add_get("/metrics", meta.metrics)
+    app.router.add_get(OPENAPI_PATH, meta.openapi)
+    return app
+
+
+@web.middleware
+async def _refuse_bodies(request: web.Request, handler: Handler) -> web.StreamResponse:
+    # client_max_size only applies when a handler reads the body, and none does: refuse big ones up front.
+    length = request.content_length
+    if length is not None and length > MAX_BODY_BYTES:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES, actual_size=length)
+    return await handler(request)
+
+
+async def _redis_pool(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    keys = app[KEYS]
+    client = async_redis_client(settings)
+    app[READER] = ActivityReader(client, keys)
+    app[TOKENS] = TokenStore(client, keys)
+    app[LIMITER] = RateLimiter(client, keys, settings.api_rate_limit, settings.api_rate_limit_window_s)
+    yield
+    await client.aclose()

@@ -1,0 +1,67 @@
+"""Who is calling and whether they may: token authentication, the permission check and the rate limit.
+
+The order is Rocket.Chat's: authentication (401), then permission (403), then rate limit (429); query validation
+(400) comes after, in the handlers.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Final
+
+from aiohttp import web
+
+from api.errors import Forbidden, RateLimited, Unauthorized
+from api.responses import EXTRA_HEADERS
+from api.state import LIMITER, TOKENS, now_ms
+from api.tokens import TokenStore
+
+VIEW_ENGAGEMENT_DASHBOARD: Final = "view-engagement-dashboard"
+# Every permission a token can be granted; the CLI refuses others so that a typo cannot create a useless token.
+PERMISSIONS: Final = (VIEW_ENGAGEMENT_DASHBOARD,)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller."""
+
+    user_id: str
+    permissions: tuple[str, ...]
+
+
+def _utf8(text: str) -> bytes:
+    # aiohttp decodes header bytes with surrogateescape; this restores them exactly.
+    return text.encode("utf-8", "surrogateescape")
+
+
+async def authenticate(user_id: str | None, token: str | None, tokens: TokenStore) -> Principal:
+    """The caller owning ``token`` if it belongs to ``user_id``; otherwise :class:`Unauthorized`.
+
+    The token is found by its SHA-256 hash, so the lookup's timing depends on a value the caller cannot steer
+    byte by byte; the user ids are compared in constant time, also when the token is unknown, so that a
+    mismatched user and an unknown token take the same path.
+    """
+    if not user_id or not token:
+        raise Unauthorized
+    record = await tokens.lookup(token)
+    stored = record.user_id if record is not None else ""
+    if not hmac.compare_digest(_utf8(stored), _utf8(user_id)) or record is None:
+        raise Unauthorized
+    return Principal(record.user_id, record.permissions)
+
+
+async def guard(request: web.Request, permission: str = VIEW_ENGAGEMENT_DASHBOARD) -> Principal:
+    """Authenticate the request, require ``permission`` and count it against the rate limit, in that order."""
+    principal = await authenticate(
+        request.headers.get("X-User-Id"), request.headers.get("X-Auth-Token"), request.app[TOKENS]
+    )
+    if permission not in principal.permissions:
+        raise Forbidden
+    limiter = request.app[LIMITER]
+    if limiter.enabled:
+        decision = await limiter.hit(principal.user_id, now_ms(request.app))
+        request[EXTRA_HEADERS] = decision.headers()
+        if not decision.allowed:
+            raise RateLimited(decision.wait_s)
+    return principal

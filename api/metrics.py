@@ -1,0 +1,77 @@
+"""Prometheus metrics of the API: requests by route and status, and request latency.
+
+Each app owns its registry, so several apps (tests) never collide in the process-global default registry.
+Labels are the route's canonical path (``/api/v1/...``), never the raw URL, and never a user id or token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Final
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+UNMATCHED: Final = "unmatched"
+# nginx's "client closed request": the client went away before the answer was ready.
+CLIENT_CLOSED: Final = 499
+# Anything else a client sends as a method is folded into one label value, so labels stay few.
+_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class ApiMetrics:
+    """The API's collectors, in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "active_users_api_requests",
+            "HTTP requests answered, by route, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "active_users_api_request_duration_seconds",
+            "Time to answer an HTTP request, by route.",
+            ["route"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        """The registry in Prometheus' text exposition format."""
+        return generate_latest(self.registry)
+
+    def middleware(self) -> Middleware:
+        """A middleware that times and counts every request (put it first, so it sees the final status)."""
+
+        @web.middleware
+        async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
+            started = time.perf_counter()
+            status = 500
+            try:
+                response = await handler(request)
+                status = response.status
+                return response
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            except asyncio.CancelledError:
+                status = CLIENT_CLOSED
+                raise
+            finally:
+                route = route_label(request)
+                self.latency.labels(route).observe(time.perf_counter() - started)
+                method = request.method if request.method in _METHODS else "OTHER"
+                self.requests.labels(route, method, str(status)).inc()
+
+        return measure
+
+
+def route_label(request: web.Request) -> str:
+    """The canonical path of the route that matched, or ``unmatched`` (unknown paths and methods)."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else UNMATCHED

@@ -1,0 +1,287 @@
+"""The OpenAPI 3.0 document of every endpoint, served at ``/api/openapi.json``.
+
+Written by hand so that it states exactly what the handlers send: exact ``required`` lists, closed objects
+(``additionalProperties: false``) and every error answer, since clients and fuzzers check answers against it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from api.auth import VIEW_ENGAGEMENT_DASHBOARD
+
+OPENAPI_VERSION: Final = "3.0.3"
+ISO_PATTERN: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$"
+JSON: Final = "application/json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _closed(properties: dict[str, Any], description: str | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {
+        "type": "object",
+        "required": list(properties),
+        "properties": properties,
+        "additionalProperties": False,
+    }
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def _json(schema_name: str, description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    answer: dict[str, Any] = {"description": description, "content": {JSON: {"schema": _ref(schema_name)}}}
+    if headers:
+        answer["headers"] = headers
+    return answer
+
+
+_NO_STORE_HEADERS: Final = {
+    "Cache-Control": {"schema": {"type": "string", "enum": ["no-store"]}},
+    "Pragma": {"schema": {"type": "string", "enum": ["no-cache"]}},
+}
+_RATE_HEADERS: Final = {
+    "X-RateLimit-Limit": {"description": "Requests allowed per window.", "schema": {"type": "integer"}},
+    "X-RateLimit-Remaining": {"description": "Requests left in this window.", "schema": {"type": "integer"}},
+    "X-RateLimit-Reset": {
+        "description": "End of the current window, epoch milliseconds.",
+        "schema": {"type": "integer"},
+    },
+}
+
+
+def _date_param(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": True,
+        "description": "An instant exactly as JavaScript's toISOString writes it (YYYY-MM-DDTHH:mm:ss.sssZ, a real "
+        "calendar date). The range covers the whole local days (in the service's time zone) of start and end.",
+        "schema": {"type": "string", "pattern": ISO_PATTERN},
+        "example": "2026-01-01T00:00:00.000Z" if name == "start" else "2026-01-31T23:59:59.999Z",
+    }
+
+
+def _guarded_errors() -> dict[str, Any]:
+    return {
+        "400": _json("ValidationError", "A date parameter is invalid, repeated or missing."),
+        "401": _json("Unauthorized", "No token, an unknown token, or a token of another user."),
+        "403": _json("Error", f"The token lacks the permission {VIEW_ENGAGEMENT_DASHBOARD}."),
+        "429": _json("Error", "Rate limit exceeded (only when API_RATE_LIMIT is set).", _RATE_HEADERS),
+        "500": _json("Error", "Unexpected failure (logged); never a stack trace."),
+        "503": _json(
+            "Error",
+            "Redis cannot be reached; retry shortly.",
+            {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
+        ),
+    }
+
+
+_SCHEMAS: Final[dict[str, Any]] = {
+    "Error": _closed(
+        {"success": {"type": "boolean", "enum": [False]}, "error": {"type": "string"}},
+        "Rocket.Chat's error body.",
+    ),
+    "ValidationError": _closed(
+        {
+            "success": {"type": "boolean", "enum": [False]},
+            "error": {
+                "type": "string",
+                "pattern": r"^Match error: (Failed Match\.Where validation in field [a-z]+|Missing key '[a-z]+')$",
+            },
+        },
+        "Meteor check's message for the first invalid parameter (in query order), else the first missing one.",
+    ),
+    "Unauthorized": _closed(
+        {
+            "success": {"type": "boolean", "enum": [False]},
+            "error": {"type": "string", "enum": ["You must be logged in to do this."]},
+            "status": {"type": "string", "enum": ["error"]},
+            "message": {"type": "string", "enum": ["You must be logged in to do this."]},
+        }
+    ),
+    "ActiveUsersDay": _closed(
+        {
+            "usersList": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
+            "users": {"type": "integer", "minimum": 1},
+            "day": {"type": "integer", "minimum": 1, "maximum": 31},
+            "month": {"type": "integer", "minimum": 1, "maximum": 12},
+            "year": {"type": "integer", "minimum": 1, "maximum": 9999},
+        }
+    ),
+    "ActiveUsers": _closed(
+        {
+            "month": {
+                "type": "array",
+                "items": _ref("ActiveUsersDay"),
+                "description": "Days with at least one active user, newest first.",
+            },
+            "success": {"type": "boolean", "enum": [True]},
+        }
+    ),
+    "SummaryDay": _closed(
+        {
+            "date": {"type": "string", "format": "date"},
+            "dau": {"type": "integer", "minimum": 0},
+            "wau": {"type": "integer", "minimum": 0, "description": "Distinct users over this day and the 6 before."},
+            "mau": {"type": "integer", "minimum": 0, "description": "Distinct users over this day and the 29 before."},
+        }
+    ),
+    "Summary": _closed(
+        {
+            "timezone": {"type": "string", "description": "The IANA zone whose local days the answer uses."},
+            "start": {
+                "type": "string",
+                "format": "date",
+                "nullable": True,
+                "description": "First day reported (null when no day of the range can hold data).",
+            },
+            "end": {"type": "string", "format": "date", "nullable": True, "description": "Last day reported."},
+            "distinctUsers": {"type": "integer", "minimum": 0, "description": "Distinct users over start..end."},
+            "days": {
+                "type": "array",
+                "items": _ref("SummaryDay"),
+                "description": "Every day of the range that can hold data, oldest first, zero days included.",
+            },
+            "success": {"type": "boolean", "enum": [True]},
+        }
+    ),
+    "Health": _closed({"status": {"type": "string", "enum": ["ok"]}}),
+    "Readiness": _closed(
+        {
+            "status": {"type": "string", "enum": ["ok", "unavailable"]},
+            "checks": _closed(
+                {
+                    "redis": _closed({"ok": {"type": "boolean"}, "error": {"type": "string", "nullable": True}}),
+                    "consumer": _closed(
+                        {
+                            "ok": {"type": "boolean"},
+                            "ageSeconds": {
+                                "type": "number",
+                                "minimum": 0,
+                                "nullable": True,
+                                "description": "Age of the freshest consumer heartbeat.",
+                            },
+                            "members": {"type": "integer", "minimum": 0},
+                        }
+                    ),
+                }
+            ),
+        }
+    ),
+}
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI document of the API."""
+    guarded: list[dict[str, list[str]]] = [{"userId": [], "authToken": []}]
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "active-users query API",
+            "version": "1.0.0",
+            "description": "Rocket.Chat-compatible engagement-dashboard active-users endpoint and an exact "
+            "distinct-users summary.",
+        },
+        "paths": {
+            "/api/v1/engagement-dashboard/users/active-users": {
+                "get": {
+                    "operationId": "activeUsers",
+                    "summary": "Users active on each day of the range (Rocket.Chat's engagement dashboard).",
+                    "security": guarded,
+                    "parameters": [_date_param("start"), _date_param("end")],
+                    "responses": {
+                        "200": _json("ActiveUsers", "Days with active users, newest first.", _NO_STORE_HEADERS),
+                        **_guarded_errors(),
+                    },
+                }
+            },
+            "/api/v1/active-users/summary": {
+                "get": {
+                    "operationId": "activeUsersSummary",
+                    "summary": "Exact distinct users of the range and per-day DAU, WAU and MAU.",
+                    "security": guarded,
+                    "parameters": [
+                        _date_param("start"),
+                        _date_param("end"),
+                        {
+                            "name": "format",
+                            "in": "query",
+                            "required": False,
+                            "description": "json (default) or csv (rows date,dau,wau,mau).",
+                            "schema": {"type": "string", "enum": ["json", "csv"]},
+                        },
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The summary; CSV when format=csv.",
+                            "headers": _NO_STORE_HEADERS,
+                            "content": {
+                                JSON: {"schema": _ref("Summary")},
+                                "text/csv": {
+                                    "schema": {"type": "string"},
+                                    "example": "date,dau,wau,mau\r\n2026-01-01,3,5,9\r\n",
+                                },
+                            },
+                        },
+                        **_guarded_errors(),
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "operationId": "healthz",
+                    "summary": "The process answers.",
+                    "responses": {"200": _json("Health", "Up.")},
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "operationId": "readyz",
+                    "summary": "Redis answers and a consumer heartbeat is fresh.",
+                    "responses": {
+                        "200": _json("Readiness", "Ready."),
+                        "503": _json("Readiness", "Not ready; the failing check has ok=false."),
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "summary": "Prometheus metrics (requests by route and status, latency histogram).",
+                    "responses": {
+                        "200": {
+                            "description": "Text exposition format.",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+            "/api/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "summary": "This document.",
+                    "responses": {
+                        "200": {
+                            "description": "OpenAPI 3.0 document.",
+                            "content": {JSON: {"schema": {"type": "object"}}},
+                        }
+                    },
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {
+                "userId": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-User-Id",
+                    "description": "The token's user id.",
+                },
+                "authToken": {"type": "apiKey", "in": "header", "name": "X-Auth-Token", "description": "API token."},
+            },
+            "schemas": _SCHEMAS,
+        },
+    }

@@ -1,0 +1,38 @@
+"""Building HTTP answers with the exact headers the wire contract requires.
+
+Rocket.Chat answers ``Content-Type: application/json`` without a charset parameter, and marks every API answer
+as uncacheable; aiohttp's ``json_response`` would add ``; charset=utf-8`` and use the standard library encoder,
+so every JSON answer of this service is built here instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+import orjson
+from aiohttp import web
+
+JSON_TYPE: Final = "application/json"
+CSV_TYPE: Final = "text/csv; charset=utf-8"
+NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# Headers decided while handling a request (rate-limit state), added to whatever answer the request ends with.
+EXTRA_HEADERS: Final = web.RequestKey("extra_headers", dict[str, str])
+
+
+def json_response(payload: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    """A compact JSON answer (keys in insertion order) with the contract's headers."""
+    return _response(orjson.dumps(payload), JSON_TYPE, status, headers)
+
+
+def csv_response(text: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    """A UTF-8 CSV answer, uncacheable like every API answer."""
+    return _response(text.encode(), CSV_TYPE, 200, headers)
+
+
+def _response(body: bytes, content_type: str, status: int, headers: Mapping[str, str] | None) -> web.Response:
+    # Setting Content-Type as a raw header (not content_type=) keeps aiohttp from appending a charset.
+    merged = {"Content-Type": content_type, **NO_STORE}
+    if headers:
+        merged.update(headers)
+    return web.Response(body=body, status=status, headers=merged)

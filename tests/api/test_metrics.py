@@ -1,0 +1,40 @@
+"""/metrics: requests by canonical route and status, a latency histogram, never a token or user id."""
+
+from __future__ import annotations
+
+from activeusers.settings import Settings
+from api.app import create_app
+from api.state import METRICS
+
+PATH = "/api/v1/engagement-dashboard/users/active-users"
+
+
+async def test_requests_by_route_and_status(api, admin):
+    await api.get(f"{PATH}?start=2026-03-01T00:00:00.000Z&end=2026-03-02T00:00:00.000Z", admin)
+    await api.get(f"{PATH}?start=bad&end=bad", admin)
+    await api.get("/no/such/route?token=secret")
+    answer = await api.get("/metrics")
+    assert answer.status == 200
+    assert answer.headers["Content-Type"].startswith("text/plain")
+    text = answer.body.decode()
+    assert f'active_users_api_requests_total{{method="GET",route="{PATH}",status="200"}} 1.0' in text
+    assert f'active_users_api_requests_total{{method="GET",route="{PATH}",status="400"}} 1.0' in text
+    assert 'active_users_api_requests_total{method="GET",route="unmatched",status="404"} 1.0' in text
+    assert f'active_users_api_request_duration_seconds_count{{route="{PATH}"}} 2.0' in text
+    for secret in (admin["X-Auth-Token"], admin["X-User-Id"], "secret", "start=bad"):
+        assert secret not in text
+
+
+async def test_odd_methods_fold_into_one_label(api):
+    for method in ("PROPFIND", "M-SEARCH"):
+        answer = await api.client.request(method, "/healthz")
+        assert answer.status == 405
+    text = (await api.get("/metrics")).body.decode()
+    assert 'active_users_api_requests_total{method="OTHER",route="unmatched",status="405"} 2.0' in text
+    assert "PROPFIND" not in text
+
+
+def test_each_app_has_its_own_registry():
+    # Two apps in one process would raise "Duplicated timeseries" with a shared registry.
+    first, second = create_app(Settings()), create_app(Settings())
+    assert first[METRICS].registry is not second[METRICS].registry
