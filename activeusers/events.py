@@ -72,23 +72,27 @@ def format_ts(epoch_ms: int) -> str:
     return f"{stamp:%Y-%m-%dT%H:%M:%S}.{millis:03d}Z"
 
 
+_MISSING: Final = object()
+_fromisoformat = datetime.fromisoformat
+
+
 def parse_ts(value: object) -> int:
     """Epoch milliseconds from an ISO-8601 string with ``Z`` or an offset, or from integer epoch milliseconds."""
-    if isinstance(value, bool):
-        raise MalformedEvent("invalid_ts", "ts must be an ISO-8601 string or integer epoch milliseconds")
-    if isinstance(value, int):
-        epoch_ms = value
-    elif isinstance(value, str):
-        text = value.strip()
-        if len(text) < 16 or len(text) > 40 or "T" not in text.upper():
+    if type(value) is str:
+        if not 16 <= len(value) <= 40 or ("T" not in value and "t" not in value):
             raise MalformedEvent("invalid_ts", f"ts {value[:40]!r} is not an ISO-8601 date-time")
         try:
-            parsed = datetime.fromisoformat(text)
+            parsed = _fromisoformat(value)
         except ValueError:
+            stripped = value.strip()  # tolerated, but kept off the common path
+            if stripped != value:
+                return parse_ts(stripped)
             raise MalformedEvent("invalid_ts", f"ts {value[:40]!r} is not an ISO-8601 date-time") from None
         if parsed.tzinfo is None:
             raise MalformedEvent("invalid_ts", f"ts {value[:40]!r} has no Z or UTC offset")
         epoch_ms = round(parsed.timestamp() * 1000)
+    elif type(value) is int:  # not isinstance: a JSON true/false is a bool, and bools are ints
+        epoch_ms = value
     else:
         raise MalformedEvent("invalid_ts", "ts must be an ISO-8601 string or integer epoch milliseconds")
     if not _MIN_MS <= epoch_ms <= _MAX_MS:
@@ -96,8 +100,11 @@ def parse_ts(value: object) -> int:
     return epoch_ms
 
 
-def decode(value: bytes | None, max_bytes: int) -> Event:
-    """Decode one record value into an :class:`Event`, or raise :class:`MalformedEvent` with the reason."""
+def decode_fields(value: bytes | None, max_bytes: int) -> tuple[str, str, int, list[str] | None]:
+    """Decode one record value into ``(type, user_id, ts_ms, roles)``; raise :class:`MalformedEvent` if invalid.
+
+    This is the consumer's per-record hot path, so it returns a plain tuple; :func:`decode` wraps it.
+    """
     if not value:
         raise MalformedEvent("empty", "record has no value")
     if len(value) > max_bytes:
@@ -106,24 +113,29 @@ def decode(value: bytes | None, max_bytes: int) -> Event:
         body = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
         raise MalformedEvent("not_json", f"value is not UTF-8 JSON: {exc}") from None
-    if not isinstance(body, dict):
+    if type(body) is not dict:
         raise MalformedEvent("not_object", f"value is a JSON {type(body).__name__}, not an object")
     kind = body.get("type")
-    if kind is None:
-        raise MalformedEvent("missing_type", "field 'type' is missing")
-    if not isinstance(kind, str) or not kind:
-        raise MalformedEvent("invalid_type", "field 'type' must be a non-empty string")
     user_id = body.get("userId")
-    if user_id is None:
-        raise MalformedEvent("missing_user_id", "field 'userId' is missing")
-    if not isinstance(user_id, str) or not user_id or len(user_id) > MAX_USER_ID_CHARS:
+    if type(kind) is not str or not kind:
+        if kind is None:
+            raise MalformedEvent("missing_type", "field 'type' is missing")
+        raise MalformedEvent("invalid_type", "field 'type' must be a non-empty string")
+    if type(user_id) is not str or not 0 < len(user_id) <= MAX_USER_ID_CHARS:
+        if user_id is None:
+            raise MalformedEvent("missing_user_id", "field 'userId' is missing")
         raise MalformedEvent("invalid_user_id", f"field 'userId' must be a string of 1..{MAX_USER_ID_CHARS} chars")
-    if "ts" not in body:
+    ts = body.get("ts", _MISSING)
+    if ts is _MISSING:
         raise MalformedEvent("missing_ts", "field 'ts' is missing")
-    ts_ms = parse_ts(body["ts"])
+    ts_ms = parse_ts(ts)
     roles = body.get("roles")
-    if roles is None:
-        return Event(kind, user_id, ts_ms)
-    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+    if roles is not None and (type(roles) is not list or not all(type(r) is str for r in roles)):
         raise MalformedEvent("invalid_roles", "field 'roles' must be a list of strings")
-    return Event(kind, user_id, ts_ms, tuple(roles))
+    return kind, user_id, ts_ms, roles
+
+
+def decode(value: bytes | None, max_bytes: int) -> Event:
+    """Decode one record value into an :class:`Event`, or raise :class:`MalformedEvent` with the reason."""
+    kind, user_id, ts_ms, roles = decode_fields(value, max_bytes)
+    return Event(kind, user_id, ts_ms, None if roles is None else tuple(roles))

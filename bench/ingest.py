@@ -107,6 +107,7 @@ def ours(settings: Settings, total: int) -> float:
         if polled:
             loop.process(polled)
             done += sum(len(r) for r in polled.values())
+    loop.drain()
     assert started is not None
     elapsed = time.monotonic() - started
     consumer.close(autocommit=False)

@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +99,8 @@ class IngestLoop:
         self._listener = _AssignmentLog(lambda parts: metrics.assigned.set(len(parts)))
         now = time.monotonic()
         self._progress = _Progress(started=now, last_log=now)
+        self._storer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._in_flight: tuple[Future[bool], Batch, float] | None = None
         self._redis_ok = True
         self._last_heartbeat = 0.0
         self._last_poll = now
@@ -113,19 +116,37 @@ class IngestLoop:
                 "topic": self._settings.kafka_topic,
             },
         )
-        while not self._stop.is_set():
-            polled = self._consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
-            self._last_poll = time.monotonic()
-            if polled:
-                self.process(polled)
-            self._housekeeping()
+        try:
+            while not self._stop.is_set():
+                polled = self._consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
+                self._last_poll = time.monotonic()
+                if polled:
+                    self.process(polled)
+                else:
+                    self.drain()
+                self._housekeeping()
+        finally:
+            self.drain()
+            self._storer.shutdown(wait=True)
 
-    def process(self, polled: dict[Any, list[Any]]) -> bool:
-        """Classify, store and commit one poll's records; False when the batch was dropped on shutdown."""
+    def process(self, polled: dict[Any, list[Any]]) -> None:
+        """Classify one poll's records and hand them to the store thread, after committing the batch before.
+
+        Storing batch N overlaps with fetching and classifying batch N+1 (Redis works on the other core, and
+        redis-py waits on sockets without the GIL); offsets of N are committed only once N is stored.
+        """
         started = time.perf_counter()
-        now_ms = int(self._clock() * 1000)
-        batch = self._classifier.classify(polled, now_ms)
-        if not self._sink.store(batch, self._stop):
+        batch = self._classifier.classify(polled, int(self._clock() * 1000))
+        self.drain()
+        self._in_flight = (self._storer.submit(self._sink.store, batch, self._stop), batch, started)
+
+    def drain(self) -> bool:
+        """Wait for the batch being stored and commit its offsets; False if it was dropped at shutdown."""
+        if self._in_flight is None:
+            return True
+        future, batch, started = self._in_flight
+        self._in_flight = None
+        if not future.result():
             return False
         self._commit(batch)
         self._account(batch, time.perf_counter() - started)
