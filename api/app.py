@@ -13,6 +13,7 @@ from activeusers.keys import KeySchema
 from activeusers.settings import Settings
 from activeusers.store import ActivityReader, async_redis_client
 from api.errors import error_middleware
+from api.httplog import server_logger
 from api.metrics import ApiMetrics
 from api.ratelimit import RateLimiter
 from api.routes import engagement, health, meta, summary
@@ -31,7 +32,11 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     """
     metrics = ApiMetrics()
     app = web.Application(
-        middlewares=[metrics.middleware(), error_middleware, _refuse_bodies], client_max_size=MAX_BODY_BYTES
+        middlewares=[metrics.middleware(), error_middleware, _refuse_bodies],
+        client_max_size=MAX_BODY_BYTES,
+        # aiohttp's parser limits stay at their defaults (header line and field 8190 bytes, 128 headers): far
+        # above any real token or user id, and bigger ones are refused before the app sees them.
+        handler_args={"logger": server_logger()},
     )
     app[SETTINGS] = settings
     app[CLOCK] = clock

@@ -51,11 +51,19 @@ async def authenticate(user_id: str | None, token: str | None, tokens: TokenStor
     return Principal(record.user_id, record.permissions)
 
 
+def _single(request: web.Request, name: str) -> str | None:
+    """The header's value when it is sent exactly once; a repeated one counts as absent.
+
+    Node (so Rocket.Chat) joins repeated headers with ", ", which never matches a token or user id; taking the
+    first copy instead would authenticate a request that a proxy reading the last copy judged differently.
+    """
+    values = request.headers.getall(name, [])
+    return values[0] if len(values) == 1 else None
+
+
 async def guard(request: web.Request, permission: str = VIEW_ENGAGEMENT_DASHBOARD) -> Principal:
     """Authenticate the request, require ``permission`` and count it against the rate limit, in that order."""
-    principal = await authenticate(
-        request.headers.get("X-User-Id"), request.headers.get("X-Auth-Token"), request.app[TOKENS]
-    )
+    principal = await authenticate(_single(request, "X-User-Id"), _single(request, "X-Auth-Token"), request.app[TOKENS])
     if permission not in principal.permissions:
         raise Forbidden
     limiter = request.app[LIMITER]
