@@ -1,4 +1,5 @@
-"""The consumer's subcommands: ``consume`` (a consumer-group member) and ``replay`` (rebuild from the topic)."""
+"""The consumer's subcommands: ``consume`` (a consumer-group member), ``replay`` (rebuild from the topic) and
+``produce`` (the demo event generator)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from activeusers.keys import KeySchema
@@ -14,7 +16,7 @@ from activeusers.store import ActivityWriter, redis_client
 
 
 def register(commands: Any) -> None:
-    """Add ``consume`` and ``replay`` to the command line."""
+    """Add ``consume``, ``replay`` and ``produce`` to the command line."""
     consume = commands.add_parser(
         "consume",
         help="run a consumer-group member: Kafka activity events into Redis",
@@ -34,6 +36,36 @@ def register(commands: Any) -> None:
         help="also publish malformed records to KAFKA_DLQ_TOPIC (the live consumer already did; off by default)",
     )
     replay.set_defaults(run=_replay)
+    _register_produce(commands)
+
+
+def _register_produce(commands: Any) -> None:
+    produce = commands.add_parser(
+        "produce",
+        help="send a realistic, reproducible stream of generated events to KAFKA_TOPIC (demos, tests, benchmarks)",
+        description="Generate COUNT records of a user population (weekly rhythm, daily curve, heavy users, new "
+        "users, logins and activity, optionally malformed records) over the DAYS days before now and send them "
+        "to KAFKA_TOPIC, keyed by user id. The same --seed and --now give the same records.",
+    )
+    add = produce.add_argument
+    add("--count", type=_natural, default=50_000, help="records to send (default 50000; 0 with --create-topic)")
+    add("--users", type=_natural, default=2000, help="population size (default 2000)")
+    add("--days", type=_natural, default=30, help="the window before now that timestamps fall into (default 30)")
+    add("--seed", type=int, default=1, help="random seed (default 1)")
+    add("--now", type=_instant, default=None, help="end of the window: epoch ms or ISO-8601 (default: the clock)")
+    add("--rate", type=float, default=0.0, help="records per second; 0 = as fast as possible (default)")
+    add("--heavy-share", type=float, default=0.1, help="share of heavy users (default 0.1)")
+    add("--heavy-factor", type=float, default=8.0, help="how many times more events a heavy user sends (default 8)")
+    add("--new-user-share", type=float, default=0.2, help="share of users created during the window (default 0.2)")
+    add("--weekend-factor", type=float, default=0.35, help="weekend traffic relative to a weekday (default 0.35)")
+    add("--malformed-share", type=float, default=0.0, help="share of malformed records (default 0)")
+    add("--jsonl", type=Path, default=None, help="write every acknowledged record to this JSON-lines file")
+    add("--acks", choices=("all", "1", "0"), default="all", help="producer acks (default all)")
+    add("--create-topic", action="store_true", help="first create KAFKA_TOPIC and KAFKA_DLQ_TOPIC if missing")
+    add("--partitions", type=_natural, default=6, help="partitions of topics that --create-topic creates (default 6)")
+    add("--wait-drained", action="store_true", help="then wait until KAFKA_GROUP_ID has consumed the whole topic")
+    add("--drain-timeout", type=float, default=300.0, help="seconds --wait-drained waits at most (default 300)")
+    produce.set_defaults(run=_produce)
 
 
 def stop_on_signals() -> threading.Event:
@@ -52,6 +84,29 @@ def _consume(settings: Settings, args: argparse.Namespace) -> int:
     from consumer.loop import run_consumer
 
     return run_consumer(settings, stop_on_signals())
+
+
+def _produce(settings: Settings, args: argparse.Namespace) -> int:
+    from consumer.produce import run_produce
+
+    return run_produce(settings, args)
+
+
+def _natural(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return number
+
+
+def _instant(value: str) -> int:
+    from activeusers.errors import MalformedEvent
+    from activeusers.events import parse_ts
+
+    try:
+        return parse_ts(int(value) if value.isdigit() else value)
+    except MalformedEvent as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _replay(settings: Settings, args: argparse.Namespace) -> int:
