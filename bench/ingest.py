@@ -36,6 +36,7 @@ from consumer.deadletter import DeadLetterQueue
 from consumer.kafka import consumer_config, new_consumer, new_producer
 from consumer.loop import IngestLoop
 from consumer.metrics import ConsumerMetrics
+from consumer.worker import StoreWorker
 
 PARTITIONS = 4
 
@@ -93,10 +94,13 @@ def ours(settings: Settings, total: int) -> float:
     client = redis.Redis.from_url(settings.redis_url)
     writer = ActivityWriter(client, KeySchema(settings.redis_key_prefix, settings.activity_timezone), settings)
     producer = new_producer(settings, "bench-dlq")
+    worker = StoreWorker(settings)
+    worker.start()
     consumer = new_consumer(settings, "bench-ours")
     metrics = ConsumerMetrics()
     stop = threading.Event()
-    loop = IngestLoop(settings, consumer, writer, metrics, stop, "bench", DeadLetterQueue(producer, "bench.dlq"))
+    dead_letters = DeadLetterQueue(producer, "bench.dlq")
+    loop = IngestLoop(settings, consumer, worker, writer, dead_letters, metrics, stop, "bench")
     consumer.subscribe([settings.kafka_topic])
     started = None
     done = 0
@@ -110,6 +114,7 @@ def ours(settings: Settings, total: int) -> float:
     loop.drain()
     assert started is not None
     elapsed = time.monotonic() - started
+    worker.close()
     consumer.close(autocommit=False)
     producer.close()
     client.close()

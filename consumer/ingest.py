@@ -7,7 +7,7 @@ commits ``next_offsets`` only after every effect of the batch is stored.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Protocol
@@ -44,6 +44,21 @@ class DeadLetter:
 
 
 @dataclass(slots=True)
+class Outcome:
+    """What classifying the record values of one poll yields, before anything is stored.
+
+    Dead letters are ``(partition index, record index, reason, detail)``: positions in the values that were
+    classified, so that a process holding only the values can say which records to set aside.
+    """
+
+    buckets: Buckets = field(default_factory=Buckets)
+    dead: list[tuple[int, int, str, str]] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+    stored_events: int = 0
+    records: int = 0
+
+
+@dataclass(slots=True)
 class Batch:
     """Everything one poll produced: writes, dead letters, skip counts and the offsets to commit after."""
 
@@ -53,6 +68,24 @@ class Batch:
     stored_events: int = 0
     records: int = 0
     next_offsets: dict[Any, int] = field(default_factory=dict)
+
+
+def batch_from(polled: Mapping[Any, Sequence[Record]], outcome: Outcome) -> Batch:
+    """Join an :class:`Outcome` with the records it was computed from (same partition order)."""
+    partitions = [(tp, records) for tp, records in polled.items() if records]
+    return Batch(
+        buckets=outcome.buckets,
+        dead_letters=[DeadLetter(partitions[p][1][i], reason, detail) for p, i, reason, detail in outcome.dead],
+        skipped=outcome.skipped,
+        stored_events=outcome.stored_events,
+        records=outcome.records,
+        next_offsets={tp: records[-1].offset + 1 for tp, records in partitions},
+    )
+
+
+def values_of(polled: Mapping[Any, Sequence[Record]]) -> list[list[bytes | None]]:
+    """The record values of a poll, per non-empty partition, in the order :func:`batch_from` expects."""
+    return [[r.value for r in records] for records in polled.values() if records]
 
 
 class Classifier:
@@ -68,35 +101,36 @@ class Classifier:
 
     def classify(self, polled: Mapping[Any, Sequence[Record]], now_ms: int) -> Batch:
         """Sort every record of a poll (``{TopicPartition: [records]}``) into the batch's outcomes."""
-        batch = Batch()
-        for partition, records in polled.items():
-            if records:
-                self._classify_records(records, now_ms, batch)
-                batch.records += len(records)
-                batch.next_offsets[partition] = records[-1].offset + 1
-        return batch
+        return batch_from(polled, self.classify_values(values_of(polled), now_ms))
 
-    def _classify_records(self, records: Iterable[Record], now_ms: int, batch: Batch) -> None:
+    def classify_values(self, partitions: Sequence[Sequence[bytes | None]], now_ms: int) -> Outcome:
+        """Sort the record values of each partition of a poll into an :class:`Outcome`."""
+        outcome = Outcome()
+        for index, values in enumerate(partitions):
+            self._classify_values(index, values, now_ms, outcome)
+            outcome.records += len(values)
+        return outcome
+
+    def _classify_values(self, index: int, values: Sequence[bytes | None], now_ms: int, outcome: Outcome) -> None:
         # The per-record hot path of the consumer: locals instead of attribute lookups, no per-event objects.
-        buckets = batch.buckets
+        buckets = outcome.buckets
         days, hours, created = buckets.days, buckets.hours, buckets.created
         bucket = self._bucketer.bucket
         expired = self._expired
         max_bytes = self._max_bytes
         latest_ms = now_ms + self._skew_ms
-        skipped = batch.skipped
-        dead = batch.dead_letters
+        skipped = outcome.skipped
+        dead = outcome.dead
         newest_ms = buckets.newest_event_ms
         stored = 0
-        for record in records:
+        for position, value in enumerate(values):
             try:
-                kind, user_id, ts_ms, roles = decode_fields(record.value, max_bytes)
+                kind, user_id, ts_ms, roles = decode_fields(value, max_bytes)
             except MalformedEvent as exc:
-                dead.append(DeadLetter(record, exc.reason, exc.detail))
+                dead.append((index, position, exc.reason, exc.detail))
                 continue
             if ts_ms > latest_ms:
-                detail = f"ts is {(ts_ms - now_ms) // 1000} s ahead of the consumer's clock"
-                dead.append(DeadLetter(record, "future_ts", detail))
+                dead.append((index, position, "future_ts", f"ts is {(ts_ms - now_ms) // 1000} s ahead of the clock"))
                 continue
             if kind not in ACTIVE_TYPES and kind != CREATED_TYPE:
                 skipped["unknown_type"] += 1
@@ -117,7 +151,7 @@ class Classifier:
                 newest_ms = ts_ms
             stored += 1
         buckets.newest_event_ms = newest_ms
-        batch.stored_events += stored
+        outcome.stored_events += stored
 
     def _expired(self, day: date, now_ms: int) -> bool:
         expiry_ms = self._expiry_ms.get(day)

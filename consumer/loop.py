@@ -1,4 +1,4 @@
-"""The consumer-group member: poll, classify, store, dead-letter, then commit exactly what is stored.
+"""The consumer-group member: poll, hand to the store worker, dead-letter, then commit exactly what is stored.
 
 Delivery is at least once: an offset is committed only after the batch's Redis writes and dead letters are
 acknowledged, and a batch that cannot be stored is retried (fetching stopped meanwhile) or, on shutdown,
@@ -13,8 +13,8 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,19 +27,25 @@ from activeusers.keys import KeySchema
 from activeusers.settings import Settings
 from activeusers.store import ActivityWriter, redis_client
 from consumer.deadletter import DeadLetterQueue
-from consumer.ingest import Batch, Classifier
+from consumer.ingest import Batch, Outcome, Record, batch_from, values_of
 from consumer.kafka import new_consumer, new_producer
 from consumer.metrics import ConsumerMetrics, HealthServer
-from consumer.sink import KAFKA_TIMEOUT_S, Sink
+from consumer.retry import until_done
+from consumer.worker import StoreWorker
 
 log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_MS = 500
+KAFKA_TIMEOUT_S = 10.0
 THROUGHPUT_LOG_S = 10.0
 
 
 class _AssignmentLog(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Logs assignment changes. Runs inside ``poll`` between batches, so no batch is ever in flight here."""
+    """Logs assignment changes (from inside ``poll``, on kafka-python's thread: it must not block).
+
+    A batch may be in the store worker meanwhile; if its partitions move, its later commit either fails
+    (harmless: the new owner re-reads stored records) or lands for records that are already stored.
+    """
 
     def __init__(self, on_change: Callable[[set[Any]], None]) -> None:
         self._on_change = on_change
@@ -73,6 +79,14 @@ class _Progress:
     lag: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class _InFlight:
+    """The batch the store worker has: its records (for dead letters and offsets) and when it was polled."""
+
+    polled: Mapping[Any, Sequence[Record]]
+    started: float
+
+
 class IngestLoop:
     """One consumer-group member. ``run()`` returns when ``stop`` is set; resources belong to :func:`run_consumer`."""
 
@@ -80,27 +94,28 @@ class IngestLoop:
         self,
         settings: Settings,
         kafka_consumer: Any,
+        worker: StoreWorker,
         writer: ActivityWriter,
+        dead_letters: DeadLetterQueue,
         metrics: ConsumerMetrics,
         stop: threading.Event,
         member_id: str,
-        dead_letters: DeadLetterQueue,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
         self._consumer = kafka_consumer
-        self._sink = Sink(writer, dead_letters, metrics, on_redis=lambda ok: self._set_redis(ok=ok))
+        self._worker = worker
         self._writer = writer
+        self._dead_letters = dead_letters
         self._metrics = metrics
         self._stop = stop
         self._member_id = member_id
         self._clock = clock
-        self._classifier = Classifier(settings)
         self._listener = _AssignmentLog(lambda parts: metrics.assigned.set(len(parts)))
         now = time.monotonic()
         self._progress = _Progress(started=now, last_log=now)
-        self._storer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
-        self._in_flight: tuple[Future[bool], Batch, float] | None = None
+        self._in_flight: _InFlight | None = None
+        self._committed: dict[Any, int] = {}
         self._redis_ok = True
         self._last_heartbeat = 0.0
         self._last_poll = now
@@ -126,31 +141,57 @@ class IngestLoop:
                     self.drain()
                 self._housekeeping()
         finally:
-            self.drain()
-            self._storer.shutdown(wait=True)
+            if self.drain():
+                self.commit_sync()
 
-    def process(self, polled: dict[Any, list[Any]]) -> None:
-        """Classify one poll's records and hand them to the store thread, after committing the batch before.
+    def process(self, polled: Mapping[Any, Sequence[Record]]) -> None:
+        """Hand one poll's records to the store worker, after finishing the batch before.
 
-        Storing batch N overlaps with fetching and classifying batch N+1 (Redis works on the other core, and
-        redis-py waits on sockets without the GIL); offsets of N are committed only once N is stored.
+        Batch N is decoded and written by the worker process while this process fetches batch N+1; offsets of
+        N are committed only once the worker has stored N.
         """
         started = time.perf_counter()
-        batch = self._classifier.classify(polled, int(self._clock() * 1000))
         self.drain()
-        self._in_flight = (self._storer.submit(self._sink.store, batch, self._stop), batch, started)
+        self._worker.submit(int(self._clock() * 1000), values_of(polled))
+        self._in_flight = _InFlight(polled, started)
 
     def drain(self) -> bool:
-        """Wait for the batch being stored and commit its offsets; False if it was dropped at shutdown."""
-        if self._in_flight is None:
+        """Wait for the batch in the worker, dead-letter its malformed records and commit its offsets.
+
+        Returns False if the batch was dropped (uncommitted) because of shutdown.
+        """
+        flight, self._in_flight = self._in_flight, None
+        if flight is None:
             return True
-        future, batch, started = self._in_flight
-        self._in_flight = None
-        if not future.result():
+        stored = self._worker.wait(self._stop, self._on_worker_redis)
+        if stored is None:
+            log.warning("batch dropped uncommitted at shutdown; it will be read again")
+            return False
+        outcome = Outcome(dead=stored.dead, stored_events=stored.stored_events, records=stored.records)
+        outcome.skipped.update(stored.skipped)
+        outcome.buckets.newest_event_ms = stored.newest_event_ms
+        batch = batch_from(flight.polled, outcome)
+        if batch.dead_letters and not until_done(
+            lambda: self._dead_letters.publish(batch.dead_letters, KAFKA_TIMEOUT_S),
+            (KafkaError,),
+            self._stop.wait,
+            self._on_kafka_failure,
+        ):
+            log.warning("batch dropped uncommitted at shutdown; it will be read again")
             return False
         self._commit(batch)
-        self._account(batch, time.perf_counter() - started)
+        self._account(batch, time.perf_counter() - flight.started)
         return True
+
+    def commit_sync(self) -> None:
+        """Commit the latest stored offsets and wait for the broker (on the way out)."""
+        if not self._committed:
+            return
+        offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in self._committed.items()}
+        try:
+            self._consumer.commit(offsets, timeout_ms=int(KAFKA_TIMEOUT_S * 1000))
+        except KafkaError as exc:
+            self._on_commit_failure(exc)
 
     def health(self) -> tuple[bool, dict[str, object]]:
         """Whether this member can make progress: Redis writable and polling not stuck."""
@@ -159,13 +200,32 @@ class IngestLoop:
         return ok, {"redis": self._redis_ok, "secondsSincePoll": round(poll_age, 3), "member": self._member_id}
 
     def _commit(self, batch: Batch) -> None:
+        # Asynchronous: a commit that fails is harmless (stored records are only re-read and re-stored), and
+        # not waiting for the coordinator keeps a round trip per batch off the fetch path.
+        self._committed.update(batch.next_offsets)
         offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in batch.next_offsets.items()}
         try:
-            self._consumer.commit(offsets)
+            self._consumer.commit_async(offsets, callback=self._on_commit_done)
         except KafkaError as exc:
-            # Not committing is always safe: the records are stored and will only be stored again.
-            self._metrics.kafka_errors.inc()
-            log.warning("commit failed; records will be re-read", extra={"error": f"{type(exc).__name__}: {exc}"})
+            self._on_commit_failure(exc)
+
+    def _on_commit_done(self, offsets: object, response: object) -> None:
+        if isinstance(response, BaseException):
+            self._on_commit_failure(response)
+
+    def _on_commit_failure(self, exc: BaseException) -> None:
+        self._metrics.kafka_errors.inc()
+        log.warning("commit failed; records will be re-read", extra={"error": f"{type(exc).__name__}: {exc}"})
+
+    def _on_kafka_failure(self, exc: BaseException) -> None:
+        self._metrics.kafka_errors.inc()
+        log.warning("dead-letter publish failed, retrying", extra={"error": f"{type(exc).__name__}: {exc}"})
+
+    def _on_worker_redis(self, ok: bool, error: str) -> None:
+        if not ok:
+            self._metrics.store_errors.inc()
+            log.warning("redis write failed, retrying", extra={"error": error})
+        self._set_redis(ok=ok)
 
     def _account(self, batch: Batch, seconds: float) -> None:
         m = self._metrics
@@ -250,27 +310,24 @@ def run_consumer(settings: Settings, stop: threading.Event) -> int:
     """Start every resource, run the loop until ``stop``, then tear down in reverse order. Returns 0."""
     member = member_id()
     metrics = ConsumerMetrics()
-    redis = redis_client(settings)
-    writer = ActivityWriter(redis, KeySchema(settings.redis_key_prefix, settings.activity_timezone), settings)
-    producer = new_producer(settings, f"active-users-dlq-{member}")
-    try:
-        dead_letters = DeadLetterQueue(producer, settings.kafka_dlq_topic)
+    with ExitStack() as resources:
+        worker = StoreWorker(settings)
+        worker.start()
+        resources.callback(worker.close)
+        redis = redis_client(settings)
+        resources.callback(redis.close)
+        writer = ActivityWriter(redis, KeySchema(settings.redis_key_prefix, settings.activity_timezone), settings)
+        dead_letters = DeadLetterQueue(new_producer(settings, f"active-users-dlq-{member}"), settings.kafka_dlq_topic)
+        resources.callback(dead_letters.close, KAFKA_TIMEOUT_S)
         kafka_consumer = new_consumer(settings, f"active-users-{member}")
-        try:
-            loop = IngestLoop(settings, kafka_consumer, writer, metrics, stop, member, dead_letters)
-            server = HealthServer(settings.consumer_metrics_host, settings.consumer_metrics_port, metrics, loop.health)
-            server.start()
-            log.info("health endpoint listening", extra={"url": f"http://{settings.consumer_metrics_host}:{server.port}"})
-            try:
-                loop.run()
-            finally:
-                loop.forget()
-                server.close()
-        finally:
-            # Everything committed is stored; nothing uncommitted is committed on the way out.
-            kafka_consumer.close(autocommit=False, timeout_ms=int(KAFKA_TIMEOUT_S * 1000))
-    finally:
-        DeadLetterQueue(producer, settings.kafka_dlq_topic).close(KAFKA_TIMEOUT_S)
-        redis.close()
+        # Everything committed is stored; nothing uncommitted is committed on the way out.
+        resources.callback(kafka_consumer.close, autocommit=False, timeout_ms=int(KAFKA_TIMEOUT_S * 1000))
+        loop = IngestLoop(settings, kafka_consumer, worker, writer, dead_letters, metrics, stop, member)
+        server = HealthServer(settings.consumer_metrics_host, settings.consumer_metrics_port, metrics, loop.health)
+        server.start()
+        resources.callback(server.close)
+        log.info("health endpoint listening", extra={"url": f"http://{settings.consumer_metrics_host}:{server.port}"})
+        resources.callback(loop.forget)
+        loop.run()
     log.info("consumer stopped", extra={"member": member})
     return 0

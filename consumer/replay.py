@@ -13,18 +13,20 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TextIO
 
 from kafka import TopicPartition
+from kafka.errors import KafkaError
 
-from activeusers.errors import ConfigError
+from activeusers.errors import ConfigError, StoreUnavailable
 from activeusers.settings import Settings
 from activeusers.store import ActivityWriter
 from consumer.deadletter import DeadLetterQueue
-from consumer.ingest import Classifier
-from consumer.loop import POLL_TIMEOUT_MS
+from consumer.ingest import Batch, Classifier
+from consumer.loop import KAFKA_TIMEOUT_S, POLL_TIMEOUT_MS
 from consumer.metrics import ConsumerMetrics
-from consumer.sink import Sink
+from consumer.retry import until_done
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +99,24 @@ def replay(
     log.info("replay started", extra={"topic": settings.kafka_topic, "partitions": len(tps), "records": total})
     bar = ProgressBar(total, out)
     classifier = Classifier(settings)
-    sink = Sink(writer, dead_letters, metrics)
+
+    def store(batch: Batch) -> None:
+        if batch.buckets:
+            writer.write(batch.buckets)
+        if dead_letters is not None and batch.dead_letters:
+            dead_letters.publish(batch.dead_letters, KAFKA_TIMEOUT_S)
+
+    def failed(exc: BaseException) -> None:
+        (metrics.store_errors if isinstance(exc, StoreUnavailable) else metrics.kafka_errors).inc()
+        log.warning("replay write failed, retrying", extra={"error": f"{type(exc).__name__}: {exc}"})
+
     records = stored = dead = skipped = 0
     while remaining and not stop.is_set():
         polled = kafka_consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
         # Records past the end seen at start arrived during the replay; the live consumer owns them.
         bounded = {tp: [r for r in recs if r.offset < end[tp]] for tp, recs in polled.items()}
         batch = classifier.classify(bounded, int(clock() * 1000))
-        if not sink.store(batch, stop):
+        if not until_done(partial(store, batch), (StoreUnavailable, KafkaError), stop.wait, failed):
             break
         records += batch.records
         stored += batch.stored_events
