@@ -167,7 +167,7 @@ def _has_leaders(described: dict[str, Any]) -> bool:
 def group_lag(settings: Settings) -> int:
     """Records of KAFKA_TOPIC that KAFKA_GROUP_ID has not committed yet (end offset minus committed offset)."""
     bootstrap = settings.kafka_bootstrap_servers.split(",")
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="au-produce-lag")
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="au-produce-lag", enable_auto_commit=False)
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="au-produce-lag")
     try:
         partitions = consumer.partitions_for_topic(settings.kafka_topic) or set()
