@@ -11,7 +11,10 @@ from typing import Any, Final
 from api.auth import VIEW_ENGAGEMENT_DASHBOARD
 
 OPENAPI_VERSION: Final = "3.0.3"
-ISO_PATTERN: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$"
+# Every field in its range; only days 29-31 that a month lacks still pass the pattern (the description says so).
+ISO_PATTERN: Final = (
+    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{3}Z$"
+)
 JSON: Final = "application/json"
 
 
