@@ -1,0 +1,323 @@
+"""What the benchmarks share: settings under a bench key prefix, the seeded dataset, API processes, an HTTP
+client loop, percentiles and the table output (stdout, and BENCHMARKS.md with ``--record``).
+
+The dataset is written through the consumer's own :class:`~activeusers.store.ActivityWriter`, so the keys, the
+encoding and the expiry are exactly what production stores: one day set and one hour set per active user per day.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import redis
+
+from activeusers.days import day_start_ms
+from activeusers.keys import KeySchema
+from activeusers.settings import Settings
+from activeusers.store import ActivityWriter, Buckets, async_redis_client
+from api.auth import VIEW_ENGAGEMENT_DASHBOARD
+from api.tokens import TokenStore
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS_MD = REPO_ROOT / "BENCHMARKS.md"
+ACTIVE_USERS_PATH = "/api/v1/engagement-dashboard/users/active-users"
+SUMMARY_PATH = "/api/v1/active-users/summary"
+# Rocket.Chat's id alphabet (Random.id(): 17 characters without look-alikes), so sets hold realistic members.
+ID_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz"
+ID_CHARS = 17
+BENCH_USER = "bench-admin"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A seeded population: ``dau`` of ``users`` active on each of the ``days`` days ending today."""
+
+    name: str
+    users: int
+    dau: int
+    days: int
+    seed: int = 20260
+
+    def describe(self) -> str:
+        return f"{self.users:,} users, {self.dau:,} daily active, {self.days} days, seed {self.seed}"
+
+
+STANDARD = Dataset("standard", users=50_000, dau=10_000, days=90)
+LARGE = Dataset("large", users=500_000, dau=100_000, days=90)
+
+
+def require_env() -> None:
+    """Exit with a hint when the services are not configured."""
+    missing = [name for name in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL") if not os.environ.get(name)]
+    if missing:
+        sys.exit(
+            f"{', '.join(missing)} not set: run `python3 dev/stack up` then `set -a; . .stack/env; set +a` "
+            "(or use bench/run, which does that)"
+        )
+
+
+def bench_settings(name: str, **extra: str) -> Settings:
+    """Settings from the environment with a fresh key prefix ``bench-<name>-<random>:`` and UTC days."""
+    prefix = f"bench-{name}-{uuid.uuid4().hex[:8]}:"
+    return Settings.from_env({**os.environ, "REDIS_KEY_PREFIX": prefix, "ACTIVITY_TIMEZONE": "UTC", **extra})
+
+
+def keys_of(settings: Settings) -> KeySchema:
+    return KeySchema(settings.redis_key_prefix, settings.activity_timezone)
+
+
+def today_utc() -> date:
+    return datetime.now(UTC).date()
+
+
+def user_ids(count: int, seed: int) -> list[str]:
+    """``count`` distinct Rocket.Chat-style ids, the same for the same seed."""
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    ids: list[str] = []
+    while len(ids) < count:
+        candidate = "".join(rng.choices(ID_ALPHABET, k=ID_CHARS))
+        if candidate not in seen:
+            seen.add(candidate)
+            ids.append(candidate)
+    return ids
+
+
+def write_dataset(settings: Settings, data: Dataset, last_day: date) -> int:
+    """Store the dataset (days ending ``last_day``) through the consumer's writer; returns (user, day) pairs."""
+    population = user_ids(data.users, data.seed)
+    rng = random.Random(data.seed + 1)
+    client = redis.Redis.from_url(settings.redis_url)
+    writer = ActivityWriter(client, keys_of(settings), settings)
+    zone = settings.zone
+    started = time.monotonic()
+    pairs = 0
+    try:
+        for i in range(data.days):
+            day = last_day - timedelta(days=data.days - 1 - i)
+            base_ms = day_start_ms(day, zone)
+            buckets = Buckets()
+            hours = rng.choices(range(24), k=data.dau)
+            for user, hour in zip(rng.sample(population, data.dau), hours, strict=True):
+                buckets.add_active(day, hour, user, base_ms + hour * 3_600_000)
+            writer.write(buckets)
+            pairs += data.dau
+            progress(f"writing {data.name} dataset", i + 1, data.days, started)
+    finally:
+        client.close()
+    sys.stderr.write("\n")
+    return pairs
+
+
+def delete_prefix(redis_url: str, prefix: str) -> None:
+    """Remove every key under ``prefix`` (UNLINK: Redis frees big sets in the background)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        pattern = KeySchema(prefix, "UTC").pattern()
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) == 1000:
+                client.unlink(*batch)
+                batch.clear()
+        if batch:
+            client.unlink(*batch)
+    finally:
+        client.close()
+
+
+@contextmanager
+def dataset_in_redis(settings: Settings, data: Dataset, last_day: date) -> Iterator[int]:
+    """The dataset written under the settings' prefix for the duration of the block, deleted afterwards."""
+    try:
+        yield write_dataset(settings, data, last_day)
+    finally:
+        delete_prefix(settings.redis_url, settings.redis_key_prefix)
+
+
+def auth_headers(settings: Settings) -> dict[str, str]:
+    """A fresh token with the dashboard permission, created through the service's token store."""
+
+    async def create() -> str:
+        client = async_redis_client(settings)
+        try:
+            token, _ = await TokenStore(client, keys_of(settings)).create(
+                BENCH_USER, (VIEW_ENGAGEMENT_DASHBOARD,), int(time.time() * 1000)
+            )
+        finally:
+            await client.aclose()
+        return token
+
+    return {"X-User-Id": BENCH_USER, "X-Auth-Token": asyncio.run(create())}
+
+
+def service_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of an ``active-users`` child process with these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "REDIS_", "ACTIVITY_", "API_"))}
+    env.update(
+        KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers,
+        KAFKA_TOPIC=settings.kafka_topic,
+        KAFKA_DLQ_TOPIC=settings.kafka_dlq_topic,
+        KAFKA_GROUP_ID=settings.kafka_group_id,
+        REDIS_URL=settings.redis_url,
+        REDIS_KEY_PREFIX=settings.redis_key_prefix,
+        ACTIVITY_TIMEZONE=settings.activity_timezone,
+        API_HOST="127.0.0.1",
+        API_PORT="0",
+        LOG_LEVEL="INFO",
+    )
+    env.update(extra)
+    return env
+
+
+class Server:
+    """A child HTTP server that logs its URL as a JSON line field ``url`` (``active-users serve`` does)."""
+
+    def __init__(self, argv: Sequence[str], env: Mapping[str, str], log_path: Path, timeout_s: float = 30) -> None:
+        self.log_path = log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            list(argv), env=dict(env), cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        self.url = self._wait_url(timeout_s)
+        self.host, port = self.url.removeprefix("http://").rsplit(":", 1)
+        self.port = int(port)
+
+    def _wait_url(self, timeout_s: float) -> str:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for line in self.log_path.read_text(errors="replace").splitlines():
+                if '"url"' in line:
+                    try:
+                        return str(json.loads(line)["url"])
+                    except (ValueError, KeyError):
+                        continue
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{self.log_path.name}: server did not start:\n{self.log_path.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def active_users_command() -> list[str]:
+    return [sys.executable, "-m", "activeusers.cli"]
+
+
+def api_server(settings: Settings, log_dir: Path, name: str = "api") -> Server:
+    """``active-users serve`` with the bench settings, on a free loopback port."""
+    return Server([*active_users_command(), "serve"], service_env(settings), log_dir / f"{name}.log")
+
+
+def aux_server(kind: str, settings: Settings, log_dir: Path) -> Server:
+    """One of the comparison servers of ``bench/servers.py`` (``naive`` or ``trivial``)."""
+    argv = [sys.executable, str(REPO_ROOT / "bench" / "servers.py"), kind]
+    return Server(argv, service_env(settings), log_dir / f"{kind}.log")
+
+
+class HttpClient:
+    """One keep-alive HTTP/1.1 connection: the single warm client of the latency benchmarks."""
+
+    def __init__(self, host: str, port: int, headers: Mapping[str, str] | None = None) -> None:
+        self._conn = http.client.HTTPConnection(host, port, timeout=120)
+        self._headers = dict(headers or {})
+
+    def get(self, path: str) -> tuple[int, bytes, float]:
+        """Status, body and seconds from sending the request to having read the whole body."""
+        started = time.perf_counter()
+        self._conn.request("GET", path, headers=self._headers)
+        response = self._conn.getresponse()
+        body = response.read()
+        return response.status, body, time.perf_counter() - started
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def iso_ms(moment: datetime) -> str:
+    """JavaScript ``toISOString()`` form."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def range_query(last_day: date, days: int) -> str:
+    """``start``/``end`` covering the ``days`` UTC days ending ``last_day`` (end at the last millisecond)."""
+    first = last_day - timedelta(days=days - 1)
+    start = datetime(first.year, first.month, first.day, tzinfo=UTC)
+    end = datetime(last_day.year, last_day.month, last_day.day, 23, 59, 59, 999_000, tzinfo=UTC)
+    return f"start={iso_ms(start)}&end={iso_ms(end)}"
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..100) of the values; the maximum for q=100."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))
+    return ordered[min(int(rank), len(ordered)) - 1]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.1f}"
+
+
+def progress(label: str, done: int, total: int, started: float) -> None:
+    elapsed = time.monotonic() - started
+    sys.stderr.write(f"\r{label}: {done}/{total} ({elapsed:,.1f} s)   ")
+    sys.stderr.flush()
+
+
+def target_line(label: str, value: str, target: str, met: bool) -> str:
+    """A bullet under a table; ``bench/run`` collects these into its targets table."""
+    return f"- {label}: **{value}** (target: {target}; {'met' if met else 'NOT met'})"
+
+
+def command_line(script: str) -> str:
+    return " ".join(["python", script, *sys.argv[1:]]).strip()
+
+
+def emit(lines: Sequence[str], record: bool) -> None:
+    """Print the section; with ``record``, append it to BENCHMARKS.md too."""
+    text = "\n".join(lines)
+    print(text, flush=True)
+    if record:
+        with BENCHMARKS_MD.open("a") as out:
+            out.write(text + "\n")
+
+
+def stamp(script: str) -> str:
+    return f"`{command_line(script)}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC."
+
+
+def log_dir(name: str) -> Path:
+    path = REPO_ROOT / ".bench" / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
