@@ -21,6 +21,7 @@ class Settings:
     kafka_topic: str = "user-activity"
     kafka_dlq_topic: str = "user-activity.dlq"
     kafka_group_id: str = "active-users"
+    kafka_session_timeout_s: float = 45.0
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_key_prefix: str = "au:"
     redis_timeout_s: float = 2.0
@@ -90,6 +91,7 @@ class Settings:
             (self.max_event_bytes >= 64, "MAX_EVENT_BYTES must be at least 64"),
             (1 <= self.batch_size <= 100_000, "BATCH_SIZE must be between 1 and 100000"),
             (self.redis_timeout_s > 0, "REDIS_TIMEOUT must be positive"),
+            (6 <= self.kafka_session_timeout_s <= 300, "KAFKA_SESSION_TIMEOUT must be between 6s and 300s"),
             (self.consumer_heartbeat_s > 0, "CONSUMER_HEARTBEAT must be positive"),
             (self.consumer_stale_s > self.consumer_heartbeat_s, "CONSUMER_STALE must exceed CONSUMER_HEARTBEAT"),
             (0 <= self.api_port <= 65535, "API_PORT must be a TCP port"),

@@ -30,6 +30,10 @@ def consumer_config(settings: Settings, *, group: bool = True) -> dict[str, Any]
         "max_partition_fetch_bytes": MAX_PARTITION_FETCH_BYTES,
         "max_poll_records": settings.batch_size,
         "reconnect_backoff_max_ms": 5000,
+        # How soon the group notices a member that died without leaving (SIGKILL, lost host) and hands its
+        # partitions to the others; the broker's group.min.session.timeout.ms (6 s by default) bounds it.
+        "session_timeout_ms": int(settings.kafka_session_timeout_s * 1000),
+        "heartbeat_interval_ms": min(3000, int(settings.kafka_session_timeout_s * 1000 / 3)),
         "request_timeout_ms": 30000,
     }
     config["group_id"] = settings.kafka_group_id if group else None

@@ -244,12 +244,19 @@ class IngestLoop:
         if batch.buckets.newest_event_ms > p.newest_event_ms:
             p.newest_event_ms = batch.buckets.newest_event_ms
             m.last_event.set(p.newest_event_ms / 1000)
+        assigned = set(self._listener.assigned)
         for tp, next_offset in batch.next_offsets.items():
+            if tp not in assigned:
+                continue  # moved to another member while the batch was being stored
             highwater = self._consumer.highwater(tp)
             if highwater is not None:
                 label = f"{tp.topic}-{tp.partition}"
                 p.lag[label] = max(0, highwater - next_offset)
                 m.lag.labels(label).set(p.lag[label])
+        current = {f"{tp.topic}-{tp.partition}" for tp in assigned}
+        for label in [label for label in p.lag if label not in current]:
+            del p.lag[label]
+            m.lag.remove(label)
 
     def _housekeeping(self) -> None:
         now = time.monotonic()

@@ -253,3 +253,27 @@ def wait_drained(bootstrap: str, group: str, topic: str, timeout_s: float = 90) 
         if time.monotonic() > deadline:
             raise AssertionError(f"group {group} did not drain {topic}: committed {committed}, end {ends}")
         time.sleep(0.5)
+
+
+def read_topic(bootstrap: str, name: str, expected: int, timeout_s: float = 30) -> list[Any]:
+    """Every record of ``name`` from the beginning, waiting until ``expected`` arrived (or the timeout)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(name, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(records) < expected and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+    finally:
+        consumer.close()
+    return records
+
+
+def expected_buckets(
+    sent: Iterable[Sent], prefix: str, zone: str, now_ms: int, retention_days: int
+) -> dict[str, set[str]]:
+    """The oracle for the records as sent, under ``prefix`` in ``zone``."""
+    return oracle((s.event for s in sent), KeySchema(prefix, zone), ZoneInfo(zone), now_ms, retention_days)
+

@@ -8,11 +8,9 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 import redis
-from kafka import KafkaConsumer
 from streams import (
     MALFORMED_SAMPLES,
     ConsumerProcess,
@@ -20,9 +18,10 @@ from streams import (
     bucket_state,
     committed_offsets,
     consumer_env,
+    expected_buckets,
     generate,
-    oracle,
     produce,
+    read_topic,
     wait_drained,
 )
 
@@ -38,8 +37,7 @@ def _now_ms() -> int:
 
 
 def _expected(sent: list[Sent], prefix: str, now_ms: int) -> dict[str, set[str]]:
-    keys = KeySchema(prefix, ZONE)
-    return oracle((s.event for s in sent), keys, ZoneInfo(ZONE), now_ms, RETENTION_DAYS)
+    return expected_buckets(sent, prefix, ZONE, now_ms, RETENTION_DAYS)
 
 
 def _env(stack, topic_name: str, prefix: str, **extra: str) -> dict[str, str]:
@@ -47,19 +45,6 @@ def _env(stack, topic_name: str, prefix: str, **extra: str) -> dict[str, str]:
     return consumer_env(
         stack, topic_name, prefix, group, ACTIVITY_TIMEZONE=ZONE, RETENTION_DAYS=str(RETENTION_DAYS), **extra
     )
-
-
-def _read_topic(bootstrap: str, name: str, expected: int, timeout_s: float = 30) -> list:
-    consumer = KafkaConsumer(name, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
-    records: list = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(records) < expected and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=500).values():
-                records.extend(batch)
-    finally:
-        consumer.close()
-    return records
 
 
 def test_two_consumers_store_exactly_the_oracle(stack, topic, redis_prefix, redis_client, tmp_path):
@@ -81,7 +66,7 @@ def test_two_consumers_store_exactly_the_oracle(stack, topic, redis_prefix, redi
 
     malformed = [s for s in sent if s.event is None]
     assert malformed
-    dead = _read_topic(stack.kafka_bootstrap, env["KAFKA_DLQ_TOPIC"], len(malformed))
+    dead = read_topic(stack.kafka_bootstrap, env["KAFKA_DLQ_TOPIC"], len(malformed))
     assert sorted(r.value or b"" for r in dead) == sorted(s.value or b"" for s in malformed)
     logs = "".join(m.log_text() for m in members)
     assert "partitions assigned" in logs and "consumer stopped" in logs
@@ -203,7 +188,7 @@ def test_each_malformed_record_is_dead_lettered_and_the_partition_moves_on(
         wait_drained(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name)
     finally:
         assert member.stop() == 0
-    dead = _read_topic(stack.kafka_bootstrap, env["KAFKA_DLQ_TOPIC"], len(MALFORMED_SAMPLES))
+    dead = read_topic(stack.kafka_bootstrap, env["KAFKA_DLQ_TOPIC"], len(MALFORMED_SAMPLES))
     assert len(dead) == len(MALFORMED_SAMPLES)
     for record, (reason, value) in zip(sorted(dead, key=lambda r: r.offset), MALFORMED_SAMPLES, strict=True):
         headers = {k: v.decode() for k, v in record.headers}

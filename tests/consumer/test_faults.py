@@ -1,0 +1,346 @@
+"""Fault injection with the real services: after every fault and once the stream drains, Redis equals the
+oracle computed from exactly what was sent: zero lost, zero extra.
+
+Broker and Redis outages use a private stack (its own broker and redis-server, started by ``dev/stack`` in a
+temporary STACK_DIR) so that stopping them disturbs no other test.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+from kafka.admin import KafkaAdminClient, NewTopic
+from streams import (
+    MALFORMED_SAMPLES,
+    REPO_ROOT,
+    ConsumerProcess,
+    Sent,
+    bucket_state,
+    committed_offsets,
+    consumer_env,
+    expected_buckets,
+    generate,
+    produce,
+    read_topic,
+    wait_drained,
+)
+
+from activeusers.keys import KeySchema
+from consumer.deadletter import HEADER_REASON
+
+ZONE = "Europe/Berlin"
+RETENTION_DAYS = 30
+STACK_SCRIPT = REPO_ROOT / "dev" / "stack"
+
+
+@dataclass
+class PrivateStack:
+    """A broker and a redis-server (with AOF) of this module's own, to stop and restart at will."""
+
+    directory: Path
+    kafka_bootstrap: str
+    redis_url: str
+
+    def _run(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, str(STACK_SCRIPT), *args],
+            env={**os.environ, "STACK_DIR": str(self.directory)},
+            capture_output=True, text=True, timeout=180, check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    def up(self) -> None:
+        """Start whatever is not running (a restarted service keeps its data and port)."""
+        self._run("up", "--redis-aof")
+
+    def signal(self, service: str, signum: int) -> None:
+        """Send ``signum`` to the service's process and wait until it is gone."""
+        pid = int((self.directory / f"{service}.pid").read_text().split()[0])
+        os.kill(pid, signum)
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid):
+            assert time.monotonic() < deadline, f"{service} (pid {pid}) did not stop"
+            time.sleep(0.05)
+
+    def down(self) -> None:
+        self._run("down", "--purge")
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
+    except (OSError, IndexError):
+        return "zombie"
+
+
+@pytest.fixture(scope="module")
+def private_stack(stack, tmp_path_factory) -> Iterator[PrivateStack]:
+    directory = tmp_path_factory.mktemp("private-stack")
+    private = PrivateStack(directory, "", "")
+    try:
+        private.up()
+        lines = (directory / "env").read_text().splitlines()
+        values = dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+        private.kafka_bootstrap = values["KAFKA_BOOTSTRAP_SERVERS"]
+        private.redis_url = values["REDIS_URL"]
+        yield private
+    finally:
+        private.down()
+
+
+class Feeder(threading.Thread):
+    """Produces a stream in small chunks at a steady pace; a chunk is re-sent until Kafka acknowledges all of it
+    (duplicates are harmless: they are what an at-least-once producer does)."""
+
+    def __init__(self, bootstrap: str, topic: str, sent: list[Sent], chunk: int = 200, pause_s: float = 0.05) -> None:
+        super().__init__(daemon=True)
+        self.bootstrap, self.topic, self.sent = bootstrap, topic, sent
+        self.chunk, self.pause_s = chunk, pause_s
+        self.done = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            for start in range(0, len(self.sent), self.chunk):
+                deadline = time.monotonic() + 120
+                while True:
+                    try:
+                        produce(self.bootstrap, self.topic, self.sent[start : start + self.chunk])
+                        break
+                    except Exception:
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.5)
+                self.done = start + self.chunk
+                time.sleep(self.pause_s)
+        except BaseException as exc:
+            self.error = exc
+
+    def finish(self, timeout_s: float = 180) -> None:
+        self.join(timeout_s)
+        assert not self.is_alive(), "the feeder did not finish"
+        assert self.error is None, repr(self.error)
+
+
+def _create_topic(bootstrap: str, partitions: int) -> str:
+    name = f"faults-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        admin.close()
+    return name
+
+
+def _wait_until(predicate, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def _env(bootstrap: str, redis_url: str, topic: str, prefix: str, **extra: str) -> dict[str, str]:
+    stack = type("S", (), {"kafka_bootstrap": bootstrap, "redis_url": redis_url})
+    return consumer_env(
+        stack, topic, prefix, f"g-{uuid.uuid4().hex[:8]}",
+        ACTIVITY_TIMEZONE=ZONE, RETENTION_DAYS=str(RETENTION_DAYS), BATCH_SIZE="200", **extra,
+    )
+
+
+def _assert_exact(client: redis.Redis, sent: list[Sent], prefix: str, now: int) -> None:
+    expected = expected_buckets(sent, prefix, ZONE, now, RETENTION_DAYS)
+    assert len(expected) > 50
+    assert bucket_state(client, KeySchema(prefix, ZONE)) == expected
+
+
+def test_broker_stopped_and_restarted_during_a_stream(private_stack, tmp_path):
+    topic = _create_topic(private_stack.kafka_bootstrap, 3)
+    now = int(time.time() * 1000)
+    sent = generate(41, 6000, now, days=40, malformed_share=0.02, avoid_days_ago=(29, 32))
+    env = _env(private_stack.kafka_bootstrap, private_stack.redis_url, topic, "broker:")
+    member = ConsumerProcess(env, tmp_path / "consumer.log")
+    feeder = Feeder(private_stack.kafka_bootstrap, topic, sent)
+    feeder.start()
+    try:
+        _wait_until(lambda: feeder.done >= 1500, 60, "the feeder did not get going")
+        private_stack.signal("kafka", signal.SIGKILL)
+        time.sleep(3)
+        assert member.process.poll() is None, "the consumer must survive a broker outage"
+        private_stack.up()
+        feeder.finish()
+        wait_drained(private_stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], topic, timeout_s=180)
+    finally:
+        code = member.stop()
+    assert code == 0, member.log_text()[-3000:]
+    client = redis.Redis.from_url(private_stack.redis_url, decode_responses=True)
+    try:
+        _assert_exact(client, sent, "broker:", now)
+    finally:
+        client.close()
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict, float]:
+    started = time.monotonic()
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as error:
+        status, body = error.code, error.read()
+    return status, orjson.loads(body), time.monotonic() - started
+
+
+def _start_api(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "activeusers.cli", "serve"],
+        env={**env, "API_PORT": str(port), "REDIS_TIMEOUT": "1s"}, cwd=REPO_ROOT,
+        stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return _get(base + "/healthz")[0] == 200
+        except OSError:
+            return False
+
+    _wait_until(up, 30, "the API did not start")
+    return process, base
+
+
+def test_redis_stopped_and_restarted_during_a_stream_and_the_api_says_503(private_stack, tmp_path):
+    topic = _create_topic(private_stack.kafka_bootstrap, 3)
+    now = int(time.time() * 1000)
+    sent = generate(43, 6000, now, days=40, avoid_days_ago=(29, 32))
+    env = _env(private_stack.kafka_bootstrap, private_stack.redis_url, topic, "redis:", REDIS_TIMEOUT="500ms")
+    token = subprocess.run(
+        [sys.executable, "-m", "activeusers.cli", "token", "create", "--user-id", "ops",
+         "--permission", "view-engagement-dashboard"],
+        env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    member = ConsumerProcess(env, tmp_path / "consumer.log")
+    api, base = _start_api(env, tmp_path / "api.log")
+    query = (
+        f"{base}/api/v1/engagement-dashboard/users/active-users"
+        "?start=2020-01-01T00:00:00.000Z&end=2030-01-01T00:00:00.000Z"
+    )
+    headers = {"X-User-Id": "ops", "X-Auth-Token": token}
+    feeder = Feeder(private_stack.kafka_bootstrap, topic, sent)
+    feeder.start()
+    try:
+        _wait_until(lambda: feeder.done >= 1500, 60, "the feeder did not get going")
+        assert _get(query, headers)[0] == 200
+        private_stack.signal("redis", signal.SIGTERM)  # a clean stop: AOF is flushed
+        status, body, seconds = _get(query, headers)
+        assert (status, body["success"]) == (503, False)
+        assert seconds < 5, "the API must answer within its Redis timeout, not hang"
+        status, body, _ = _get(base + "/readyz")
+        assert status == 503 and body["checks"]["redis"]["ok"] is False
+        time.sleep(3)
+        assert member.process.poll() is None, "the consumer must survive a Redis outage"
+        private_stack.up()
+        _wait_until(lambda: _get(query, headers)[0] == 200, 30, "the API did not recover by itself")
+        feeder.finish()
+        wait_drained(private_stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], topic, timeout_s=120)
+    finally:
+        code = member.stop()
+        api.terminate()
+        api.wait(timeout=15)
+    assert code == 0, member.log_text()[-3000:]
+    assert "redis unavailable" in member.log_text()
+    client = redis.Redis.from_url(private_stack.redis_url, decode_responses=True)
+    try:
+        _assert_exact(client, sent, "redis:", now)
+    finally:
+        client.close()
+
+
+def test_consumer_killed_at_five_random_points_and_restarted(stack, topic, redis_prefix, redis_client, tmp_path):
+    name = topic(3)
+    now = int(time.time() * 1000)
+    sent = generate(47, 8000, now, days=40, malformed_share=0.01, avoid_days_ago=(29, 32))
+    # A killed member stays in the group until its session times out; keep that short so rounds do not wait.
+    env = _env(stack.kafka_bootstrap, stack.redis_url, name, redis_prefix, KAFKA_SESSION_TIMEOUT="6s")
+    feeder = Feeder(stack.kafka_bootstrap, name, sent, pause_s=0.1)
+    feeder.start()
+    rng = random.Random(5)
+    progress: list[int] = []
+    for round_ in range(5):
+        member = ConsumerProcess(env, tmp_path / f"consumer{round_}.log")
+        time.sleep(rng.uniform(1.5, 3.0))
+        member.kill()
+        progress.append(sum(committed_offsets(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name).values()))
+    assert progress[-1] > 0, "no killed member ever committed: the kills did not land mid-stream"
+    feeder.finish()
+    last = ConsumerProcess(env, tmp_path / "last.log")
+    try:
+        wait_drained(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name, timeout_s=120)
+    finally:
+        assert last.stop() == 0
+    _assert_exact(redis_client, sent, redis_prefix, now)
+
+
+def test_two_members_one_killed_the_other_takes_over(stack, topic, redis_prefix, redis_client, tmp_path):
+    name = topic(4)
+    now = int(time.time() * 1000)
+    sent = generate(53, 6000, now, days=40, avoid_days_ago=(29, 32))
+    env = _env(stack.kafka_bootstrap, stack.redis_url, name, redis_prefix, KAFKA_SESSION_TIMEOUT="6s")
+    survivor = ConsumerProcess(env, tmp_path / "survivor.log")
+    victim = ConsumerProcess(env, tmp_path / "victim.log")
+    feeder = Feeder(stack.kafka_bootstrap, name, sent)
+    feeder.start()
+    try:
+        _wait_until(lambda: "partitions assigned" in victim.log_text(), 60, "the second member never got partitions")
+        _wait_until(lambda: feeder.done >= 2000, 60, "the feeder did not get going")
+        victim.kill()
+        feeder.finish()
+        wait_drained(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name, timeout_s=120)
+    finally:
+        assert survivor.stop() == 0
+    assert survivor.log_text().count("partitions assigned") >= 2, "the survivor never took the partitions over"
+    _assert_exact(redis_client, sent, redis_prefix, now)
+
+
+def test_a_flood_of_malformed_records_is_dead_lettered_and_the_rest_stored(
+    stack, topic, redis_prefix, redis_client, tmp_path
+):
+    name = topic(3)
+    now = int(time.time() * 1000)
+    sent = generate(59, 10000, now, days=40, malformed_share=0.10, avoid_days_ago=(29, 32))
+    malformed = [s for s in sent if s.event is None]
+    assert 800 < len(malformed) < 1200
+    env = _env(stack.kafka_bootstrap, stack.redis_url, name, redis_prefix)
+    produce(stack.kafka_bootstrap, name, sent)
+    member = ConsumerProcess(env, tmp_path / "consumer.log")
+    try:
+        wait_drained(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name)
+    finally:
+        assert member.stop() == 0
+    _assert_exact(redis_client, sent, redis_prefix, now)
+    dead = read_topic(stack.kafka_bootstrap, env["KAFKA_DLQ_TOPIC"], len(malformed))
+    assert len(dead) == len(malformed)
+    reason_of = {value: reason for reason, value in MALFORMED_SAMPLES}
+    assert sorted(dict(r.headers)[HEADER_REASON].decode() for r in dead) == sorted(
+        reason_of[s.value] for s in malformed
+    )
