@@ -9,6 +9,7 @@ import time
 import uuid
 from pathlib import Path
 
+import orjson
 import pytest
 import redis
 from streams import (
@@ -233,3 +234,39 @@ def test_signals_stop_cleanly_and_withdraw_the_heartbeat(
     member.process.send_signal(getattr(signals, signal_name))
     assert member.stop() == 0
     assert redis_client.hgetall(keys.consumers()) == {}
+
+
+def test_health_and_metrics_endpoints_report_progress(stack, topic, redis_prefix, tmp_path):
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    name = topic(2)
+    now = _now_ms()
+    sent = generate(61, 500, now, days=3, malformed_share=0.05)
+    env = _env(stack, name, redis_prefix, CONSUMER_METRICS_PORT=str(port))
+    produce(stack.kafka_bootstrap, name, sent)
+    member = ConsumerProcess(env, tmp_path / "consumer.log")
+    try:
+        wait_drained(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+            health = orjson.loads(response.read())
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            metrics = response.read().decode()
+    finally:
+        assert member.stop() == 0
+    assert health["status"] == "ok" and health["redis"] is True
+    values = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line and not line.startswith("#")
+    }
+    malformed = sum(1 for s in sent if s.event is None)
+    assert values["activeusers_events_consumed_total"] == len(sent)
+    assert sum(v for k, v in values.items() if k.startswith("activeusers_events_dead_lettered_total")) == malformed
+    assert values["activeusers_redis_up"] == 1
+    assert values["activeusers_assigned_partitions"] == 2
+    assert values[f'activeusers_consumer_lag{{partition="{name}-0"}}'] == 0
+    assert values["activeusers_last_stored_event_timestamp_seconds"] > (now - 4 * 86_400_000) / 1000
