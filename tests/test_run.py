@@ -102,12 +102,12 @@ def test_dev_run_prints_working_curls_and_ctrl_c_stops_everything(stack, kafka_a
             for key, users in oracle(events, keys, ZoneInfo("UTC"), now_ms, 400).items()
             if key.startswith("day:")
         }
+        first_day = re.search(r"start=(\d{4}-\d\d-\d\d)T", curls[0][2]).group(1)
         month = answers[0]["month"]
-        assert len(month) == 7  # every one of the last 7 days has active users
-        for day in month:
-            date = f"{day['year']:04d}-{day['month']:02d}-{day['day']:02d}"
-            assert set(day["usersList"]) == expected[date]
-            assert day["users"] == len(expected[date]) > 0
+        assert len(month) >= 6  # the last 7 days have active users (today's may have none just after midnight)
+        got = {f"{d['year']:04d}-{d['month']:02d}-{d['day']:02d}": set(d["usersList"]) for d in month}
+        assert got == {day: users for day, users in expected.items() if day >= first_day}
+        assert all(d["users"] == len(d["usersList"]) > 0 for d in month)
         summary = answers[1]
         assert len(summary["days"]) >= 30
         assert summary["distinctUsers"] > 0
