@@ -30,7 +30,7 @@ from kafka.errors import TopicAlreadyExistsError
 from activeusers.errors import ConfigError
 from activeusers.settings import Settings
 from consumer.generator import Profile, Record, generate
-from consumer.replay import ProgressBar
+from consumer.progress import ProgressBar
 
 # Measured on the dev broker: about 38k records/s with these, against about 9k with the dead-letter producer's.
 LINGER_MS = 20

@@ -26,6 +26,7 @@ from consumer.deadletter import DeadLetterQueue
 from consumer.ingest import Batch, Classifier
 from consumer.loop import KAFKA_TIMEOUT_S, POLL_TIMEOUT_MS
 from consumer.metrics import ConsumerMetrics
+from consumer.progress import ProgressBar
 from consumer.retry import until_done
 
 log = logging.getLogger(__name__)
@@ -41,37 +42,6 @@ class ReplayResult:
     skipped: int
     seconds: float
     completed: bool
-
-
-class ProgressBar:
-    """A one-line progress bar on a terminal; periodic plain lines when the output is not a terminal."""
-
-    def __init__(self, total: int, out: TextIO, clock: Callable[[], float] = time.monotonic) -> None:
-        self._total = max(total, 1)
-        self._out = out
-        self._clock = clock
-        self._started = clock()
-        self._last = -1.0
-        self._tty = out.isatty()
-
-    def update(self, done: int, *, final: bool = False) -> None:
-        """Show ``done`` of the total (throttled: at most 10 times a second on a terminal, every 2 s otherwise)."""
-        now = self._clock()
-        if not final and now - self._last < (0.1 if self._tty else 2.0):
-            return
-        self._last = now
-        elapsed = max(now - self._started, 1e-9)
-        share = min(done / self._total, 1.0)
-        filled = int(share * 30)
-        line = (
-            f"[{'#' * filled}{'.' * (30 - filled)}] {share:6.1%} {done}/{self._total} records "
-            f"{done / elapsed:,.0f}/s {elapsed:,.1f}s"
-        )
-        if self._tty:
-            self._out.write("\r" + line + ("\n" if final else ""))
-        else:
-            self._out.write(line + "\n")
-        self._out.flush()
 
 
 def replay(
