@@ -39,6 +39,8 @@ class Settings:
     api_port: int = 8080
     api_rate_limit: int = 0
     api_rate_limit_window_s: float = 60.0
+    api_cache_bytes: int = 268_435_456
+    api_cache_ttl_s: float = 600.0
     log_level: str = "INFO"
 
     @property
@@ -98,6 +100,8 @@ class Settings:
             (0 <= self.consumer_metrics_port <= 65535, "CONSUMER_METRICS_PORT must be a TCP port"),
             (self.api_rate_limit >= 0, "API_RATE_LIMIT must not be negative"),
             (self.api_rate_limit_window_s > 0, "API_RATE_LIMIT_WINDOW must be positive"),
+            (self.api_cache_bytes >= 0, "API_CACHE_BYTES must not be negative"),
+            (self.api_cache_ttl_s > 0, "API_CACHE_TTL must be positive"),
             (
                 bool(self.kafka_topic) and bool(self.kafka_dlq_topic),
                 "KAFKA_TOPIC and KAFKA_DLQ_TOPIC must not be empty",

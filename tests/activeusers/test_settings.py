@@ -35,6 +35,8 @@ DEFAULTS = {
     "api_port": 8080,
     "api_rate_limit": 0,
     "api_rate_limit_window_s": 60.0,
+    "api_cache_bytes": 268_435_456,
+    "api_cache_ttl_s": 600.0,
     "log_level": "INFO",
 }
 
@@ -62,6 +64,8 @@ ENV_CASES = [
     ("API_PORT", "9000", "api_port", 9000),
     ("API_RATE_LIMIT", "10", "api_rate_limit", 10),
     ("API_RATE_LIMIT_WINDOW", "2d", "api_rate_limit_window_s", 172800.0),
+    ("API_CACHE_BYTES", "1048576", "api_cache_bytes", 1_048_576),
+    ("API_CACHE_TTL", "30s", "api_cache_ttl_s", 30.0),
     ("LOG_LEVEL", "debug", "log_level", "debug"),
 ]
 
@@ -226,6 +230,8 @@ def test_unparseable_value(variable: str, raw: str, expected: str) -> None:
         ("CONSUMER_METRICS_PORT", "70000"),
         ("API_RATE_LIMIT", "-1"),
         ("API_RATE_LIMIT_WINDOW", "0s"),
+        ("API_CACHE_BYTES", "-1"),
+        ("API_CACHE_TTL", "0"),
         ("REDIS_URL", "http://127.0.0.1:6379"),
         ("REDIS_URL", "127.0.0.1:6379"),
         ("LOG_LEVEL", "verbose"),
@@ -245,6 +251,7 @@ def test_out_of_range_value_names_the_variable(variable: str, raw: str) -> None:
         ("API_PORT", "65535", "api_port", 65535),
         ("RETENTION_DAYS", "1", "retention_days", 1),
         ("MAX_FUTURE_SKEW", "0", "max_future_skew_s", 0.0),
+        ("API_CACHE_BYTES", "0", "api_cache_bytes", 0),
         ("REDIS_URL", "unix:///run/redis.sock", "redis_url", "unix:///run/redis.sock"),
         ("LOG_LEVEL", "Warning", "log_level", "Warning"),
     ],
