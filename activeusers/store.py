@@ -159,6 +159,22 @@ class ActivityReader:
         """The set of active user ids of each day (days without data map to an empty set)."""
         return await self._members([self._keys.day(d) for d in days], days)
 
+    async def cardinalities(self, days: Sequence[date]) -> dict[date, int]:
+        """How many users each day's set holds (0 for a day without data), in one pipelined round trip.
+
+        ``SCARD`` is O(1) in Redis, so even the longest range (the retention window) is one cheap pipeline.
+        """
+        if not days:
+            return {}
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for day in days:
+                    pipe.scard(self._keys.day(day))
+                results = await pipe.execute()
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable(f"Redis read failed: {exc}") from exc
+        return dict(zip(days, map(int, results), strict=True))
+
     async def hour_users(self, hours: Sequence[tuple[date, int]]) -> dict[tuple[date, int], set[str]]:
         """The set of active user ids of each local (day, hour) bucket."""
         return await self._members([self._keys.hour(d, h) for d, h in hours], hours)

@@ -12,12 +12,13 @@ from aiohttp.typedefs import Handler
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
 from activeusers.store import ActivityReader, async_redis_client
+from api.daycache import DayCache
 from api.errors import error_middleware
 from api.httplog import server_logger
 from api.metrics import ApiMetrics
 from api.ratelimit import RateLimiter
 from api.routes import engagement, health, meta, summary
-from api.state import CLOCK, KEYS, LIMITER, METRICS, READER, SETTINGS, TOKENS
+from api.state import CLOCK, DAY_CACHE, KEYS, LIMITER, METRICS, READER, SETTINGS, TOKENS
 from api.tokens import TokenStore
 
 OPENAPI_PATH: Final = "/api/openapi.json"
@@ -42,6 +43,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app[CLOCK] = clock
     app[KEYS] = KeySchema(settings.redis_key_prefix, settings.activity_timezone)
     app[METRICS] = metrics
+    app[DAY_CACHE] = DayCache(settings.api_cache_bytes, settings.api_cache_ttl_s)
     app.cleanup_ctx.append(_redis_pool)
     app.router.add_get(engagement.PATH, engagement.active_users, allow_head=False)
     app.router.add_get(summary.PATH, summary.summary, allow_head=False)

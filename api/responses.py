@@ -25,6 +25,11 @@ def json_response(payload: Any, status: int = 200, headers: Mapping[str, str] | 
     return _response(orjson.dumps(payload), JSON_TYPE, status, headers)
 
 
+def json_bytes_response(body: bytes) -> web.Response:
+    """A 200 answer whose body is JSON already encoded (compact, keys in the contract's order)."""
+    return _response(body, JSON_TYPE, 200, None)
+
+
 def csv_response(text: str, headers: Mapping[str, str] | None = None) -> web.Response:
     """A UTF-8 CSV answer, uncacheable like every API answer."""
     return _response(text.encode(), CSV_TYPE, 200, headers)

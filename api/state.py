@@ -10,6 +10,7 @@ from aiohttp import web
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
 from activeusers.store import ActivityReader
+from api.daycache import DayCache
 from api.metrics import ApiMetrics
 from api.ratelimit import RateLimiter
 from api.tokens import TokenStore
@@ -18,6 +19,7 @@ SETTINGS: Final = web.AppKey("settings", Settings)
 CLOCK: Final[web.AppKey[Callable[[], float]]] = web.AppKey("clock")
 KEYS: Final = web.AppKey("keys", KeySchema)
 METRICS: Final = web.AppKey("metrics", ApiMetrics)
+DAY_CACHE: Final = web.AppKey("day_cache", DayCache)
 # Created by the cleanup context when the app starts, so constructing the app does no I/O.
 READER: Final = web.AppKey("reader", ActivityReader)
 TOKENS: Final = web.AppKey("tokens", TokenStore)

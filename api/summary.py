@@ -1,17 +1,22 @@
-"""Exact rolling distinct-user windows (DAU, WAU, MAU) over a sequence of day sets: pure computation.
+"""Exact rolling distinct-user windows (DAU, WAU, MAU) over consecutive day sets given as bitmasks: pure computation.
 
 WAU of day ``d`` is the number of distinct users active on any of the 7 days ``d-6..d``; MAU the same over the
-30 days ``d-29..d``. Instead of one counter per window, every user remembers the last day it was seen and every
-day counts the users last seen on it: the users of a window ending at the newest day fed are exactly those last
-seen inside it. So each member of each day set costs a constant number of dict operations, whatever the window
-sizes, and memory holds one entry per distinct user rather than 30 days of sets.
+30 days ``d-29..d``. Each day set is a bitmask of one :class:`~api.daycache.Universe` (bit i set when user i was
+active), so a union is an OR of ints and a count is ``int.bit_count()``: no per-member work at all here.
+
+A sliding window of ORs (which cannot be undone like a sum) uses the classic block decomposition: cut the days
+into blocks of the window's width, OR each block from the left (prefixes) and from the right (suffixes); the
+window ending at day i is then ``suffix[i - width + 1] | prefix[i]``. That is three ORs per day and window,
+whatever the width.
 """
 
 from __future__ import annotations
 
-from collections.abc import Set
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import reduce
+from operator import or_
 from typing import Final
 
 WEEK_DAYS: Final = 7
@@ -30,47 +35,31 @@ class DayPoint:
     mau: int
 
 
-class RollingWindows:
-    """Feed day sets oldest first; get each day's point from ``report_from`` on, and the range's distinct users.
+def window_counts(masks: Sequence[int], width: int) -> list[int]:
+    """For every i, the number of users in the union of ``masks[max(0, i - width + 1)..i]``."""
+    count = len(masks)
+    prefix = list(masks)
+    suffix = list(masks)
+    for i in range(1, count):
+        if i % width:
+            prefix[i] |= prefix[i - 1]
+    for i in range(count - 2, -1, -1):
+        if (i + 1) % width:
+            suffix[i] |= suffix[i + 1]
+    return [(prefix[i] if i < width - 1 else suffix[i - width + 1] | prefix[i]).bit_count() for i in range(count)]
 
-    Days before ``report_from`` (up to :data:`LOOKBACK_DAYS` of them matter) only fill the windows. Days not fed
-    count as days without users.
+
+def summarize(first: date, masks: Sequence[int], report_from: date) -> tuple[list[DayPoint], int]:
+    """The points of the days from ``report_from`` on, and their distinct users.
+
+    ``masks[i]`` holds the users of day ``first + i`` (consecutive days, oldest first); days before
+    ``report_from`` only fill the windows, and days before ``first`` count as days without users.
     """
-
-    def __init__(self, report_from: date) -> None:
-        self._origin = report_from
-        self._last_seen: dict[str, int] = {}
-        self._last_seen_on: dict[int, int] = {}
-        self._newest: int | None = None
-
-    def add(self, day: date, users: Set[str]) -> DayPoint | None:
-        """Feed one day's users; its point, or ``None`` for a day before ``report_from``."""
-        index = (day - self._origin).days
-        if self._newest is not None and index <= self._newest:
-            raise ValueError(f"days must be fed in increasing order: {day} after {self._origin + timedelta(index)}")
-        self._newest = index
-        last_seen_on = self._last_seen_on
-        for user in users:
-            previous = self._last_seen.get(user)
-            if previous is not None:
-                left = last_seen_on[previous] - 1
-                if left:
-                    last_seen_on[previous] = left
-                else:
-                    # Keeps the per-day map as small as the number of days that still hold someone's last visit.
-                    del last_seen_on[previous]
-            self._last_seen[user] = index
-        if users:
-            last_seen_on[index] = len(users)
-        if index < 0:
-            return None
-        week = self._seen_since(index - WEEK_DAYS + 1)
-        return DayPoint(day, len(users), week, self._seen_since(index - MONTH_DAYS + 1))
-
-    @property
-    def distinct_users(self) -> int:
-        """Distinct users over the days fed from ``report_from`` on."""
-        return self._seen_since(0)
-
-    def _seen_since(self, first: int) -> int:
-        return sum(count for index, count in self._last_seen_on.items() if index >= first)
+    offset = max((report_from - first).days, 0)
+    weeks = window_counts(masks, WEEK_DAYS)
+    months = window_counts(masks, MONTH_DAYS)
+    points = [
+        DayPoint(first + timedelta(days=i), masks[i].bit_count(), weeks[i], months[i])
+        for i in range(offset, len(masks))
+    ]
+    return points, reduce(or_, masks[offset:], 0).bit_count()

@@ -8,17 +8,15 @@ from typing import Final
 from aiohttp import web
 
 from api.dates import DATE_PARAMS, Param
+from api.dayreads import day_masks
 from api.responses import csv_response, json_response
 from api.routes.common import authorized_query, requested_days, stored_days
-from api.state import READER, SETTINGS
-from api.summary import LOOKBACK_DAYS, DayPoint, RollingWindows
+from api.state import DAY_CACHE, READER, SETTINGS
+from api.summary import LOOKBACK_DAYS, DayPoint, summarize
 
 PATH: Final = "/api/v1/active-users/summary"
 FORMATS: Final = ("json", "csv")
 PARAMS: Final = (*DATE_PARAMS, Param("format", False, FORMATS.__contains__))
-# Days read per round of Redis pipelines: each round yields to the event loop, and Redis serves other clients
-# between rounds, so a long range never monopolises either.
-FETCH_DAYS: Final = 16
 CSV_HEADER: Final = "date,dau,wau,mau"
 
 
@@ -30,18 +28,10 @@ async def summary(request: web.Request) -> web.Response:
     points: list[DayPoint] = []
     distinct = 0
     if days:
-        windows = RollingWindows(days[0])
         # Windows reach back before the range: the 29 days before it feed the first days' WAU and MAU.
         feed = stored_days(request, days[0] - timedelta(days=LOOKBACK_DAYS), days[-1])
-        reader = request.app[READER]
-        for offset in range(0, len(feed), FETCH_DAYS):
-            chunk = feed[offset : offset + FETCH_DAYS]
-            found = await reader.active_users(chunk)
-            for day in chunk:
-                point = windows.add(day, found.get(day, set()))
-                if point is not None:
-                    points.append(point)
-        distinct = windows.distinct_users
+        masks = await day_masks(request.app[READER], request.app[DAY_CACHE], feed)
+        points, distinct = summarize(feed[0], masks, days[0])
     if query.get("format") == "csv":
         rows = [CSV_HEADER, *(f"{p.day.isoformat()},{p.dau},{p.wau},{p.mau}" for p in points)]
         return csv_response("".join(row + "\r\n" for row in rows))

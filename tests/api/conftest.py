@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
-from activeusers.store import ActivityWriter, Buckets
+from activeusers.store import ActivityReader, ActivityWriter, Buckets
 from api.app import create_app
 from api.auth import VIEW_ENGAGEMENT_DASHBOARD
 from api.state import TOKENS
@@ -107,3 +107,30 @@ def seed(base_settings: Settings, redis_client: redis.Redis) -> Callable[[Mappin
         ActivityWriter(redis_client, KeySchema(settings.redis_key_prefix, zone), settings).write(buckets)
 
     return store
+
+
+@dataclass
+class StoreReads:
+    """The days an app asked Redis about, in call order: ``counted`` by SCARD, ``read`` by SMEMBERS."""
+
+    counted: list[date]
+    read: list[date]
+
+
+@pytest.fixture
+def store_reads(monkeypatch: pytest.MonkeyPatch) -> StoreReads:
+    """Spies on the reader's SCARD and SMEMBERS calls of every app of the test."""
+    reads = StoreReads([], [])
+    real_counts, real_members = ActivityReader.cardinalities, ActivityReader.active_users
+
+    async def counts(self: ActivityReader, days: list[date]) -> dict[date, int]:
+        reads.counted.extend(days)
+        return await real_counts(self, days)
+
+    async def members(self: ActivityReader, days: list[date]) -> dict[date, set[str]]:
+        reads.read.extend(days)
+        return await real_members(self, days)
+
+    monkeypatch.setattr(ActivityReader, "cardinalities", counts)
+    monkeypatch.setattr(ActivityReader, "active_users", members)
+    return reads

@@ -1,14 +1,14 @@
-"""The rolling windows against a brute-force oracle (unions of day sets)."""
+"""The rolling windows (bitmasks of one universe) against a brute-force oracle (unions of day sets)."""
 
 from __future__ import annotations
 
 from datetime import date, timedelta
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.summary import DayPoint, RollingWindows
+from api.daycache import Universe
+from api.summary import DayPoint, summarize, window_counts
 
 ORIGIN = date(2025, 12, 20)
 
@@ -39,33 +39,50 @@ def oracle(sets: dict[date, set[str]], first: date, last: date) -> tuple[list[Da
 @given(
     st.lists(st.sets(st.sampled_from([f"u{i}" for i in range(12)]), max_size=8), min_size=1, max_size=75),
     st.integers(0, 74),
-    st.data(),
 )
-def test_windows_match_brute_force(day_sets, report_index, data):
+def test_windows_match_brute_force(day_sets, report_index):
     days = {ORIGIN + timedelta(days=i): users for i, users in enumerate(day_sets)}
     last = ORIGIN + timedelta(days=len(day_sets) - 1)
     first = min(ORIGIN + timedelta(days=report_index), last)
-    # Feed a random subset of days: days not fed must count as empty days.
-    fed = sorted(d for d in days if data.draw(st.booleans(), label=f"feed {d}") or d >= first)
-    windows = RollingWindows(first)
-    points = [p for d in fed if (p := windows.add(d, days[d])) is not None]
-    kept = {d: days[d] for d in fed}
-    want, distinct = oracle(kept, first, last)
-    assert points == [p for p in want if p.day in kept]
-    assert windows.distinct_users == distinct
+    universe = Universe()
+    points, distinct = summarize(ORIGIN, [universe.mask(users) for users in day_sets], first)
+    assert (points, distinct) == oracle(days, first, last)
+
+
+@settings(max_examples=200)
+@given(st.lists(st.integers(0, 2**40), max_size=80), st.integers(1, 35))
+def test_window_counts_match_brute_force(masks, width):
+    want = [bin(_or(masks[max(0, i - width + 1) : i + 1])).count("1") for i in range(len(masks))]
+    assert window_counts(masks, width) == want
+
+
+def _or(masks):
+    found = 0
+    for mask in masks:
+        found |= mask
+    return found
 
 
 def test_windows_reach_back_before_the_report():
-    windows = RollingWindows(date(2026, 2, 1))
-    assert windows.add(date(2026, 1, 3), {"jan3"}) is None  # 29 days before Feb 1: inside the MAU window
-    assert windows.add(date(2026, 1, 26), {"jan26"}) is None  # 6 days before Feb 1: inside the WAU window
-    assert windows.add(date(2026, 2, 1), {"feb1"}) == DayPoint(date(2026, 2, 1), 1, 2, 3)
-    assert windows.add(date(2026, 2, 2), set()) == DayPoint(date(2026, 2, 2), 0, 1, 2)
-    assert windows.distinct_users == 1
+    universe = Universe()
+    first = date(2026, 1, 3)  # 29 days before Feb 1: inside the MAU window
+    sets = {first: {"jan3"}, date(2026, 1, 26): {"jan26"}, date(2026, 2, 1): {"feb1"}}
+    masks = [universe.mask(sets.get(first + timedelta(days=i), set())) for i in range(31)]
+    points, distinct = summarize(first, masks, date(2026, 2, 1))
+    assert points == [DayPoint(date(2026, 2, 1), 1, 2, 3), DayPoint(date(2026, 2, 2), 0, 1, 2)]
+    assert distinct == 1
 
 
-def test_days_must_be_fed_in_order():
-    windows = RollingWindows(ORIGIN)
-    windows.add(ORIGIN, {"a"})
-    with pytest.raises(ValueError, match="increasing order"):
-        windows.add(ORIGIN, {"a"})
+def test_days_before_the_first_mask_count_as_empty():
+    universe = Universe()
+    points, distinct = summarize(ORIGIN, [universe.mask({"a"}), universe.mask({"b"})], ORIGIN - timedelta(days=3))
+    assert points == [DayPoint(ORIGIN, 1, 1, 1), DayPoint(ORIGIN + timedelta(days=1), 1, 2, 2)]
+    assert distinct == 2
+
+
+def test_universe_numbers_each_id_once():
+    universe = Universe()
+    assert universe.mask({"a", "b"}).bit_count() == 2
+    assert universe.mask({"b", "c"}) & universe.mask({"a"}) == 0
+    assert len(universe) == 3
+    assert universe.mask(set()) == 0

@@ -1,0 +1,155 @@
+"""The day cache behind both data endpoints, on the real Redis: hits, refetches when a set grows or expires, the
+age limit, the cache turned off, and answers byte-identical with and without it."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import date, timedelta
+
+import orjson
+
+from activeusers.keys import KeySchema
+from api.state import DAY_CACHE
+
+ACTIVE = "/api/v1/engagement-dashboard/users/active-users"
+SUMMARY = "/api/v1/active-users/summary"
+TODAY = date(2026, 3, 15)
+
+
+def iso(day: date, end: bool = False) -> str:
+    return f"{day.isoformat()}T{'23:59:59.999' if end else '00:00:00.000'}Z"
+
+
+def url(path: str, first: date, last: date) -> str:
+    return f"{path}?start={iso(first)}&end={iso(last, end=True)}"
+
+
+def expected(sets: dict[date, set[str]], first: date, last: date) -> bytes:
+    month = [
+        {"usersList": sorted(users), "users": len(users), "day": d.day, "month": d.month, "year": d.year}
+        for d, users in sorted(sets.items(), reverse=True)
+        if users and first <= d <= last
+    ]
+    return orjson.dumps({"month": month, "success": True})
+
+
+async def test_second_answer_comes_from_the_cache(api, admin, seed, store_reads):
+    sets = {TODAY - timedelta(days=1): {"a", "b"}, TODAY: {"c"}}
+    seed(sets)
+    path = url(ACTIVE, TODAY - timedelta(days=6), TODAY)
+    first = await api.get(path, admin)
+    assert sorted(store_reads.read) == sorted(sets)
+    store_reads.read.clear()
+    second = await api.get(path, admin)
+    assert store_reads.read == []
+    assert first.body == second.body == expected(sets, TODAY - timedelta(days=6), TODAY)
+    assert len(api.client.app[DAY_CACHE]) == 2
+
+
+async def test_a_new_member_is_in_the_next_answer(api, admin, seed, store_reads):
+    seed({TODAY - timedelta(days=2): {"old"}, TODAY: {"a"}})
+    path = url(ACTIVE, TODAY - timedelta(days=2), TODAY)
+    await api.get(path, admin)
+    store_reads.read.clear()
+    seed({TODAY: {"b"}})  # what the consumer does: SADD to today's set
+    answer = await api.get(path, admin)
+    assert answer.body == expected(
+        {TODAY - timedelta(days=2): {"old"}, TODAY: {"a", "b"}}, TODAY - timedelta(days=2), TODAY
+    )
+    # Only the day whose cardinality changed was read again.
+    assert store_reads.read == [TODAY]
+
+
+async def test_an_expired_day_is_left_out(api, admin, seed, redis_client, redis_prefix):
+    gone = TODAY - timedelta(days=3)
+    seed({gone: {"x"}, TODAY: {"y"}})
+    path = url(ACTIVE, gone, TODAY)
+    assert b'"x"' in (await api.get(path, admin)).body
+    redis_client.delete(KeySchema(redis_prefix, "UTC").day(gone))  # what expiry does: SCARD is 0 afterwards
+    assert (await api.get(path, admin)).body == expected({TODAY: {"y"}}, gone, TODAY)
+
+
+async def test_entries_older_than_the_ttl_are_read_again(make_api, seed, store_reads):
+    app = await make_api(api_cache_ttl_s=0.2)
+    headers = await app.token("admin-user-1")
+    seed({TODAY: {"a"}})
+    path = url(ACTIVE, TODAY, TODAY)
+    await app.get(path, headers)
+    await app.get(path, headers)
+    assert store_reads.read == [TODAY]
+    await asyncio.sleep(0.3)
+    await app.get(path, headers)
+    assert store_reads.read == [TODAY, TODAY]
+
+
+async def test_the_byte_budget_evicts(make_api, seed, store_reads):
+    # Room for about one 1000-user day's fragment (~10 kB) at a time.
+    app = await make_api(api_cache_bytes=15_000)
+    headers = await app.token("admin-user-1")
+    older, newer = TODAY - timedelta(days=1), TODAY
+    seed({older: {f"old-{i:04d}" for i in range(1000)}, newer: {f"new-{i:04d}" for i in range(1000)}})
+    for day in (older, newer, older):
+        await app.get(url(ACTIVE, day, day), headers)
+    assert store_reads.read == [older, newer, older]
+    cache = app.client.app[DAY_CACHE]
+    assert len(cache) == 1
+    assert cache.size_bytes <= 15_000
+
+
+async def test_zero_bytes_reads_every_time(make_api, seed, store_reads):
+    app = await make_api(api_cache_bytes=0)
+    headers = await app.token("admin-user-1")
+    seed({TODAY: {"a"}})
+    for path in (url(ACTIVE, TODAY, TODAY), url(SUMMARY, TODAY, TODAY)):
+        await app.get(path, headers)
+        await app.get(path, headers)
+    assert store_reads.read == [TODAY] * 4
+    assert len(app.client.app[DAY_CACHE]) == 0
+
+
+async def test_summary_uses_the_cache_and_sees_growth(api, admin, seed, store_reads):
+    seed({TODAY - timedelta(days=40): {"a"}, TODAY - timedelta(days=10): {"a", "b"}, TODAY: {"c"}})
+    path = url(SUMMARY, TODAY - timedelta(days=10), TODAY)
+    first = (await api.get(path, admin)).json()
+    # The windows reach 29 days before the range: the day 40 days ago is outside them and never read.
+    assert sorted(store_reads.read) == [TODAY - timedelta(days=10), TODAY]
+    store_reads.read.clear()
+    assert (await api.get(path, admin)).json() == first
+    assert store_reads.read == []
+    seed({TODAY: {"d"}})
+    after = (await api.get(path, admin)).json()
+    assert store_reads.read == [TODAY]
+    assert after["distinctUsers"] == first["distinctUsers"] + 1 == 4
+    assert after["days"][-1] == {"date": TODAY.isoformat(), "dau": 2, "wau": 2, "mau": 4}
+
+
+async def test_answers_with_and_without_the_cache_are_byte_identical(make_api, seed, redis_client, redis_prefix):
+    cached = await make_api(retention_days=60)
+    uncached = await make_api(retention_days=60, api_cache_bytes=0)
+    headers = await cached.token("admin-user-1")
+    keys = KeySchema(redis_prefix, "UTC")
+    rng = random.Random(20260315)
+    truth: dict[date, set[str]] = {}
+    for _ in range(25):
+        # Random growth (what the consumer does), now and then an expired day, then random ranges of both kinds.
+        growth: dict[date, set[str]] = {}
+        for _ in range(rng.randint(0, 6)):
+            day = TODAY - timedelta(days=rng.randint(-1, 70))
+            growth.setdefault(day, set()).update(f"u{rng.randint(0, 40)}" for _ in range(rng.randint(1, 5)))
+        seed(growth)
+        for day, users in growth.items():
+            truth.setdefault(day, set()).update(users)
+        if truth and rng.random() < 0.2:
+            gone = rng.choice(sorted(truth))
+            redis_client.delete(keys.day(gone))
+            del truth[gone]
+        for _ in range(3):
+            first = TODAY - timedelta(days=rng.randint(-1, 70))
+            last = first + timedelta(days=rng.randint(0, 40))
+            summary = url(SUMMARY, first, last)
+            for path in (url(ACTIVE, first, last), summary, summary + "&format=csv"):
+                mine, theirs = await cached.get(path, headers), await uncached.get(path, headers)
+                assert (mine.status, mine.body) == (theirs.status, theirs.body), path
+            retained = {d: u for d, u in truth.items() if d >= TODAY - timedelta(days=60)}
+            assert (await cached.get(url(ACTIVE, first, last), headers)).body == expected(retained, first, last)
