@@ -7,6 +7,7 @@ the clock. Days are local calendar days of the zone, so a DST day has 23 or 25 h
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 _MS_PER_DAY = 86_400_000
@@ -26,6 +27,9 @@ def day_of(epoch_ms: int, zone: ZoneInfo) -> date:
     return local_datetime(epoch_ms, zone).date()
 
 
+# Every API request clips its range to the retention window, which costs several day starts; they are pure and
+# few distinct ones are asked for (around today), so they are remembered.
+@lru_cache(maxsize=4096)
 def day_start_ms(day: date, zone: ZoneInfo) -> int:
     """The instant (epoch ms) at which ``day`` begins in ``zone``.
 
