@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 POLL_TIMEOUT_MS = 500
 KAFKA_TIMEOUT_S = 10.0
 THROUGHPUT_LOG_S = 10.0
+RECOMMIT_S = 1.0
 
 
 class _AssignmentLog(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -116,6 +117,8 @@ class IngestLoop:
         self._progress = _Progress(started=now, last_log=now)
         self._in_flight: _InFlight | None = None
         self._committed: dict[Any, int] = {}
+        self._recommit = threading.Event()
+        self._last_recommit = 0.0
         self._redis_ok = True
         self._last_heartbeat = 0.0
         self._last_poll = now
@@ -185,13 +188,19 @@ class IngestLoop:
 
     def commit_sync(self) -> None:
         """Commit the latest stored offsets and wait for the broker (on the way out)."""
-        if not self._committed:
+        offsets = self._owned_offsets()
+        if not offsets:
             return
-        offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in self._committed.items()}
         try:
             self._consumer.commit(offsets, timeout_ms=int(KAFKA_TIMEOUT_S * 1000))
         except KafkaError as exc:
             self._on_commit_failure(exc)
+
+    def _owned_offsets(self) -> dict[Any, OffsetAndMetadata]:
+        """The latest stored offset of every partition this member still owns."""
+        assigned = set(self._listener.assigned)
+        self._committed = {tp: offset for tp, offset in self._committed.items() if tp in assigned}
+        return {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in self._committed.items()}
 
     def health(self) -> tuple[bool, dict[str, object]]:
         """Whether this member can make progress: Redis writable and polling not stuck."""
@@ -203,7 +212,9 @@ class IngestLoop:
         # Asynchronous: a commit that fails is harmless (stored records are only re-read and re-stored), and
         # not waiting for the coordinator keeps a round trip per batch off the fetch path.
         self._committed.update(batch.next_offsets)
-        offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in batch.next_offsets.items()}
+        self._commit_async({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in batch.next_offsets.items()})
+
+    def _commit_async(self, offsets: dict[Any, OffsetAndMetadata]) -> None:
         try:
             self._consumer.commit_async(offsets, callback=self._on_commit_done)
         except KafkaError as exc:
@@ -214,8 +225,12 @@ class IngestLoop:
             self._on_commit_failure(response)
 
     def _on_commit_failure(self, exc: BaseException) -> None:
+        # Runs on kafka-python's thread for asynchronous commits: only flag it, the loop commits again. A commit
+        # lost for good is still harmless (the records are re-read and re-stored), but it would leave the lag
+        # of an idle partition standing until its next record.
+        self._recommit.set()
         self._metrics.kafka_errors.inc()
-        log.warning("commit failed; records will be re-read", extra={"error": f"{type(exc).__name__}: {exc}"})
+        log.warning("commit failed; will commit again", extra={"error": f"{type(exc).__name__}: {exc}"})
 
     def _on_kafka_failure(self, exc: BaseException) -> None:
         self._metrics.kafka_errors.inc()
@@ -260,6 +275,12 @@ class IngestLoop:
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
+        if self._recommit.is_set() and now - self._last_recommit >= RECOMMIT_S:
+            self._recommit.clear()
+            self._last_recommit = now
+            offsets = self._owned_offsets()
+            if offsets:
+                self._commit_async(offsets)
         if now - self._last_heartbeat >= self._settings.consumer_heartbeat_s:
             self._heartbeat()
             self._last_heartbeat = now

@@ -9,11 +9,14 @@ from __future__ import annotations
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -276,4 +279,52 @@ def expected_buckets(
 ) -> dict[str, set[str]]:
     """The oracle for the records as sent, under ``prefix`` in ``zone``."""
     return oracle((s.event for s in sent), KeySchema(prefix, zone), ZoneInfo(zone), now_ms, retention_days)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll ``predicate`` until it holds; fail with ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def http_get(url: str, headers: Mapping[str, str] | None = None, timeout_s: float = 15) -> tuple[int, bytes]:
+    """Status and body of a GET (error statuses included)."""
+    request = urllib.request.Request(url, headers=dict(headers or {}))
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def start_api(env: Mapping[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """``active-users serve`` as a child process on a free loopback port; returns it and its base URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "activeusers.cli", "serve"],
+        env={**env, "API_HOST": "127.0.0.1", "API_PORT": str(port)},
+        cwd=REPO_ROOT,
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        assert process.poll() is None, log_path.read_text()
+        try:
+            return http_get(base + "/healthz")[0] == 200
+        except OSError:
+            return False
+
+    wait_until(healthy, 30, "the API did not start")
+    return process, base
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 import subprocess
 import time
 import tomllib
@@ -21,7 +20,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from streams import REPO_ROOT, ConsumerProcess
+from streams import REPO_ROOT, ConsumerProcess, free_port
 
 from activeusers.cli import build_parser
 from activeusers.settings import Settings
@@ -157,12 +156,6 @@ def test_dockerfile_is_pinned_non_root_and_caches_dependencies(dockerfile):
     assert cmd.startswith("["), "CMD must use the exec form (signals reach the process)"
     ignored = (REPO_ROOT / ".dockerignore").read_text().split()
     assert {".git", ".venv", ".stack", ".run"} <= set(ignored)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def healthcheck_passes(test: list[str], port_from: str, port_to: int) -> bool:

@@ -3,57 +3,32 @@ through the real API process; every answer equals an oracle computed from the ev
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import orjson
-from streams import REPO_ROOT, ConsumerProcess, consumer_env, generate, iso, oracle, produce, wait_drained
+from streams import (
+    REPO_ROOT,
+    ConsumerProcess,
+    consumer_env,
+    generate,
+    http_get,
+    iso,
+    oracle,
+    produce,
+    start_api,
+    wait_drained,
+)
 
 from activeusers.keys import KeySchema
 
 ZONE = "America/New_York"
 RETENTION_DAYS = 30
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _get(url: str, headers: dict[str, str]) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
-def _start_api(env: dict[str, str], log_path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    env = {**env, "API_HOST": "127.0.0.1", "API_PORT": str(port)}
-    log = log_path.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "activeusers.cli", "serve"], env=env, cwd=REPO_ROOT, stdout=log, stderr=log
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if _get(base + "/healthz", {})[0] == 200:
-                return process, base
-        except OSError:
-            pass
-        assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
-        time.sleep(0.1)
 
 
 def _day_sets(expected: dict[str, set[str]], keys: KeySchema) -> dict[date, set[str]]:
@@ -81,7 +56,7 @@ def test_events_to_answers(stack, topic, redis_prefix, tmp_path):
         env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=True,
     ).stdout.strip()
     headers = {"X-User-Id": "e2e-admin", "X-Auth-Token": token}
-    api, base = _start_api(env, tmp_path / "api.log")
+    api, base = start_api(env, tmp_path / "api.log")
     try:
         keys = KeySchema(redis_prefix, ZONE)
         zone = ZoneInfo(ZONE)
@@ -93,7 +68,8 @@ def test_events_to_answers(stack, topic, redis_prefix, tmp_path):
         start = iso(int(datetime(first.year, first.month, first.day, tzinfo=zone).timestamp() * 1000))
         end_instant = datetime(last.year, last.month, last.day, 23, 59, 59, 999000, tzinfo=zone)
         end = iso(int(end_instant.timestamp() * 1000))
-        status, body = _get(f"{base}/api/v1/engagement-dashboard/users/active-users?start={start}&end={end}", headers)
+        url = f"{base}/api/v1/engagement-dashboard/users/active-users?start={start}&end={end}"
+        status, body = http_get(url, headers)
         assert status == 200, body
         answer = orjson.loads(body)
         expected_days = sorted((d for d in days if first <= d <= last and days[d]), reverse=True)
@@ -107,7 +83,7 @@ def test_events_to_answers(stack, topic, redis_prefix, tmp_path):
 
         first = today - timedelta(days=20)
         start = iso(int(datetime(first.year, first.month, first.day, 12, tzinfo=zone).timestamp() * 1000))
-        status, body = _get(f"{base}/api/v1/active-users/summary?start={start}&end={end}", headers)
+        status, body = http_get(f"{base}/api/v1/active-users/summary?start={start}&end={end}", headers)
         assert status == 200, body
         summary = orjson.loads(body)
         span = [first + timedelta(days=i) for i in range((last - first).days + 1)]
@@ -126,7 +102,7 @@ def test_events_to_answers(stack, topic, redis_prefix, tmp_path):
             assert (row["dau"], row["wau"], row["mau"]) == expected
         assert summary["timezone"] == ZONE
 
-        status, csv = _get(f"{base}/api/v1/active-users/summary?start={start}&end={end}&format=csv", headers)
+        status, csv = http_get(f"{base}/api/v1/active-users/summary?start={start}&end={end}&format=csv", headers)
         assert status == 200
         lines = csv.decode().strip().splitlines()
         assert lines[0] == "date,dau,wau,mau"
@@ -159,11 +135,11 @@ def test_by_day_counts_are_not_inflated_by_duplicates_and_restarts(stack, topic,
          "view-engagement-dashboard"],
         env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=True,
     ).stdout.strip()
-    api, base = _start_api(env, tmp_path / "api.log")
+    api, base = start_api(env, tmp_path / "api.log")
     try:
         first = min(per_day)
         start = iso(int(datetime(first.year, first.month, first.day, tzinfo=UTC).timestamp() * 1000))
-        status, body = _get(
+        status, body = http_get(
             f"{base}/api/v1/engagement-dashboard/users/active-users?start={start}&end={iso(now)}",
             {"X-User-Id": "u", "X-Auth-Token": token},
         )

@@ -7,7 +7,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -15,16 +14,10 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
-from streams import REPO_ROOT, oracle
+from streams import REPO_ROOT, free_port, oracle
 
 from activeusers.keys import KeySchema
 from consumer.produce import read_jsonl
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def descendants(pid: int) -> set[int]:

@@ -14,8 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,9 +33,12 @@ from streams import (
     consumer_env,
     expected_buckets,
     generate,
+    http_get,
     produce,
     read_topic,
+    start_api,
     wait_drained,
+    wait_until,
 )
 
 from activeusers.keys import KeySchema
@@ -148,13 +149,6 @@ def _create_topic(bootstrap: str, partitions: int) -> str:
     return name
 
 
-def _wait_until(predicate, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
-
-
 def _env(bootstrap: str, redis_url: str, topic: str, prefix: str, **extra: str) -> dict[str, str]:
     stack = type("S", (), {"kafka_bootstrap": bootstrap, "redis_url": redis_url})
     return consumer_env(
@@ -178,7 +172,7 @@ def test_broker_stopped_and_restarted_during_a_stream(private_stack, tmp_path):
     feeder = Feeder(private_stack.kafka_bootstrap, topic, sent)
     feeder.start()
     try:
-        _wait_until(lambda: feeder.done >= 1500, 60, "the feeder did not get going")
+        wait_until(lambda: feeder.done >= 1500, 60, "the feeder did not get going")
         private_stack.signal("kafka", signal.SIGKILL)
         time.sleep(3)
         assert member.process.poll() is None, "the consumer must survive a broker outage"
@@ -197,36 +191,8 @@ def test_broker_stopped_and_restarted_during_a_stream(private_stack, tmp_path):
 
 def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict, float]:
     started = time.monotonic()
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=15) as response:
-            status, body = response.status, response.read()
-    except urllib.error.HTTPError as error:
-        status, body = error.code, error.read()
+    status, body = http_get(url, headers)
     return status, orjson.loads(body), time.monotonic() - started
-
-
-def _start_api(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "activeusers.cli", "serve"],
-        env={**env, "API_PORT": str(port), "REDIS_TIMEOUT": "1s"}, cwd=REPO_ROOT,
-        stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return _get(base + "/healthz")[0] == 200
-        except OSError:
-            return False
-
-    _wait_until(up, 30, "the API did not start")
-    return process, base
 
 
 def test_redis_stopped_and_restarted_during_a_stream_and_the_api_says_503(private_stack, tmp_path):
@@ -240,7 +206,7 @@ def test_redis_stopped_and_restarted_during_a_stream_and_the_api_says_503(privat
         env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=True,
     ).stdout.strip()
     member = ConsumerProcess(env, tmp_path / "consumer.log")
-    api, base = _start_api(env, tmp_path / "api.log")
+    api, base = start_api({**env, "REDIS_TIMEOUT": "1s"}, tmp_path / "api.log")
     query = (
         f"{base}/api/v1/engagement-dashboard/users/active-users"
         "?start=2020-01-01T00:00:00.000Z&end=2030-01-01T00:00:00.000Z"
@@ -249,7 +215,7 @@ def test_redis_stopped_and_restarted_during_a_stream_and_the_api_says_503(privat
     feeder = Feeder(private_stack.kafka_bootstrap, topic, sent)
     feeder.start()
     try:
-        _wait_until(lambda: feeder.done >= 1500, 60, "the feeder did not get going")
+        wait_until(lambda: feeder.done >= 1500, 60, "the feeder did not get going")
         assert _get(query, headers)[0] == 200
         private_stack.signal("redis", signal.SIGTERM)  # a clean stop: AOF is flushed
         status, body, seconds = _get(query, headers)
@@ -260,7 +226,7 @@ def test_redis_stopped_and_restarted_during_a_stream_and_the_api_says_503(privat
         time.sleep(3)
         assert member.process.poll() is None, "the consumer must survive a Redis outage"
         private_stack.up()
-        _wait_until(lambda: _get(query, headers)[0] == 200, 30, "the API did not recover by itself")
+        wait_until(lambda: _get(query, headers)[0] == 200, 30, "the API did not recover by itself")
         feeder.finish()
         wait_drained(private_stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], topic, timeout_s=120)
     finally:
@@ -311,8 +277,8 @@ def test_two_members_one_killed_the_other_takes_over(stack, topic, redis_prefix,
     feeder = Feeder(stack.kafka_bootstrap, name, sent)
     feeder.start()
     try:
-        _wait_until(lambda: "partitions assigned" in victim.log_text(), 60, "the second member never got partitions")
-        _wait_until(lambda: feeder.done >= 2000, 60, "the feeder did not get going")
+        wait_until(lambda: "partitions assigned" in victim.log_text(), 60, "the second member never got partitions")
+        wait_until(lambda: feeder.done >= 2000, 60, "the feeder did not get going")
         victim.kill()
         feeder.finish()
         wait_drained(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name, timeout_s=120)

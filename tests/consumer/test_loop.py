@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -20,7 +19,9 @@ from streams import (
     committed_offsets,
     consumer_env,
     expected_buckets,
+    free_port,
     generate,
+    http_get,
     produce,
     read_topic,
     wait_drained,
@@ -77,7 +78,8 @@ def test_sigkill_mid_stream_then_restart_still_exact(stack, topic, redis_prefix,
     name = topic(3)
     now = _now_ms()
     sent = generate(11, 6000, now, days=40, avoid_days_ago=(29, 32))
-    env = _env(stack, name, redis_prefix, BATCH_SIZE="100")
+    # The killed member stays in the group until its session times out; keep that short.
+    env = _env(stack, name, redis_prefix, BATCH_SIZE="100", KAFKA_SESSION_TIMEOUT="6s")
     produce(stack.kafka_bootstrap, name, sent[:3000])
     first = ConsumerProcess(env, tmp_path / "first.log")
     deadline = time.monotonic() + 60
@@ -96,17 +98,11 @@ def test_sigkill_mid_stream_then_restart_still_exact(stack, topic, redis_prefix,
     assert bucket_state(redis_client, KeySchema(redis_prefix, ZONE)) == _expected(sent, redis_prefix, now)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class _OwnRedis:
     """A private redis-server with AOF (fsync always), so a stop and restart keeps every acknowledged write."""
 
     def __init__(self, directory: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.dir = directory
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
@@ -237,12 +233,7 @@ def test_signals_stop_cleanly_and_withdraw_the_heartbeat(
 
 
 def test_health_and_metrics_endpoints_report_progress(stack, topic, redis_prefix, tmp_path):
-    import socket
-    import urllib.request
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     name = topic(2)
     now = _now_ms()
     sent = generate(61, 500, now, days=3, malformed_share=0.05)
@@ -251,10 +242,8 @@ def test_health_and_metrics_endpoints_report_progress(stack, topic, redis_prefix
     member = ConsumerProcess(env, tmp_path / "consumer.log")
     try:
         wait_drained(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
-            health = orjson.loads(response.read())
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            metrics = response.read().decode()
+        health = orjson.loads(http_get(f"http://127.0.0.1:{port}/healthz")[1])
+        metrics = http_get(f"http://127.0.0.1:{port}/metrics")[1].decode()
     finally:
         assert member.stop() == 0
     assert health["status"] == "ok" and health["redis"] is True
