@@ -8,8 +8,9 @@ deterministic expiry times, so repeating a write (at-least-once delivery, replay
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict, deque
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, TypeVar, cast
@@ -29,6 +30,8 @@ from activeusers.settings import Settings
 # Bounds the size of one Redis command: a huge SADD or a pipeline of hundreds of SMEMBERS would hold the
 # server's single thread (and the client's buffers) for longer than other clients should wait.
 SADD_CHUNK = 10_000
+EXPIRY_REFRESH_S = 600.0
+EXPIRY_MEMO_KEYS = 100_000
 READ_CHUNK = 16
 READS_IN_FLIGHT = 2
 
@@ -103,35 +106,61 @@ def async_redis_client(settings: Settings) -> aioredis.Redis:
 class ActivityWriter:
     """Writes batches of buckets, expiry included, in one pipelined round trip."""
 
-    def __init__(self, client: redis.Redis, keys: KeySchema, settings: Settings) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: KeySchema, settings: Settings, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._client = client
         self._keys = keys
         self._zone = settings.zone
         self._retention_days = settings.retention_days
         self._hour_retention_days = settings.hour_retention_days
+        self._clock = clock
+        self._expiry_of: dict[tuple[date, int], int] = {}
+        self._expiry_sent: dict[str, tuple[int, float]] = {}
 
     def write(self, buckets: Buckets) -> None:
         """Store every bucket of the batch; raise :class:`StoreUnavailable` if Redis fails (nothing is partial
         in a harmful way: a retry of the same batch converges to the same state)."""
         pipe = self._client.pipeline(transaction=False)
+        now = self._clock()
+        expiring: list[tuple[str, int]] = []
         for day, users in buckets.days.items():
-            self._add(pipe, self._keys.day(day), users, day_expiry_s(day, self._zone, self._retention_days))
+            self._add(pipe, self._keys.day(day), users, self._expiry(day, self._retention_days), now, expiring)
         for (day, hour), users in buckets.hours.items():
-            expiry = day_expiry_s(day, self._zone, self._hour_retention_days)
-            self._add(pipe, self._keys.hour(day, hour), users, expiry)
+            expiry = self._expiry(day, self._hour_retention_days)
+            self._add(pipe, self._keys.hour(day, hour), users, expiry, now, expiring)
         for day, users in buckets.created.items():
-            self._add(pipe, self._keys.new_users(day), users, day_expiry_s(day, self._zone, self._retention_days))
+            self._add(pipe, self._keys.new_users(day), users, self._expiry(day, self._retention_days), now, expiring)
         try:
             pipe.execute()
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis write failed: {exc}") from exc
+        if len(self._expiry_sent) > EXPIRY_MEMO_KEYS:
+            self._expiry_sent.clear()
+        for key, expire_at in expiring:
+            self._expiry_sent[key] = (expire_at, now)
 
-    @staticmethod
-    def _add(pipe: Any, key: str, users: set[str], expire_at: int) -> None:
+    def _expiry(self, day: date, retention_days: int) -> int:
+        found = self._expiry_of.get((day, retention_days))
+        if found is None:
+            if len(self._expiry_of) > EXPIRY_MEMO_KEYS:
+                self._expiry_of.clear()
+            found = self._expiry_of[(day, retention_days)] = day_expiry_s(day, self._zone, retention_days)
+        return found
+
+    def _add(
+        self, pipe: Any, key: str, users: set[str], expire_at: int, now: float, expiring: list[tuple[str, int]]
+    ) -> None:
         members = list(users)
         for start in range(0, len(members), SADD_CHUNK):
             pipe.sadd(key, *members[start : start + SADD_CHUNK])
-        pipe.expireat(key, expire_at)
+        # Each command costs the client microseconds of Python, and a backfill batch touches hundreds of hour
+        # keys: a key's (deterministic) expiry is sent once and then again only every EXPIRY_REFRESH_S, which
+        # also restores it on a key that lost it (a Redis restarted without persistence, a manual PERSIST).
+        sent = self._expiry_sent.get(key)
+        if sent is None or sent[0] != expire_at or now - sent[1] >= EXPIRY_REFRESH_S:
+            pipe.expireat(key, expire_at)
+            expiring.append((key, expire_at))
 
     def heartbeat(self, member: str, state: dict[str, object]) -> None:
         """Publish this consumer's liveness record (read by the API's readiness check)."""

@@ -172,6 +172,34 @@ def test_write_is_idempotent_and_additive(writer: ActivityWriter, client: fakere
     assert client.expiretime(KEYS.day(DAY)) == day_expiry_s(DAY, SETTINGS.zone, 400)
 
 
+def test_expiry_is_sent_once_then_refreshed(client: fakeredis.FakeRedis) -> None:
+    now = [1000.0]
+    writer = ActivityWriter(client, KEYS, SETTINGS, clock=lambda: now[0])
+    batch = Buckets()
+    batch.add_active(DAY, 5, "alice", 1)
+    writer.write(batch)
+    assert client.expiretime(KEYS.day(DAY)) == day_expiry_s(DAY, SETTINGS.zone, 400)
+    client.persist(KEYS.day(DAY))  # as after a restart without persistence: the key lost its expiry
+    now[0] += store.EXPIRY_REFRESH_S - 1
+    writer.write(batch)
+    assert client.ttl(KEYS.day(DAY)) == -1, "within the refresh interval the expiry is not sent again"
+    now[0] += 1
+    writer.write(batch)
+    assert client.expiretime(KEYS.day(DAY)) == day_expiry_s(DAY, SETTINGS.zone, 400)
+
+
+def test_expiry_is_not_remembered_when_the_write_failed(server: fakeredis.FakeServer, client) -> None:
+    writer = ActivityWriter(client, KEYS, SETTINGS, clock=lambda: 1000.0)
+    batch = Buckets()
+    batch.add_active(DAY, 5, "alice", 1)
+    server.connected = False
+    with pytest.raises(StoreUnavailable):
+        writer.write(batch)
+    server.connected = True
+    writer.write(batch)
+    assert client.expiretime(KEYS.day(DAY)) == day_expiry_s(DAY, SETTINGS.zone, 400)
+
+
 def test_write_of_nothing_writes_nothing(writer: ActivityWriter, client: fakeredis.FakeRedis) -> None:
     writer.write(Buckets())
     assert client.keys("*") == []
