@@ -4,8 +4,10 @@ Rows, all in one run against the same real broker, topic and Redis:
 - raw read: the same kafka-python client and fetch settings as the consumer, reading every record and doing
   nothing with it (the ceiling for any consumer built on this client);
 - active-users: the real ingest loop (decode, validate, bucket, pipelined multi-member SADD with expiry,
-  commit after store), one process;
-- naive: client defaults, json.loads and one SADD round trip per event, auto-commit.
+  commit after store), one consumer: the member process and its store worker;
+- naive: client defaults, json.loads and one SADD round trip per event, auto-commit;
+- active-users again on a second topic where 10% of the records are malformed (dead-lettered), to show that a
+  flood of bad input does not collapse throughput (target: at least half the clean rate).
 
 Usage: python bench/ingest.py [--events 1000000] [--users 50000] [--days 30] [--quick] [--record]
 Needs KAFKA_BOOTSTRAP_SERVERS and REDIS_URL (``dev/stack up`` then ``set -a; . .stack/env``).
@@ -47,7 +49,18 @@ def progress(label: str, done: int, total: int, started: float) -> None:
     sys.stderr.flush()
 
 
-def fill(bootstrap: str, topic: str, events: int, users: int, days: int, seed: int) -> None:
+MALFORMED = (
+    b"{not json",
+    b"[1,2,3]",
+    b'{"type":"login","ts":"2026-01-01T00:00:00.000Z"}',
+    b'{"type":"login","userId":"u1","ts":"yesterday"}',
+    b'{"userId":"u1","ts":"2026-01-01T00:00:00.000Z"}',
+)
+
+
+def fill(
+    bootstrap: str, topic: str, events: int, users: int, days: int, seed: int, malformed_share: float = 0.0
+) -> None:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
     admin.close()
@@ -61,6 +74,8 @@ def fill(bootstrap: str, topic: str, events: int, users: int, days: int, seed: i
         ts = now_ms - rng.randrange(days * 86_400_000)
         stamp = datetime.fromtimestamp(ts / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts % 1000:03d}Z"
         value = orjson.dumps({"type": kinds[i & 3], "userId": user, "ts": stamp})
+        if malformed_share and rng.random() < malformed_share:
+            value = MALFORMED[i % len(MALFORMED)]
         producer.send(topic, key=user.encode(), value=value)
         if i % 50_000 == 0:
             progress("filling topic", i, events, started)
@@ -99,7 +114,7 @@ def ours(settings: Settings, total: int) -> float:
     consumer = new_consumer(settings, "bench-ours")
     metrics = ConsumerMetrics()
     stop = threading.Event()
-    dead_letters = DeadLetterQueue(producer, "bench.dlq")
+    dead_letters = DeadLetterQueue(producer, settings.kafka_dlq_topic)
     loop = IngestLoop(settings, consumer, worker, writer, dead_letters, metrics, stop, "bench")
     consumer.subscribe([settings.kafka_topic])
     started = None
@@ -164,8 +179,22 @@ def cleanup(settings: Settings) -> None:
         client.delete(*batch[i : i + 1000])
     client.close()
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    admin.delete_topics([settings.kafka_topic], raise_errors=False)
+    admin.delete_topics([settings.kafka_topic, settings.kafka_dlq_topic], raise_errors=False)
     admin.close()
+
+
+def bench_settings() -> Settings:
+    """Settings with a topic, dead-letter topic, group and key prefix of their own."""
+    run = uuid.uuid4().hex[:8]
+    return Settings.from_env(
+        {
+            **os.environ,
+            "KAFKA_TOPIC": f"bench-ingest-{run}",
+            "KAFKA_DLQ_TOPIC": f"bench-ingest-{run}.dlq",
+            "KAFKA_GROUP_ID": f"bench-{run}",
+            "REDIS_KEY_PREFIX": f"bench-{run}:",
+        }
+    )
 
 
 def main() -> int:
@@ -180,37 +209,35 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.events, args.naive_events = 200_000, 20_000
-    run = uuid.uuid4().hex[:8]
-    settings = Settings.from_env(
-        {
-            **os.environ,
-            "KAFKA_TOPIC": f"bench-ingest-{run}",
-            "KAFKA_GROUP_ID": f"bench-{run}",
-            "REDIS_KEY_PREFIX": f"bench-{run}:",
-        }
-    )
+    settings, flood = bench_settings(), bench_settings()
     fill(settings.kafka_bootstrap_servers, settings.kafka_topic, args.events, args.users, args.days, args.seed)
+    fill(flood.kafka_bootstrap_servers, flood.kafka_topic, args.events, args.users, args.days, args.seed, 0.1)
     try:
         rows = []
         sys.stderr.write("raw read...\n")
         raw = raw_read(settings, args.events)
         sys.stderr.write("active-users ingest...\n")
         mine = ours(settings, args.events)
+        sys.stderr.write("active-users ingest, 10% malformed...\n")
+        flooded = ours(flood, args.events)
         sys.stderr.write("naive consumer...\n")
         slow = naive(settings, min(args.naive_events, args.events))
         per_member, members, day_keys = bytes_per_member(settings)
         rows = [
             ("raw read (same client, same fetch settings, no processing)", raw, 1.0),
             ("active-users ingest (decode, bucket, store, commit)", mine, mine / raw),
+            ("active-users ingest, 10% malformed records (dead-lettered)", flooded, flooded / raw),
             ("naive consumer (defaults, one SADD per event, auto-commit)", slow, slow / raw),
         ]
     finally:
         cleanup(settings)
+        cleanup(flood)
     command = "python bench/ingest.py " + " ".join(sys.argv[1:])
     lines = [
         f"### Ingest ({args.events:,} events, {args.users:,} users, {args.days} days, {PARTITIONS} partitions)",
         "",
-        f"`{command.strip()}` on {datetime.now(UTC):%Y-%m-%d}, one process each, same broker and Redis.",
+        f"`{command.strip()}` on {datetime.now(UTC):%Y-%m-%d}, one consumer each (ours: a member and its store"
+        " worker process), same broker and Redis.",
         "",
         "| consumer | events/s | ratio to raw read |",
         "|---|---:|---:|",
@@ -218,6 +245,7 @@ def main() -> int:
         "",
         f"- active-users vs naive: **{mine / slow:.1f}x** (target: at least 5x)",
         f"- active-users vs raw read: **{mine / raw:.0%}** (target: at least 80%)",
+        f"- 10% malformed vs clean stream: **{flooded / mine:.2f}x the clean rate** (target: at least 0.5x)",
         f"- Redis bytes per stored (user, day): **{per_member:.1f}** ({members:,} members in {day_keys} day sets,"
         " MEMORY USAGE, sets of 17-character ids on the installed redis-server)",
         "",
