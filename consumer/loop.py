@@ -13,6 +13,7 @@ import os
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ POLL_TIMEOUT_MS = 500
 KAFKA_TIMEOUT_S = 10.0
 THROUGHPUT_LOG_S = 10.0
 RECOMMIT_S = 1.0
+IN_FLIGHT = 2
 
 
 class _AssignmentLog(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -115,7 +117,8 @@ class IngestLoop:
         self._listener = _AssignmentLog(lambda parts: metrics.assigned.set(len(parts)))
         now = time.monotonic()
         self._progress = _Progress(started=now, last_log=now)
-        self._in_flight: _InFlight | None = None
+        self._in_flight: deque[_InFlight] = deque()
+        self._dropped = False
         self._committed: dict[Any, int] = {}
         self._recommit = threading.Event()
         self._last_recommit = 0.0
@@ -148,28 +151,34 @@ class IngestLoop:
                 self.commit_sync()
 
     def process(self, polled: Mapping[Any, Sequence[Record]]) -> None:
-        """Hand one poll's records to the store worker, after finishing the batch before.
+        """Hand one poll's records to the store worker; finish the oldest batch once too many are in flight.
 
-        Batch N is decoded and written by the worker process while this process fetches batch N+1; offsets of
-        N are committed only once the worker has stored N.
+        The worker decodes and writes batch N while this process fetches N+1 and N+2; with two batches queued,
+        the worker never waits for this process and this process waits only when the worker is behind. Offsets
+        are committed in batch order, each only once the worker has stored its batch.
         """
         started = time.perf_counter()
-        self.drain()
         self._worker.submit(int(self._clock() * 1000), values_of(polled))
-        self._in_flight = _InFlight(polled, started)
+        self._in_flight.append(_InFlight(polled, started))
+        while len(self._in_flight) > IN_FLIGHT:
+            self._finish_oldest()
 
     def drain(self) -> bool:
-        """Wait for the batch in the worker, dead-letter its malformed records and commit its offsets.
+        """Finish every batch in flight; False if one was dropped (uncommitted) because of shutdown."""
+        while self._in_flight:
+            self._finish_oldest()
+        return not self._dropped
 
-        Returns False if the batch was dropped (uncommitted) because of shutdown.
-        """
-        flight, self._in_flight = self._in_flight, None
-        if flight is None:
-            return True
+    def _finish_oldest(self) -> None:
+        """Wait for the oldest batch, dead-letter its malformed records and commit its offsets."""
+        flight = self._in_flight.popleft()
         stored = self._worker.wait(self._stop, self._on_worker_redis)
-        if stored is None:
-            log.warning("batch dropped uncommitted at shutdown; it will be read again")
-            return False
+        if stored is None or self._dropped:
+            # Offsets are cumulative per partition: after a dropped batch, committing a later one would skip it.
+            if not self._dropped:
+                log.warning("batch dropped uncommitted at shutdown; it and later ones will be read again")
+            self._dropped = True
+            return
         outcome = Outcome(dead=stored.dead, stored_events=stored.stored_events, records=stored.records)
         outcome.skipped.update(stored.skipped)
         outcome.buckets.newest_event_ms = stored.newest_event_ms
@@ -180,11 +189,11 @@ class IngestLoop:
             self._stop.wait,
             self._on_kafka_failure,
         ):
-            log.warning("batch dropped uncommitted at shutdown; it will be read again")
-            return False
+            log.warning("batch dropped uncommitted at shutdown; it and later ones will be read again")
+            self._dropped = True
+            return
         self._commit(batch)
         self._account(batch, time.perf_counter() - flight.started)
-        return True
 
     def commit_sync(self) -> None:
         """Commit the latest stored offsets and wait for the broker (on the way out)."""

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import queue
 import signal
 import threading
 import traceback
@@ -116,6 +117,17 @@ class StoreWorker:
         self._conn.close()
 
 
+def _receive(conn: Connection, inbox: queue.SimpleQueue[Any]) -> None:
+    try:
+        while True:
+            message = conn.recv()
+            inbox.put(message)
+            if message is None:
+                return
+    except (EOFError, OSError):
+        inbox.put(None)  # the parent is gone: stop
+
+
 def _serve(conn: Connection, settings: Settings, stop: Any, parent_pid: int) -> None:
     # Signals are the parent's to handle: a Ctrl-C reaches the whole process group, and the parent decides
     # whether the batch in flight is finished or dropped.
@@ -132,12 +144,13 @@ def _serve(conn: Connection, settings: Settings, stop: Any, parent_pid: int) -> 
     def report_failure(exc: BaseException) -> None:
         conn.send(("redis", False, str(exc)))
 
+    # Receiving on its own thread: the parent's next batch is read off the pipe while this one is stored, so the
+    # parent's send never waits for the store (a batch is far larger than the pipe's buffer).
+    inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    threading.Thread(target=_receive, args=(conn, inbox), name="receive", daemon=True).start()
     try:
         while True:
-            try:
-                message = conn.recv()
-            except EOFError:
-                return
+            message = inbox.get()
             if message is None:
                 return
             now_ms, values = message

@@ -259,3 +259,72 @@ def test_health_and_metrics_endpoints_report_progress(stack, topic, redis_prefix
     assert values["activeusers_assigned_partitions"] == 2
     assert values[f'activeusers_consumer_lag{{partition="{name}-0"}}'] == 0
     assert values["activeusers_last_stored_event_timestamp_seconds"] > (now - 4 * 86_400_000) / 1000
+
+
+class _ScriptedWorker:
+    """Answers batches in order from a script (a Stored summary, or None for a batch dropped at shutdown)."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+        self.submitted = 0
+
+    def submit(self, now_ms, values):
+        self.submitted += 1
+
+    def wait(self, stop, on_redis):
+        return self.answers.pop(0)
+
+
+class _RecordingConsumer:
+    def __init__(self):
+        self.commits: list[dict] = []
+
+    def commit_async(self, offsets, callback):
+        self.commits.append({tp: meta.offset for tp, meta in offsets.items()})
+
+    def highwater(self, tp):
+        return None
+
+
+def _stored(records: int):
+    from consumer.worker import Stored
+
+    return Stored(stored_events=records, records=records, skipped={}, dead=[], newest_event_ms=1)
+
+
+def _loop(worker, consumer):
+    import threading
+
+    from activeusers.settings import Settings
+    from consumer.loop import IngestLoop
+    from consumer.metrics import ConsumerMetrics
+
+    return IngestLoop(Settings(), consumer, worker, None, None, ConsumerMetrics(), threading.Event(), "m")
+
+
+def _poll(offset: int):
+    from collections import namedtuple
+
+    record = namedtuple("Record", "topic partition offset key value")("t", 0, offset, None, b"{}")
+    return {"t-0": [record]}
+
+
+def test_batches_are_committed_in_order_with_two_in_flight():
+    worker, consumer = _ScriptedWorker([_stored(1), _stored(1), _stored(1)]), _RecordingConsumer()
+    loop = _loop(worker, consumer)
+    loop.process(_poll(10))
+    loop.process(_poll(11))
+    assert consumer.commits == [], "nothing is committed before the worker answers"
+    loop.process(_poll(12))
+    assert consumer.commits == [{"t-0": 11}]
+    assert loop.drain()
+    assert consumer.commits == [{"t-0": 11}, {"t-0": 12}, {"t-0": 13}]
+
+
+def test_after_a_dropped_batch_no_later_batch_is_committed():
+    worker, consumer = _ScriptedWorker([None, _stored(1)]), _RecordingConsumer()
+    loop = _loop(worker, consumer)
+    loop.process(_poll(10))
+    loop.process(_poll(11))
+    assert not loop.drain()
+    assert consumer.commits == [], "committing offset 12 would skip the dropped record at offset 10"
