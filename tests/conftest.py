@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import pytest
+from streams import in_ci
 
 if TYPE_CHECKING:
     import redis
@@ -48,10 +49,6 @@ class Stack:
     redis_url: str
 
 
-def in_ci() -> bool:
-    """Whether env ``CI`` asks for hard failures instead of skips."""
-    value = os.environ.get("CI", "").strip().lower()
-    return value not in ("", "0", "false", "no")
 
 
 def _unavailable(reason: str) -> NoReturn:
