@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, TypeVar, cast
@@ -38,7 +38,6 @@ READS_IN_FLIGHT = 2
 REDIS_ERRORS = (redis.RedisError, OSError)
 
 K = TypeVar("K")
-T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -204,24 +203,6 @@ class ActivityReader:
             raise StoreUnavailable(f"Redis read failed: {exc}") from exc
         return dict(zip(days, map(int, results), strict=True))
 
-    async def hour_users(self, hours: Sequence[tuple[date, int]]) -> dict[tuple[date, int], set[str]]:
-        """The set of active user ids of each local (day, hour) bucket."""
-        return await self._members([self._keys.hour(d, h) for d, h in hours], hours)
-
-    async def created_counts(self, days: Sequence[date]) -> dict[date, int]:
-        """How many users were created on each day."""
-        counts: dict[date, int] = {}
-        try:
-            for chunk in _chunks(list(days), READ_CHUNK * 8):
-                async with self._client.pipeline(transaction=False) as pipe:
-                    for d in chunk:
-                        pipe.scard(self._keys.new_users(d))
-                    results = await pipe.execute()
-                counts.update(zip(chunk, (int(n) for n in results), strict=True))
-        except REDIS_ERRORS as exc:
-            raise StoreUnavailable(f"Redis read failed: {exc}") from exc
-        return counts
-
     async def heartbeats(self) -> dict[str, dict[str, Any]]:
         """Every consumer's last liveness record, by member id."""
         try:
@@ -291,8 +272,3 @@ def _decoded(members: Collection[bytes | str]) -> set[str]:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _chunks(items: list[T], size: int) -> Iterable[list[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

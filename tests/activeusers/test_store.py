@@ -347,36 +347,6 @@ async def test_active_users_chunks_its_pipelines(reader: ActivityReader, monkeyp
 
 async def test_active_users_of_no_days(reader: ActivityReader) -> None:
     assert await reader.active_users([]) == {}
-    assert await reader.hour_users([]) == {}
-    assert await reader.created_counts([]) == {}
-
-
-async def test_hour_users(writer: ActivityWriter, reader: ActivityReader) -> None:
-    buckets = Buckets()
-    buckets.add_active(DST_DAY, 1, "alice", 1)
-    buckets.add_active(DST_DAY, 3, "bob", 1)
-    buckets.add_active(DST_DAY, 3, "carol", 1)
-    writer.write(buckets)
-    hours = [(DST_DAY, h) for h in range(24)]
-    found = await reader.hour_users(hours)
-    assert list(found) == hours
-    assert found[(DST_DAY, 1)] == {"alice"}
-    assert found[(DST_DAY, 2)] == set()  # 02:xx does not exist that day
-    assert found[(DST_DAY, 3)] == {"bob", "carol"}
-    assert sum(map(len, found.values())) == 3
-
-
-async def test_created_counts(writer: ActivityWriter, reader: ActivityReader) -> None:
-    days = days_between(DAY, DAY + timedelta(days=READ_CHUNK * 8 + 20))
-    buckets = Buckets()
-    for i, day in enumerate(days):
-        for user in range(i % 4):
-            buckets.add_created(day, f"new{user}", 1)
-    writer.write(buckets)
-    counts = await reader.created_counts(days)
-    assert list(counts) == days
-    assert counts == {day: i % 4 for i, day in enumerate(days)}
-    assert all(type(n) is int for n in counts.values())
 
 
 async def test_heartbeats(writer: ActivityWriter, reader: ActivityReader) -> None:
@@ -401,10 +371,6 @@ async def test_reader_errors_become_store_unavailable(reader: ActivityReader, se
     with pytest.raises(StoreUnavailable, match="read failed"):
         await reader.active_users([DAY])
     with pytest.raises(StoreUnavailable, match="read failed"):
-        await reader.hour_users([(DAY, 1)])
-    with pytest.raises(StoreUnavailable, match="read failed"):
-        await reader.created_counts([DAY])
-    with pytest.raises(StoreUnavailable, match="read failed"):
         await reader.heartbeats()
 
 
@@ -417,8 +383,6 @@ async def test_reader_against_a_closed_port() -> None:
         assert isinstance(caught.value.__cause__, redis.ConnectionError | OSError)
         with pytest.raises(StoreUnavailable):
             await reader.active_users([DAY])
-        with pytest.raises(StoreUnavailable):
-            await reader.created_counts([DAY])
         with pytest.raises(StoreUnavailable):
             await reader.heartbeats()
     finally:
