@@ -7,6 +7,7 @@ stable code used for dead-letter headers and metric labels.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -55,7 +56,7 @@ class Event:
     @property
     def anonymous(self) -> bool:
         """Whether the user's only role is ``anonymous`` (such users are not counted, as in Rocket.Chat)."""
-        return self.roles is not None and len(self.roles) > 0 and all(r == "anonymous" for r in self.roles)
+        return only_anonymous(self.roles)
 
     def to_json(self) -> bytes:
         """Encode the event in the contract's wire form (``ts`` as ISO-8601 UTC with milliseconds)."""
@@ -63,6 +64,13 @@ class Event:
         if self.roles is not None:
             body["roles"] = list(self.roles)
         return orjson.dumps(body)
+
+
+def only_anonymous(roles: Sequence[str] | None) -> bool:
+    """Whether a user with these roles is anonymous only (not counted, as in Rocket.Chat); no roles: False."""
+    if not roles:
+        return False
+    return all(r == "anonymous" for r in roles)
 
 
 def format_ts(epoch_ms: int) -> str:

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from activeusers.days import Bucketer, day_expiry_s
 from activeusers.errors import MalformedEvent
-from activeusers.events import ACTIVE_TYPES, CREATED_TYPE, decode_fields
+from activeusers.events import ACTIVE_TYPES, CREATED_TYPE, decode_fields, only_anonymous
 from activeusers.settings import Settings
 from activeusers.store import Buckets
 
@@ -135,7 +135,7 @@ class Classifier:
             if kind not in ACTIVE_TYPES and kind != CREATED_TYPE:
                 skipped["unknown_type"] += 1
                 continue
-            if roles and all(r == "anonymous" for r in roles):
+            if roles and only_anonymous(roles):
                 skipped["anonymous"] += 1
                 continue
             day, hour = bucket(ts_ms)
