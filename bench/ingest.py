@@ -34,8 +34,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
 from activeusers.store import ActivityWriter
-from consumer.deadletter import DeadLetterQueue
-from consumer.kafka import consumer_config, new_consumer, new_producer
+from consumer.kafka import consumer_config, new_consumer
 from consumer.loop import IngestLoop
 from consumer.metrics import ConsumerMetrics
 from consumer.worker import StoreWorker
@@ -108,14 +107,12 @@ def raw_read(settings: Settings, total: int) -> float:
 def ours(settings: Settings, total: int) -> float:
     client = redis.Redis.from_url(settings.redis_url)
     writer = ActivityWriter(client, KeySchema(settings.redis_key_prefix, settings.activity_timezone), settings)
-    producer = new_producer(settings, "bench-dlq")
     worker = StoreWorker(settings)
     worker.start()
     consumer = new_consumer(settings, "bench-ours")
     metrics = ConsumerMetrics()
     stop = threading.Event()
-    dead_letters = DeadLetterQueue(producer, settings.kafka_dlq_topic)
-    loop = IngestLoop(settings, consumer, worker, writer, dead_letters, metrics, stop, "bench")
+    loop = IngestLoop(settings, consumer, worker, writer, metrics, stop, "bench")
     consumer.subscribe([settings.kafka_topic])
     started = None
     done = 0
@@ -131,7 +128,6 @@ def ours(settings: Settings, total: int) -> float:
     elapsed = time.monotonic() - started
     worker.close()
     consumer.close(autocommit=False)
-    producer.close()
     client.close()
     return done / elapsed
 

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from activeusers.days import Bucketer, day_expiry_s
 from activeusers.errors import MalformedEvent
@@ -81,6 +81,53 @@ def batch_from(polled: Mapping[Any, Sequence[Record]], outcome: Outcome) -> Batc
         records=outcome.records,
         next_offsets={tp: records[-1].offset + 1 for tp, records in partitions},
     )
+
+
+class RecordSlice(NamedTuple):
+    """One partition's records of a poll, as plain lists: what the store worker needs, cheap to pickle."""
+
+    topic: str
+    partition: int
+    offsets: list[int]
+    keys: list[bytes | None]
+    values: list[bytes | None]
+
+
+class PlainRecord(NamedTuple):
+    """A record rebuilt from a :class:`RecordSlice` (for dead letters, which need its origin and bytes)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def slices_of(polled: Mapping[Any, Sequence[Record]]) -> list[RecordSlice]:
+    """The records of a poll per non-empty partition, in the order :func:`batch_from` expects."""
+    return [
+        RecordSlice(
+            records[0].topic,
+            records[0].partition,
+            [r.offset for r in records],
+            [r.key for r in records],
+            [r.value for r in records],
+        )
+        for records in polled.values()
+        if records
+    ]
+
+
+def dead_letters_of(slices: Sequence[RecordSlice], outcome: Outcome) -> list[DeadLetter]:
+    """The dead letters of an outcome computed from these slices' values."""
+    letters = []
+    for index, position, reason, detail in outcome.dead:
+        part = slices[index]
+        record = PlainRecord(
+            part.topic, part.partition, part.offsets[position], part.keys[position], part.values[position]
+        )
+        letters.append(DeadLetter(record, reason, detail))
+    return letters
 
 
 def values_of(polled: Mapping[Any, Sequence[Record]]) -> list[list[bytes | None]]:

@@ -1,4 +1,4 @@
-"""The consumer-group member: poll, hand to the store worker, dead-letter, then commit exactly what is stored.
+"""The consumer-group member: poll, hand to the store worker, then commit exactly what it stored.
 
 Delivery is at least once: an offset is committed only after the batch's Redis writes and dead letters are
 acknowledged, and a batch that cannot be stored is retried (fetching stopped meanwhile) or, on shutdown,
@@ -27,11 +27,9 @@ from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
 from activeusers.store import ActivityWriter, redis_client
-from consumer.deadletter import DeadLetterQueue
-from consumer.ingest import Batch, Outcome, Record, batch_from, values_of
-from consumer.kafka import new_consumer, new_producer
+from consumer.ingest import Batch, Outcome, Record, batch_from, slices_of
+from consumer.kafka import new_consumer
 from consumer.metrics import ConsumerMetrics, HealthServer
-from consumer.retry import until_done
 from consumer.worker import StoreWorker
 
 log = logging.getLogger(__name__)
@@ -84,7 +82,7 @@ class _Progress:
 
 @dataclass(frozen=True, slots=True)
 class _InFlight:
-    """The batch the store worker has: its records (for dead letters and offsets) and when it was polled."""
+    """The batch the store worker has: its records (for offsets and dead-letter metrics) and when it was polled."""
 
     polled: Mapping[Any, Sequence[Record]]
     started: float
@@ -99,7 +97,6 @@ class IngestLoop:
         kafka_consumer: Any,
         worker: StoreWorker,
         writer: ActivityWriter,
-        dead_letters: DeadLetterQueue,
         metrics: ConsumerMetrics,
         stop: threading.Event,
         member_id: str,
@@ -109,7 +106,6 @@ class IngestLoop:
         self._consumer = kafka_consumer
         self._worker = worker
         self._writer = writer
-        self._dead_letters = dead_letters
         self._metrics = metrics
         self._stop = stop
         self._member_id = member_id
@@ -158,7 +154,7 @@ class IngestLoop:
         are committed in batch order, each only once the worker has stored its batch.
         """
         started = time.perf_counter()
-        self._worker.submit(int(self._clock() * 1000), values_of(polled))
+        self._worker.submit(int(self._clock() * 1000), slices_of(polled))
         self._in_flight.append(_InFlight(polled, started))
         while len(self._in_flight) > IN_FLIGHT:
             self._finish_oldest()
@@ -172,7 +168,7 @@ class IngestLoop:
     def _finish_oldest(self) -> None:
         """Wait for the oldest batch, dead-letter its malformed records and commit its offsets."""
         flight = self._in_flight.popleft()
-        stored = self._worker.wait(self._stop, self._on_worker_redis)
+        stored = self._worker.wait(self._stop, self._on_worker_redis, self._on_kafka_failure)
         if stored is None or self._dropped:
             # Offsets are cumulative per partition: after a dropped batch, committing a later one would skip it.
             if not self._dropped:
@@ -183,15 +179,6 @@ class IngestLoop:
         outcome.skipped.update(stored.skipped)
         outcome.buckets.newest_event_ms = stored.newest_event_ms
         batch = batch_from(flight.polled, outcome)
-        if batch.dead_letters and not until_done(
-            lambda: self._dead_letters.publish(batch.dead_letters, KAFKA_TIMEOUT_S),
-            (KafkaError,),
-            self._stop.wait,
-            self._on_kafka_failure,
-        ):
-            log.warning("batch dropped uncommitted at shutdown; it and later ones will be read again")
-            self._dropped = True
-            return
         self._commit(batch)
         self._account(batch, time.perf_counter() - flight.started)
 
@@ -241,9 +228,9 @@ class IngestLoop:
         self._metrics.kafka_errors.inc()
         log.warning("commit failed; will commit again", extra={"error": f"{type(exc).__name__}: {exc}"})
 
-    def _on_kafka_failure(self, exc: BaseException) -> None:
+    def _on_kafka_failure(self, error: str) -> None:
         self._metrics.kafka_errors.inc()
-        log.warning("dead-letter publish failed, retrying", extra={"error": f"{type(exc).__name__}: {exc}"})
+        log.warning("dead-letter publish failed, retrying", extra={"error": error})
 
     def _on_worker_redis(self, ok: bool, error: str) -> None:
         if not ok:
@@ -354,12 +341,10 @@ def run_consumer(settings: Settings, stop: threading.Event) -> int:
         redis = redis_client(settings)
         resources.callback(redis.close)
         writer = ActivityWriter(redis, KeySchema(settings.redis_key_prefix, settings.activity_timezone), settings)
-        dead_letters = DeadLetterQueue(new_producer(settings, f"active-users-dlq-{member}"), settings.kafka_dlq_topic)
-        resources.callback(dead_letters.close, KAFKA_TIMEOUT_S)
         kafka_consumer = new_consumer(settings, f"active-users-{member}")
         # Everything committed is stored; nothing uncommitted is committed on the way out.
         resources.callback(kafka_consumer.close, autocommit=False, timeout_ms=int(KAFKA_TIMEOUT_S * 1000))
-        loop = IngestLoop(settings, kafka_consumer, worker, writer, dead_letters, metrics, stop, member)
+        loop = IngestLoop(settings, kafka_consumer, worker, writer, metrics, stop, member)
         server = HealthServer(settings.consumer_metrics_host, settings.consumer_metrics_port, metrics, loop.health)
         server.start()
         resources.callback(server.close)

@@ -1,9 +1,9 @@
-"""The store worker: a child process that classifies record values and writes them to Redis.
+"""The store worker: a child process that classifies records, writes them to Redis and dead-letters the bad ones.
 
 CPython runs one thread at a time per process, and kafka-python's fetching alone keeps one core busy; decoding,
-bucketing and Redis writes therefore run in this second process, beside the parent's next fetch. The parent
-keeps the records, commits offsets and publishes dead letters; the worker only ever sees values, returns a
-small summary, and never acknowledges a batch before Redis has it.
+bucketing, Redis writes and dead-letter publishing (tens of microseconds of kafka-python per record) therefore
+run in this second process, beside the parent's next fetch. The parent keeps the records and commits offsets;
+the worker returns a small summary and never acknowledges a batch before Redis and the dead-letter topic have it.
 """
 
 from __future__ import annotations
@@ -21,18 +21,23 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from kafka.errors import KafkaError
+
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema
 from activeusers.logs import configure
 from activeusers.settings import Settings
 from activeusers.store import ActivityWriter, redis_client
-from consumer.ingest import Classifier, Outcome
+from consumer.deadletter import DeadLetterQueue
+from consumer.ingest import Classifier, Outcome, RecordSlice, dead_letters_of
+from consumer.kafka import new_producer
 from consumer.retry import until_done
 
 log = logging.getLogger(__name__)
 
 _CONTEXT = multiprocessing.get_context("spawn")  # the parent has threads (kafka-python's); never fork it
 _WAIT_SLICE_S = 0.2
+KAFKA_TIMEOUT_S = 10.0
 
 
 class WorkerFailed(RuntimeError):
@@ -78,12 +83,14 @@ class StoreWorker:
         self._process.start()
         self._child.close()
 
-    def submit(self, now_ms: int, values: Sequence[Sequence[bytes | None]]) -> None:
-        """Hand a batch (record values per partition) to the worker."""
-        self._conn.send((now_ms, values))
+    def submit(self, now_ms: int, slices: Sequence[RecordSlice]) -> None:
+        """Hand a batch (its records per partition) to the worker."""
+        self._conn.send((now_ms, slices))
 
-    def wait(self, stop: threading.Event, on_redis: Callable[[bool, str], None]) -> Stored | None:
-        """The batch's summary once stored, or None if it was dropped because ``stop`` was set meanwhile."""
+    def wait(
+        self, stop: threading.Event, on_redis: Callable[[bool, str], None], on_kafka: Callable[[str], None]
+    ) -> Stored | None:
+        """The batch's summary once stored and dead-lettered, or None if dropped because ``stop`` was set."""
         while True:
             if stop.is_set():
                 self._stop.set()
@@ -98,6 +105,8 @@ class StoreWorker:
             kind = message[0]
             if kind == "redis":
                 on_redis(message[1], message[2])
+            elif kind == "kafka":
+                on_kafka(message[1])
             elif kind == "stored":
                 return message[1]  # type: ignore[no-any-return]
             elif kind == "dropped":
@@ -128,49 +137,81 @@ def _receive(conn: Connection, inbox: queue.SimpleQueue[Any]) -> None:
         inbox.put(None)  # the parent is gone: stop
 
 
+class _Storer:
+    """The worker's side: classify a batch, write it to Redis, publish its dead letters, each until done."""
+
+    def __init__(self, conn: Connection, settings: Settings, stop: Any, parent_pid: int) -> None:
+        self._conn = conn
+        self._settings = settings
+        self._stop = stop
+        self._parent_pid = parent_pid
+        self._redis = redis_client(settings)
+        self._writer = ActivityWriter(
+            self._redis, KeySchema(settings.redis_key_prefix, settings.activity_timezone), settings
+        )
+        self._classifier = Classifier(settings)
+        self._dead_letters: DeadLetterQueue | None = None  # connected at the first malformed record
+
+    def store(self, now_ms: int, slices: Sequence[RecordSlice]) -> None:
+        """Store one batch and answer the parent: ``stored`` with the summary, or ``dropped`` at shutdown."""
+        outcome = self._classifier.classify_values([part.values for part in slices], now_ms)
+        redis_failed: list[BaseException] = []
+
+        def write() -> None:
+            if outcome.buckets:
+                self._writer.write(outcome.buckets)
+
+        def redis_failure(exc: BaseException) -> None:
+            redis_failed.append(exc)
+            self._conn.send(("redis", False, str(exc)))
+
+        if not until_done(write, (StoreUnavailable,), self._wait_for_stop, redis_failure):
+            self._conn.send(("dropped",))
+            return
+        if redis_failed:
+            self._conn.send(("redis", True, ""))
+        letters = dead_letters_of(slices, outcome)
+        if letters and not until_done(
+            lambda: self._dead_letter_queue().publish(letters, KAFKA_TIMEOUT_S),
+            (KafkaError,),
+            self._wait_for_stop,
+            lambda exc: self._conn.send(("kafka", f"{type(exc).__name__}: {exc}")),
+        ):
+            self._conn.send(("dropped",))
+            return
+        self._conn.send(("stored", Stored.of(outcome)))
+
+    def close(self) -> None:
+        """Flush the dead-letter producer and close the connections."""
+        if self._dead_letters is not None:
+            self._dead_letters.close(KAFKA_TIMEOUT_S)
+        self._redis.close()
+
+    def _dead_letter_queue(self) -> DeadLetterQueue:
+        if self._dead_letters is None:
+            self._dead_letters = DeadLetterQueue(
+                new_producer(self._settings, f"active-users-dlq-{os.getppid()}"), self._settings.kafka_dlq_topic
+            )
+        return self._dead_letters
+
+    def _wait_for_stop(self, seconds: float) -> bool:
+        return bool(self._stop.wait(seconds)) or os.getppid() != self._parent_pid
+
+
 def _serve(conn: Connection, settings: Settings, stop: Any, parent_pid: int) -> None:
     # Signals are the parent's to handle: a Ctrl-C reaches the whole process group, and the parent decides
     # whether the batch in flight is finished or dropped.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     configure(settings.log_level)
-    redis = redis_client(settings)
-    writer = ActivityWriter(redis, KeySchema(settings.redis_key_prefix, settings.activity_timezone), settings)
-    classifier = Classifier(settings)
-
-    def wait_for_stop(seconds: float) -> bool:
-        return bool(stop.wait(seconds)) or os.getppid() != parent_pid
-
-    def report_failure(exc: BaseException) -> None:
-        conn.send(("redis", False, str(exc)))
-
+    storer = _Storer(conn, settings, stop, parent_pid)
     # Receiving on its own thread: the parent's next batch is read off the pipe while this one is stored, so the
     # parent's send never waits for the store (a batch is far larger than the pipe's buffer).
     inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
     threading.Thread(target=_receive, args=(conn, inbox), name="receive", daemon=True).start()
     try:
-        while True:
-            message = inbox.get()
-            if message is None:
-                return
-            now_ms, values = message
-            outcome = classifier.classify_values(values, now_ms)
-            failures: list[BaseException] = []
-
-            def write(outcome: Outcome = outcome) -> None:
-                if outcome.buckets:
-                    writer.write(outcome.buckets)
-
-            def failed(exc: BaseException, failures: list[BaseException] = failures) -> None:
-                failures.append(exc)
-                report_failure(exc)
-
-            if not until_done(write, (StoreUnavailable,), wait_for_stop, failed):
-                conn.send(("dropped",))
-                continue
-            if failures:
-                conn.send(("redis", True, ""))
-            conn.send(("stored", Stored.of(outcome)))
+        while (message := inbox.get()) is not None:
+            storer.store(*message)
     except (BrokenPipeError, EOFError):
         return
     except BaseException:
@@ -178,4 +219,4 @@ def _serve(conn: Connection, settings: Settings, stop: Any, parent_pid: int) -> 
             conn.send(("crashed", traceback.format_exc()))
         raise
     finally:
-        redis.close()
+        storer.close()

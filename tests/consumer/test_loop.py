@@ -271,7 +271,7 @@ class _ScriptedWorker:
     def submit(self, now_ms, values):
         self.submitted += 1
 
-    def wait(self, stop, on_redis):
+    def wait(self, stop, on_redis, on_kafka):
         return self.answers.pop(0)
 
 
@@ -299,7 +299,7 @@ def _loop(worker, consumer):
     from consumer.loop import IngestLoop
     from consumer.metrics import ConsumerMetrics
 
-    return IngestLoop(Settings(), consumer, worker, None, None, ConsumerMetrics(), threading.Event(), "m")
+    return IngestLoop(Settings(), consumer, worker, None, ConsumerMetrics(), threading.Event(), "m")
 
 
 def _poll(offset: int):

@@ -1,4 +1,5 @@
-"""The store worker process: stores batches in the real Redis, reports outages, drops on shutdown."""
+"""The store worker process: stores batches in the real Redis, dead-letters to the real broker, reports outages,
+drops on shutdown."""
 
 from __future__ import annotations
 
@@ -7,25 +8,40 @@ import time
 
 import orjson
 import pytest
+from streams import read_topic
 
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
+from consumer.deadletter import HEADER_OFFSET
+from consumer.ingest import RecordSlice
 from consumer.worker import StoreWorker, WorkerFailed
 
 
-def _values(now_ms: int) -> list[list[bytes | None]]:
+def _slices(now_ms: int) -> list[RecordSlice]:
     login = orjson.dumps({"type": "login", "userId": "w1", "ts": now_ms - 1000})
-    return [[login, b"not json"], [orjson.dumps({"type": "other", "userId": "w2", "ts": now_ms}), None]]
+    other = orjson.dumps({"type": "other", "userId": "w2", "ts": now_ms})
+    return [
+        RecordSlice("src", 0, [7, 8], [b"a", b"b"], [login, b"not json"]),
+        RecordSlice("src", 3, [40, 42], [None, b"d"], [other, None]),
+    ]
 
 
-def test_worker_stores_a_batch_and_summarises_it(stack, redis_prefix, redis_client):
-    settings = Settings(redis_url=stack.redis_url, redis_key_prefix=redis_prefix)
+def _ignore(*args: object) -> None:
+    return None
+
+
+def test_worker_stores_a_batch_dead_letters_and_summarises_it(stack, topic, redis_prefix, redis_client):
+    dlq = topic(1)
+    settings = Settings(
+        redis_url=stack.redis_url, redis_key_prefix=redis_prefix,
+        kafka_bootstrap_servers=stack.kafka_bootstrap, kafka_dlq_topic=dlq,
+    )
     worker = StoreWorker(settings)
     worker.start()
     try:
         now_ms = int(time.time() * 1000)
-        worker.submit(now_ms, _values(now_ms))
-        stored = worker.wait(threading.Event(), lambda ok, error: None)
+        worker.submit(now_ms, _slices(now_ms))
+        stored = worker.wait(threading.Event(), _ignore, _ignore)
     finally:
         worker.close()
     assert stored is not None
@@ -33,6 +49,11 @@ def test_worker_stores_a_batch_and_summarises_it(stack, redis_prefix, redis_clie
     assert [(p, i, reason) for p, i, reason, _ in stored.dead] == [(0, 1, "not_json"), (1, 1, "empty")]
     keys = KeySchema(redis_prefix, "UTC")
     assert any(redis_client.smembers(k) == {"w1"} for k in redis_client.scan_iter(keys.prefix + "day:*"))
+    dead = read_topic(stack.kafka_bootstrap, dlq, 2)
+    assert sorted((r.key, r.value, dict(r.headers)[HEADER_OFFSET]) for r in dead) == [
+        (b"b", b"not json", b"8"),
+        (b"d", None, b"42"),
+    ]
 
 
 def test_worker_reports_redis_down_and_drops_the_batch_on_stop():
@@ -49,8 +70,8 @@ def test_worker_reports_redis_down_and_drops_the_batch_on_stop():
 
     try:
         now_ms = int(time.time() * 1000)
-        worker.submit(now_ms, _values(now_ms))
-        assert worker.wait(stop, on_redis) is None
+        worker.submit(now_ms, _slices(now_ms))
+        assert worker.wait(stop, on_redis, _ignore) is None
     finally:
         worker.close()
     assert reports and not any(reports)
@@ -63,6 +84,6 @@ def test_a_dead_worker_is_an_error_not_a_hang():
     worker._process.join(5)
     try:
         with pytest.raises(WorkerFailed, match=r"exited|pipe"):
-            worker.wait(threading.Event(), lambda ok, error: None)
+            worker.wait(threading.Event(), _ignore, _ignore)
     finally:
         worker.close()
