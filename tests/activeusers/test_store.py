@@ -217,13 +217,14 @@ def test_write_chunks_large_sets(
     writer: ActivityWriter, client: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[tuple[str, int]] = []
-    original = redis.client.Pipeline.sadd
+    original = store.pack_command
 
-    def spy(self: Any, name: str, *values: Any) -> Any:
-        calls.append((name, len(values)))
-        return original(self, name, *values)
+    def spy(command: tuple[Any, ...]) -> bytes:
+        if command[0] == "SADD":
+            calls.append((command[1], len(command) - 2))
+        return original(command)
 
-    monkeypatch.setattr(redis.client.Pipeline, "sadd", spy)
+    monkeypatch.setattr(store, "pack_command", spy)
     users = {f"user-{i}" for i in range(SADD_CHUNK * 2 + 1)}
     buckets = Buckets()
     for user in users:
@@ -251,14 +252,14 @@ def test_write_chunk_sizes(
 ) -> None:
     monkeypatch.setattr(store, "SADD_CHUNK", chunk)
     calls: list[int] = []
-    original = redis.client.Pipeline.sadd
+    original = store.pack_command
 
-    def spy(self: Any, name: str, *values: Any) -> Any:
-        if name == KEYS.day(DAY):
-            calls.append(len(values))
-        return original(self, name, *values)
+    def spy(command: tuple[Any, ...]) -> bytes:
+        if command[0] == "SADD" and command[1] == KEYS.day(DAY):
+            calls.append(len(command) - 2)
+        return original(command)
 
-    monkeypatch.setattr(redis.client.Pipeline, "sadd", spy)
+    monkeypatch.setattr(store, "pack_command", spy)
     buckets = Buckets()
     for i in range(count):
         buckets.add_active(DAY, 0, f"u{i}", 1)
