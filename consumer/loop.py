@@ -30,6 +30,7 @@ from activeusers.store import ActivityWriter, redis_client
 from consumer.ingest import Batch, Outcome, Record, batch_from, slices_of
 from consumer.kafka import new_consumer
 from consumer.metrics import ConsumerMetrics, HealthServer
+from consumer.retry import backoff_delays
 from consumer.worker import StoreWorker
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,8 @@ class IngestLoop:
         self._dropped = False
         self._committed: dict[Any, int] = {}
         self._recommit = threading.Event()
+        self._poll_delay = backoff_delays()
+        self._poll_failing = False
         self._last_recommit = 0.0
         self._redis_ok = True
         self._last_heartbeat = 0.0
@@ -135,8 +138,7 @@ class IngestLoop:
         )
         try:
             while not self._stop.is_set():
-                polled = self._consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
-                self._last_poll = time.monotonic()
+                polled = self._poll()
                 if polled:
                     self.process(polled)
                 else:
@@ -145,6 +147,24 @@ class IngestLoop:
         finally:
             if self.drain():
                 self.commit_sync()
+
+    def _poll(self) -> Mapping[Any, Sequence[Record]]:
+        """One poll; a broker that cannot be reached is waited for, never a reason to stop."""
+        try:
+            polled: Mapping[Any, Sequence[Record]] = self._consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
+        except KafkaError as exc:
+            # kafka-python raises out of poll() when, say, the group coordinator cannot be found while the broker
+            # restarts; its state recovers on a later poll. Batches in flight are unaffected.
+            self._metrics.kafka_errors.inc()
+            log.warning("poll failed; retrying", extra={"error": f"{type(exc).__name__}: {exc}"})
+            self._poll_failing = True
+            self._stop.wait(self._poll_delay())
+            return {}
+        if self._poll_failing:
+            self._poll_failing = False
+            self._poll_delay = backoff_delays()
+        self._last_poll = time.monotonic()
+        return polled
 
     def process(self, polled: Mapping[Any, Sequence[Record]]) -> None:
         """Hand one poll's records to the store worker; finish the oldest batch once too many are in flight.

@@ -328,3 +328,37 @@ def test_after_a_dropped_batch_no_later_batch_is_committed():
     loop.process(_poll(11))
     assert not loop.drain()
     assert consumer.commits == [], "committing offset 12 would skip the dropped record at offset 10"
+
+
+def test_a_poll_that_raises_is_retried_not_fatal():
+    import fakeredis
+    from kafka.errors import KafkaConnectionError
+
+    from activeusers.settings import Settings
+    from activeusers.store import ActivityWriter
+
+    class FlakyConsumer(_RecordingConsumer):
+        def __init__(self, stop):
+            super().__init__()
+            self.polls = 0
+            self.stop = stop
+
+        def subscribe(self, topics, listener):
+            self.topics = topics
+
+        def poll(self, timeout_ms):
+            self.polls += 1
+            if self.polls == 1:
+                raise KafkaConnectionError("111 ECONNREFUSED")  # as kafka-python does while a broker restarts
+            self.stop.set()
+            return {}
+
+    worker = _ScriptedWorker([])
+    loop = _loop(worker, None)
+    consumer = FlakyConsumer(loop._stop)
+    loop._consumer = consumer
+    loop._writer = ActivityWriter(fakeredis.FakeRedis(), KeySchema("t:", "UTC"), Settings())  # heartbeats
+    loop._poll_delay = lambda: 0.0
+    loop.run()
+    assert consumer.polls == 2
+    assert loop._metrics.kafka_errors._value.get() == 1
