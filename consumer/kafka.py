@@ -17,6 +17,8 @@ from activeusers.settings import Settings
 FETCH_MIN_BYTES = 1_000_000
 FETCH_MAX_WAIT_MS = 100
 MAX_PARTITION_FETCH_BYTES = 4 * 1024 * 1024
+# How long one blocking Kafka call (a dead-letter flush, the final commit, closing) may take.
+KAFKA_TIMEOUT_S = 10.0
 
 
 def consumer_config(settings: Settings, *, group: bool = True) -> dict[str, Any]:

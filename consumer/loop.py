@@ -28,7 +28,7 @@ from activeusers.keys import KeySchema
 from activeusers.settings import Settings
 from activeusers.store import ActivityWriter, redis_client
 from consumer.ingest import Batch, Outcome, Record, batch_from, slices_of
-from consumer.kafka import new_consumer
+from consumer.kafka import KAFKA_TIMEOUT_S, new_consumer
 from consumer.metrics import ConsumerMetrics, HealthServer
 from consumer.retry import backoff_delays
 from consumer.worker import StoreWorker
@@ -36,7 +36,6 @@ from consumer.worker import StoreWorker
 log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_MS = 500
-KAFKA_TIMEOUT_S = 10.0
 THROUGHPUT_LOG_S = 10.0
 RECOMMIT_S = 1.0
 IN_FLIGHT = 2

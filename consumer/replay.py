@@ -24,7 +24,8 @@ from activeusers.settings import Settings
 from activeusers.store import ActivityWriter
 from consumer.deadletter import DeadLetterQueue
 from consumer.ingest import Batch, Classifier
-from consumer.loop import KAFKA_TIMEOUT_S, POLL_TIMEOUT_MS
+from consumer.kafka import KAFKA_TIMEOUT_S
+from consumer.loop import POLL_TIMEOUT_MS
 from consumer.metrics import ConsumerMetrics
 from consumer.progress import ProgressBar
 from consumer.retry import until_done

@@ -30,14 +30,13 @@ from activeusers.settings import Settings
 from activeusers.store import ActivityWriter, redis_client
 from consumer.deadletter import DeadLetterQueue
 from consumer.ingest import Classifier, Outcome, RecordSlice, dead_letters_of
-from consumer.kafka import new_producer
+from consumer.kafka import KAFKA_TIMEOUT_S, new_producer
 from consumer.retry import until_done
 
 log = logging.getLogger(__name__)
 
 _CONTEXT = multiprocessing.get_context("spawn")  # the parent has threads (kafka-python's); never fork it
 _WAIT_SLICE_S = 0.2
-KAFKA_TIMEOUT_S = 10.0
 
 
 class WorkerFailed(RuntimeError):
