@@ -71,8 +71,10 @@ class Buckets:
     @property
     def members(self) -> int:
         """How many (user, bucket) additions the batch will send."""
-        return sum(map(len, self.days.values())) + sum(map(len, self.hours.values())) + sum(
-            map(len, self.created.values())
+        return (
+            sum(map(len, self.days.values()))
+            + sum(map(len, self.hours.values()))
+            + sum(map(len, self.created.values()))
         )
 
 

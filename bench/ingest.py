@@ -135,8 +135,10 @@ def ours(settings: Settings, total: int) -> float:
 def naive(settings: Settings, limit: int) -> float:
     client = redis.Redis.from_url(settings.redis_url)
     consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, group_id=f"naive-{uuid.uuid4().hex[:6]}",
-        auto_offset_reset="earliest", enable_auto_commit=True,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=f"naive-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=True,
     )
     consumer.subscribe([settings.kafka_topic])
     keys = KeySchema(settings.redis_key_prefix + "naive:", settings.activity_timezone)

@@ -26,15 +26,21 @@ class ConsumerMetrics:
             "activeusers_events_skipped", "Valid events deliberately not stored, by reason", ["reason"], registry=r
         )
         self.dead_lettered = Counter(
-            "activeusers_events_dead_lettered", "Malformed records sent to the dead-letter topic", ["reason"],
+            "activeusers_events_dead_lettered",
+            "Malformed records sent to the dead-letter topic",
+            ["reason"],
             registry=r,
         )
         self.batch_seconds = Histogram(
-            "activeusers_batch_seconds", "Time to classify, store and commit one batch", registry=r,
+            "activeusers_batch_seconds",
+            "Time to classify, store and commit one batch",
+            registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
         )
         self.batch_records = Histogram(
-            "activeusers_batch_records", "Records per batch", registry=r,
+            "activeusers_batch_records",
+            "Records per batch",
+            registry=r,
             buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000, 20000),
         )
         self.lag = Gauge("activeusers_consumer_lag", "Records behind the partition's end", ["partition"], registry=r)

@@ -49,8 +49,6 @@ class Stack:
     redis_url: str
 
 
-
-
 def _unavailable(reason: str) -> NoReturn:
     message = f"Kafka/Redis test bed unavailable: {reason}"
     if in_ci():

@@ -332,4 +332,3 @@ def start_api(env: Mapping[str, str], log_path: Path) -> tuple[subprocess.Popen[
 def in_ci() -> bool:
     """Whether env ``CI`` asks for hard failures instead of skips (a missing tool then fails the test)."""
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-

@@ -41,8 +41,12 @@ def test_events_to_answers(stack, topic, redis_prefix, tmp_path):
     now = int(time.time() * 1000)
     sent = generate(101, 5000, now, users=400, days=40, malformed_share=0.02, avoid_days_ago=(29, 32))
     env = consumer_env(
-        stack, name, redis_prefix, f"g-{uuid.uuid4().hex[:8]}",
-        ACTIVITY_TIMEZONE=ZONE, RETENTION_DAYS=str(RETENTION_DAYS),
+        stack,
+        name,
+        redis_prefix,
+        f"g-{uuid.uuid4().hex[:8]}",
+        ACTIVITY_TIMEZONE=ZONE,
+        RETENTION_DAYS=str(RETENTION_DAYS),
     )
     produce(stack.kafka_bootstrap, name, sent)
     consumer = ConsumerProcess(env, tmp_path / "consumer.log")
@@ -51,9 +55,22 @@ def test_events_to_answers(stack, topic, redis_prefix, tmp_path):
     finally:
         assert consumer.stop() == 0
     token = subprocess.run(
-        [sys.executable, "-m", "activeusers.cli", "token", "create", "--user-id", "e2e-admin",
-         "--permission", "view-engagement-dashboard"],
-        env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "activeusers.cli",
+            "token",
+            "create",
+            "--user-id",
+            "e2e-admin",
+            "--permission",
+            "view-engagement-dashboard",
+        ],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     headers = {"X-User-Id": "e2e-admin", "X-Auth-Token": token}
     api, base = start_api(env, tmp_path / "api.log")
@@ -131,9 +148,22 @@ def test_by_day_counts_are_not_inflated_by_duplicates_and_restarts(stack, topic,
             ms = ts if isinstance(ts, int) else int(datetime.fromisoformat(ts).timestamp() * 1000)
             per_day[datetime.fromtimestamp(ms / 1000, tz=UTC).date()].add(s.event["userId"])
     token = subprocess.run(
-        [sys.executable, "-m", "activeusers.cli", "token", "create", "--user-id", "u", "--permission",
-         "view-engagement-dashboard"],
-        env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "activeusers.cli",
+            "token",
+            "create",
+            "--user-id",
+            "u",
+            "--permission",
+            "view-engagement-dashboard",
+        ],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     api, base = start_api(env, tmp_path / "api.log")
     try:

@@ -56,8 +56,11 @@ def test_publish_sends_original_bytes_and_waits_for_acknowledgement():
     producer = _Producer()
     letters = [DeadLetter(Record("t", 0, i, b"k%d" % i, b"v%d" % i), "not_json", "d") for i in range(3)]
     DeadLetterQueue(producer, "t.dlq").publish(letters, timeout_s=1)
-    assert [(s[0], s[1], s[2]) for s in producer.sent] == [("t.dlq", b"k0", b"v0"), ("t.dlq", b"k1", b"v1"),
-                                                          ("t.dlq", b"k2", b"v2")]
+    assert [(s[0], s[1], s[2]) for s in producer.sent] == [
+        ("t.dlq", b"k0", b"v0"),
+        ("t.dlq", b"k1", b"v1"),
+        ("t.dlq", b"k2", b"v2"),
+    ]
     assert producer.flushed == 1
 
 

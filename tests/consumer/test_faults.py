@@ -61,7 +61,10 @@ class PrivateStack:
         result = subprocess.run(
             [sys.executable, str(STACK_SCRIPT), *args],
             env={**os.environ, "STACK_DIR": str(self.directory)},
-            capture_output=True, text=True, timeout=180, check=False,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
         )
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout
@@ -152,8 +155,14 @@ def _create_topic(bootstrap: str, partitions: int) -> str:
 def _env(bootstrap: str, redis_url: str, topic: str, prefix: str, **extra: str) -> dict[str, str]:
     stack = type("S", (), {"kafka_bootstrap": bootstrap, "redis_url": redis_url})
     return consumer_env(
-        stack, topic, prefix, f"g-{uuid.uuid4().hex[:8]}",
-        ACTIVITY_TIMEZONE=ZONE, RETENTION_DAYS=str(RETENTION_DAYS), BATCH_SIZE="200", **extra,
+        stack,
+        topic,
+        prefix,
+        f"g-{uuid.uuid4().hex[:8]}",
+        ACTIVITY_TIMEZONE=ZONE,
+        RETENTION_DAYS=str(RETENTION_DAYS),
+        BATCH_SIZE="200",
+        **extra,
     )
 
 
@@ -201,9 +210,22 @@ def test_redis_stopped_and_restarted_during_a_stream_and_the_api_says_503(privat
     sent = generate(43, 6000, now, days=40, avoid_days_ago=(29, 32))
     env = _env(private_stack.kafka_bootstrap, private_stack.redis_url, topic, "redis:", REDIS_TIMEOUT="500ms")
     token = subprocess.run(
-        [sys.executable, "-m", "activeusers.cli", "token", "create", "--user-id", "ops",
-         "--permission", "view-engagement-dashboard"],
-        env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "activeusers.cli",
+            "token",
+            "create",
+            "--user-id",
+            "ops",
+            "--permission",
+            "view-engagement-dashboard",
+        ],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     member = ConsumerProcess(env, tmp_path / "consumer.log")
     api, base = start_api({**env, "REDIS_TIMEOUT": "1s"}, tmp_path / "api.log")

@@ -101,8 +101,11 @@ def test_malformed_records_are_set_aside_and_the_rest_processed():
 
 def test_next_offsets_cover_every_record_of_every_partition():
     batch = classify(
-        [rec(5, b"bad", partition=0), rec(6, {"type": "login", "userId": "a", "ts": NOW_MS}, partition=0),
-         rec(9, {"type": "x", "userId": "a", "ts": NOW_MS}, partition=1)]
+        [
+            rec(5, b"bad", partition=0),
+            rec(6, {"type": "login", "userId": "a", "ts": NOW_MS}, partition=0),
+            rec(9, {"type": "x", "userId": "a", "ts": NOW_MS}, partition=1),
+        ]
     )
     assert batch.next_offsets == {TP("events", 0): 7, TP("events", 1): 10}
 

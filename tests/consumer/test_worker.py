@@ -33,8 +33,10 @@ def _ignore(*args: object) -> None:
 def test_worker_stores_a_batch_dead_letters_and_summarises_it(stack, topic, redis_prefix, redis_client):
     dlq = topic(1)
     settings = Settings(
-        redis_url=stack.redis_url, redis_key_prefix=redis_prefix,
-        kafka_bootstrap_servers=stack.kafka_bootstrap, kafka_dlq_topic=dlq,
+        redis_url=stack.redis_url,
+        redis_key_prefix=redis_prefix,
+        kafka_bootstrap_servers=stack.kafka_bootstrap,
+        kafka_dlq_topic=dlq,
     )
     worker = StoreWorker(settings)
     worker.start()
