@@ -1,4 +1,9 @@
-"""The ``active-users`` command line: one entry point whose subcommands the service packages provide."""
+"""The ``active-users`` command line: one entry point whose subcommands the service packages provide.
+
+The core does not import the packages built on it: each declares a ``register(commands)`` function under the
+``active_users.commands`` entry-point group (``pyproject.toml``), and :func:`build_parser` loads whatever the
+installed distribution declares.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +11,29 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
+from typing import Final
 
 from activeusers.errors import ActiveUsersError
 from activeusers.logs import configure
 from activeusers.settings import Settings
 
+COMMANDS_GROUP: Final = "active_users.commands"
+
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand that exists."""
-    from api.cli import register as register_api
-    from consumer.cli import register as register_consumer
-
+    """The argument parser with every subcommand the installed packages register."""
     parser = argparse.ArgumentParser(
         prog="active-users",
         description="Streaming active-users service: Kafka events in, exact daily active users out. "
         "Settings come from environment variables (see the README's configuration table).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    register_consumer(commands)
-    register_api(commands)
+    registrars = sorted(entry_points(group=COMMANDS_GROUP), key=lambda point: point.name)
+    if not registrars:
+        parser.error(f"no subcommands are installed (entry points {COMMANDS_GROUP!r}): install the package")
+    for point in registrars:
+        point.load()(commands)
     return parser
 
 
