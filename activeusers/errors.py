@@ -4,6 +4,8 @@ Every error the service raises on purpose derives from :class:`ActiveUsersError`
 in one place (``api.errors``) and the command line prints their message and exits non-zero.
 """
 
+import errno
+
 
 class ActiveUsersError(Exception):
     """Base class of the service's own errors."""
@@ -11,6 +13,23 @@ class ActiveUsersError(Exception):
 
 class ConfigError(ActiveUsersError):
     """A setting is missing or invalid; the message names the variable and what is expected."""
+
+
+class ListenError(ConfigError):
+    """A server cannot listen on its configured address; the message names the setting to change."""
+
+    def __init__(self, host_setting: str, port_setting: str, host: str, port: int, error: OSError) -> None:
+        if error.errno == errno.EADDRINUSE:
+            message = (
+                f"{port_setting}={port}: {host}:{port} is already in use by another process; "
+                f"set {port_setting} to a free port (0: any free port)"
+            )
+        elif error.errno == errno.EACCES:
+            message = f"{port_setting}={port}: not permitted to listen on port {port}; choose a port above 1023"
+        else:
+            reason = error.strerror or str(error)
+            message = f"{host_setting}={host}, {port_setting}={port}: cannot listen there ({reason})"
+        super().__init__(message)
 
 
 class MalformedEvent(ActiveUsersError):

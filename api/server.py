@@ -8,6 +8,7 @@ import signal
 
 from aiohttp import web
 
+from activeusers.errors import ListenError
 from activeusers.settings import Settings
 from api.app import create_app
 
@@ -18,7 +19,10 @@ SHUTDOWN_GRACE_S = 10.0
 
 
 def serve(settings: Settings) -> int:
-    """Serve until stopped by a signal; the exit code (0 after a clean stop)."""
+    """Serve until stopped by a signal; the exit code (0 after a clean stop).
+
+    Raises :class:`ListenError` when ``API_HOST``/``API_PORT`` cannot be listened on (a port already in use).
+    """
     asyncio.run(_serve(settings))
     return 0
 
@@ -28,7 +32,10 @@ async def _serve(settings: Settings) -> None:
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.api_host, settings.api_port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ListenError("API_HOST", "API_PORT", settings.api_host, settings.api_port, exc) from None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):

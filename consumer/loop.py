@@ -23,7 +23,7 @@ from kafka import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from activeusers.errors import StoreUnavailable
+from activeusers.errors import ListenError, StoreUnavailable
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
 from activeusers.store import ActivityWriter, redis_client
@@ -350,10 +350,20 @@ def member_id() -> str:
 
 
 def run_consumer(settings: Settings, stop: threading.Event) -> int:
-    """Start every resource, run the loop until ``stop``, then tear down in reverse order. Returns 0."""
+    """Start every resource, run the loop until ``stop``, then tear down in reverse order. Returns 0.
+
+    The metrics port is bound first: a port that is taken ends the start-up before anything else runs
+    (:class:`ListenError`, which the command line prints as one line).
+    """
     member = member_id()
     metrics = ConsumerMetrics()
+    host, port = settings.consumer_metrics_host, settings.consumer_metrics_port
+    try:
+        server = HealthServer(host, port, metrics)
+    except OSError as exc:
+        raise ListenError("CONSUMER_METRICS_HOST", "CONSUMER_METRICS_PORT", host, port, exc) from None
     with ExitStack() as resources:
+        resources.callback(server.close)
         worker = StoreWorker(settings)
         worker.start()
         resources.callback(worker.close)
@@ -364,10 +374,8 @@ def run_consumer(settings: Settings, stop: threading.Event) -> int:
         # Everything committed is stored; nothing uncommitted is committed on the way out.
         resources.callback(kafka_consumer.close, autocommit=False, timeout_ms=int(KAFKA_TIMEOUT_S * 1000))
         loop = IngestLoop(settings, kafka_consumer, worker, writer, metrics, stop, member)
-        server = HealthServer(settings.consumer_metrics_host, settings.consumer_metrics_port, metrics, loop.health)
-        server.start()
-        resources.callback(server.close)
-        log.info("health endpoint listening", extra={"url": f"http://{settings.consumer_metrics_host}:{server.port}"})
+        server.start(loop.health)
+        log.info("health endpoint listening", extra={"url": f"http://{host}:{server.port}"})
         resources.callback(loop.forget)
         loop.run()
     log.info("consumer stopped", extra={"member": member})

@@ -62,13 +62,15 @@ class ConsumerMetrics:
 
 
 class HealthServer:
-    """Serves ``/metrics`` and ``/healthz`` on a daemon thread; ``health()`` says whether the member is healthy."""
+    """Serves ``/metrics`` and ``/healthz`` on a daemon thread; ``health()`` says whether the member is healthy.
 
-    def __init__(
-        self, host: str, port: int, metrics: ConsumerMetrics, health: Callable[[], tuple[bool, dict[str, object]]]
-    ) -> None:
-        handler = _handler(metrics, health)
-        self._server = ThreadingHTTPServer((host, port), handler)
+    The port is bound when the server is built (so a taken port stops the process before anything else
+    starts); requests are served from :meth:`start` on.
+    """
+
+    def __init__(self, host: str, port: int, metrics: ConsumerMetrics) -> None:
+        self._health: Callable[[], tuple[bool, dict[str, object]]] = _starting
+        self._server = ThreadingHTTPServer((host, port), _handler(metrics, lambda: self._health()))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="health-http", daemon=True)
 
@@ -77,14 +79,20 @@ class HealthServer:
         """The bound port (useful when configured as 0)."""
         return int(self._server.server_address[1])
 
-    def start(self) -> None:
-        """Start serving."""
+    def start(self, health: Callable[[], tuple[bool, dict[str, object]]]) -> None:
+        """Start serving, with ``health`` answering ``/healthz``."""
+        self._health = health
         self._thread.start()
 
     def close(self) -> None:
         """Stop serving and release the port."""
-        self._server.shutdown()
+        if self._thread.is_alive():
+            self._server.shutdown()
         self._server.server_close()
+
+
+def _starting() -> tuple[bool, dict[str, object]]:
+    return False, {"starting": True}
 
 
 def _handler(

@@ -34,8 +34,7 @@ def test_a_package_imports_nothing_above_it(package):
     modules = sorted((REPO_ROOT / package).rglob("*.py"))
     assert modules
     offenders = {
-        str(module.relative_to(REPO_ROOT)): sorted(imported_packages(module) & FORBIDDEN[package])
-        for module in modules
+        str(module.relative_to(REPO_ROOT)): sorted(imported_packages(module) & FORBIDDEN[package]) for module in modules
     }
     assert {name: found for name, found in offenders.items() if found} == {}
 

@@ -125,3 +125,32 @@ def test_serve_starts_logs_and_stops_on_sigterm(env):
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+def test_a_taken_api_port_is_one_line_and_exit_2(env, tmp_path):
+    """A second ``serve`` on the port the first one holds ends at start-up, naming API_PORT, no traceback."""
+    from streams import start_api
+
+    first, base = start_api(env, tmp_path / "first.log")
+    port = base.rsplit(":", 1)[1]
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "activeusers.cli", "serve"],
+            env={**env, "API_HOST": "127.0.0.1", "API_PORT": port},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert second.returncode == 2
+        assert second.stdout == ""
+        assert second.stderr == (
+            f"active-users serve: API_PORT={port}: 127.0.0.1:{port} is already in use by another process; "
+            "set API_PORT to a free port (0: any free port)\n"
+        )
+        assert first.poll() is None  # the first one keeps serving
+        with urllib.request.urlopen(base + "/healthz", timeout=10) as answer:
+            assert answer.status == 200
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=20) == 0
