@@ -30,12 +30,11 @@ from activeusers.store import ActivityWriter, redis_client
 from consumer.ingest import Batch, Outcome, Record, batch_from, slices_of
 from consumer.kafka import KAFKA_TIMEOUT_S, new_consumer
 from consumer.metrics import ConsumerMetrics, HealthServer
-from consumer.retry import backoff_delays
+from consumer.polling import Poller
 from consumer.worker import StoreWorker
 
 log = logging.getLogger(__name__)
 
-POLL_TIMEOUT_MS = 500
 THROUGHPUT_LOG_S = 10.0
 RECOMMIT_S = 1.0
 IN_FLIGHT = 2
@@ -117,12 +116,10 @@ class IngestLoop:
         self._dropped = False
         self._committed: dict[Any, int] = {}
         self._recommit = threading.Event()
-        self._poll_delay = backoff_delays()
-        self._poll_failing = False
+        self._poller = Poller(kafka_consumer, metrics, stop)
         self._last_recommit = 0.0
         self._redis_ok = True
         self._last_heartbeat = 0.0
-        self._last_poll = now
 
     def run(self) -> None:
         """Consume until ``stop`` is set. Every committed offset has its effects stored."""
@@ -137,7 +134,7 @@ class IngestLoop:
         )
         try:
             while not self._stop.is_set():
-                polled = self._poll()
+                polled = self._poller.poll()
                 if polled:
                     self.process(polled)
                 else:
@@ -146,24 +143,6 @@ class IngestLoop:
         finally:
             if self.drain():
                 self.commit_sync()
-
-    def _poll(self) -> Mapping[Any, Sequence[Record]]:
-        """One poll; a broker that cannot be reached is waited for, never a reason to stop."""
-        try:
-            polled: Mapping[Any, Sequence[Record]] = self._consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
-        except KafkaError as exc:
-            # kafka-python raises out of poll() when, say, the group coordinator cannot be found while the broker
-            # restarts; its state recovers on a later poll. Batches in flight are unaffected.
-            self._metrics.kafka_errors.inc()
-            log.warning("poll failed; retrying", extra={"error": f"{type(exc).__name__}: {exc}"})
-            self._poll_failing = True
-            self._stop.wait(self._poll_delay())
-            return {}
-        if self._poll_failing:
-            self._poll_failing = False
-            self._poll_delay = backoff_delays()
-        self._last_poll = time.monotonic()
-        return polled
 
     def process(self, polled: Mapping[Any, Sequence[Record]]) -> None:
         """Hand one poll's records to the store worker; finish the oldest batch once too many are in flight.
@@ -219,7 +198,7 @@ class IngestLoop:
 
     def health(self) -> tuple[bool, dict[str, object]]:
         """Whether this member can make progress: Redis writable and polling not stuck."""
-        poll_age = time.monotonic() - self._last_poll
+        poll_age = time.monotonic() - self._poller.last_success
         ok = self._redis_ok and poll_age < self._settings.consumer_stale_s
         return ok, {"redis": self._redis_ok, "secondsSincePoll": round(poll_age, 3), "member": self._member_id}
 

@@ -25,8 +25,8 @@ from activeusers.store import ActivityWriter
 from consumer.deadletter import DeadLetterQueue
 from consumer.ingest import Batch, Classifier
 from consumer.kafka import KAFKA_TIMEOUT_S
-from consumer.loop import POLL_TIMEOUT_MS
 from consumer.metrics import ConsumerMetrics
+from consumer.polling import Poller
 from consumer.progress import ProgressBar
 from consumer.retry import until_done
 
@@ -55,7 +55,11 @@ def replay(
     out: TextIO = sys.stderr,
     clock: Callable[[], float] = time.time,
 ) -> ReplayResult:
-    """Read the topic from the beginning to the end offsets seen now and store every event again."""
+    """Read the topic from the beginning to the end offsets seen now and store every event again.
+
+    A poll that fails (a broker restarting) is retried with back-off as in the live consumer
+    (:class:`consumer.polling.Poller`); a write that fails is retried the same way.
+    """
     started = time.monotonic()
     partitions = kafka_consumer.partitions_for_topic(settings.kafka_topic)
     if not partitions:
@@ -81,9 +85,10 @@ def replay(
         (metrics.store_errors if isinstance(exc, StoreUnavailable) else metrics.kafka_errors).inc()
         log.warning("replay write failed, retrying", extra={"error": f"{type(exc).__name__}: {exc}"})
 
+    poller = Poller(kafka_consumer, metrics, stop)
     records = stored = dead = skipped = 0
     while remaining and not stop.is_set():
-        polled = kafka_consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
+        polled = poller.poll()
         # Records past the end seen at start arrived during the replay; the live consumer owns them.
         bounded = {tp: [r for r in recs if r.offset < end[tp]] for tp, recs in polled.items()}
         batch = classifier.classify(bounded, int(clock() * 1000))

@@ -351,6 +351,7 @@ def test_a_poll_that_raises_is_retried_not_fatal():
 
     from activeusers.settings import Settings
     from activeusers.store import ActivityWriter
+    from consumer.polling import Poller
 
     class FlakyConsumer(_RecordingConsumer):
         def __init__(self, stop):
@@ -373,7 +374,7 @@ def test_a_poll_that_raises_is_retried_not_fatal():
     consumer = FlakyConsumer(loop._stop)
     loop._consumer = consumer
     loop._writer = ActivityWriter(fakeredis.FakeRedis(), KeySchema("t:", "UTC"), Settings())  # heartbeats
-    loop._poll_delay = lambda: 0.0
+    loop._poller = Poller(consumer, loop._metrics, loop._stop, delays=lambda: lambda: 0.0)
     loop.run()
     assert consumer.polls == 2
     assert loop._metrics.kafka_errors._value.get() == 1
