@@ -6,7 +6,10 @@ Layout (``P`` is the configured prefix, ``Z`` the activity time zone name):
 - ``Phour:Z:YYYY-MM-DDTHH``: SET of user ids active in that local hour (a repeated DST hour is one bucket).
 - ``Pnew:Z:YYYY-MM-DD``: SET of user ids created on that local day (``user.created`` events).
 - ``Ptokens``: HASH of base64(SHA-256(token)) -> JSON record (user id, permissions, creation time, id).
-- ``Pconsumers``: HASH of consumer member id -> JSON heartbeat (time, last stored event time, assignment).
+- ``Pheartbeat:<member>``: STRING, one consumer's JSON heartbeat (time, last stored event time, assignment),
+  written with a time to live (``CONSUMER_STALE``), so a consumer that died stops counting when it expires.
+- ``Pheartbeats``: ZSET of consumer member ids scored by their heartbeat's expiry (epoch ms), so readers find
+  the heartbeat keys without SCAN; writers prune members whose heartbeat expired long ago.
 - ``Pratelimit:<user>:<window>``: counter for the optional API rate limit.
 
 The zone is part of the bucket names, so a deployment that changes ``ACTIVITY_TIMEZONE`` starts new buckets
@@ -43,9 +46,13 @@ class KeySchema:
         """Hash of hashed API tokens."""
         return f"{self.prefix}tokens"
 
-    def consumers(self) -> str:
-        """Hash of consumer heartbeats."""
-        return f"{self.prefix}consumers"
+    def heartbeat(self, member: str) -> str:
+        """One consumer's heartbeat record (expires by itself)."""
+        return f"{self.prefix}heartbeat:{member}"
+
+    def heartbeats(self) -> str:
+        """Sorted set indexing the heartbeat records: member id scored by expiry."""
+        return f"{self.prefix}heartbeats"
 
     def rate_limit(self, user_id: str, window: int) -> str:
         """Request counter of ``user_id`` in rate-limit window number ``window``."""

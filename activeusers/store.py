@@ -35,6 +35,8 @@ EXPIRY_REFRESH_S = 600.0
 EXPIRY_MEMO_KEYS = 100_000
 READ_CHUNK = 16
 READS_IN_FLIGHT = 2
+# Bounds the readiness check's read; far more consumer-group members than any topic has partitions.
+HEARTBEATS_READ = 1000
 
 REDIS_ERRORS = (redis.RedisError, OSError)
 # hiredis's stub types the argument as a one-element tuple; it takes a command of any length.
@@ -121,6 +123,7 @@ class ActivityWriter:
         self._clock = clock
         self._expiry_of: dict[tuple[date, int], int] = {}
         self._expiry_sent: dict[str, tuple[int, float]] = {}
+        self._heartbeat_ttl_ms = max(1, int(settings.consumer_stale_s * 1000))
 
     def write(self, buckets: Buckets) -> None:
         """Store every bucket of the batch; raise :class:`StoreUnavailable` if Redis fails (nothing is partial
@@ -195,17 +198,30 @@ class ActivityWriter:
             commands.append(pack_command(("EXPIREAT", key, expire_at)))
             expiring.append((key, expire_at))
 
-    def heartbeat(self, member: str, state: dict[str, object]) -> None:
-        """Publish this consumer's liveness record (read by the API's readiness check)."""
+    def heartbeat(self, member: str, state: dict[str, object], now_ms: int) -> None:
+        """Publish this consumer's liveness record (read by the API's readiness check) for ``CONSUMER_STALE``.
+
+        The record is a key of its own that Redis expires, indexed in a sorted set scored by expiry. Index
+        entries are pruned one time to live after they expired, which leaves room for clocks that differ
+        between hosts: the record's own expiry (Redis' clock) is what decides liveness.
+        """
+        index = self._keys.heartbeats()
         try:
-            self._client.hset(self._keys.consumers(), member, orjson.dumps(state))
+            with self._client.pipeline(transaction=False) as pipe:
+                pipe.set(self._keys.heartbeat(member), orjson.dumps(state), px=self._heartbeat_ttl_ms)
+                pipe.zadd(index, {member: now_ms + self._heartbeat_ttl_ms})
+                pipe.zremrangebyscore(index, "-inf", now_ms - self._heartbeat_ttl_ms)
+                pipe.execute()
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis heartbeat failed: {exc}") from exc
 
     def forget(self, member: str) -> None:
         """Remove this consumer's liveness record on a clean stop."""
         try:
-            self._client.hdel(self._keys.consumers(), member)
+            with self._client.pipeline(transaction=False) as pipe:
+                pipe.delete(self._keys.heartbeat(member))
+                pipe.zrem(self._keys.heartbeats(), member)
+                pipe.execute()
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis heartbeat removal failed: {exc}") from exc
 
@@ -238,19 +254,30 @@ class ActivityReader:
         return dict(zip(days, map(int, results), strict=True))
 
     async def heartbeats(self) -> dict[str, dict[str, Any]]:
-        """Every consumer's last liveness record, by member id."""
+        """The liveness record of every consumer whose heartbeat has not expired, by member id (at most
+        ``HEARTBEATS_READ`` of them, the freshest)."""
         try:
-            raw = await self._client.hgetall(self._keys.consumers())
+            found = await self._client.zrange(self._keys.heartbeats(), 0, HEARTBEATS_READ - 1, desc=True)
+            members = cast(list[bytes | str], found)  # without withscores: the members alone
+            if not members:
+                return {}
+            names = [_text(member) for member in members]
+            async with self._client.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.get(self._keys.heartbeat(name))
+                values = await pipe.execute()
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis read failed: {exc}") from exc
         beats: dict[str, dict[str, Any]] = {}
-        for member, value in raw.items():
+        for name, value in zip(names, values, strict=True):
+            if value is None:
+                continue  # expired: the member died without withdrawing it (or its index entry awaits pruning)
             try:
                 beat = orjson.loads(value)
             except orjson.JSONDecodeError:
                 continue  # a foreign or truncated value says nothing about liveness
             if isinstance(beat, dict):
-                beats[_text(member)] = beat
+                beats[name] = beat
         return beats
 
     async def ping(self) -> None:

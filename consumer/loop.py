@@ -295,14 +295,15 @@ class IngestLoop:
             p.last_log = now
 
     def _heartbeat(self) -> None:
+        now_ms = int(self._clock() * 1000)
         state: dict[str, object] = {
-            "ts_ms": int(self._clock() * 1000),
+            "ts_ms": now_ms,
             "group": self._settings.kafka_group_id,
             "partitions": sorted(f"{tp.topic}-{tp.partition}" for tp in self._listener.assigned),
             "lastEventMs": self._progress.newest_event_ms,
         }
         try:
-            self._writer.heartbeat(self._member_id, state)
+            self._writer.heartbeat(self._member_id, state, now_ms)
         except StoreUnavailable as exc:
             self._set_redis(ok=False)
             log.warning("heartbeat failed", extra={"error": str(exc)})

@@ -27,7 +27,8 @@ NY = KeySchema("au:", "America/New_York")
         (KEYS.new_users(date(2024, 1, 1)), "au:new:UTC:2024-01-01"),
         (NY.new_users(date(2023, 12, 31)), "au:new:America/New_York:2023-12-31"),
         (KEYS.tokens(), "au:tokens"),
-        (KEYS.consumers(), "au:consumers"),
+        (KEYS.heartbeats(), "au:heartbeats"),
+        (KEYS.heartbeat("host-1-4242"), "au:heartbeat:host-1-4242"),
         (KEYS.rate_limit("u1", 28_512_345), "au:ratelimit:u1:28512345"),
         (KEYS.rate_limit("a:b", 0), "au:ratelimit:a:b:0"),
         (KeySchema("", "UTC").day(date(2024, 1, 1)), "day:UTC:2024-01-01"),
@@ -44,14 +45,15 @@ def test_the_zone_separates_buckets() -> None:
     assert KEYS.hour(day, 5) != NY.hour(day, 5)
     assert KEYS.new_users(day) != NY.new_users(day)
     assert KEYS.tokens() == NY.tokens()  # not per zone
-    assert KEYS.consumers() == NY.consumers()
+    assert KEYS.heartbeats() == NY.heartbeats()
+    assert KEYS.heartbeat("m") == NY.heartbeat("m")
 
 
 def test_every_key_starts_with_the_prefix() -> None:
     keys = KeySchema("p1{x}:", "UTC")
     day = date(2024, 1, 1)
-    built = [keys.day(day), keys.hour(day, 3), keys.new_users(day), keys.tokens(), keys.consumers()]
-    built.append(keys.rate_limit("u", 1))
+    built = [keys.day(day), keys.hour(day, 3), keys.new_users(day), keys.tokens(), keys.heartbeats()]
+    built += [keys.rate_limit("u", 1), keys.heartbeat("m")]
     assert all(k.startswith("p1{x}:") for k in built)
     assert len(set(built)) == len(built)
 

@@ -270,15 +270,34 @@ def test_write_chunk_sizes(
 
 
 def test_heartbeat_and_forget(writer: ActivityWriter, client: fakeredis.FakeRedis) -> None:
-    writer.heartbeat("member-1", {"ts": 1_700_000_000_000, "assigned": ["user-activity-0"]})
-    writer.heartbeat("member-2", {"ts": 1})
-    writer.heartbeat("member-1", {"ts": 2})  # replaces
-    stored = client.hgetall("t:consumers")
-    assert {k: orjson.loads(v) for k, v in stored.items()} == {"member-1": {"ts": 2}, "member-2": {"ts": 1}}
+    now = 1_700_000_000_000
+    ttl = int(SETTINGS.consumer_stale_s * 1000)
+    writer.heartbeat("member-1", {"ts": now, "assigned": ["user-activity-0"]}, now)
+    writer.heartbeat("member-2", {"ts": 1}, now)
+    writer.heartbeat("member-1", {"ts": 2}, now + 5)  # replaces
+    assert orjson.loads(client.get("t:heartbeat:member-1")) == {"ts": 2}
+    assert orjson.loads(client.get("t:heartbeat:member-2")) == {"ts": 1}
+    assert 0 < client.pttl("t:heartbeat:member-1") <= ttl  # Redis expires it by itself
+    assert client.zrange("t:heartbeats", 0, -1, withscores=True) == [
+        ("member-2", now + ttl),
+        ("member-1", now + 5 + ttl),
+    ]
     writer.forget("member-1")
-    assert set(client.hkeys("t:consumers")) == {"member-2"}
+    assert client.get("t:heartbeat:member-1") is None
+    assert client.zrange("t:heartbeats", 0, -1) == ["member-2"]
     writer.forget("never-seen")
-    assert set(client.hkeys("t:consumers")) == {"member-2"}
+    assert client.zrange("t:heartbeats", 0, -1) == ["member-2"]
+
+
+def test_a_heartbeat_prunes_index_entries_one_time_to_live_after_they_expired(
+    writer: ActivityWriter, client: fakeredis.FakeRedis
+) -> None:
+    ttl = int(SETTINGS.consumer_stale_s * 1000)
+    now = 1_700_000_000_000
+    writer.heartbeat("dead-long-ago", {}, now - 2 * ttl - 1)  # expired at now - ttl - 1: pruned
+    writer.heartbeat("dead-recently", {}, now - 2 * ttl + 1)  # expired at now - ttl + 1: kept a while longer
+    writer.heartbeat("alive", {}, now)
+    assert client.zrange("t:heartbeats", 0, -1) == ["dead-recently", "alive"]
 
 
 def test_writer_errors_become_store_unavailable() -> None:
@@ -290,7 +309,7 @@ def test_writer_errors_become_store_unavailable() -> None:
         writer.write(buckets)
     assert isinstance(caught.value.__cause__, redis.ConnectionError)
     with pytest.raises(StoreUnavailable, match="heartbeat failed"):
-        writer.heartbeat("m", {"ts": 1})
+        writer.heartbeat("m", {"ts": 1}, 1)
     with pytest.raises(StoreUnavailable, match="removal failed"):
         writer.forget("m")
     dead.close()
@@ -305,7 +324,7 @@ def test_writer_maps_server_errors(server: fakeredis.FakeServer, client: fakered
         writer.write(buckets)
     server.connected = False
     with pytest.raises(StoreUnavailable):
-        writer.heartbeat("m", {})
+        writer.heartbeat("m", {}, 1)
 
 
 # ---------------------------------------------------------------------------------------------------- ActivityReader
@@ -350,14 +369,27 @@ async def test_active_users_of_no_days(reader: ActivityReader) -> None:
     assert await reader.active_users([]) == {}
 
 
-async def test_heartbeats(writer: ActivityWriter, reader: ActivityReader) -> None:
+async def test_heartbeats(writer: ActivityWriter, reader: ActivityReader, client: fakeredis.FakeRedis) -> None:
     assert await reader.heartbeats() == {}
-    writer.heartbeat("member-1", {"ts": 5, "assigned": ["t-0", "t-1"], "lastEventMs": None})
-    writer.heartbeat("mémbre-2", {"ts": 6})
+    writer.heartbeat("member-1", {"ts": 5, "assigned": ["t-0", "t-1"], "lastEventMs": None}, 5)
+    writer.heartbeat("mémbre-2", {"ts": 6}, 6)
+    writer.heartbeat("expired", {"ts": 7}, 7)
+    client.delete(KEYS.heartbeat("expired"))  # as Redis does when its time to live ends
+    writer.heartbeat("foreign", {}, 8)
+    client.set(KEYS.heartbeat("foreign"), "not json")
     assert await reader.heartbeats() == {
         "member-1": {"ts": 5, "assigned": ["t-0", "t-1"], "lastEventMs": None},
         "mémbre-2": {"ts": 6},
     }
+
+
+async def test_heartbeats_reads_the_freshest_up_to_its_bound(
+    writer: ActivityWriter, reader: ActivityReader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store, "HEARTBEATS_READ", 2)
+    for n in range(4):
+        writer.heartbeat(f"m{n}", {"n": n}, 1_000 + n)
+    assert await reader.heartbeats() == {"m3": {"n": 3}, "m2": {"n": 2}}
 
 
 async def test_ping(reader: ActivityReader, server: fakeredis.FakeServer) -> None:

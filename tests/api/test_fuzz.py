@@ -131,7 +131,7 @@ def seed(settings: Settings, client: redis.Redis) -> None:
             buckets.add_active(NOW.date() - timedelta(days=back), 12, f"user-{n}-{back % 3}", NOW_MS)
     writer = ActivityWriter(client, KeySchema(settings.redis_key_prefix, "UTC"), replace(settings, retention_days=5000))
     writer.write(buckets)
-    writer.heartbeat("fuzz-consumer", {"ts_ms": NOW_MS})
+    writer.heartbeat("fuzz-consumer", {"ts_ms": NOW_MS}, NOW_MS)
 
 
 def fuzz(

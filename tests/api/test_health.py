@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -27,7 +28,7 @@ def free_port() -> int:
 
 def beat(settings, redis_client, ts_ms: int, member: str = "consumer-1") -> None:
     keys = KeySchema(settings.redis_key_prefix, settings.activity_timezone)
-    ActivityWriter(redis_client, keys, settings).heartbeat(member, {"ts_ms": ts_ms})
+    ActivityWriter(redis_client, keys, settings).heartbeat(member, {"ts_ms": ts_ms}, ts_ms)
 
 
 async def test_healthz(api):
@@ -126,3 +127,42 @@ async def test_unexpected_errors_are_a_json_500(api, admin, monkeypatch):
     answer = await api.get(PATH, admin)
     assert (answer.status, answer.body) == (500, b'{"success":false,"error":"Internal server error"}')
     assert orjson.loads(answer.body)["success"] is False
+
+
+def test_a_killed_consumer_stops_counting_when_its_heartbeat_expires(stack, topic, redis_prefix, tmp_path):
+    """Two real consumers; one is SIGKILLed (no clean-up at all): /readyz stops counting it once its
+    heartbeat expires (CONSUMER_STALE), while the survivor keeps the API ready."""
+    import uuid
+
+    from streams import ConsumerProcess, consumer_env, http_get, start_api, wait_until
+
+    name = topic(partitions=2)
+    env = consumer_env(
+        stack, name, redis_prefix, f"g-{uuid.uuid4().hex[:8]}", CONSUMER_HEARTBEAT="500ms", CONSUMER_STALE="3s"
+    )
+    consumers = [ConsumerProcess(env, tmp_path / f"consumer-{n}.log") for n in range(2)]
+    api, base = start_api(env, tmp_path / "api.log")
+
+    def consumer_check() -> dict:
+        status, body = http_get(base + "/readyz")
+        check = orjson.loads(body)["checks"]["consumer"]
+        check["status"] = status
+        return check
+
+    try:
+        wait_until(lambda: consumer_check()["members"] == 2, 60, "both consumers should heartbeat")
+        consumers[0].kill()
+        killed = time.monotonic()
+        wait_until(lambda: consumer_check()["members"] == 1, 15, "the killed consumer should stop counting")
+        assert time.monotonic() - killed < 3 + 5  # its heartbeat's time to live, plus a heartbeat and slack
+        check = consumer_check()
+        assert check["status"] == 200 and check["ok"] is True and check["members"] == 1
+        assert consumers[1].stop() == 0  # a clean stop withdraws the heartbeat at once
+        check = consumer_check()
+        assert check == {"ok": False, "ageSeconds": None, "members": 0, "status": 503}
+    finally:
+        for consumer in consumers:
+            if consumer.process.poll() is None:
+                consumer.kill()
+        api.send_signal(signal.SIGTERM)
+        api.wait(timeout=20)

@@ -239,12 +239,13 @@ def test_signals_stop_cleanly_and_withdraw_the_heartbeat(
     member = ConsumerProcess(env, tmp_path / "consumer.log")
     keys = KeySchema(redis_prefix, ZONE)
     deadline = time.monotonic() + 30
-    while not redis_client.hgetall(keys.consumers()):
+    while not redis_client.zrange(keys.heartbeats(), 0, -1):
         assert time.monotonic() < deadline, member.log_text()[-2000:]
         time.sleep(0.1)
     member.process.send_signal(getattr(signals, signal_name))
     assert member.stop() == 0
-    assert redis_client.hgetall(keys.consumers()) == {}
+    assert redis_client.zrange(keys.heartbeats(), 0, -1) == []
+    assert list(redis_client.scan_iter(match=keys.heartbeat("*"))) == []
 
 
 def test_health_and_metrics_endpoints_report_progress(stack, topic, redis_prefix, tmp_path):
