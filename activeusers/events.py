@@ -1,4 +1,4 @@
-"""The event contract producers follow, and the decoder that turns Kafka record values into events.
+"""The event contract producers follow, and the decoder that turns Kafka record values into event fields.
 
 A record value is a UTF-8 JSON object ``{"type": ..., "userId": ..., "ts": ..., "roles": [...]}``; see the
 README's "Event contract". Decoding never raises anything but :class:`MalformedEvent`, whose ``reason`` is a
@@ -8,7 +8,6 @@ stable code used for dead-letter headers and metric labels.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
@@ -37,33 +36,6 @@ MALFORMED_REASONS: Final = (
     "invalid_roles",
     "future_ts",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One decoded event: what happened, to whom, when (epoch ms), and the user's roles if the producer sent them."""
-
-    type: str
-    user_id: str
-    ts_ms: int
-    roles: tuple[str, ...] | None = None
-
-    @property
-    def marks_active(self) -> bool:
-        """Whether the event makes its user active on its day and hour."""
-        return self.type in ACTIVE_TYPES
-
-    @property
-    def anonymous(self) -> bool:
-        """Whether the user's only role is ``anonymous`` (such users are not counted, as in Rocket.Chat)."""
-        return only_anonymous(self.roles)
-
-    def to_json(self) -> bytes:
-        """Encode the event in the contract's wire form (``ts`` as ISO-8601 UTC with milliseconds)."""
-        body: dict[str, object] = {"type": self.type, "userId": self.user_id, "ts": format_ts(self.ts_ms)}
-        if self.roles is not None:
-            body["roles"] = list(self.roles)
-        return orjson.dumps(body)
 
 
 def only_anonymous(roles: Sequence[str] | None) -> bool:
@@ -111,7 +83,7 @@ def parse_ts(value: object) -> int:
 def decode_fields(value: bytes | None, max_bytes: int) -> tuple[str, str, int, list[str] | None]:
     """Decode one record value into ``(type, user_id, ts_ms, roles)``; raise :class:`MalformedEvent` if invalid.
 
-    This is the consumer's per-record hot path, so it returns a plain tuple; :func:`decode` wraps it.
+    This is the consumer's per-record hot path, so it returns a plain tuple.
     """
     if not value:
         raise MalformedEvent("empty", "record has no value")
@@ -141,9 +113,3 @@ def decode_fields(value: bytes | None, max_bytes: int) -> tuple[str, str, int, l
     if roles is not None and (type(roles) is not list or not all(type(r) is str for r in roles)):
         raise MalformedEvent("invalid_roles", "field 'roles' must be a list of strings")
     return kind, user_id, ts_ms, roles
-
-
-def decode(value: bytes | None, max_bytes: int) -> Event:
-    """Decode one record value into an :class:`Event`, or raise :class:`MalformedEvent` with the reason."""
-    kind, user_id, ts_ms, roles = decode_fields(value, max_bytes)
-    return Event(kind, user_id, ts_ms, None if roles is None else tuple(roles))

@@ -72,12 +72,6 @@ class Settings:
             return built
         raise ConfigError("invalid configuration: " + "; ".join(problems))
 
-    def validate(self) -> None:
-        """Check cross-field rules and ranges; raise :class:`ConfigError` listing every violation."""
-        problems = self.problems()
-        if problems:
-            raise ConfigError("; ".join(problems))
-
     def problems(self) -> list[str]:
         """Every violated range or cross-field rule, as messages naming the variables."""
         found: list[str] = []

@@ -54,30 +54,8 @@ class Buckets:
     created: defaultdict[date, set[str]] = field(default_factory=lambda: defaultdict(set))
     newest_event_ms: int = -1
 
-    def add_active(self, day: date, hour: int, user_id: str, ts_ms: int) -> None:
-        """Record ``user_id`` as active in the day and hour bucket."""
-        self.days[day].add(user_id)
-        self.hours[(day, hour)].add(user_id)
-        if ts_ms > self.newest_event_ms:
-            self.newest_event_ms = ts_ms
-
-    def add_created(self, day: date, user_id: str, ts_ms: int) -> None:
-        """Record that ``user_id`` was created on ``day``."""
-        self.created[day].add(user_id)
-        if ts_ms > self.newest_event_ms:
-            self.newest_event_ms = ts_ms
-
     def __bool__(self) -> bool:
         return bool(self.days or self.created)
-
-    @property
-    def members(self) -> int:
-        """How many (user, bucket) additions the batch will send."""
-        return (
-            sum(map(len, self.days.values()))
-            + sum(map(len, self.hours.values()))
-            + sum(map(len, self.created.values()))
-        )
 
 
 # redis-py's default retries a dead connection several times with growing sleeps, which multiplies the

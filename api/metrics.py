@@ -28,13 +28,13 @@ class ApiMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "active_users_api_requests",
+            "activeusers_api_requests",
             "HTTP requests answered, by route, method and status.",
             ["route", "method", "status"],
             registry=self.registry,
         )
         self.latency = Histogram(
-            "active_users_api_request_duration_seconds",
+            "activeusers_api_request_duration_seconds",
             "Time to answer an HTTP request, by route.",
             ["route"],
             buckets=_BUCKETS,

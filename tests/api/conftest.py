@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import redis
 from aiohttp.test_utils import TestClient
+from buckets import add_active
 
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
@@ -103,7 +104,7 @@ def seed(base_settings: Settings, redis_client: redis.Redis) -> Callable[[Mappin
         buckets = Buckets()
         for day, users in days.items():
             for user in users:
-                buckets.add_active(day, 12, user, NOW_MS)
+                add_active(buckets, day, 12, user, NOW_MS)
         ActivityWriter(redis_client, KeySchema(settings.redis_key_prefix, zone), settings).write(buckets)
 
     return store

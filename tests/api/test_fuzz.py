@@ -24,6 +24,7 @@ import redis
 import requests
 import schemathesis
 from aiohttp import web
+from buckets import add_active
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -128,7 +129,7 @@ def seed(settings: Settings, client: redis.Redis) -> None:
     buckets = Buckets()
     for back in range(40):
         for n in range(back % 5):
-            buckets.add_active(NOW.date() - timedelta(days=back), 12, f"user-{n}-{back % 3}", NOW_MS)
+            add_active(buckets, NOW.date() - timedelta(days=back), 12, f"user-{n}-{back % 3}", NOW_MS)
     writer = ActivityWriter(client, KeySchema(settings.redis_key_prefix, "UTC"), replace(settings, retention_days=5000))
     writer.write(buckets)
     writer.heartbeat("fuzz-consumer", {"ts_ms": NOW_MS}, NOW_MS)
@@ -212,7 +213,7 @@ def test_schemathesis(served: Served) -> None:
         assert tally.of(f"{op_id}/positive") == Counter({200: 1})
     # The server counted at least as many requests as the test sent.
     metrics = requests.get(served.base_url + "/metrics", timeout=10).text
-    counted = sum(float(v) for v in re.findall(r"^active_users_api_requests_total\{.*\} (\S+)$", metrics, re.M))
+    counted = sum(float(v) for v in re.findall(r"^activeusers_api_requests_total\{.*\} (\S+)$", metrics, re.M))
     assert counted >= tally.total
 
 

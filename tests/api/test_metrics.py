@@ -17,10 +17,10 @@ async def test_requests_by_route_and_status(api, admin):
     assert answer.status == 200
     assert answer.headers["Content-Type"].startswith("text/plain")
     text = answer.body.decode()
-    assert f'active_users_api_requests_total{{method="GET",route="{PATH}",status="200"}} 1.0' in text
-    assert f'active_users_api_requests_total{{method="GET",route="{PATH}",status="400"}} 1.0' in text
-    assert 'active_users_api_requests_total{method="GET",route="unmatched",status="404"} 1.0' in text
-    assert f'active_users_api_request_duration_seconds_count{{route="{PATH}"}} 2.0' in text
+    assert f'activeusers_api_requests_total{{method="GET",route="{PATH}",status="200"}} 1.0' in text
+    assert f'activeusers_api_requests_total{{method="GET",route="{PATH}",status="400"}} 1.0' in text
+    assert 'activeusers_api_requests_total{method="GET",route="unmatched",status="404"} 1.0' in text
+    assert f'activeusers_api_request_duration_seconds_count{{route="{PATH}"}} 2.0' in text
     for secret in (admin["X-Auth-Token"], admin["X-User-Id"], "secret", "start=bad"):
         assert secret not in text
 
@@ -30,7 +30,7 @@ async def test_odd_methods_fold_into_one_label(api):
         answer = await api.client.request(method, "/healthz")
         assert answer.status == 405
     text = (await api.get("/metrics")).body.decode()
-    assert 'active_users_api_requests_total{method="OTHER",route="unmatched",status="405"} 2.0' in text
+    assert 'activeusers_api_requests_total{method="OTHER",route="unmatched",status="405"} 2.0' in text
     assert "PROPFIND" not in text
 
 
@@ -38,3 +38,10 @@ def test_each_app_has_its_own_registry():
     # Two apps in one process would raise "Duplicated timeseries" with a shared registry.
     first, second = create_app(Settings()), create_app(Settings())
     assert first[METRICS].registry is not second[METRICS].registry
+
+
+def test_every_api_metric_is_in_the_activeusers_api_namespace():
+    from api.metrics import ApiMetrics
+
+    names = [metric.name for metric in ApiMetrics().registry.collect()]
+    assert names and all(name.startswith("activeusers_api_") for name in names), names

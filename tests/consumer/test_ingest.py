@@ -7,6 +7,7 @@ from datetime import date
 
 import orjson
 import pytest
+from buckets import members
 
 from activeusers.settings import Settings
 from consumer.ingest import Classifier
@@ -114,4 +115,4 @@ def test_a_batch_deduplicates_users_per_bucket():
     records = [rec(i, {"type": "activity", "userId": f"u{i % 3}", "ts": NOW_MS - i}) for i in range(300)]
     batch = classify(records)
     assert batch.stored_events == 300
-    assert batch.buckets.members == 6  # three users, one day bucket and one hour bucket
+    assert members(batch.buckets) == 6  # three users, one day bucket and one hour bucket

@@ -66,3 +66,9 @@ def _healthy(process: ConsumerProcess, port: str) -> bool:
         return http_get(f"http://127.0.0.1:{port}/healthz", timeout_s=5)[0] == 200
     except OSError:
         return False
+
+
+def test_every_consumer_metric_is_in_the_activeusers_namespace():
+    names = [metric.name for metric in ConsumerMetrics().registry.collect()]
+    assert len(names) >= 10
+    assert all(name.startswith("activeusers_") and not name.startswith("activeusers_api_") for name in names), names
