@@ -135,27 +135,54 @@ def test_images_are_pinned_and_volumes_declared(compose, services):
     assert {s.get("build") for n, s in services.items() if n in OURS} == {"."}
 
 
-def test_dockerfile_is_pinned_non_root_and_caches_dependencies(dockerfile):
-    instructions = [i for i, _ in dockerfile]
-    base = next(args for i, args in dockerfile if i == "FROM")
+def stages(dockerfile: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """The instructions of each build stage, ``FROM`` first."""
+    found: list[list[tuple[str, str]]] = []
+    for instruction, args in dockerfile:
+        if instruction == "FROM":
+            found.append([])
+        found[-1].append((instruction, args))
+    return found
+
+
+def test_dockerfile_builds_the_wheel_then_installs_it_with_the_tested_versions(dockerfile):
+    build, final = stages(dockerfile)
+    build_base, _, name = build[0][1].partition(" AS ")
+    assert name == "build"
+    base = final[0][1]
+    assert base == build_base, "both stages run the same Python"
     assert re.fullmatch(r"python:3\.1[1-9]\.\d+-slim(-\w+)?(@sha256:[0-9a-f]{64})?", base), base
-    users = [args for i, args in dockerfile if i == "USER"]
+
+    # The build stage copies every package setuptools discovers, and builds the wheel from them.
+    find = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    packages = {pattern.rstrip("*") for pattern in find["include"] if "." not in pattern.rstrip("*")}
+    assert packages == {"activeusers", "consumer", "api"}
+    copied = {args.split()[0].rstrip("/") for i, args in build if i == "COPY"}
+    assert packages <= copied and "pyproject.toml" in " ".join(a for i, a in build if i == "COPY")
+    assert any("python -m build --wheel --outdir /dist" in args for i, args in build if i == "RUN")
+
+    # The final stage: dependencies from the tested constraints first (cached while the code changes), then
+    # the wheel, then a non-root user.
+    instructions = [i for i, _ in final]
+    rows = list(enumerate(final))
+    deps_copy = next(n for n, (i, args) in rows if i == "COPY" and "constraints/tested.txt" in args)
+    deps_install = next(n for n, (i, args) in rows if i == "RUN" and "-r /tmp/requirements.txt" in args)
+    wheel_copy = next(n for n, (i, args) in rows if i == "COPY" and args.startswith("--from=build /dist/"))
+    wheel_install = next(n for n, (i, args) in rows if i == "RUN" and "/tmp/dist/*.whl" in args)
+    assert deps_copy < deps_install < wheel_copy < wheel_install
+    assert "-c tested.txt" in final[deps_install][1] and "-c tested.txt" in final[wheel_install][1]
+    assert "pip check" in final[wheel_install][1]
+    code_copies = [args for i, args in final if i == "COPY" and args.split()[0].rstrip("/") in packages]
+    assert code_copies == [], "the image installs the wheel, not a copy of the sources"
+    users = [args for i, args in final if i == "USER"]
     assert users and users[-1] not in ("root", "0")
     assert instructions.index("USER") > max(n for n, i in enumerate(instructions) if i == "RUN")
-    copies = [(n, args) for n, (i, args) in enumerate(dockerfile) if i == "COPY"]
-    runs = [(n, args) for n, (i, args) in enumerate(dockerfile) if i == "RUN"]
-    deps_install = next(n for n, args in runs if "requirements" in args)
-    first_code_copy = min(n for n, args in copies if args.split()[0].rstrip("/") in ("activeusers", "consumer", "api"))
-    pyproject_copy = next(n for n, args in copies if args.startswith("pyproject.toml"))
-    assert pyproject_copy < deps_install < first_code_copy
-    packages = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
-    copied = {args.split()[0].rstrip("/") for _, args in copies}
-    assert set(packages) <= copied
     assert "latest" not in " ".join(args for _, args in dockerfile)
-    cmd = next(args for i, args in dockerfile if i == "CMD")
+    cmd = next(args for i, args in final if i == "CMD")
     assert cmd.startswith("["), "CMD must use the exec form (signals reach the process)"
     ignored = (REPO_ROOT / ".dockerignore").read_text().split()
-    assert {".git", ".venv", ".stack", ".run"} <= set(ignored)
+    assert {".git", ".venv", ".venv-floors", ".stack", ".run"} <= set(ignored)
+    assert "constraints" not in ignored
 
 
 def healthcheck_passes(test: list[str], port_from: str, port_to: int) -> bool:
