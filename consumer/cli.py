@@ -12,7 +12,7 @@ from typing import Any
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
 from activeusers.store import ActivityWriter, redis_client
-from consumer.shutdown import STOP_DEADLINE_S, StopRequest
+from consumer.shutdown import EXIT_UNDECODABLE, STOP_DEADLINE_S, StopRequest
 
 
 def register(commands: Any) -> None:
@@ -137,4 +137,7 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
         f"{result.seconds:.1f} s",
         file=sys.stderr,
     )
+    if result.undecodable is not None:
+        print(f"replay stopped: {result.undecodable.reason()}", file=sys.stderr)
+        return EXIT_UNDECODABLE
     return 0 if result.completed else 1

@@ -203,16 +203,7 @@ class IngestLoop:
         """Stop for good after a fetch that cannot be decoded: one line, the metric, and /healthz says why."""
         self.failure = failure
         self._metrics.undecodable.labels(failure.label).inc()
-        log.error(
-            "undecodable fetch; stopping",
-            extra={
-                "topic": failure.topic,
-                "partition": failure.partition,
-                "offset": failure.offset,
-                "error": failure.error,
-                "exitCode": EXIT_UNDECODABLE,
-            },
-        )
+        log.error("undecodable fetch; stopping", extra={**failure.fields(), "exitCode": EXIT_UNDECODABLE})
         self._stop.set()
 
     def process(self, polled: Mapping[Any, Sequence[Record]]) -> None:

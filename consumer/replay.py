@@ -28,7 +28,8 @@ from consumer.kafka import KAFKA_TIMEOUT_S
 from consumer.loop import POLL_TIMEOUT_MS
 from consumer.metrics import ConsumerMetrics
 from consumer.progress import ProgressBar
-from consumer.retry import until_done
+from consumer.retry import backoff_delays, until_done
+from consumer.undecodable import UndecodableFetch, undecodable
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class ReplayResult:
     skipped: int
     seconds: float
     completed: bool
+    undecodable: UndecodableFetch | None = None
 
 
 def replay(
@@ -82,8 +84,22 @@ def replay(
         log.warning("replay write failed, retrying", extra={"error": f"{type(exc).__name__}: {exc}"})
 
     records = stored = dead = skipped = 0
+    failure: UndecodableFetch | None = None
+    poll_delay = backoff_delays()
     while remaining and not stop.is_set():
-        polled = kafka_consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
+        try:
+            polled = kafka_consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
+        except Exception as exc:
+            # As in the live loop: a fetch that cannot be decoded ends the replay (polling again would never
+            # return, see consumer.undecodable); other Kafka errors are waited out.
+            failure = undecodable(exc, kafka_consumer)
+            if failure is not None:
+                log.error("undecodable fetch; stopping", extra=failure.fields())
+                break
+            metrics.kafka_errors.inc()
+            log.warning("poll failed; retrying", extra={"error": f"{type(exc).__name__}: {exc}"})
+            stop.wait(poll_delay())
+            continue
         # Records past the end seen at start arrived during the replay; the live consumer owns them.
         bounded = {tp: [r for r in recs if r.offset < end[tp]] for tp, recs in polled.items()}
         batch = classifier.classify(bounded, int(clock() * 1000))
@@ -96,7 +112,8 @@ def replay(
         remaining = {tp for tp in remaining if kafka_consumer.position(tp) < end[tp]}
         bar.update(records)
     bar.update(records, final=True)
-    result = ReplayResult(records, stored, dead, skipped, time.monotonic() - started, completed=not remaining)
+    seconds = time.monotonic() - started
+    result = ReplayResult(records, stored, dead, skipped, seconds, completed=not remaining, undecodable=failure)
     log.info(
         "replay finished" if result.completed else "replay interrupted",
         extra={"records": records, "stored": stored, "deadLettered": dead, "skipped": skipped},

@@ -33,6 +33,10 @@ class UndecodableFetch:
         """``topic-partition`` (the metrics' partition label), or ``unknown``."""
         return f"{self.topic}-{self.partition}" if self.topic is not None else "unknown"
 
+    def fields(self) -> dict[str, object]:
+        """The structured fields of the log line that reports it."""
+        return {"topic": self.topic, "partition": self.partition, "offset": self.offset, "error": self.error}
+
     def reason(self) -> str:
         """One sentence for people: what cannot be decoded, where, and why."""
         where = f"{self.label} at offset {self.offset}" if self.topic is not None else "an unknown partition"

@@ -3,6 +3,7 @@ with every compression codec, kafka-python's transactional producer, and fetches
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 import uuid
@@ -11,6 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 from streams import (
+    REPO_ROOT,
     ConsumerProcess,
     Sent,
     bucket_state,
@@ -235,3 +237,26 @@ def test_a_codec_the_client_cannot_decode_ends_the_consumer_and_loses_nothing(
     assert bucket_state(redis_client, keys) == expected_buckets(
         before + compressed + after, redis_prefix, ZONE, now, RETENTION_DAYS
     )
+
+
+def test_replay_stops_at_a_batch_it_cannot_decode(stack, topic, redis_prefix, redis_client, tmp_path):
+    name = topic(1)
+    now = int(time.time() * 1000)
+    before, compressed = generate(85, 300, now, days=10), generate(86, 300, now, days=10)
+    kcat_produce(stack.kafka_bootstrap, name, before, "none")
+    kcat_produce(stack.kafka_bootstrap, name, compressed, "zstd")
+    env = _env(stack, name, redis_prefix, PYTHONPATH=str(_codec_blocker(tmp_path / "blocked", "zstandard")))
+    result = subprocess.run(
+        ConsumerProcess.command("replay"),
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == EXIT_UNDECODABLE, result.stderr[-3000:]
+    assert f"replay stopped: cannot decode the records of {name}-0 at offset {len(before)}" in result.stderr
+    assert "zstd" in result.stderr.splitlines()[-1]
+    keys = KeySchema(redis_prefix, ZONE)
+    assert bucket_state(redis_client, keys) == expected_buckets(before, redis_prefix, ZONE, now, RETENTION_DAYS)
