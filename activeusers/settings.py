@@ -11,6 +11,8 @@ from activeusers.errors import ConfigError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+# read_committed skips the records of aborted transactions and waits for open ones; read_uncommitted reads all.
+ISOLATION_LEVELS = ("read_committed", "read_uncommitted")
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +24,7 @@ class Settings:
     kafka_dlq_topic: str = "user-activity.dlq"
     kafka_group_id: str = "active-users"
     kafka_session_timeout_s: float = 45.0
+    kafka_isolation_level: str = "read_committed"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_key_prefix: str = "au:"
     redis_timeout_s: float = 2.0
@@ -88,6 +91,10 @@ class Settings:
             (1 <= self.batch_size <= 100_000, "BATCH_SIZE must be between 1 and 100000"),
             (self.redis_timeout_s > 0, "REDIS_TIMEOUT must be positive"),
             (6 <= self.kafka_session_timeout_s <= 300, "KAFKA_SESSION_TIMEOUT must be between 6s and 300s"),
+            (
+                self.kafka_isolation_level.lower() in ISOLATION_LEVELS,
+                "KAFKA_ISOLATION_LEVEL must be read_committed or read_uncommitted",
+            ),
             (self.consumer_heartbeat_s > 0, "CONSUMER_HEARTBEAT must be positive"),
             (self.consumer_stale_s > self.consumer_heartbeat_s, "CONSUMER_STALE must exceed CONSUMER_HEARTBEAT"),
             (0 <= self.api_port <= 65535, "API_PORT must be a TCP port"),

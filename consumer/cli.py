@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
 from activeusers.store import ActivityWriter, redis_client
+from consumer.shutdown import EXIT_UNDECODABLE, STOP_DEADLINE_S, StopRequest
 
 
 def register(commands: Any) -> None:
@@ -68,9 +68,10 @@ def _register_produce(commands: Any) -> None:
     produce.set_defaults(run=_produce)
 
 
-def stop_on_signals() -> threading.Event:
-    """An event set by SIGTERM or SIGINT, so the loop can finish its batch and stop cleanly."""
-    stop = threading.Event()
+def stop_on_signals() -> StopRequest:
+    """A stop request set by SIGTERM or SIGINT: the loop finishes its batch and stops cleanly, and the process
+    ends within ``STOP_DEADLINE_S`` whatever Kafka is doing."""
+    stop = StopRequest(deadline_s=STOP_DEADLINE_S)
 
     def handle(signum: int, frame: object) -> None:
         stop.set()
@@ -136,4 +137,7 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
         f"{result.seconds:.1f} s",
         file=sys.stderr,
     )
+    if result.undecodable is not None:
+        print(f"replay stopped: {result.undecodable.reason()}", file=sys.stderr)
+        return EXIT_UNDECODABLE
     return 0 if result.completed else 1

@@ -1,4 +1,4 @@
-"""Kafka client construction: the fetch and delivery settings ingestion relies on, kept in one place.
+"""Kafka client construction: the fetch, isolation and delivery settings ingestion relies on, kept in one place.
 
 The benchmark's raw-read baseline builds its consumer from :func:`consumer_config` too, so "same client, same
 fetch settings" holds by construction.
@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaError
 
 from activeusers.settings import Settings
 
@@ -19,6 +20,10 @@ FETCH_MAX_WAIT_MS = 100
 MAX_PARTITION_FETCH_BYTES = 4 * 1024 * 1024
 # How long one blocking Kafka call (a dead-letter flush, the final commit, closing) may take.
 KAFKA_TIMEOUT_S = 10.0
+# How long one attempt to reach the brokers at start-up may take; the caller retries (and can stop) in between.
+BOOTSTRAP_TIMEOUT_S = 5.0
+# kafka-python's network client class, which the consumer builds through its `kafka_client` option.
+_NETWORK_CLIENT = KafkaConsumer.DEFAULT_CONFIG["kafka_client"]
 
 
 def consumer_config(settings: Settings, *, group: bool = True) -> dict[str, Any]:
@@ -37,14 +42,33 @@ def consumer_config(settings: Settings, *, group: bool = True) -> dict[str, Any]
         "session_timeout_ms": int(settings.kafka_session_timeout_s * 1000),
         "heartbeat_interval_ms": min(3000, int(settings.kafka_session_timeout_s * 1000 / 3)),
         "request_timeout_ms": 30000,
+        # Records of aborted transactions are never returned, and those of open ones only once committed.
+        "isolation_level": settings.kafka_isolation_level.lower(),
+        "bootstrap_timeout_ms": int(BOOTSTRAP_TIMEOUT_S * 1000),
     }
     config["group_id"] = settings.kafka_group_id if group else None
     return config
 
 
 def new_consumer(settings: Settings, client_id: str, *, group: bool = True) -> Any:
-    """A consumer (not yet subscribed) configured by :func:`consumer_config`."""
-    return KafkaConsumer(client_id=client_id, **consumer_config(settings, group=group))
+    """A consumer (not yet subscribed) configured by :func:`consumer_config`.
+
+    Raises ``KafkaTimeoutError`` when no broker answers within ``BOOTSTRAP_TIMEOUT_S``.
+    """
+    made: list[Any] = []
+
+    def network_client(**config: Any) -> Any:
+        made.append(_NETWORK_CLIENT(**config))
+        return made[-1]
+
+    try:
+        return KafkaConsumer(client_id=client_id, kafka_client=network_client, **consumer_config(settings, group=group))
+    except KafkaError:
+        # The constructor has started the network client's I/O thread before it gave up; without this, every
+        # retry while the brokers are down would leave one more thread behind.
+        for client in made:
+            client.close()
+        raise
 
 
 def new_producer(settings: Settings, client_id: str) -> Any:

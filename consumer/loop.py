@@ -4,6 +4,9 @@ Delivery is at least once: an offset is committed only after the batch's Redis w
 acknowledged, and a batch that cannot be stored is retried (fetching stopped meanwhile) or, on shutdown,
 dropped uncommitted so that the next owner of the partition reads it again. Set additions are idempotent, so
 replaying a batch changes nothing and the stored result is exact.
+
+A fetch the client cannot decode ends the member (see :mod:`consumer.undecodable`): what was stored before it
+is committed, nothing after, and ``consume`` exits with ``EXIT_UNDECODABLE`` for a supervisor to act on.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import ConsumerRebalanceListener
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 
 from activeusers.errors import ListenError, StoreUnavailable
@@ -31,6 +34,9 @@ from consumer.ingest import Batch, Outcome, Record, batch_from, slices_of
 from consumer.kafka import KAFKA_TIMEOUT_S, new_consumer
 from consumer.metrics import ConsumerMetrics, HealthServer
 from consumer.polling import Poller
+from consumer.retry import until_done
+from consumer.shutdown import EXIT_UNDECODABLE, StopRequest
+from consumer.undecodable import UndecodableFetch
 from consumer.worker import StoreWorker
 
 log = logging.getLogger(__name__)
@@ -38,6 +44,11 @@ log = logging.getLogger(__name__)
 THROUGHPUT_LOG_S = 10.0
 RECOMMIT_S = 1.0
 IN_FLIGHT = 2
+# How the stop budget (consumer.shutdown.GRACE_S) is shared: the batches in flight may be waited for until this
+# much of it is left, the final commit until FINAL_COMMIT_RESERVE_S is; leaving the group and stopping the
+# store worker have the rest.
+FINISH_RESERVE_S = 4.0
+FINAL_COMMIT_RESERVE_S = 2.0
 
 
 class _AssignmentLog(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -81,10 +92,12 @@ class _Progress:
 
 @dataclass(frozen=True, slots=True)
 class _InFlight:
-    """The batch the store worker has: its records (for offsets and dead-letter metrics) and when it was polled."""
+    """The batch the store worker has: its records (for offsets and dead-letter metrics), when it was polled and
+    the fetch positions right after that poll."""
 
     polled: Mapping[Any, Sequence[Record]]
     started: float
+    positions: Mapping[Any, int]
 
 
 class IngestLoop:
@@ -97,7 +110,7 @@ class IngestLoop:
         worker: StoreWorker,
         writer: ActivityWriter,
         metrics: ConsumerMetrics,
-        stop: threading.Event,
+        stop: StopRequest,
         member_id: str,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -120,6 +133,7 @@ class IngestLoop:
         self._last_recommit = 0.0
         self._redis_ok = True
         self._last_heartbeat = 0.0
+        self._positions: dict[Any, int] = {}
 
     def run(self) -> None:
         """Consume until ``stop`` is set. Every committed offset has its effects stored."""
@@ -134,15 +148,38 @@ class IngestLoop:
         )
         try:
             while not self._stop.is_set():
-                polled = self._poller.poll()
+                polled = self._poll()
                 if polled:
                     self.process(polled)
-                else:
-                    self.drain()
+                elif self.drain():
+                    self._advance_idle()
                 self._housekeeping()
         finally:
             if self.drain():
                 self.commit_sync()
+
+    def _poll(self) -> Mapping[Any, Sequence[Record]]:
+        """One poll through the shared :class:`~consumer.polling.Poller`, and the positions it reached."""
+        polled = self._poller.poll()
+        # A full poll means more records are waiting; their commits cover whatever was skipped before them, so
+        # the positions (about 80 us a partition to ask for) are only needed by polls that reach the end.
+        full = sum(map(len, polled.values())) >= self._settings.batch_size
+        self._positions = {} if full or self._poller.failure is not None else self._fetch_positions()
+        return polled
+
+    def _fetch_positions(self) -> dict[Any, int]:
+        # The client's position is past the records a poll returned and past what it skipped after them
+        # (transaction markers, aborted records); committing it rather than "last record + 1" lets a partition
+        # whose last batch is a marker reach its end (lag 0).
+        positions = {}
+        for tp in list(self._listener.assigned):
+            try:
+                position = self._consumer.position(tp, timeout_ms=0)
+            except KafkaError:
+                continue  # revoked meanwhile
+            if position is not None:
+                positions[tp] = position
+        return positions
 
     def process(self, polled: Mapping[Any, Sequence[Record]]) -> None:
         """Hand one poll's records to the store worker; finish the oldest batch once too many are in flight.
@@ -153,7 +190,7 @@ class IngestLoop:
         """
         started = time.perf_counter()
         self._worker.submit(int(self._clock() * 1000), slices_of(polled))
-        self._in_flight.append(_InFlight(polled, started))
+        self._in_flight.append(_InFlight(polled, started, self._positions))
         while len(self._in_flight) > IN_FLIGHT:
             self._finish_oldest()
 
@@ -166,7 +203,7 @@ class IngestLoop:
     def _finish_oldest(self) -> None:
         """Wait for the oldest batch, dead-letter its malformed records and commit its offsets."""
         flight = self._in_flight.popleft()
-        stored = self._worker.wait(self._stop, self._on_worker_redis, self._on_kafka_failure)
+        stored = self._worker.wait(self._stop, self._on_worker_redis, self._on_kafka_failure, FINISH_RESERVE_S)
         if stored is None or self._dropped:
             # Offsets are cumulative per partition: after a dropped batch, committing a later one would skip it.
             if not self._dropped:
@@ -177,16 +214,35 @@ class IngestLoop:
         outcome.skipped.update(stored.skipped)
         outcome.buckets.newest_event_ms = stored.newest_event_ms
         batch = batch_from(flight.polled, outcome)
-        self._commit(batch)
+        batch.next_offsets = self._through(batch.next_offsets, flight.positions)
+        self._commit(batch.next_offsets)
         self._account(batch, time.perf_counter() - flight.started)
+
+    def _through(self, next_offsets: Mapping[Any, int], positions: Mapping[Any, int]) -> dict[Any, int]:
+        """What a stored batch lets the member commit: past its records and, up to the positions seen when it
+        was polled, past the offsets the client skipped (in partitions with or without records in the batch)."""
+        offsets = dict(next_offsets)
+        for tp, position in positions.items():
+            if position > max(offsets.get(tp, -1), self._committed.get(tp, -1)):
+                offsets[tp] = position
+        return offsets
+
+    def _advance_idle(self) -> None:
+        """With nothing in flight, commit the positions the client moved past records it does not return (the
+        transaction marker after a partition's last record, aborted records)."""
+        offsets = self._through({}, self._positions)
+        if offsets:
+            self._commit(offsets)
+            self._update_lag(offsets)
 
     def commit_sync(self) -> None:
         """Commit the latest stored offsets and wait for the broker (on the way out)."""
         offsets = self._owned_offsets()
         if not offsets:
             return
+        timeout_s = min(KAFKA_TIMEOUT_S, max(0.5, self._stop.remaining(FINAL_COMMIT_RESERVE_S)))
         try:
-            self._consumer.commit(offsets, timeout_ms=int(KAFKA_TIMEOUT_S * 1000))
+            self._consumer.commit(offsets, timeout_ms=int(timeout_s * 1000))
         except KafkaError as exc:
             self._on_commit_failure(exc)
 
@@ -196,17 +252,30 @@ class IngestLoop:
         self._committed = {tp: offset for tp, offset in self._committed.items() if tp in assigned}
         return {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in self._committed.items()}
 
-    def health(self) -> tuple[bool, dict[str, object]]:
-        """Whether this member can make progress: Redis writable and polling not stuck."""
-        poll_age = time.monotonic() - self._poller.last_success
-        ok = self._redis_ok and poll_age < self._settings.consumer_stale_s
-        return ok, {"redis": self._redis_ok, "secondsSincePoll": round(poll_age, 3), "member": self._member_id}
+    @property
+    def failure(self) -> UndecodableFetch | None:
+        """The fetch that could not be decoded, which ended the run (None while every fetch decodes)."""
+        return self._poller.failure
 
-    def _commit(self, batch: Batch) -> None:
+    def health(self) -> tuple[bool, dict[str, object]]:
+        """Whether this member can make progress: Redis writable, polling not stuck, every fetch decodable."""
+        failure = self._poller.failure
+        poll_age = time.monotonic() - self._poller.last_success
+        ok = failure is None and self._redis_ok and poll_age < self._settings.consumer_stale_s
+        detail: dict[str, object] = {
+            "redis": self._redis_ok,
+            "secondsSincePoll": round(poll_age, 3),
+            "member": self._member_id,
+        }
+        if failure is not None:
+            detail["error"] = failure.reason()
+        return ok, detail
+
+    def _commit(self, next_offsets: Mapping[Any, int]) -> None:
         # Asynchronous: a commit that fails is harmless (stored records are only re-read and re-stored), and
         # not waiting for the coordinator keeps a round trip per batch off the fetch path.
-        self._committed.update(batch.next_offsets)
-        self._commit_async({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in batch.next_offsets.items()})
+        self._committed.update(next_offsets)
+        self._commit_async({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in next_offsets.items()})
 
     def _commit_async(self, offsets: dict[Any, OffsetAndMetadata]) -> None:
         try:
@@ -253,8 +322,14 @@ class IngestLoop:
         if batch.buckets.newest_event_ms > p.newest_event_ms:
             p.newest_event_ms = batch.buckets.newest_event_ms
             m.last_event.set(p.newest_event_ms / 1000)
+        self._update_lag(batch.next_offsets)
+
+    def _update_lag(self, next_offsets: Mapping[Any, int]) -> None:
+        # The high watermark counts every offset, transaction markers too; under read_committed it is also past
+        # the records of transactions still open, which count as lag until they end.
+        m, p = self._metrics, self._progress
         assigned = set(self._listener.assigned)
-        for tp, next_offset in batch.next_offsets.items():
+        for tp, next_offset in next_offsets.items():
             if tp not in assigned:
                 continue  # moved to another member while the batch was being stored
             highwater = self._consumer.highwater(tp)
@@ -329,34 +404,62 @@ def member_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def run_consumer(settings: Settings, stop: threading.Event) -> int:
-    """Start every resource, run the loop until ``stop``, then tear down in reverse order. Returns 0.
+def run_consumer(settings: Settings, stop: StopRequest) -> int:
+    """Start every resource, run the loop until ``stop``, then tear down in reverse order.
 
-    The metrics port is bound first: a port that is taken ends the start-up before anything else runs
-    (:class:`ListenError`, which the command line prints as one line).
+    Returns 0 after a requested stop, ``EXIT_UNDECODABLE`` after a fetch that cannot be decoded. The metrics
+    port is bound first: a port that is taken ends the start-up before anything else runs (:class:`ListenError`,
+    which the command line prints as one line).
     """
     member = member_id()
     metrics = ConsumerMetrics()
+    health: list[Callable[[], tuple[bool, dict[str, object]]]] = [
+        lambda: (False, {"error": "no Kafka broker has answered yet", "member": member})
+    ]
     host, port = settings.consumer_metrics_host, settings.consumer_metrics_port
     try:
         server = HealthServer(host, port, metrics)
     except OSError as exc:
         raise ListenError("CONSUMER_METRICS_HOST", "CONSUMER_METRICS_PORT", host, port, exc) from None
     with ExitStack() as resources:
+        # First up, last down: /healthz answers while Kafka is being reached and until the very end.
         resources.callback(server.close)
+        server.start(lambda: health[0]())
+        log.info("health endpoint listening", extra={"url": f"http://{host}:{server.port}"})
         worker = StoreWorker(settings)
         worker.start()
-        resources.callback(worker.close)
+        resources.callback(lambda: worker.close(max(0.5, stop.remaining())))
         redis = redis_client(settings)
         resources.callback(redis.close)
         writer = ActivityWriter(redis, KeySchema(settings.redis_key_prefix, settings.activity_timezone), settings)
-        kafka_consumer = new_consumer(settings, f"active-users-{member}")
+        kafka_consumer = _connect(settings, f"active-users-{member}", stop, metrics)
+        if kafka_consumer is None:
+            log.info("consumer stopped before Kafka answered", extra={"member": member})
+            return 0
         # Everything committed is stored; nothing uncommitted is committed on the way out.
-        resources.callback(kafka_consumer.close, autocommit=False, timeout_ms=int(KAFKA_TIMEOUT_S * 1000))
+        resources.callback(
+            lambda: kafka_consumer.close(autocommit=False, timeout_ms=int(max(0.5, stop.remaining()) * 1000))
+        )
         loop = IngestLoop(settings, kafka_consumer, worker, writer, metrics, stop, member)
-        server.start(loop.health)
-        log.info("health endpoint listening", extra={"url": f"http://{host}:{server.port}"})
+        health[0] = loop.health
         resources.callback(loop.forget)
         loop.run()
-    log.info("consumer stopped", extra={"member": member})
-    return 0
+    code = 0 if loop.failure is None else EXIT_UNDECODABLE
+    log.info("consumer stopped", extra={"member": member, "exitCode": code})
+    return code
+
+
+def _connect(settings: Settings, client_id: str, stop: StopRequest, metrics: ConsumerMetrics) -> Any | None:
+    """The Kafka consumer once a broker answers (brokers that are down are waited for); None if stopped first."""
+    made: list[Any] = []
+
+    def attempt() -> None:
+        made.append(new_consumer(settings, client_id))
+
+    def failed(exc: BaseException) -> None:
+        metrics.kafka_errors.inc()
+        log.warning("kafka unreachable; retrying", extra={"error": f"{type(exc).__name__}: {exc}"})
+
+    if until_done(attempt, (KafkaTimeoutError,), stop.wait, failed):
+        return made[0]
+    return None

@@ -49,6 +49,12 @@ class ConsumerMetrics:
         )
         self.store_errors = Counter("activeusers_store_errors", "Failed Redis writes (retried)", registry=r)
         self.kafka_errors = Counter("activeusers_kafka_errors", "Failed Kafka commits or DLQ sends", registry=r)
+        self.undecodable = Counter(
+            "activeusers_undecodable_fetches",
+            "Fetches the client could not decode (codec library missing, corrupt batch); the consumer exits",
+            ["partition"],
+            registry=r,
+        )
         self.redis_up = Gauge("activeusers_redis_up", "1 when the last Redis write succeeded", registry=r)
         self.assigned = Gauge("activeusers_assigned_partitions", "Partitions assigned to this member", registry=r)
         for reason in SKIP_REASONS:

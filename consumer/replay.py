@@ -29,6 +29,7 @@ from consumer.metrics import ConsumerMetrics
 from consumer.polling import Poller
 from consumer.progress import ProgressBar
 from consumer.retry import until_done
+from consumer.undecodable import UndecodableFetch
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class ReplayResult:
     skipped: int
     seconds: float
     completed: bool
+    undecodable: UndecodableFetch | None = None
 
 
 def replay(
@@ -55,11 +57,7 @@ def replay(
     out: TextIO = sys.stderr,
     clock: Callable[[], float] = time.time,
 ) -> ReplayResult:
-    """Read the topic from the beginning to the end offsets seen now and store every event again.
-
-    A poll that fails (a broker restarting) is retried with back-off as in the live consumer
-    (:class:`consumer.polling.Poller`); a write that fails is retried the same way.
-    """
+    """Read the topic from the beginning to the end offsets seen now and store every event again."""
     started = time.monotonic()
     partitions = kafka_consumer.partitions_for_topic(settings.kafka_topic)
     if not partitions:
@@ -101,7 +99,8 @@ def replay(
         remaining = {tp for tp in remaining if kafka_consumer.position(tp) < end[tp]}
         bar.update(records)
     bar.update(records, final=True)
-    result = ReplayResult(records, stored, dead, skipped, time.monotonic() - started, completed=not remaining)
+    seconds = time.monotonic() - started
+    result = ReplayResult(records, stored, dead, skipped, seconds, completed=not remaining, undecodable=poller.failure)
     log.info(
         "replay finished" if result.completed else "replay interrupted",
         extra={"records": records, "stored": stored, "deadLettered": dead, "skipped": skipped},

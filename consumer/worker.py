@@ -32,6 +32,7 @@ from consumer.deadletter import DeadLetterQueue
 from consumer.ingest import Classifier, Outcome, RecordSlice, dead_letters_of
 from consumer.kafka import KAFKA_TIMEOUT_S, new_producer
 from consumer.retry import until_done
+from consumer.shutdown import StopRequest
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class StoreWorker:
             target=_serve, args=(child, settings, self._stop, os.getpid()), name="store-worker", daemon=True
         )
         self._child = child
+        self._abandoned = False
 
     def start(self) -> None:
         """Start the worker process."""
@@ -87,12 +89,27 @@ class StoreWorker:
         self._conn.send((now_ms, slices))
 
     def wait(
-        self, stop: threading.Event, on_redis: Callable[[bool, str], None], on_kafka: Callable[[str], None]
+        self,
+        stop: StopRequest,
+        on_redis: Callable[[bool, str], None],
+        on_kafka: Callable[[str], None],
+        reserve_s: float = 0.0,
     ) -> Stored | None:
-        """The batch's summary once stored and dead-lettered, or None if dropped because ``stop`` was set."""
+        """The batch's summary once stored and dead-lettered, or None if dropped because ``stop`` was set.
+
+        Once ``stop`` is set the worker stops retrying; should it still be busy (a Redis call or a dead-letter
+        send that takes its full timeout) when only ``reserve_s`` of the stop budget is left, the batch is
+        given up as dropped and the worker is killed at :meth:`close`.
+        """
         while True:
+            if self._abandoned:
+                return None
             if stop.is_set():
                 self._stop.set()
+                if stop.remaining(reserve_s) <= 0:
+                    log.warning("store worker still busy at the stop deadline; its batch is dropped uncommitted")
+                    self._abandoned = True
+                    return None
             if not self._conn.poll(_WAIT_SLICE_S):
                 if not self._process.is_alive():
                     raise WorkerFailed(f"store worker exited with code {self._process.exitcode}")
@@ -114,14 +131,17 @@ class StoreWorker:
                 raise WorkerFailed(f"store worker failed:\n{message[1]}")
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Ask the worker to finish and wait for it (terminate it if it does not)."""
+        """Ask the worker to finish and wait up to ``timeout_s`` for it, then kill it (it ignores SIGTERM).
+
+        Killing loses nothing: every batch it acknowledged is stored, and any other is uncommitted.
+        """
         self._stop.set()
         with contextlib.suppress(BrokenPipeError, OSError):
             self._conn.send(None)
-        self._process.join(timeout_s)
+        self._process.join(0 if self._abandoned else timeout_s)
         if self._process.is_alive():
-            self._process.terminate()
-            self._process.join(timeout_s)
+            self._process.kill()
+            self._process.join(5)
         self._conn.close()
 
 

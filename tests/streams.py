@@ -6,8 +6,10 @@ service's day math), so a bucketing bug cannot hide in both sides.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -163,6 +165,38 @@ def produce(bootstrap: str, topic: str, records: Iterable[Sent]) -> int:
     return count
 
 
+def require_tool(name: str) -> str:
+    """The path of a command-line tool; a missing one fails the test under CI and skips it otherwise."""
+    import pytest
+
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (Debian: apt-get install -y {name}; .ci/run installs it)"
+        if in_ci():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return path
+
+
+def kcat_produce(
+    bootstrap: str, topic: str, records: Iterable[Sent], codec: str, headers: Mapping[str, str] | None = None
+) -> None:
+    """Publish with kcat (librdkafka, not kafka-python): one line per record, ``key:value``, batched for 100 ms
+    so that ``codec`` (``none``, ``gzip``, ``snappy``, ``lz4``, ``zstd``) really compresses; an empty value is
+    sent as null (a tombstone)."""
+    lines = []
+    for record in records:
+        key, value = record.key or b"", record.value or b""
+        assert b":" not in key and b"\n" not in key + value, "kcat splits records at newlines, keys at ':'"
+        lines.append(key + b":" + value + b"\n")
+    command = [require_tool("kcat"), "-P", "-b", bootstrap, "-t", topic, "-z", codec, "-K:", "-Z"]
+    command += ["-X", "linger.ms=100", "-X", "acks=all"]
+    for name, value in (headers or {}).items():
+        command += ["-H", f"{name}={value}"]
+    result = subprocess.run(command, input=b"".join(lines), capture_output=True, timeout=120, check=False)
+    assert result.returncode == 0 and not result.stderr.strip(), result.stderr.decode(errors="replace")
+
+
 def consumer_env(stack: Any, topic: str, prefix: str, group: str, **extra: str) -> dict[str, str]:
     """The environment of a consumer process for one test's topic, group and key prefix."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "REDIS_", "ACTIVITY_"))}
@@ -247,10 +281,15 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
 
 def wait_drained(bootstrap: str, group: str, topic: str, timeout_s: float = 90) -> None:
     """Wait until the group has committed the end offset of every partition of ``topic``."""
+    from kafka.errors import CoordinatorNotAvailableError
+
     ends = end_offsets(bootstrap, topic)
     deadline = time.monotonic() + timeout_s
+    committed: dict[int, int] = {}
     while True:
-        committed = committed_offsets(bootstrap, group, topic)
+        # A broker that has just started may still be loading its offsets topic.
+        with contextlib.suppress(CoordinatorNotAvailableError):
+            committed = committed_offsets(bootstrap, group, topic)
         if all(committed.get(p, 0) >= end for p, end in ends.items() if end > 0):
             return
         if time.monotonic() > deadline:

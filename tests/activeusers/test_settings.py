@@ -18,6 +18,7 @@ DEFAULTS = {
     "kafka_dlq_topic": "user-activity.dlq",
     "kafka_group_id": "active-users",
     "kafka_session_timeout_s": 45.0,
+    "kafka_isolation_level": "read_committed",
     "redis_url": "redis://127.0.0.1:6379/0",
     "redis_key_prefix": "au:",
     "redis_timeout_s": 2.0,
@@ -47,6 +48,7 @@ ENV_CASES = [
     ("KAFKA_DLQ_TOPIC", "events.dead", "kafka_dlq_topic", "events.dead"),
     ("KAFKA_GROUP_ID", "g2", "kafka_group_id", "g2"),
     ("KAFKA_SESSION_TIMEOUT", "10s", "kafka_session_timeout_s", 10.0),
+    ("KAFKA_ISOLATION_LEVEL", "read_uncommitted", "kafka_isolation_level", "read_uncommitted"),
     ("REDIS_URL", "rediss://cache:6380/2", "redis_url", "rediss://cache:6380/2"),
     ("REDIS_KEY_PREFIX", "x:", "redis_key_prefix", "x:"),
     ("REDIS_TIMEOUT", "250ms", "redis_timeout_s", 0.25),
@@ -236,6 +238,8 @@ def test_unparseable_value(variable: str, raw: str, expected: str) -> None:
         ("REDIS_URL", "127.0.0.1:6379"),
         ("LOG_LEVEL", "verbose"),
         ("LOG_LEVEL", "critical"),
+        ("KAFKA_ISOLATION_LEVEL", "committed"),
+        ("KAFKA_ISOLATION_LEVEL", "read_committed,read_uncommitted"),
     ],
 )
 def test_out_of_range_value_names_the_variable(variable: str, raw: str) -> None:
@@ -254,6 +258,7 @@ def test_out_of_range_value_names_the_variable(variable: str, raw: str) -> None:
         ("API_CACHE_BYTES", "0", "api_cache_bytes", 0),
         ("REDIS_URL", "unix:///run/redis.sock", "redis_url", "unix:///run/redis.sock"),
         ("LOG_LEVEL", "Warning", "log_level", "Warning"),
+        ("KAFKA_ISOLATION_LEVEL", "READ_COMMITTED", "kafka_isolation_level", "READ_COMMITTED"),
     ],
 )
 def test_boundary_values_are_accepted(variable: str, raw: str, field: str, expected: object) -> None:

@@ -332,3 +332,28 @@ def test_a_flood_of_malformed_records_is_dead_lettered_and_the_rest_stored(
     assert sorted(dict(r.headers)[HEADER_REASON].decode() for r in dead) == sorted(
         reason_of[s.value] for s in malformed
     )
+
+
+def test_sigterm_while_the_broker_is_down_ends_the_consumer_in_time(private_stack, tmp_path):
+    topic = _create_topic(private_stack.kafka_bootstrap, 2)
+    now = int(time.time() * 1000)
+    sent = generate(61, 1500, now, days=5)
+    produce(private_stack.kafka_bootstrap, topic, sent)
+    env = _env(private_stack.kafka_bootstrap, private_stack.redis_url, topic, "stopping:")
+    member = ConsumerProcess(env, tmp_path / "consumer.log")
+    try:
+        wait_drained(private_stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], topic)
+        private_stack.signal("kafka", signal.SIGKILL)
+        time.sleep(3)  # polls, heartbeats and commits now fail
+        assert member.process.poll() is None, "the consumer must wait for the broker"
+        started = time.monotonic()
+        member.process.send_signal(signal.SIGTERM)
+        code = member.stop(timeout_s=30)
+        seconds = time.monotonic() - started
+    finally:
+        private_stack.up()
+    assert code == 0, member.log_text()[-3000:]
+    assert seconds < 10, f"SIGTERM took {seconds:.1f} s with the broker down"
+    # Everything was stored and committed before the outage; nothing on the way out undid it.
+    wait_drained(private_stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], topic, timeout_s=60)
+    assert "consumer stopped" in member.log_text()

@@ -287,7 +287,7 @@ class _ScriptedWorker:
     def submit(self, now_ms, values):
         self.submitted += 1
 
-    def wait(self, stop, on_redis, on_kafka):
+    def wait(self, stop, on_redis, on_kafka, reserve_s=0.0):
         return self.answers.pop(0)
 
 
@@ -309,13 +309,12 @@ def _stored(records: int):
 
 
 def _loop(worker, consumer):
-    import threading
-
     from activeusers.settings import Settings
     from consumer.loop import IngestLoop
     from consumer.metrics import ConsumerMetrics
+    from consumer.shutdown import StopRequest
 
-    return IngestLoop(Settings(), consumer, worker, None, ConsumerMetrics(), threading.Event(), "m")
+    return IngestLoop(Settings(), consumer, worker, None, ConsumerMetrics(), StopRequest(), "m")
 
 
 def _poll(offset: int):
@@ -379,3 +378,58 @@ def test_a_poll_that_raises_is_retried_not_fatal():
     loop.run()
     assert consumer.polls == 2
     assert loop._metrics.kafka_errors._value.get() == 1
+
+
+def test_offsets_past_transaction_markers_are_committed_once_stored():
+    worker, consumer = _ScriptedWorker([_stored(1)]), _RecordingConsumer()
+    loop = _loop(worker, consumer)
+    # After the poll the client's positions are past its last record (offset 10) and a commit marker (11), and
+    # past a partition's aborted records that it returned nothing of.
+    loop._positions = {"t-0": 12, "t-1": 30}
+    loop.process(_poll(10))
+    assert loop.drain()
+    assert consumer.commits == [{"t-0": 12, "t-1": 30}]
+    loop._positions = {"t-0": 14, "t-1": 30}  # an idle poll moved past another marker
+    loop._advance_idle()
+    loop._advance_idle()
+    assert consumer.commits == [{"t-0": 12, "t-1": 30}, {"t-0": 14}]
+
+
+def test_an_undecodable_fetch_stops_the_loop_without_polling_again():
+    import fakeredis
+    from kafka.errors import UnsupportedCodecError
+    from kafka.structs import TopicPartition
+
+    from activeusers.settings import Settings
+    from activeusers.store import ActivityWriter
+
+    class UndecodableConsumer(_RecordingConsumer):
+        def __init__(self):
+            super().__init__()
+            self.polls = 0
+            # kafka-python's fetcher, holding the partition records whose decoding failed
+            records = type("R", (), {"topic_partition": TopicPartition("t", 1), "next_fetch_offset": 42})()
+            self._fetcher = type("F", (), {"_next_partition_records": records})()
+
+        def subscribe(self, topics, listener):
+            pass
+
+        def poll(self, timeout_ms):
+            self.polls += 1
+            raise UnsupportedCodecError("Libraries for snappy compression codec not found")
+
+    consumer = UndecodableConsumer()
+    loop = _loop(_ScriptedWorker([]), consumer)
+    loop._writer = ActivityWriter(fakeredis.FakeRedis(), KeySchema("t:", "UTC"), Settings())
+    loop.run()
+    assert consumer.polls == 1, "a second poll would spin inside kafka-python"
+    assert loop._stop.is_set() and consumer.commits == []
+    assert (loop.failure.topic, loop.failure.partition, loop.failure.offset) == ("t", 1, 42)
+    ok, detail = loop.health()
+    assert not ok
+    assert detail["error"] == (
+        "cannot decode the records of t-1 at offset 42: "
+        "UnsupportedCodecError: Libraries for snappy compression codec not found"
+    )
+    assert loop._metrics.undecodable.labels("t-1")._value.get() == 1
+    assert loop._metrics.kafka_errors._value.get() == 0

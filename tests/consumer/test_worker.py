@@ -3,7 +3,6 @@ drops on shutdown."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import orjson
@@ -14,6 +13,7 @@ from activeusers.keys import KeySchema
 from activeusers.settings import Settings
 from consumer.deadletter import HEADER_OFFSET
 from consumer.ingest import RecordSlice
+from consumer.shutdown import StopRequest
 from consumer.worker import StoreWorker, WorkerFailed
 
 
@@ -43,7 +43,7 @@ def test_worker_stores_a_batch_dead_letters_and_summarises_it(stack, topic, redi
     try:
         now_ms = int(time.time() * 1000)
         worker.submit(now_ms, _slices(now_ms))
-        stored = worker.wait(threading.Event(), _ignore, _ignore)
+        stored = worker.wait(StopRequest(), _ignore, _ignore)
     finally:
         worker.close()
     assert stored is not None
@@ -63,7 +63,7 @@ def test_worker_reports_redis_down_and_drops_the_batch_on_stop():
     worker = StoreWorker(settings)
     worker.start()
     reports: list[bool] = []
-    stop = threading.Event()
+    stop = StopRequest()
 
     def on_redis(ok: bool, error: str) -> None:
         reports.append(ok)
@@ -86,6 +86,6 @@ def test_a_dead_worker_is_an_error_not_a_hang():
     worker._process.join(5)
     try:
         with pytest.raises(WorkerFailed, match=r"exited|pipe"):
-            worker.wait(threading.Event(), _ignore, _ignore)
+            worker.wait(StopRequest(), _ignore, _ignore)
     finally:
         worker.close()
