@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Final
 
 from aiohttp import web
@@ -22,6 +23,32 @@ from api.state import CLOCK, DAY_CACHE, KEYS, LIMITER, METRICS, READER, SETTINGS
 from api.tokens import TokenStore
 
 OPENAPI_PATH: Final = "/api/openapi.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One GET route: its name (the OpenAPI ``operationId``), path and handler, and whether it is a data route
+    (authenticated, no HEAD) or a public operational one."""
+
+    name: str
+    path: str
+    handler: Handler
+    guarded: bool
+
+
+# The one list of routes: the router is built from it, and the OpenAPI document takes its paths from the router.
+ROUTES: Final = (
+    Route("activeUsers", engagement.ACTIVE_USERS, engagement.active_users, True),
+    Route("newUsers", engagement.NEW_USERS, engagement.new_users, True),
+    Route("usersByTimeOfTheDayInAWeek", engagement.BY_TIME_OF_DAY, engagement.users_by_time_of_day, True),
+    Route("chatBusierHourlyData", engagement.HOURLY, engagement.hourly_data, True),
+    Route("chatBusierWeeklyData", engagement.WEEKLY, engagement.weekly_data, True),
+    Route("activeUsersSummary", summary.PATH, summary.summary, True),
+    Route("healthz", "/healthz", health.healthz, False),
+    Route("readyz", "/readyz", health.readyz, False),
+    Route("metrics", "/metrics", meta.metrics, False),
+    Route("openapi", OPENAPI_PATH, meta.openapi, False),
+)
 # No endpoint reads a request body; anything bigger than this is refused before it is buffered.
 MAX_BODY_BYTES: Final = 1024
 
@@ -45,12 +72,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app[METRICS] = metrics
     app[DAY_CACHE] = DayCache(settings.api_cache_bytes, settings.api_cache_ttl_s)
     app.cleanup_ctx.append(_redis_pool)
-    app.router.add_get(engagement.PATH, engagement.active_users, allow_head=False)
-    app.router.add_get(summary.PATH, summary.summary, allow_head=False)
-    app.router.add_get("/healthz", health.healthz)
-    app.router.add_get("/readyz", health.readyz)
-    app.router.add_get("/metrics", meta.metrics)
-    app.router.add_get(OPENAPI_PATH, meta.openapi)
+    for route in ROUTES:
+        app.router.add_get(route.path, route.handler, name=route.name, allow_head=not route.guarded)
     return app
 
 

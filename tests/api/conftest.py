@@ -109,6 +109,29 @@ def seed(base_settings: Settings, redis_client: redis.Redis) -> Callable[[Mappin
     return store
 
 
+@pytest.fixture
+def seed_users(base_settings: Settings, redis_client: redis.Redis) -> Callable[..., None]:
+    """``seed_users(active={(day, hour): users}, created={day: users}, zone=...)``: store hour sets (and their
+    day sets) and new-user sets with the consumer's real writer (long retention, as ``seed``)."""
+
+    def store(
+        active: Mapping[tuple[date, int], Iterable[str]] = {},
+        created: Mapping[date, Iterable[str]] = {},
+        zone: str = "UTC",
+    ) -> None:
+        settings = replace(base_settings, activity_timezone=zone, retention_days=5000, hour_retention_days=5000)
+        buckets = Buckets()
+        for (day, hour), users in active.items():
+            for user in users:
+                buckets.add_active(day, hour, user, NOW_MS)
+        for day, users in created.items():
+            for user in users:
+                buckets.add_created(day, user, NOW_MS)
+        ActivityWriter(redis_client, KeySchema(settings.redis_key_prefix, zone), settings).write(buckets)
+
+    return store
+
+
 @dataclass
 class StoreReads:
     """The days an app asked Redis about, in call order: ``counted`` by SCARD, ``read`` by SMEMBERS."""
