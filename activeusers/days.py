@@ -123,7 +123,8 @@ _MS_PER_HOUR = 3_600_000
 class HourSpan:
     """One local hour bucket of a day: its hour label (0-23) and the instants it covers, ``[start_ms, end_ms)``.
 
-    A repeated DST hour is one bucket covering both occurrences (two real hours); a skipped one has no span.
+    A repeated DST hour is one bucket covering both occurrences (two real hours); a skipped one has no span. The
+    bucket starts at the first instant carrying its label.
     """
 
     day: date
@@ -143,16 +144,15 @@ def hour_spans(day: date, zone: ZoneInfo) -> tuple[HourSpan, ...]:
         and local_datetime(start, zone).utcoffset() == local_datetime(end - 1, zone).utcoffset()
     ):
         return tuple(HourSpan(day, h, start + h * _MS_PER_HOUR, start + (h + 1) * _MS_PER_HOUR) for h in range(24))
-    # A day with a transition: walk its 15-minute slots (every offset in use is a multiple of 15 minutes) and
-    # give each local hour label the contiguous run of slots that carry it, as the consumer's bucketing does.
-    spans: list[HourSpan] = []
+    # A day with a transition: walk its 15-minute slots (every offset in use is a multiple of 15 minutes) and give
+    # each local hour label the slots that carry it, as the consumer's bucketing does. A label met again after
+    # others (a clock turned back by more than an hour) extends its one bucket to its last slot.
+    bounds: dict[int, list[int]] = {}
     for slot in range(start, end, _SLOT_MS):
         hour = local_datetime(slot, zone).hour
-        if spans and spans[-1].hour == hour:
-            spans[-1] = HourSpan(day, hour, spans[-1].start_ms, slot + _SLOT_MS)
-        else:
-            spans.append(HourSpan(day, hour, slot, slot + _SLOT_MS))
-    return tuple(spans)
+        found = bounds.setdefault(hour, [slot, slot])
+        found[1] = slot + _SLOT_MS
+    return tuple(HourSpan(day, hour, first, last) for hour, (first, last) in bounds.items())
 
 
 def hours_overlapping(days: Sequence[date], start_ms: int, end_ms: int, zone: ZoneInfo) -> list[HourSpan]:
