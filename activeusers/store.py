@@ -14,8 +14,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from itertools import combinations
-from typing import Any, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 
 import hiredis
 import orjson
@@ -37,11 +36,30 @@ EXPIRY_REFRESH_S = 600.0
 EXPIRY_MEMO_KEYS = 100_000
 READ_CHUNK = 16
 READS_IN_FLIGHT = 2
-# Cardinalities are read by a read-only script: SCARD of every key it is given, replies in key order. A chunk
-# bounds one call's time on Redis' thread (SCARD is O(1): about a millisecond per chunk).
-SCARDS_SCRIPT = "local r = {} for i, k in ipairs(KEYS) do r[i] = redis.call('SCARD', k) end return r"
-# Redis names scripts by their SHA-1 (an identifier, not a security measure).
-SCARDS_SHA = hashlib.sha1(SCARDS_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """A read-only Lua script of the reader, called by its SHA-1 (Redis' name for it, not a security measure)."""
+
+    source: str
+
+    @property
+    def sha(self) -> str:
+        """The name Redis knows the script by."""
+        return hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
+
+
+# SCARD of every key given, replies in key order. A chunk of COUNT_CHUNK keys bounds one call's time on Redis'
+# thread (SCARD is O(1): about a millisecond per chunk).
+SCARDS: Final = Script("local r = {} for i, k in ipairs(KEYS) do r[i] = redis.call('SCARD', k) end return r")
+# ARGV[i] keys after the previous groups' form group i; its reply is the size of their union (0 for no keys).
+UNION_SIZES: Final = Script(
+    "local r, k = {}, 1 "
+    "for i, n in ipairs(ARGV) do n = tonumber(n) "
+    "if n == 0 then r[i] = 0 elseif n == 1 then r[i] = redis.call('SCARD', KEYS[k]) "
+    "else r[i] = #redis.call('SUNION', unpack(KEYS, k, k + n - 1)) end k = k + n end return r"
+)
 COUNT_CHUNK = 2048
 
 REDIS_ERRORS = (redis.RedisError, OSError)
@@ -245,34 +263,18 @@ class ActivityReader:
         return dict(zip(hours, await self._counts([self._keys.hour(d, h) for d, h in hours]), strict=True))
 
     async def hour_union_counts(self, groups: Sequence[Sequence[tuple[date, int]]]) -> list[int]:
-        """The number of distinct users in the union of each group of hour buckets, without reading members.
+        """The number of distinct users in the union of each group of hour buckets, in one round trip.
 
-        By inclusion-exclusion over the group's subsets: ``SCARD`` of each bucket and ``SINTERCARD`` (a count, no
-        members on the wire) of each larger subset, all in one pipeline. A group is meant to be small (the
-        buckets of a two-hour slot: two, three around a DST change); it costs ``2**len(group) - 1`` commands.
+        The unions are made inside Redis by a script (``SUNION`` of the group's sets, only its size returned), so
+        no member crosses the wire. A group is meant to be small (a two-hour slot: two buckets, three around a
+        DST change); an empty group counts 0.
         """
-        terms: list[tuple[int, int]] = []  # (group index, sign) per command
-        commands: list[list[str | bytes | memoryview]] = []
-        for index, group in enumerate(groups):
-            names: list[str | bytes | memoryview] = [self._keys.hour(d, h) for d, h in group]
-            for size in range(1, len(names) + 1):
-                for subset in combinations(names, size):
-                    terms.append((index, 1 if size % 2 else -1))
-                    commands.append(list(subset))
+        keys = [self._keys.hour(d, h) for group in groups for d, h in group]
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for keys in commands:
-                    if len(keys) == 1:
-                        pipe.scard(keys[0])
-                    else:
-                        pipe.sintercard(len(keys), keys)
-                results = await pipe.execute() if commands else []
+            sizes = await self._eval(UNION_SIZES, keys, [len(group) for group in groups])
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis read failed: {exc}") from exc
-        totals = [0] * len(groups)
-        for (index, sign), count in zip(terms, results, strict=True):
-            totals[index] += sign * int(count)
-        return totals
+        return [int(size) for size in sizes]
 
     async def _counts(self, keys: list[str]) -> list[int]:
         if not keys:
@@ -282,16 +284,16 @@ class ActivityReader:
         counts: list[int] = []
         try:
             for start in range(0, len(keys), COUNT_CHUNK):
-                counts += map(int, await self._scards(keys[start : start + COUNT_CHUNK]))
+                counts += map(int, await self._eval(SCARDS, keys[start : start + COUNT_CHUNK]))
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis read failed: {exc}") from exc
         return counts
 
-    async def _scards(self, keys: list[str]) -> list[Any]:
-        # One script call instead of one SCARD per key, packed by hiredis in C and sent on a pooled connection: a
-        # pipeline of 2,000 SCARDs costs redis-py about 60 ms of Python (command objects, reply callbacks), and
+    async def _eval(self, script: Script, keys: list[str], args: Sequence[int] = ()) -> list[Any]:
+        # One script call instead of one command per key, packed by hiredis in C and sent on a pooled connection:
+        # a pipeline of 2,000 SCARDs costs redis-py about 60 ms of Python (command objects, reply callbacks), and
         # even one EVALSHA of 2,000 keys about 8 ms when redis-py packs it; pre-packed, well under 1 ms.
-        packed = pack_command(("EVALSHA", SCARDS_SHA, len(keys), *keys))
+        packed = pack_command(("EVALSHA", script.sha, len(keys), *keys, *args))
         pool = self._client.connection_pool
         connection = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
@@ -299,7 +301,7 @@ class ActivityReader:
             try:
                 reply = await connection.read_response()
             except redis.exceptions.NoScriptError:  # a new or restarted Redis: load it once, then ask again
-                await connection.send_command("SCRIPT", "LOAD", SCARDS_SCRIPT)
+                await connection.send_command("SCRIPT", "LOAD", script.source)
                 await connection.read_response()
                 await connection.send_packed_command(packed)
                 reply = await connection.read_response()
@@ -314,7 +316,8 @@ class ActivityReader:
     async def load_scripts(self) -> None:
         """Load the reader's script into Redis ahead of the first request (raises :class:`StoreUnavailable`)."""
         try:
-            await self._client.script_load(SCARDS_SCRIPT)
+            for script in (SCARDS, UNION_SIZES):
+                await self._client.script_load(script.source)
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis script load failed: {exc}") from exc
 
