@@ -53,12 +53,18 @@ class Script:
 # SCARD of every key given, replies in key order. A chunk of COUNT_CHUNK keys bounds one call's time on Redis'
 # thread (SCARD is O(1): about a millisecond per chunk).
 SCARDS: Final = Script("local r = {} for i, k in ipairs(KEYS) do r[i] = redis.call('SCARD', k) end return r")
-# ARGV[i] keys after the previous groups' form group i; its reply is the size of their union (0 for no keys).
+# ARGV[i] keys after the previous groups' form group i; its reply is the size of their union (0 for no keys), by
+# inclusion-exclusion over the group's subsets: SCARD of one set, SINTERCARD of more, counts only. (A SUNION would
+# copy every member into a Lua table: measured 12 ms for a day's 12 slots at 10k daily active, against under 1.)
 UNION_SIZES: Final = Script(
     "local r, k = {}, 1 "
-    "for i, n in ipairs(ARGV) do n = tonumber(n) "
-    "if n == 0 then r[i] = 0 elseif n == 1 then r[i] = redis.call('SCARD', KEYS[k]) "
-    "else r[i] = #redis.call('SUNION', unpack(KEYS, k, k + n - 1)) end k = k + n end return r"
+    "for i, n in ipairs(ARGV) do n = tonumber(n) local total = 0 "
+    "for mask = 1, 2 ^ n - 1 do local sub, m = {}, mask "
+    "for j = 0, n - 1 do if m % 2 == 1 then sub[#sub + 1] = KEYS[k + j] end m = math.floor(m / 2) end "
+    "local c if #sub == 1 then c = redis.call('SCARD', sub[1]) "
+    "else c = redis.call('SINTERCARD', #sub, unpack(sub)) end "
+    "if #sub % 2 == 1 then total = total + c else total = total - c end end "
+    "r[i] = total k = k + n end return r"
 )
 COUNT_CHUNK = 2048
 
@@ -265,9 +271,9 @@ class ActivityReader:
     async def hour_union_counts(self, groups: Sequence[Sequence[tuple[date, int]]]) -> list[int]:
         """The number of distinct users in the union of each group of hour buckets, in one round trip.
 
-        The unions are made inside Redis by a script (``SUNION`` of the group's sets, only its size returned), so
-        no member crosses the wire. A group is meant to be small (a two-hour slot: two buckets, three around a
-        DST change); an empty group counts 0.
+        A script counts the unions inside Redis by inclusion-exclusion (``SCARD`` and ``SINTERCARD``), so no
+        member is copied or sent. A group is meant to be small (a two-hour slot: two buckets, three around a DST
+        change; it costs ``2**len(group) - 1`` counts); an empty group counts 0.
         """
         keys = [self._keys.hour(d, h) for group in groups for d, h in group]
         try:

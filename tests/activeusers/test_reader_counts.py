@@ -1,5 +1,5 @@
 """The reader's counting reads against the real Redis: cardinalities by script (loaded again after a script
-flush), and union sizes of hour buckets made in Redis, checked against Python set unions."""
+flush), and union sizes of hour buckets by inclusion-exclusion in Redis, checked against Python set unions."""
 
 from __future__ import annotations
 
