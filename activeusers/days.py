@@ -6,6 +6,8 @@ the clock. Days are local calendar days of the zone, so a DST day has 23 or 25 h
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -112,3 +114,81 @@ class Bucketer:
             self._cache.clear()
         self._cache[slot] = value
         return value
+
+
+_MS_PER_HOUR = 3_600_000
+
+
+@dataclass(frozen=True, slots=True)
+class HourSpan:
+    """One local hour bucket of a day: its hour label (0-23) and the instants it covers, ``[start_ms, end_ms)``.
+
+    A repeated DST hour is one bucket covering both occurrences (two real hours); a skipped one has no span. The
+    bucket starts at the first instant carrying its label.
+    """
+
+    day: date
+    hour: int
+    start_ms: int
+    end_ms: int
+
+
+# The API walks the hour buckets of up to the hour-retention window per request; a day's spans are pure, so the
+# few days around today are computed once.
+@lru_cache(maxsize=4096)
+def hour_spans(day: date, zone: ZoneInfo) -> tuple[HourSpan, ...]:
+    """The hour buckets of ``day`` in ``zone``, oldest first (23 on a spring-forward day, 24 otherwise)."""
+    start, end = day_start_ms(day, zone), day_end_ms(day, zone)
+    if (
+        end - start == _MS_PER_DAY
+        and local_datetime(start, zone).utcoffset() == local_datetime(end - 1, zone).utcoffset()
+    ):
+        return tuple(HourSpan(day, h, start + h * _MS_PER_HOUR, start + (h + 1) * _MS_PER_HOUR) for h in range(24))
+    # A day with a transition: walk its 15-minute slots (every offset in use is a multiple of 15 minutes) and give
+    # each local hour label the slots that carry it, as the consumer's bucketing does. A label met again after
+    # others (a clock turned back by more than an hour) extends its one bucket to its last slot.
+    bounds: dict[int, list[int]] = {}
+    for slot in range(start, end, _SLOT_MS):
+        hour = local_datetime(slot, zone).hour
+        found = bounds.setdefault(hour, [slot, slot])
+        found[1] = slot + _SLOT_MS
+    return tuple(HourSpan(day, hour, first, last) for hour, (first, last) in bounds.items())
+
+
+def hours_overlapping(days: Sequence[date], start_ms: int, end_ms: int, zone: ZoneInfo) -> list[HourSpan]:
+    """The hour buckets of ``days`` that overlap the closed interval ``[start_ms, end_ms]``, oldest first."""
+    return [
+        span for day in days for span in hour_spans(day, zone) if span.start_ms <= end_ms and span.end_ms > start_ms
+    ]
+
+
+def hours_starting_in(days: Sequence[date], after_ms: int, until_ms: int, zone: ZoneInfo) -> list[HourSpan]:
+    """The hour buckets of ``days`` whose start instant lies in ``(after_ms, until_ms]``, oldest first."""
+    return [span for day in days for span in hour_spans(day, zone) if after_ms < span.start_ms <= until_ms]
+
+
+def moment_day_diff(start_ms: int, end_ms: int, zone: ZoneInfo) -> int:
+    """Whole days from ``start_ms`` to ``end_ms`` in ``zone``, truncated toward zero, like moment's
+    ``end.diff(start, 'days')``: the change of the zone's offset between the two instants is added first, so
+    that a 23- or 25-hour DST day counts as one day."""
+    elapsed = end_ms - start_ms + utc_offset_ms(end_ms, zone) - utc_offset_ms(start_ms, zone)
+    whole = abs(elapsed) // _MS_PER_DAY
+    return whole if elapsed >= 0 else -whole
+
+
+# datetime cannot hold instants within a day of its year-1 and year-9999 limits in every zone; the offset there
+# is the zone's earliest or latest one, which the nearest representable instant has too.
+_FIRST_OFFSET_MS = -62_135_510_400_000  # 0001-01-02T00:00:00.000Z
+_LAST_OFFSET_MS = 253_402_041_600_000  # 9999-12-29T00:00:00.000Z
+
+
+def utc_offset_ms(epoch_ms: int, zone: ZoneInfo) -> int:
+    """The zone's UTC offset at the instant, in milliseconds (east positive), for any instant."""
+    offset = local_datetime(min(max(epoch_ms, _FIRST_OFFSET_MS), _LAST_OFFSET_MS), zone).utcoffset()
+    return 0 if offset is None else int(offset.total_seconds() * 1000)
+
+
+def days_before(day: date, count: int) -> date:
+    """The day ``count`` days before ``day`` (after it when negative), held inside the calendar's limits."""
+    earliest, latest = (day - date.min).days, (date.max - day).days
+    return day - timedelta(days=min(max(count, -latest), earliest))

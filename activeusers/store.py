@@ -8,12 +8,13 @@ deterministic expiry times, so repeating a write (at-least-once delivery, replay
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 
 import hiredis
 import orjson
@@ -38,6 +39,37 @@ READS_IN_FLIGHT = 2
 # Bounds the readiness check's read; far more consumer-group members than any topic has partitions.
 HEARTBEATS_READ = 1000
 
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """A read-only Lua script of the reader, called by its SHA-1 (Redis' name for it, not a security measure)."""
+
+    source: str
+
+    @property
+    def sha(self) -> str:
+        """The name Redis knows the script by."""
+        return hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
+
+
+# SCARD of every key given, replies in key order. A chunk of COUNT_CHUNK keys bounds one call's time on Redis'
+# thread (SCARD is O(1): about a millisecond per chunk).
+SCARDS: Final = Script("local r = {} for i, k in ipairs(KEYS) do r[i] = redis.call('SCARD', k) end return r")
+# ARGV[i] keys after the previous groups' form group i; its reply is the size of their union (0 for no keys), by
+# inclusion-exclusion over the group's subsets: SCARD of one set, SINTERCARD of more, counts only. (A SUNION would
+# copy every member into a Lua table: measured 12 ms for a day's 12 slots at 10k daily active, against under 1.)
+UNION_SIZES: Final = Script(
+    "local r, k = {}, 1 "
+    "for i, n in ipairs(ARGV) do n = tonumber(n) local total = 0 "
+    "for mask = 1, 2 ^ n - 1 do local sub, m = {}, mask "
+    "for j = 0, n - 1 do if m % 2 == 1 then sub[#sub + 1] = KEYS[k + j] end m = math.floor(m / 2) end "
+    "local c if #sub == 1 then c = redis.call('SCARD', sub[1]) "
+    "else c = redis.call('SINTERCARD', #sub, unpack(sub)) end "
+    "if #sub % 2 == 1 then total = total + c else total = total - c end end "
+    "r[i] = total k = k + n end return r"
+)
+COUNT_CHUNK = 2048
+
 REDIS_ERRORS = (redis.RedisError, OSError)
 # hiredis's stub types the argument as a one-element tuple; it takes a command of any length.
 pack_command = cast(Callable[[tuple[str | int, ...]], bytes], hiredis.pack_command)
@@ -53,6 +85,17 @@ class Buckets:
     hours: defaultdict[tuple[date, int], set[str]] = field(default_factory=lambda: defaultdict(set))
     created: defaultdict[date, set[str]] = field(default_factory=lambda: defaultdict(set))
     newest_event_ms: int = -1
+
+    def add_active(self, day: date, hour: int, user_id: str, ts_ms: int) -> None:
+        """Record ``user_id`` as active in the day and hour bucket (as the classifier does, for seeding tools)."""
+        self.days[day].add(user_id)
+        self.hours[(day, hour)].add(user_id)
+        self.newest_event_ms = max(self.newest_event_ms, ts_ms)
+
+    def add_created(self, day: date, user_id: str, ts_ms: int) -> None:
+        """Record that ``user_id`` was created on ``day``."""
+        self.created[day].add(user_id)
+        self.newest_event_ms = max(self.newest_event_ms, ts_ms)
 
     def __bool__(self) -> bool:
         return bool(self.days or self.created)
@@ -220,16 +263,74 @@ class ActivityReader:
 
         ``SCARD`` is O(1) in Redis, so even the longest range (the retention window) is one cheap pipeline.
         """
-        if not days:
-            return {}
+        return dict(zip(days, await self._counts([self._keys.day(d) for d in days]), strict=True))
+
+    async def new_user_counts(self, days: Sequence[date]) -> dict[date, int]:
+        """How many users were created on each day (0 for a day without data), by ``SCARD``."""
+        return dict(zip(days, await self._counts([self._keys.new_users(d) for d in days]), strict=True))
+
+    async def hour_counts(self, hours: Sequence[tuple[date, int]]) -> dict[tuple[date, int], int]:
+        """How many users each local hour bucket ``(day, hour)`` holds (0 without data), by ``SCARD``."""
+        return dict(zip(hours, await self._counts([self._keys.hour(d, h) for d, h in hours]), strict=True))
+
+    async def hour_union_counts(self, groups: Sequence[Sequence[tuple[date, int]]]) -> list[int]:
+        """The number of distinct users in the union of each group of hour buckets, in one round trip.
+
+        A script counts the unions inside Redis by inclusion-exclusion (``SCARD`` and ``SINTERCARD``), so no
+        member is copied or sent. A group is meant to be small (a two-hour slot: two buckets, three around a DST
+        change; it costs ``2**len(group) - 1`` counts); an empty group counts 0.
+        """
+        keys = [self._keys.hour(d, h) for group in groups for d, h in group]
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for day in days:
-                    pipe.scard(self._keys.day(day))
-                results = await pipe.execute()
+            sizes = await self._eval(UNION_SIZES, keys, [len(group) for group in groups])
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis read failed: {exc}") from exc
-        return dict(zip(days, map(int, results), strict=True))
+        return [int(size) for size in sizes]
+
+    async def _counts(self, keys: list[str]) -> list[int]:
+        if not keys:
+            return []
+        # Chunks go one after the other: only ranges longer than COUNT_CHUNK keys, such as hours of a long hour
+        # retention, take more than one round trip.
+        counts: list[int] = []
+        try:
+            for start in range(0, len(keys), COUNT_CHUNK):
+                counts += map(int, await self._eval(SCARDS, keys[start : start + COUNT_CHUNK]))
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable(f"Redis read failed: {exc}") from exc
+        return counts
+
+    async def _eval(self, script: Script, keys: list[str], args: Sequence[int] = ()) -> list[Any]:
+        # One script call instead of one command per key, packed by hiredis in C and sent on a pooled connection:
+        # a pipeline of 2,000 SCARDs costs redis-py about 60 ms of Python (command objects, reply callbacks), and
+        # even one EVALSHA of 2,000 keys about 8 ms when redis-py packs it; pre-packed, well under 1 ms.
+        packed = pack_command(("EVALSHA", script.sha, len(keys), *keys, *args))
+        pool = self._client.connection_pool
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await connection.send_packed_command(packed)
+            try:
+                reply = await connection.read_response()
+            except redis.exceptions.NoScriptError:  # a new or restarted Redis: load it once, then ask again
+                await connection.send_command("SCRIPT", "LOAD", script.source)
+                await connection.read_response()
+                await connection.send_packed_command(packed)
+                reply = await connection.read_response()
+        except BaseException:
+            # A failure (or a cancellation) mid-reply leaves the connection out of step with its replies.
+            await connection.disconnect()
+            raise
+        finally:
+            await pool.release(connection)
+        return cast(list[Any], reply)
+
+    async def load_scripts(self) -> None:
+        """Load the reader's script into Redis ahead of the first request (raises :class:`StoreUnavailable`)."""
+        try:
+            for script in (SCARDS, UNION_SIZES):
+                await self._client.script_load(script.source)
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable(f"Redis script load failed: {exc}") from exc
 
     async def heartbeats(self) -> dict[str, dict[str, Any]]:
         """The liveness record of every consumer whose heartbeat has not expired, by member id (at most

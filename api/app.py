@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from activeusers.days import days_between, hour_spans, retained_days
+from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
 from activeusers.store import ActivityReader, async_redis_client
@@ -22,6 +26,33 @@ from api.state import CLOCK, DAY_CACHE, KEYS, LIMITER, METRICS, READER, SETTINGS
 from api.tokens import TokenStore
 
 OPENAPI_PATH: Final = "/api/openapi.json"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One GET route: its name (the OpenAPI ``operationId``), path and handler, and whether it is a data route
+    (authenticated, no HEAD) or a public operational one."""
+
+    name: str
+    path: str
+    handler: Handler
+    guarded: bool
+
+
+# The one list of routes: the router is built from it, and the OpenAPI document takes its paths from the router.
+ROUTES: Final = (
+    Route("activeUsers", engagement.ACTIVE_USERS, engagement.active_users, True),
+    Route("newUsers", engagement.NEW_USERS, engagement.new_users, True),
+    Route("usersByTimeOfTheDayInAWeek", engagement.BY_TIME_OF_DAY, engagement.users_by_time_of_day, True),
+    Route("chatBusierHourlyData", engagement.HOURLY, engagement.hourly_data, True),
+    Route("chatBusierWeeklyData", engagement.WEEKLY, engagement.weekly_data, True),
+    Route("activeUsersSummary", summary.PATH, summary.summary, True),
+    Route("healthz", "/healthz", health.healthz, False),
+    Route("readyz", "/readyz", health.readyz, False),
+    Route("metrics", "/metrics", meta.metrics, False),
+    Route("openapi", OPENAPI_PATH, meta.openapi, False),
+)
 # No endpoint reads a request body; anything bigger than this is refused before it is buffered.
 MAX_BODY_BYTES: Final = 1024
 
@@ -45,12 +76,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app[METRICS] = metrics
     app[DAY_CACHE] = DayCache(settings.api_cache_bytes, settings.api_cache_ttl_s)
     app.cleanup_ctx.append(_redis_pool)
-    app.router.add_get(engagement.PATH, engagement.active_users, allow_head=False)
-    app.router.add_get(summary.PATH, summary.summary, allow_head=False)
-    app.router.add_get("/healthz", health.healthz)
-    app.router.add_get("/readyz", health.readyz)
-    app.router.add_get("/metrics", meta.metrics)
-    app.router.add_get(OPENAPI_PATH, meta.openapi)
+    for route in ROUTES:
+        app.router.add_get(route.path, route.handler, name=route.name, allow_head=not route.guarded)
     return app
 
 
@@ -63,12 +90,28 @@ async def _refuse_bodies(request: web.Request, handler: Handler) -> web.StreamRe
     return await handler(request)
 
 
+async def _warm_up(reader: ActivityReader, settings: Settings, clock: Callable[[], float]) -> None:
+    """Make the first request as fast as the next: a pooled connection open, the read script loaded and the hour
+    buckets of the hour-retention window computed. Best effort: an API whose Redis is down still starts (its
+    readiness check says so) and pays these costs on its first request instead."""
+    now_ms = int(clock() * 1000)
+    first, last = retained_days(now_ms, settings.zone, settings.hour_retention_days)
+    for day in days_between(first, last):
+        hour_spans(day, settings.zone)
+    try:
+        await reader.ping()
+        await reader.load_scripts()
+    except StoreUnavailable as exc:
+        log.warning("Redis not reachable at startup", extra={"error": str(exc)})
+
+
 async def _redis_pool(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     keys = app[KEYS]
     client = async_redis_client(settings)
-    app[READER] = ActivityReader(client, keys)
+    app[READER] = reader = ActivityReader(client, keys)
     app[TOKENS] = TokenStore(client, keys)
     app[LIMITER] = RateLimiter(client, keys, settings.api_rate_limit, settings.api_rate_limit_window_s)
+    await _warm_up(reader, settings, app[CLOCK])
     yield
     await client.aclose()

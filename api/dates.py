@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Final
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
@@ -21,6 +21,7 @@ from api.errors import ValidationError
 
 _ISO: Final = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})\.([0-9]{3})Z")
 _MS_PER_DAY: Final = 86_400_000
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 # Instants outside Python's date range (year 0000, or 9999-12-31 in zones east of UTC) are clamped just inside
 # it before they become days; such days are far outside any retention window, so the clamp changes no answer.
 _MIN_DAY_MS: Final = -62_135_510_400_000  # 0001-01-02T00:00:00.000Z
@@ -76,6 +77,8 @@ class Param:
 
 
 DATE_PARAMS: Final = (Param("start", True, is_iso_instant), Param("end", True, is_iso_instant))
+# chat-busier's endpoints take only ``start``; an ``end`` there is an unknown parameter, ignored.
+START_PARAMS: Final = DATE_PARAMS[:1]
 
 
 def query_pairs(raw_query: str) -> list[tuple[str, str]]:
@@ -117,6 +120,12 @@ def iso_ms(value: str) -> int:
     if parsed is None:
         raise ValueError(f"not a toISOString instant: {value[:40]!r}")
     return parsed
+
+
+def iso_string(epoch_ms: int) -> str:
+    """The instant as JavaScript's ``toISOString`` writes it (years 1-9999: every day this service can store)."""
+    moment = _EPOCH + timedelta(milliseconds=epoch_ms)
+    return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}.{epoch_ms % 1000:03d}Z"
 
 
 def day_range(start: str, end: str, zone: ZoneInfo) -> tuple[date, date]:

@@ -6,7 +6,10 @@ Written by hand so that it states exactly what the handlers send: exact ``requir
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Final
+
+from aiohttp import web
 
 from api.auth import VIEW_ENGAGEMENT_DASHBOARD
 
@@ -55,13 +58,18 @@ _RATE_HEADERS: Final = {
 }
 
 
-def _date_param(name: str) -> dict[str, Any]:
+def _date_param(name: str, *, hourly: bool = False) -> dict[str, Any]:
+    covers = (
+        "The answer covers the window up to this instant."
+        if hourly
+        else "The range covers the whole local days (in the service's time zone) of start and end."
+    )
     return {
         "name": name,
         "in": "query",
         "required": True,
         "description": "An instant exactly as JavaScript's toISOString writes it (YYYY-MM-DDTHH:mm:ss.sssZ, a real "
-        "calendar date). The range covers the whole local days (in the service's time zone) of start and end.",
+        "calendar date). " + covers,
         "schema": {"type": "string", "pattern": ISO_PATTERN},
         "example": "2026-01-01T00:00:00.000Z" if name == "start" else "2026-01-31T23:59:59.999Z",
     }
@@ -81,6 +89,13 @@ def _guarded_errors() -> dict[str, Any]:
         ),
     }
 
+
+# A local calendar date in the service's zone, as Rocket.Chat's day/month/year fields.
+_LOCAL_DATE: Final = {
+    "day": {"type": "integer", "minimum": 1, "maximum": 31},
+    "month": {"type": "integer", "minimum": 1, "maximum": 12},
+    "year": {"type": "integer", "minimum": 1, "maximum": 9999},
+}
 
 _SCHEMAS: Final[dict[str, Any]] = {
     "Error": _closed(
@@ -109,9 +124,7 @@ _SCHEMAS: Final[dict[str, Any]] = {
         {
             "usersList": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
             "users": {"type": "integer", "minimum": 1},
-            "day": {"type": "integer", "minimum": 1, "maximum": 31},
-            "month": {"type": "integer", "minimum": 1, "maximum": 12},
-            "year": {"type": "integer", "minimum": 1, "maximum": 9999},
+            **_LOCAL_DATE,
         }
     ),
     "ActiveUsers": _closed(
@@ -121,6 +134,64 @@ _SCHEMAS: Final[dict[str, Any]] = {
                 "items": _ref("ActiveUsersDay"),
                 "description": "Days with at least one active user, newest first.",
             },
+            "success": {"type": "boolean", "enum": [True]},
+        }
+    ),
+    "NewUsersDay": _closed(
+        {
+            "day": {
+                "type": "string",
+                "pattern": ISO_PATTERN,
+                "description": "The day's local midnight in the service's zone, as a UTC toISOString instant.",
+            },
+            "users": {"type": "integer", "minimum": 1},
+        }
+    ),
+    "CountAndVariation": _closed(
+        {
+            "count": {"type": "integer", "minimum": 0},
+            "variation": {"type": "integer", "description": "count minus the compared count (may be negative)."},
+        }
+    ),
+    "NewUsers": _closed(
+        {
+            "days": {"type": "array", "items": _ref("NewUsersDay"), "description": "Newest first, at most D."},
+            "period": _ref("CountAndVariation"),
+            "yesterday": _ref("CountAndVariation"),
+            "success": {"type": "boolean", "enum": [True]},
+        }
+    ),
+    "HourOfDay": _closed(
+        {
+            "users": {"type": "integer", "minimum": 1},
+            "hour": {"type": "integer", "minimum": 0, "maximum": 23},
+            **_LOCAL_DATE,
+        }
+    ),
+    "UsersByTimeOfDay": _closed(
+        {"week": {"type": "array", "items": _ref("HourOfDay")}, "success": {"type": "boolean", "enum": [True]}}
+    ),
+    "HourSlot": _closed(
+        {
+            "users": {"type": "integer", "minimum": 0},
+            "hour": {"type": "integer", "enum": list(range(22, -1, -2)), "description": "Slot of hours h and h+1."},
+        }
+    ),
+    "HourlyData": _closed(
+        {
+            "hours": {"type": "array", "items": _ref("HourSlot"), "minItems": 0, "maxItems": 12},
+            "success": {"type": "boolean", "enum": [True]},
+        }
+    ),
+    "WeekDay": _closed(
+        {
+            "users": {"type": "integer", "minimum": 1},
+            **_LOCAL_DATE,
+        }
+    ),
+    "WeeklyData": _closed(
+        {
+            "month": {"type": "array", "items": _ref("WeekDay"), "maxItems": 8},
             "success": {"type": "boolean", "enum": [True]},
         }
     ),
@@ -177,104 +248,127 @@ _SCHEMAS: Final[dict[str, Any]] = {
 }
 
 
-def document() -> dict[str, Any]:
-    """The OpenAPI document of the API."""
-    guarded: list[dict[str, list[str]]] = [{"userId": [], "authToken": []}]
+def route_paths(app: web.Application) -> dict[str, str]:
+    """The path of every named route of ``app``, by name (the route's ``operationId``)."""
+    return {name: resource.canonical for name, resource in app.router.named_resources().items()}
+
+
+def _data_operation(summary: str, params: list[dict[str, Any]], ok: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "security": [{"userId": [], "authToken": []}],
+        "parameters": params,
+        "responses": {"200": ok, **_guarded_errors()},
+    }
+
+
+def _operations() -> dict[str, dict[str, Any]]:
+    dates = [_date_param("start"), _date_param("end")]
+    start_only = [_date_param("start", hourly=True)]
+    return {
+        **{
+            name: _data_operation(summary, params, _json(schema, answer, _NO_STORE_HEADERS))
+            for name, (summary, params, schema, answer) in {
+                "activeUsers": (
+                    "Users active on each day of the range (Rocket.Chat's engagement dashboard).",
+                    dates,
+                    "ActiveUsers",
+                    "Days with active users, newest first.",
+                ),
+                "newUsers": (
+                    "Users created per day, the period against the previous one, end's day against the day before.",
+                    dates,
+                    "NewUsers",
+                    "New users per day (at most D days), newest first.",
+                ),
+                "usersByTimeOfTheDayInAWeek": (
+                    "Distinct active users of every local hour bucket overlapping [start, end] (exact instants).",
+                    dates,
+                    "UsersByTimeOfDay",
+                    "Hours with active users, newest date first, hour descending.",
+                ),
+                "chatBusierHourlyData": (
+                    "Distinct active users of each two-hour slot of the 24 hours up to start.",
+                    start_only,
+                    "HourlyData",
+                    "12 slots (hour 22, 20, ... 0) once any has users, else none.",
+                ),
+                "chatBusierWeeklyData": (
+                    "Distinct active users of each of the 8 days day(start) - 7 .. day(start).",
+                    start_only,
+                    "WeeklyData",
+                    "Days with active users, newest first.",
+                ),
+            }.items()
+        },
+        "activeUsersSummary": _data_operation(
+            "Exact distinct users of the range and per-day DAU, WAU and MAU.",
+            [
+                *dates,
+                {
+                    "name": "format",
+                    "in": "query",
+                    "required": False,
+                    "description": "json (default) or csv (rows date,dau,wau,mau).",
+                    "schema": {"type": "string", "enum": ["json", "csv"]},
+                },
+            ],
+            {
+                "description": "The summary; CSV when format=csv.",
+                "headers": _NO_STORE_HEADERS,
+                "content": {
+                    JSON: {"schema": _ref("Summary")},
+                    "text/csv": {
+                        "schema": {"type": "string"},
+                        "example": "date,dau,wau,mau\r\n2026-01-01,3,5,9\r\n",
+                    },
+                },
+            },
+        ),
+        "healthz": {"summary": "The process answers.", "responses": {"200": _json("Health", "Up.")}},
+        "readyz": {
+            "summary": "Redis answers and a consumer heartbeat is fresh.",
+            "responses": {
+                "200": _json("Readiness", "Ready."),
+                "503": _json("Readiness", "Not ready; the failing check has ok=false."),
+            },
+        },
+        "metrics": {
+            "summary": "Prometheus metrics (requests by route and status, latency histogram).",
+            "responses": {
+                "200": {
+                    "description": "Text exposition format.",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        },
+        "openapi": {
+            "summary": "This document.",
+            "responses": {
+                "200": {
+                    "description": "OpenAPI 3.0 document.",
+                    "content": {JSON: {"schema": {"type": "object"}}},
+                }
+            },
+        },
+    }
+
+
+def document(paths: Mapping[str, str]) -> dict[str, Any]:
+    """The OpenAPI document of the API whose routes are ``paths`` (name -> path, see :func:`route_paths`).
+
+    Every route must have an operation here (a new one without raises ``KeyError``, which the tests catch).
+    """
+    operations = _operations()
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
             "title": "active-users query API",
             "version": "1.0.0",
-            "description": "Rocket.Chat-compatible engagement-dashboard active-users endpoint and an exact "
+            "description": "Rocket.Chat-compatible engagement-dashboard Users endpoints and an exact "
             "distinct-users summary.",
         },
-        "paths": {
-            "/api/v1/engagement-dashboard/users/active-users": {
-                "get": {
-                    "operationId": "activeUsers",
-                    "summary": "Users active on each day of the range (Rocket.Chat's engagement dashboard).",
-                    "security": guarded,
-                    "parameters": [_date_param("start"), _date_param("end")],
-                    "responses": {
-                        "200": _json("ActiveUsers", "Days with active users, newest first.", _NO_STORE_HEADERS),
-                        **_guarded_errors(),
-                    },
-                }
-            },
-            "/api/v1/active-users/summary": {
-                "get": {
-                    "operationId": "activeUsersSummary",
-                    "summary": "Exact distinct users of the range and per-day DAU, WAU and MAU.",
-                    "security": guarded,
-                    "parameters": [
-                        _date_param("start"),
-                        _date_param("end"),
-                        {
-                            "name": "format",
-                            "in": "query",
-                            "required": False,
-                            "description": "json (default) or csv (rows date,dau,wau,mau).",
-                            "schema": {"type": "string", "enum": ["json", "csv"]},
-                        },
-                    ],
-                    "responses": {
-                        "200": {
-                            "description": "The summary; CSV when format=csv.",
-                            "headers": _NO_STORE_HEADERS,
-                            "content": {
-                                JSON: {"schema": _ref("Summary")},
-                                "text/csv": {
-                                    "schema": {"type": "string"},
-                                    "example": "date,dau,wau,mau\r\n2026-01-01,3,5,9\r\n",
-                                },
-                            },
-                        },
-                        **_guarded_errors(),
-                    },
-                }
-            },
-            "/healthz": {
-                "get": {
-                    "operationId": "healthz",
-                    "summary": "The process answers.",
-                    "responses": {"200": _json("Health", "Up.")},
-                }
-            },
-            "/readyz": {
-                "get": {
-                    "operationId": "readyz",
-                    "summary": "Redis answers and a consumer heartbeat is fresh.",
-                    "responses": {
-                        "200": _json("Readiness", "Ready."),
-                        "503": _json("Readiness", "Not ready; the failing check has ok=false."),
-                    },
-                }
-            },
-            "/metrics": {
-                "get": {
-                    "operationId": "metrics",
-                    "summary": "Prometheus metrics (requests by route and status, latency histogram).",
-                    "responses": {
-                        "200": {
-                            "description": "Text exposition format.",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        }
-                    },
-                }
-            },
-            "/api/openapi.json": {
-                "get": {
-                    "operationId": "openapi",
-                    "summary": "This document.",
-                    "responses": {
-                        "200": {
-                            "description": "OpenAPI 3.0 document.",
-                            "content": {JSON: {"schema": {"type": "object"}}},
-                        }
-                    },
-                }
-            },
-        },
+        "paths": {path: {"get": {"operationId": name, **operations[name]}} for name, path in paths.items()},
         "components": {
             "securitySchemes": {
                 "userId": {

@@ -19,8 +19,8 @@ import urllib.error
 import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -56,12 +56,15 @@ def generate(
     days: int = 40,
     malformed_share: float = 0.0,
     avoid_days_ago: tuple[float, float] | None = None,
+    also_avoid: tuple[tuple[float, float], ...] = (),
 ) -> list[Sent]:
     """A reproducible stream: logins/activity over ``days`` before ``now_ms``, some creations, anonymous users,
     unknown types, epoch-ms and offset timestamps, and optionally malformed records.
 
     ``avoid_days_ago`` keeps timestamps out of a band (in days before ``now_ms``), e.g. around the retention
-    cut-off, where the consumer's clock and the oracle's could disagree by the seconds between them."""
+    cut-off, where the consumer's clock and the oracle's could disagree by the seconds between them;
+    ``also_avoid`` adds more such bands (another retention's cut-off)."""
+    bands = ((avoid_days_ago,) if avoid_days_ago else ()) + also_avoid
     rng = random.Random(seed)
     sent: list[Sent] = []
     for i in range(count):
@@ -71,7 +74,7 @@ def generate(
             continue
         user = f"user{rng.randrange(users):05d}"
         ts = now_ms - rng.randrange(days * DAY_MS)
-        while avoid_days_ago and avoid_days_ago[0] * DAY_MS <= now_ms - ts <= avoid_days_ago[1] * DAY_MS:
+        while any(low * DAY_MS <= now_ms - ts <= high * DAY_MS for low, high in bands):
             ts = now_ms - rng.randrange(days * DAY_MS)
         kind = rng.choices(["login", "activity", "logout", "user.created", "message.sent"], [30, 50, 8, 5, 7])[0]
         event: dict[str, Any] = {"type": kind, "userId": user}
@@ -114,11 +117,25 @@ def _ts_ms(value: Any) -> int:
     return round(datetime.fromisoformat(value).timestamp() * 1000)
 
 
-def oracle(
-    events: Iterable[dict[str, Any] | None], keys: KeySchema, zone: ZoneInfo, now_ms: int, retention_days: int
-) -> dict[str, set[str]]:
-    """Expected bucket keys and members for the events (anonymous, unknown and expired ones left out)."""
-    expected: dict[str, set[str]] = defaultdict(set)
+@dataclass
+class Activity:
+    """The expected content of the buckets, by local day and (day, hour): what the consumer must have stored."""
+
+    days: dict[date, set[str]] = field(default_factory=lambda: defaultdict(set))
+    hours: dict[tuple[date, int], set[str]] = field(default_factory=lambda: defaultdict(set))
+    created: dict[date, set[str]] = field(default_factory=lambda: defaultdict(set))
+
+
+def activity(
+    events: Iterable[dict[str, Any] | None],
+    zone: ZoneInfo,
+    now_ms: int,
+    retention_days: int,
+    hour_retention_days: int | None = None,
+) -> Activity:
+    """Expected buckets for the events (anonymous, unknown and expired ones left out; hour buckets also left out
+    once ``hour_retention_days`` after their day, when given)."""
+    expected = Activity()
     for event in events:
         if event is None or event["type"] not in {"login", "activity", "logout", "user.created"}:
             continue
@@ -131,11 +148,24 @@ def oracle(
         if (day_end + retention_days * 86_400) * 1000 <= now_ms:
             continue
         if event["type"] == "user.created":
-            expected[keys.new_users(day)].add(event["userId"])
-        else:
-            expected[keys.day(day)].add(event["userId"])
-            expected[keys.hour(day, local.hour)].add(event["userId"])
-    return dict(expected)
+            expected.created[day].add(event["userId"])
+            continue
+        expected.days[day].add(event["userId"])
+        if hour_retention_days is None or (day_end + hour_retention_days * 86_400) * 1000 > now_ms:
+            expected.hours[(day, local.hour)].add(event["userId"])
+    return expected
+
+
+def oracle(
+    events: Iterable[dict[str, Any] | None], keys: KeySchema, zone: ZoneInfo, now_ms: int, retention_days: int
+) -> dict[str, set[str]]:
+    """Expected bucket keys and members for the events (anonymous, unknown and expired ones left out)."""
+    found = activity(events, zone, now_ms, retention_days)
+    return {
+        **{keys.new_users(day): users for day, users in found.created.items()},
+        **{keys.day(day): users for day, users in found.days.items()},
+        **{keys.hour(day, hour): users for (day, hour), users in found.hours.items()},
+    }
 
 
 def bucket_state(client: Any, keys: KeySchema) -> dict[str, set[str]]:

@@ -24,7 +24,11 @@ def requested_days(request: web.Request, start: str, end: str) -> tuple[date, da
     return day_range(start, end, request.app[SETTINGS].zone)
 
 
-def stored_days(request: web.Request, first: date, last: date) -> list[date]:
-    """The days of ``first..last`` that can hold data now: inside retention, not in the future; oldest first."""
+def stored_days(request: web.Request, first: date, last: date, *, hours: bool = False) -> list[date]:
+    """The days of ``first..last`` that can hold data now: inside retention, not in the future; oldest first.
+
+    ``hours``: the days whose hour sets can hold data (``HOUR_RETENTION_DAYS`` instead of ``RETENTION_DAYS``).
+    """
     settings = request.app[SETTINGS]
-    return clip_days(first, last, now_ms(request.app), settings.zone, settings.retention_days)
+    retention = settings.hour_retention_days if hours else settings.retention_days
+    return clip_days(first, last, now_ms(request.app), settings.zone, retention)

@@ -1,4 +1,10 @@
-"""``GET /api/v1/engagement-dashboard/users/active-users``: Rocket.Chat's endpoint, byte for byte."""
+"""The engagement dashboard's Users tab, ``GET /api/v1/engagement-dashboard/users/*``: Rocket.Chat's five
+endpoints, byte for byte.
+
+Every handler runs the same guarded validation, clips what it asks Redis to the buckets that can hold data
+(inside retention, not in the future), counts with ``SCARD`` (members only for active-users' ``usersList``) and
+shapes the answer with the pure functions of :mod:`api.dashboard`.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,29 @@ from typing import Final
 
 from aiohttp import web
 
-from api.dates import DATE_PARAMS
+from activeusers.days import hours_overlapping, hours_starting_in
+from api.dashboard import (
+    by_time_of_day_answer,
+    hourly_answer,
+    hourly_window,
+    new_users_answer,
+    new_users_window,
+    slot_groups,
+    weekly_answer,
+    weekly_days,
+)
+from api.dates import DATE_PARAMS, START_PARAMS, iso_ms
 from api.dayreads import day_fragments
-from api.responses import json_bytes_response
+from api.responses import json_bytes_response, json_response
 from api.routes.common import authorized_query, requested_days, stored_days
-from api.state import DAY_CACHE, READER
+from api.state import DAY_CACHE, READER, SETTINGS
 
-PATH: Final = "/api/v1/engagement-dashboard/users/active-users"
+PREFIX: Final = "/api/v1/engagement-dashboard/users/"
+ACTIVE_USERS: Final = PREFIX + "active-users"
+NEW_USERS: Final = PREFIX + "new-users"
+BY_TIME_OF_DAY: Final = PREFIX + "users-by-time-of-the-day-in-a-week"
+HOURLY: Final = PREFIX + "chat-busier/hourly-data"
+WEEKLY: Final = PREFIX + "chat-busier/weekly-data"
 
 
 async def active_users(request: web.Request) -> web.Response:
@@ -30,3 +52,47 @@ async def active_users(request: web.Request) -> web.Response:
         pieces.pop()
     pieces.append(b'],"success":true}')
     return json_bytes_response(b"".join(pieces))
+
+
+async def new_users(request: web.Request) -> web.Response:
+    """Users created per day of the range (at most ``D`` days), the period's total against the previous period's,
+    and ``end``'s day against the day before."""
+    query = await authorized_query(request, DATE_PARAMS)
+    zone = request.app[SETTINGS].zone
+    window = new_users_window(iso_ms(query["start"]), iso_ms(query["end"]), zone)
+    counts = {}
+    if window.limit > 0:
+        counts = await request.app[READER].new_user_counts(stored_days(request, window.oldest, window.last))
+    return json_response(new_users_answer(window, counts, zone))
+
+
+async def users_by_time_of_day(request: web.Request) -> web.Response:
+    """Distinct active users of every local hour bucket overlapping ``[start, end]`` that had any."""
+    query = await authorized_query(request, DATE_PARAMS)
+    start_ms, end_ms = iso_ms(query["start"]), iso_ms(query["end"])
+    counts = {}
+    if start_ms <= end_ms:
+        first, last = requested_days(request, query["start"], query["end"])
+        days = stored_days(request, first, last, hours=True)
+        spans = hours_overlapping(days, start_ms, end_ms, request.app[SETTINGS].zone)
+        counts = await request.app[READER].hour_counts([(span.day, span.hour) for span in spans])
+    return json_response(by_time_of_day_answer(counts))
+
+
+async def hourly_data(request: web.Request) -> web.Response:
+    """Distinct active users of each two-hour slot of the 24 hour buckets up to ``start``."""
+    query = await authorized_query(request, START_PARAMS)
+    zone = request.app[SETTINGS].zone
+    after, until, first, last = hourly_window(iso_ms(query["start"]), zone)
+    spans = hours_starting_in(stored_days(request, first, last, hours=True), after, until, zone)
+    # One round trip: each slot's union size, made in Redis (the buckets without data count nothing).
+    slot_users = await request.app[READER].hour_union_counts(slot_groups(spans))
+    return json_response(hourly_answer(slot_users))
+
+
+async def weekly_data(request: web.Request) -> web.Response:
+    """Distinct active users of each of the 8 days ``day(start) - 7 .. day(start)`` that had any."""
+    query = await authorized_query(request, START_PARAMS)
+    first, last = weekly_days(iso_ms(query["start"]), request.app[SETTINGS].zone)
+    counts = await request.app[READER].cardinalities(stored_days(request, first, last))
+    return json_response(weekly_answer(counts))

@@ -18,9 +18,15 @@ from activeusers.days import (
     day_expiry_s,
     day_of,
     day_start_ms,
+    days_before,
     days_between,
+    hour_spans,
+    hours_overlapping,
+    hours_starting_in,
     local_datetime,
+    moment_day_diff,
     retained_days,
+    utc_offset_ms,
 )
 
 HOUR_MS = 3_600_000
@@ -522,3 +528,183 @@ def test_bucket_equals_local_date_and_hour(case: tuple[str, int]) -> None:
         assert zone in {"America/St_Johns", "America/Goose_Bay", "Canada/Newfoundland"}, (zone, epoch_ms)
         assert epoch_ms - end < HOUR_MS
         assert day_of(end, tz) == want[0] + timedelta(days=1)
+
+
+# --- hour buckets ---------------------------------------------------------------------------------------------
+
+BERLIN = ZoneInfo("Europe/Berlin")
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+@pytest.mark.parametrize(
+    ("zone", "day", "hours", "long_hour", "first_ms"),
+    [
+        ("UTC", date(2026, 3, 15), list(range(24)), None, ms("2026-03-15T00:00:00+00:00")),
+        # Spring forward 02:00 -> 03:00: no hour 2; hour 3 starts right after hour 1.
+        ("Europe/Berlin", date(2023, 3, 26), [0, 1, *range(3, 24)], None, ms("2023-03-26T00:00:00+01:00")),
+        # Fall back 03:00 -> 02:00: hour 2 is one bucket of two real hours.
+        ("Europe/Berlin", date(2023, 10, 29), list(range(24)), 2, ms("2023-10-29T00:00:00+02:00")),
+        ("America/New_York", date(2026, 3, 8), [0, 1, *range(3, 24)], None, ms("2026-03-08T00:00:00-05:00")),
+        ("America/New_York", date(2026, 11, 1), list(range(24)), 1, ms("2026-11-01T00:00:00-04:00")),
+        ("Asia/Kolkata", date(2024, 2, 29), list(range(24)), None, ms("2024-02-29T00:00:00+05:30")),
+    ],
+)
+def test_hour_spans_of_a_day(zone, day, hours, long_hour, first_ms):
+    spans = hour_spans(day, ZoneInfo(zone))
+    assert [s.hour for s in spans] == hours
+    assert spans[0].start_ms == first_ms
+    assert spans[-1].end_ms == day_end_ms(day, ZoneInfo(zone))
+    for before, after in itertools.pairwise(spans):
+        assert before.end_ms == after.start_ms
+    for span in spans:
+        assert span.day == day
+        assert span.end_ms - span.start_ms == (2 if span.hour == long_hour else 1) * HOUR_MS
+
+
+@pytest.mark.parametrize("zone", INTERESTING_ZONES)
+@pytest.mark.parametrize("year", [2023, 2026])
+def test_hour_spans_agree_with_the_consumers_bucketing(zone, year):
+    """Every 15-minute slot of every transition day of the year (and of its first day) lies in the span of the
+    bucket the consumer writes it to."""
+    tz = ZoneInfo(zone)
+    bucketer = Bucketer(tz)
+    day = date(year, 1, 1)
+    while day.year == year:
+        start, end = day_start_ms(day, tz), day_end_ms(day, tz)
+        if day.timetuple().tm_yday > 1 and end - start == DAY_MS and offset_at(start, tz) == offset_at(end - 1, tz):
+            day += timedelta(days=1)
+            continue
+        spans = {s.hour: s for s in hour_spans(day, tz)}
+        for slot in range(day_start_ms(day, tz), day_end_ms(day, tz), SLOT_MS):
+            bucket_day, hour = bucketer.bucket(slot)
+            assert bucket_day == day
+            assert spans[hour].start_ms <= slot < spans[hour].end_ms, (zone, day, hour)
+        day += timedelta(days=1)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [
+        # Inclusive at both ends: a bucket starting exactly at end counts, one ending exactly at start does not.
+        ("2026-03-15T10:30:00+00:00", "2026-03-15T12:00:00+00:00", [(15, 10), (15, 11), (15, 12)]),
+        ("2026-03-15T10:00:00+00:00", "2026-03-15T10:00:00+00:00", [(15, 10)]),
+        ("2026-03-15T09:00:00+00:00", "2026-03-15T09:59:59.999+00:00", [(15, 9)]),
+        ("2026-03-14T23:59:59.999+00:00", "2026-03-15T00:00:00+00:00", [(14, 23), (15, 0)]),
+        ("2026-03-15T12:00:00+00:00", "2026-03-15T11:00:00+00:00", []),
+    ],
+)
+def test_hours_overlapping_a_closed_interval(start, end, expected):
+    days = [date(2026, 3, 14), date(2026, 3, 15)]
+    spans = hours_overlapping(days, ms(start), ms(end), ZoneInfo("UTC"))
+    assert [(s.day.day, s.hour) for s in spans] == expected
+
+
+def test_hours_overlapping_the_repeated_hour_in_its_second_occurrence():
+    # 02:30 CET is the second 02:xx of 2023-10-29 in Berlin: still bucket 2, which overlaps alone.
+    spans = hours_overlapping(
+        [date(2023, 10, 29)], ms("2023-10-29T02:30:00+01:00"), ms("2023-10-29T02:40:00+01:00"), BERLIN
+    )
+    assert [s.hour for s in spans] == [2]
+
+
+@pytest.mark.parametrize(
+    ("zone", "until", "expected"),
+    [
+        # The end of a plain day: that day's 24 hours.
+        ("UTC", "2026-03-15T23:59:59.999+00:00", [(date(2026, 3, 15), h) for h in range(24)]),
+        # Mid-day: yesterday 13..23 and today 0..12 (a bucket starting exactly at start counts).
+        (
+            "UTC",
+            "2026-03-15T12:00:00+00:00",
+            [(date(2026, 3, 14), h) for h in range(13, 24)] + [(date(2026, 3, 15), h) for h in range(13)],
+        ),
+        # The end of a 23-hour day: its 23 buckets and the previous day's last hour.
+        (
+            "Europe/Berlin",
+            "2023-03-26T23:59:59.999+02:00",
+            [(date(2023, 3, 25), 23)] + [(date(2023, 3, 26), h) for h in (0, 1, *range(3, 24))],
+        ),
+        # The end of a 25-hour day: 24 hours back do not reach its hour 0.
+        ("Europe/Berlin", "2023-10-29T23:59:59.999+01:00", [(date(2023, 10, 29), h) for h in range(1, 24)]),
+        ("America/New_York", "2026-11-01T23:59:59.999-05:00", [(date(2026, 11, 1), h) for h in range(1, 24)]),
+        # Year end.
+        (
+            "UTC",
+            "2027-01-01T00:59:59.999+00:00",
+            [(date(2026, 12, 31), h) for h in range(1, 24)] + [(date(2027, 1, 1), 0)],
+        ),
+    ],
+)
+def test_hours_starting_in_the_24_hours_up_to_an_instant(zone, until, expected):
+    tz = ZoneInfo(zone)
+    end = ms(until)
+    days = days_between(day_of(end - DAY_MS, tz), day_of(end, tz))
+    assert [(s.day, s.hour) for s in hours_starting_in(days, end - DAY_MS, end, tz)] == expected
+
+
+# --- moment's whole-day diff ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("zone", "start", "end", "days"),
+    [
+        ("UTC", "2023-02-01T00:00:00+00:00", "2023-02-01T00:00:00+00:00", 0),
+        ("UTC", "2023-02-01T00:00:00+00:00", "2023-02-01T23:59:59.999+00:00", 0),
+        ("UTC", "2023-02-01T00:00:00+00:00", "2023-02-02T00:00:00+00:00", 1),
+        ("UTC", "2023-02-01T12:00:00+00:00", "2023-02-03T06:00:00+00:00", 1),
+        ("UTC", "2023-01-10T00:00:00+00:00", "2023-02-09T23:59:59.999+00:00", 30),
+        # Reversed: truncated toward zero, so up to a day back is 0.
+        ("UTC", "2023-02-05T10:00:00+00:00", "2023-02-05T09:00:00+00:00", 0),
+        ("UTC", "2023-02-05T10:00:00+00:00", "2023-02-04T09:00:00+00:00", -1),
+        ("UTC", "2023-02-05T10:00:00+00:00", "2023-02-03T10:00:00+00:00", -2),
+        # Leap day and year end.
+        ("UTC", "2024-02-28T00:00:00+00:00", "2024-03-01T00:00:00+00:00", 2),
+        ("UTC", "2023-12-31T00:00:00+00:00", "2024-01-01T00:00:00+00:00", 1),
+        # DST: 47 and 49 real hours between local midnights are 2 days; 23 real hours across spring forward
+        # from noon to noon are a day.
+        ("Europe/Berlin", "2023-03-25T00:00:00+01:00", "2023-03-27T00:00:00+02:00", 2),
+        ("Europe/Berlin", "2023-10-28T00:00:00+02:00", "2023-10-30T00:00:00+01:00", 2),
+        ("Europe/Berlin", "2023-03-25T12:00:00+01:00", "2023-03-26T12:00:00+02:00", 1),
+        ("America/New_York", "2026-03-07T12:00:00-05:00", "2026-03-08T11:59:59.999-04:00", 0),
+        ("America/New_York", "2026-10-31T12:00:00-04:00", "2026-11-01T12:00:00-05:00", 1),
+        ("America/New_York", "2026-10-31T12:00:00-04:00", "2026-11-01T11:59:59.999-05:00", 0),
+    ],
+)
+def test_moment_day_diff(zone, start, end, days):
+    assert moment_day_diff(ms(start), ms(end), ZoneInfo(zone)) == days
+
+
+@pytest.mark.parametrize(
+    ("zone", "instant", "offset_h"),
+    [
+        ("UTC", "2026-03-15T00:00:00+00:00", 0),
+        ("Europe/Berlin", "2023-03-26T00:59:59.999+00:00", 1),
+        ("Europe/Berlin", "2023-03-26T01:00:00+00:00", 2),
+        ("America/New_York", "2026-11-01T06:00:00+00:00", -5),
+        ("America/New_York", "2026-11-01T05:59:59.999+00:00", -4),
+        ("Asia/Kolkata", "2026-01-01T00:00:00+00:00", 5.5),
+    ],
+)
+def test_utc_offset_ms(zone, instant, offset_h):
+    assert utc_offset_ms(ms(instant), ZoneInfo(zone)) == int(offset_h * HOUR_MS)
+
+
+@pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "Etc/GMT+12", "Asia/Kolkata", "UTC"])
+def test_utc_offset_of_instants_beyond_the_calendar(zone):
+    # Year 0000 and 9999-12-31 in any zone: valid dates of the API, outside what datetime holds locally.
+    for instant in (-62_167_219_200_000, 253_402_300_799_999):
+        assert abs(utc_offset_ms(instant, ZoneInfo(zone))) <= 15 * HOUR_MS
+
+
+@pytest.mark.parametrize(
+    ("day", "count", "expected"),
+    [
+        (date(2024, 3, 1), 1, date(2024, 2, 29)),
+        (date(2024, 1, 1), 8, date(2023, 12, 24)),
+        (date(2024, 1, 1), -1, date(2024, 1, 2)),
+        (date(1, 1, 3), 10**9, date.min),
+        (date(9999, 12, 30), -(10**9), date.max),
+    ],
+)
+def test_days_before(day, count, expected):
+    assert days_before(day, count) == expected

@@ -14,7 +14,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 import redis.client
-from buckets import add_active, add_created, members
+from buckets import members
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -86,11 +86,11 @@ def test_buckets_start_empty() -> None:
 
 def test_buckets_accumulate_distinct_users() -> None:
     buckets = Buckets()
-    add_active(buckets, DAY, 9, "alice", 1_000)
-    add_active(buckets, DAY, 9, "alice", 3_000)  # same user, same hour: nothing new
-    add_active(buckets, DAY, 10, "alice", 2_000)  # same day, another hour
-    add_active(buckets, DAY, 9, "bob", 500)
-    add_active(buckets, DAY + timedelta(days=1), 0, "bob", 4_000)
+    buckets.add_active(DAY, 9, "alice", 1_000)
+    buckets.add_active(DAY, 9, "alice", 3_000)  # same user, same hour: nothing new
+    buckets.add_active(DAY, 10, "alice", 2_000)  # same day, another hour
+    buckets.add_active(DAY, 9, "bob", 500)
+    buckets.add_active(DAY + timedelta(days=1), 0, "bob", 4_000)
     assert buckets
     assert dict(buckets.days) == {DAY: {"alice", "bob"}, DAY + timedelta(days=1): {"bob"}}
     assert dict(buckets.hours) == {
@@ -105,8 +105,8 @@ def test_buckets_accumulate_distinct_users() -> None:
 
 def test_buckets_created_only() -> None:
     buckets = Buckets()
-    add_created(buckets, DAY, "carol", 7)
-    add_created(buckets, DAY, "carol", 5)
+    buckets.add_created(DAY, "carol", 7)
+    buckets.add_created(DAY, "carol", 5)
     assert buckets  # a batch of only user.created events still has something to write
     assert dict(buckets.created) == {DAY: {"carol"}}
     assert not buckets.days
@@ -117,14 +117,14 @@ def test_buckets_created_only() -> None:
 def test_buckets_members_counts_every_addition() -> None:
     buckets = Buckets()
     for i in range(5):
-        add_active(buckets, DAY, i, f"u{i}", i)
-    add_created(buckets, DAY, "u0", 0)
+        buckets.add_active(DAY, i, f"u{i}", i)
+    buckets.add_created(DAY, "u0", 0)
     assert members(buckets) == 5 + 5 + 1
 
 
 def test_buckets_do_not_share_state() -> None:
     first, second = Buckets(), Buckets()
-    add_active(first, DAY, 1, "u", 1)
+    first.add_active(DAY, 1, "u", 1)
     assert not second
     assert second.days == {}
 
@@ -134,10 +134,10 @@ def test_buckets_do_not_share_state() -> None:
 
 def test_write_stores_members_and_expiry(writer: ActivityWriter, client: fakeredis.FakeRedis) -> None:
     buckets = Buckets()
-    add_active(buckets, DST_DAY, 1, "alice", 1)
-    add_active(buckets, DST_DAY, 3, "bob", 2)
-    add_active(buckets, DAY, 12, "alice", 3)
-    add_created(buckets, DST_DAY, "bob", 2)
+    buckets.add_active(DST_DAY, 1, "alice", 1)
+    buckets.add_active(DST_DAY, 3, "bob", 2)
+    buckets.add_active(DAY, 12, "alice", 3)
+    buckets.add_created(DST_DAY, "bob", 2)
     writer.write(buckets)
 
     zone = SETTINGS.zone
@@ -162,11 +162,11 @@ def test_write_stores_members_and_expiry(writer: ActivityWriter, client: fakered
 
 def test_write_is_idempotent_and_additive(writer: ActivityWriter, client: fakeredis.FakeRedis) -> None:
     first = Buckets()
-    add_active(first, DAY, 5, "alice", 1)
+    first.add_active(DAY, 5, "alice", 1)
     writer.write(first)
     writer.write(first)
     second = Buckets()
-    add_active(second, DAY, 5, "bob", 2)
+    second.add_active(DAY, 5, "bob", 2)
     writer.write(second)
     assert client.smembers(KEYS.day(DAY)) == {"alice", "bob"}
     assert client.smembers(KEYS.hour(DAY, 5)) == {"alice", "bob"}
@@ -177,7 +177,7 @@ def test_expiry_is_sent_once_then_refreshed(client: fakeredis.FakeRedis) -> None
     now = [1000.0]
     writer = ActivityWriter(client, KEYS, SETTINGS, clock=lambda: now[0])
     batch = Buckets()
-    add_active(batch, DAY, 5, "alice", 1)
+    batch.add_active(DAY, 5, "alice", 1)
     writer.write(batch)
     assert client.expiretime(KEYS.day(DAY)) == day_expiry_s(DAY, SETTINGS.zone, 400)
     client.persist(KEYS.day(DAY))  # as after a restart without persistence: the key lost its expiry
@@ -192,7 +192,7 @@ def test_expiry_is_sent_once_then_refreshed(client: fakeredis.FakeRedis) -> None
 def test_expiry_is_not_remembered_when_the_write_failed(server: fakeredis.FakeServer, client) -> None:
     writer = ActivityWriter(client, KEYS, SETTINGS, clock=lambda: 1000.0)
     batch = Buckets()
-    add_active(batch, DAY, 5, "alice", 1)
+    batch.add_active(DAY, 5, "alice", 1)
     server.connected = False
     with pytest.raises(StoreUnavailable):
         writer.write(batch)
@@ -208,8 +208,8 @@ def test_write_of_nothing_writes_nothing(writer: ActivityWriter, client: fakered
 
 def test_write_of_an_expired_day_leaves_nothing(writer: ActivityWriter, client: fakeredis.FakeRedis) -> None:
     buckets = Buckets()
-    add_active(buckets, date(2000, 1, 1), 0, "late", 1)
-    add_created(buckets, date(2000, 1, 1), "late", 1)
+    buckets.add_active(date(2000, 1, 1), 0, "late", 1)
+    buckets.add_created(date(2000, 1, 1), "late", 1)
     writer.write(buckets)
     assert client.keys("*") == []
 
@@ -229,8 +229,8 @@ def test_write_chunks_large_sets(
     users = {f"user-{i}" for i in range(SADD_CHUNK * 2 + 1)}
     buckets = Buckets()
     for user in users:
-        add_active(buckets, DAY, 0, user, 1)
-    add_created(buckets, DAY, "one", 1)
+        buckets.add_active(DAY, 0, user, 1)
+    buckets.add_created(DAY, "one", 1)
     writer.write(buckets)
 
     day_calls = sorted(n for key, n in calls if key == KEYS.day(DAY))
@@ -263,7 +263,7 @@ def test_write_chunk_sizes(
     monkeypatch.setattr(store, "pack_command", spy)
     buckets = Buckets()
     for i in range(count):
-        add_active(buckets, DAY, 0, f"u{i}", 1)
+        buckets.add_active(DAY, 0, f"u{i}", 1)
     writer.write(buckets)
     assert len(calls) == expected_calls
     assert sum(calls) == count
@@ -305,7 +305,7 @@ def test_writer_errors_become_store_unavailable() -> None:
     dead = redis.Redis(host="127.0.0.1", port=closed_port(), socket_connect_timeout=0.2, retry=NO_RETRY)
     writer = ActivityWriter(dead, KEYS, SETTINGS)
     buckets = Buckets()
-    add_active(buckets, DAY, 0, "u", 1)
+    buckets.add_active(DAY, 0, "u", 1)
     with pytest.raises(StoreUnavailable, match="Redis write failed") as caught:
         writer.write(buckets)
     assert isinstance(caught.value.__cause__, redis.ConnectionError)
@@ -320,7 +320,7 @@ def test_writer_maps_server_errors(server: fakeredis.FakeServer, client: fakered
     client.set(KEYS.day(DAY), "not a set")  # WRONGTYPE on SADD
     writer = ActivityWriter(client, KEYS, SETTINGS)
     buckets = Buckets()
-    add_active(buckets, DAY, 0, "u", 1)
+    buckets.add_active(DAY, 0, "u", 1)
     with pytest.raises(StoreUnavailable):
         writer.write(buckets)
     server.connected = False
@@ -340,7 +340,7 @@ async def test_active_users_across_many_chunks(
         if i % 3:
             continue  # every third day has data, the others have no key at all
         for user in range(i % 7 + 1):
-            add_active(buckets, day, 0, f"u{user}", 1)
+            buckets.add_active(day, 0, f"u{user}", 1)
     writer.write(buckets)
 
     found = await reader.active_users(days)

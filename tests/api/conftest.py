@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 import redis
 from aiohttp.test_utils import TestClient
-from buckets import add_active
 
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
@@ -104,7 +103,30 @@ def seed(base_settings: Settings, redis_client: redis.Redis) -> Callable[[Mappin
         buckets = Buckets()
         for day, users in days.items():
             for user in users:
-                add_active(buckets, day, 12, user, NOW_MS)
+                buckets.add_active(day, 12, user, NOW_MS)
+        ActivityWriter(redis_client, KeySchema(settings.redis_key_prefix, zone), settings).write(buckets)
+
+    return store
+
+
+@pytest.fixture
+def seed_users(base_settings: Settings, redis_client: redis.Redis) -> Callable[..., None]:
+    """``seed_users(active={(day, hour): users}, created={day: users}, zone=...)``: store hour sets (and their
+    day sets) and new-user sets with the consumer's real writer (long retention, as ``seed``)."""
+
+    def store(
+        active: Mapping[tuple[date, int], Iterable[str]] = {},
+        created: Mapping[date, Iterable[str]] = {},
+        zone: str = "UTC",
+    ) -> None:
+        settings = replace(base_settings, activity_timezone=zone, retention_days=5000, hour_retention_days=5000)
+        buckets = Buckets()
+        for (day, hour), users in active.items():
+            for user in users:
+                buckets.add_active(day, hour, user, NOW_MS)
+        for day, users in created.items():
+            for user in users:
+                buckets.add_created(day, user, NOW_MS)
         ActivityWriter(redis_client, KeySchema(settings.redis_key_prefix, zone), settings).write(buckets)
 
     return store

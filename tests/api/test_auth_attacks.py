@@ -15,6 +15,8 @@ import pytest
 
 from activeusers.keys import KeySchema
 from activeusers.logs import JsonFormatter
+from activeusers.settings import Settings
+from api.app import create_app
 from api.auth import VIEW_ENGAGEMENT_DASHBOARD
 from api.httplog import MALFORMED
 from api.state import TOKENS
@@ -22,6 +24,12 @@ from api.tokens import hash_token
 
 PATH = "/api/v1/engagement-dashboard/users/active-users"
 SUMMARY = "/api/v1/active-users/summary"
+# The operational endpoints are public by design; every other route of the app is a data route and must demand a
+# token. The data routes are read from the router, so a route added without authentication fails these tests.
+PUBLIC = frozenset({"/healthz", "/readyz", "/metrics", "/api/openapi.json"})
+DATA_PATHS = sorted(
+    {r.resource.canonical for r in create_app(Settings()).router.routes() if r.resource is not None} - PUBLIC
+)
 QUERY = "?start=2026-03-01T00:00:00.000Z&end=2026-03-15T00:00:00.000Z"
 UNAUTHORIZED = (
     b'{"success":false,"error":"You must be logged in to do this.","status":"error",'
@@ -142,7 +150,8 @@ def assert_raw_401(answer: bytes) -> None:
     ids=["none", "id-only", "token-only", "empty", "blank", "misspelled", "bearer", "cookie"],
 )
 async def test_missing_or_empty_credentials(api, headers):
-    for path in (PATH, SUMMARY):
+    assert len(DATA_PATHS) >= 6 and PATH in DATA_PATHS
+    for path in DATA_PATHS:
         await assert_401(await api.get(path + QUERY, headers))
 
 
@@ -182,7 +191,8 @@ async def test_another_users_token(api, admin):
     assert (await api.get(PATH + QUERY, other)).status == 200
     await assert_401(await api.get(PATH + QUERY, {"X-User-Id": ADMIN_ID, "X-Auth-Token": other["X-Auth-Token"]}))
     await assert_401(await api.get(PATH + QUERY, {"X-User-Id": OTHER, "X-Auth-Token": admin["X-Auth-Token"]}))
-    await assert_401(await api.get(SUMMARY + QUERY, {"X-User-Id": OTHER, "X-Auth-Token": admin["X-Auth-Token"]}))
+    for path in DATA_PATHS:
+        await assert_401(await api.get(path + QUERY, {"X-User-Id": OTHER, "X-Auth-Token": admin["X-Auth-Token"]}))
 
 
 async def test_revoked_token(api, admin):
@@ -190,8 +200,8 @@ async def test_revoked_token(api, admin):
     assert (await api.get(PATH + QUERY, admin)).status == 200
     (record,) = [r for r in await store.all() if r.user_id == ADMIN_ID]
     assert await store.revoke(record.id)
-    await assert_401(await api.get(PATH + QUERY, admin))
-    await assert_401(await api.get(SUMMARY + QUERY, admin))
+    for path in DATA_PATHS:
+        await assert_401(await api.get(path + QUERY, admin))
 
 
 async def test_every_token_of_a_revoked_user(api):
@@ -203,9 +213,11 @@ async def test_every_token_of_a_revoked_user(api):
 
 async def test_token_without_the_permission_is_403_even_with_bad_dates(api):
     headers = await api.token("viewer-3", permissions=())
-    for path in (PATH + QUERY, PATH + "?start=bad", SUMMARY + "?format=xml", PATH):
-        answer = await api.get(path, headers)
-        assert (answer.status, answer.body) == (403, FORBIDDEN)
+    queries = (QUERY, "?start=bad", "?end=bad&start=bad&format=xml", "")
+    for path in DATA_PATHS:
+        for query in queries:
+            answer = await api.get(path + query, headers)
+            assert (answer.status, answer.body) == (403, FORBIDDEN)
 
 
 @pytest.mark.parametrize("junk", JUNK)
@@ -215,7 +227,8 @@ async def test_injection_shaped_values(api, admin, junk):
         {"X-User-Id": ADMIN_ID, "X-Auth-Token": junk},
         {"X-User-Id": junk, "X-Auth-Token": admin["X-Auth-Token"]},
     ):
-        await assert_401(await api.get(PATH + QUERY, headers))
+        for path in DATA_PATHS:
+            await assert_401(await api.get(path + QUERY, headers))
 
 
 async def test_non_ascii_values(api, admin):
@@ -305,7 +318,8 @@ async def test_tokens_never_reach_logs_or_metrics(api, admin, captured):
     secrets = [h["X-Auth-Token"] for h in (admin, other, viewer)]
     user_ids = [ADMIN_ID, OTHER, "viewer-3"]
     # Valid requests, every error status of the data endpoints, and a few attacks.
-    for path in (PATH + QUERY, SUMMARY + QUERY, SUMMARY + QUERY + "&format=csv", PATH + "?start=x", PATH):
+    paths = [path + query for path in DATA_PATHS for query in (QUERY, "?start=x", "")]
+    for path in (*paths, SUMMARY + QUERY + "&format=csv"):
         for headers in (admin, other, viewer, {"X-User-Id": OTHER, "X-Auth-Token": secrets[0]}, {}):
             assert (await api.get(path, headers)).status < 500
     for junk in JUNK[:8]:

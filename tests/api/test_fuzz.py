@@ -24,7 +24,6 @@ import redis
 import requests
 import schemathesis
 from aiohttp import web
-from buckets import add_active
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -56,11 +55,21 @@ CHECKS = [
 ]
 NOW = datetime(2026, 3, 15, 12, tzinfo=UTC)  # as in conftest
 NOW_MS = int(NOW.timestamp() * 1000)
-# Per operation, generation mode and credentials: 2 data operations x 2 modes x 4 credential variants x 80, plus
+# Per operation, generation mode and credentials: 6 data operations x 2 modes x 4 credential variants x 50, plus
 # one request each for the 4 operations without parameters (hypothesis stops once it has tried their only case).
-EXAMPLES = 80
+# 50 keeps the run near two minutes on CI's two cores (schemathesis spends ~40 ms of its own per case).
+EXAMPLES = 50
 MIN_REQUESTS = 1000
-DATA_OPERATIONS = frozenset({"activeUsers", "activeUsersSummary"})
+DATA_OPERATIONS = frozenset(
+    {
+        "activeUsers",
+        "newUsers",
+        "usersByTimeOfTheDayInAWeek",
+        "chatBusierHourlyData",
+        "chatBusierWeeklyData",
+        "activeUsersSummary",
+    }
+)
 ADMIN = "fuzz-admin-1"
 VIEWER = "fuzz-viewer-2"
 CREDENTIALS = ("X-User-Id", "X-Auth-Token")
@@ -125,12 +134,17 @@ def served(base_settings: Settings, redis_client: redis.Redis) -> Iterator[Serve
 
 
 def seed(settings: Settings, client: redis.Redis) -> None:
-    """40 days of a few users each (some days empty) and a consumer heartbeat of "now"."""
+    """40 days of a few users each (some days empty) in a few hours, some created, and a consumer heartbeat of
+    "now"."""
     buckets = Buckets()
     for back in range(40):
+        day = NOW.date() - timedelta(days=back)
         for n in range(back % 5):
-            add_active(buckets, NOW.date() - timedelta(days=back), 12, f"user-{n}-{back % 3}", NOW_MS)
-    writer = ActivityWriter(client, KeySchema(settings.redis_key_prefix, "UTC"), replace(settings, retention_days=5000))
+            buckets.add_active(day, (n * 7 + back) % 24, f"user-{n}-{back % 3}", NOW_MS)
+            if n % 2:
+                buckets.add_created(day, f"user-{n}-{back % 3}", NOW_MS)
+    long_lived = replace(settings, retention_days=5000, hour_retention_days=5000)
+    writer = ActivityWriter(client, KeySchema(settings.redis_key_prefix, "UTC"), long_lived)
     writer.write(buckets)
     writer.heartbeat("fuzz-consumer", {"ts_ms": NOW_MS}, NOW_MS)
 
@@ -195,7 +209,7 @@ def test_schemathesis(served: Served) -> None:
             fuzz(operation, GenerationMode.POSITIVE, None, f"{op_id}/positive", served.base_url, tally)
 
     print(f"\nschemathesis: {tally.total} requests; statuses per run: {tally.statuses}")
-    assert len(operations) == 6
+    assert len(operations) == len(DATA_OPERATIONS) + 4
     assert tally.total >= MIN_REQUESTS
     assert all(status < 500 for counter in tally.statuses.values() for status in counter)
     for op_id in DATA_OPERATIONS:
