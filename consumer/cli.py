@@ -12,7 +12,7 @@ from typing import Any
 
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
-from activeusers.store import ActivityWriter, redis_client
+from activeusers.store import ActivityWriter, check_redis, redis_client
 
 
 def register(commands: Any) -> None:
@@ -80,15 +80,27 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
+def check_connections(settings: Settings, *, redis: bool = True) -> None:
+    """Start-up checks: a misconfigured Kafka (or Redis) connection stops the command with one line naming the
+    setting, within seconds, before any client retries it silently."""
+    from consumer.brokercheck import check_broker
+
+    if redis:
+        check_redis(settings)
+    check_broker(settings)
+
+
 def _consume(settings: Settings, args: argparse.Namespace) -> int:
     from consumer.loop import run_consumer
 
+    check_connections(settings)
     return run_consumer(settings, stop_on_signals())
 
 
 def _produce(settings: Settings, args: argparse.Namespace) -> int:
     from consumer.produce import run_produce
 
+    check_connections(settings, redis=False)
     return run_produce(settings, args)
 
 
@@ -115,6 +127,7 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
     from consumer.metrics import ConsumerMetrics
     from consumer.replay import replay
 
+    check_connections(settings)
     stop = stop_on_signals()
     redis = redis_client(settings)
     writer = ActivityWriter(redis, KeySchema(settings.redis_key_prefix, settings.activity_timezone), settings)
