@@ -9,6 +9,8 @@ import time
 import uuid
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -38,20 +40,21 @@ def _day_sets(expected: dict[str, set[str]], keys: KeySchema) -> dict[date, set[
 
 def test_events_to_answers(stack, topic, redis_prefix, tmp_path):
     name = topic(3)
+    env = consumer_env(stack, name, redis_prefix, f"g-{uuid.uuid4().hex[:8]}")
+    assert_pipeline_matches_oracle(env, tmp_path)
+
+
+def assert_pipeline_matches_oracle(env: dict[str, str], tmp_path: Path, security: dict[str, Any] | None = None) -> None:
+    """Produce a stream to ``env``'s topic, consume it with the real consumer, query the real API: every answer
+    equals the oracle's. ``security``: the kafka-python security arguments of the test's own clients."""
+    env = {**env, "ACTIVITY_TIMEZONE": ZONE, "RETENTION_DAYS": str(RETENTION_DAYS)}
+    name, bootstrap, redis_prefix = env["KAFKA_TOPIC"], env["KAFKA_BOOTSTRAP_SERVERS"], env["REDIS_KEY_PREFIX"]
     now = int(time.time() * 1000)
     sent = generate(101, 5000, now, users=400, days=40, malformed_share=0.02, avoid_days_ago=(29, 32))
-    env = consumer_env(
-        stack,
-        name,
-        redis_prefix,
-        f"g-{uuid.uuid4().hex[:8]}",
-        ACTIVITY_TIMEZONE=ZONE,
-        RETENTION_DAYS=str(RETENTION_DAYS),
-    )
-    produce(stack.kafka_bootstrap, name, sent)
+    produce(bootstrap, name, sent, security)
     consumer = ConsumerProcess(env, tmp_path / "consumer.log")
     try:
-        wait_drained(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name)
+        wait_drained(bootstrap, env["KAFKA_GROUP_ID"], name, security=security)
     finally:
         assert consumer.stop() == 0
     token = subprocess.run(
