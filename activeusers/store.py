@@ -162,6 +162,11 @@ def redis_config_problem(settings: Settings, exc: BaseException) -> str | None:
         if "mismatch" in text:
             return f"REDIS_SSL_CHECK_HOSTNAME: the certificate of {where} is not for its host ({_first_line(text)})"
         return f"REDIS_SSL_CA_FILE: the certificate of {where} is not signed by a trusted CA ({_first_line(text)})"
+    if tls and ("PEM lib" in text or "KEY_VALUES_MISMATCH" in text or "bad decrypt" in text):
+        return (
+            "REDIS_SSL_CERT_FILE/REDIS_SSL_KEY_FILE: the client certificate and key cannot be loaded (a PEM "
+            f"certificate and its key, REDIS_SSL_KEY_PASSWORD when the key is encrypted): {_first_line(text)}"
+        )
     if tls and ("CERTIFICATE_REQUIRED" in text or "BAD_CERTIFICATE" in text or "UNKNOWN_CA" in text):
         return f"REDIS_SSL_CERT_FILE/REDIS_SSL_KEY_FILE: {where} requires a client certificate it trusts"
     if tls and ("WRONG_VERSION_NUMBER" in text or "record layer" in text):

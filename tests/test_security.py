@@ -156,3 +156,36 @@ def test_the_secured_services_refuse_what_they_should(stack, secure_env):
         redis.Redis.from_url(settings.redis_url.replace("rediss://", "redis://"), socket_timeout=3).ping()
     assert settings.kafka_bootstrap_servers != stack.kafka_bootstrap
     assert settings.kafka_sasl_mechanism == "SCRAM-SHA-512"
+
+
+@pytest.fixture(scope="session")
+def encrypted_client_key(secure_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The test bed's client key encrypted (AES-256) with a password, and that password."""
+    password = uuid.uuid4().hex
+    path = tmp_path_factory.mktemp("encrypted-key") / "client-key.pem"
+    subprocess.run(
+        ["openssl", "pkey", "-in", secure_env["KAFKA_SSL_KEYFILE"], "-aes256", "-passout", f"pass:{password}",
+         "-out", str(path)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return path, password
+
+
+@pytest.mark.parametrize("right_password", [True, False])
+def test_an_encrypted_client_key_with_its_password(secure_consumer_env, encrypted_client_key, right_password):
+    key, password = encrypted_client_key
+    given = password if right_password else "not-the-password"
+    env = secure_consumer_env | {"KAFKA_SSL_KEYFILE": str(key), "REDIS_SSL_KEY_FILE": str(key)}
+    env |= {"KAFKA_SSL_KEY_PASSWORD": given, "REDIS_SSL_KEY_PASSWORD": given}
+    for argv, setting in (
+        (["produce", "--count", "0"], "KAFKA_SSL_CERTFILE"),
+        (["token", "list"], "REDIS_SSL_CERT_FILE"),
+    ):
+        result = subprocess.run([*cli(), *argv], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+        if right_password:
+            assert result.returncode == 0, result.stderr
+        else:
+            assert result.returncode == 2, result.stderr
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith(f"active-users {argv[0]}: {setting}"), lines
+            assert "not-the-password" not in result.stderr
