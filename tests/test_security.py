@@ -147,17 +147,6 @@ def test_misconfiguration_stops_at_start_up_with_one_line(
         assert secret not in lines[0]
 
 
-def test_the_secured_services_refuse_what_they_should(stack, secure_env):
-    """The test bed is really secured: no plaintext Redis port, no passwordless user, a SASL_SSL listener."""
-    import redis
-
-    settings = Settings.from_env(secure_env)
-    with pytest.raises(redis.RedisError):
-        redis.Redis.from_url(settings.redis_url.replace("rediss://", "redis://"), socket_timeout=3).ping()
-    assert settings.kafka_bootstrap_servers != stack.kafka_bootstrap
-    assert settings.kafka_sasl_mechanism == "SCRAM-SHA-512"
-
-
 @pytest.fixture(scope="session")
 def encrypted_client_key(secure_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """The test bed's client key encrypted (AES-256) with a password, and that password."""
