@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import time
 import urllib.parse
 from collections import defaultdict, deque
@@ -140,8 +141,11 @@ def check_redis(settings: Settings) -> None:
         client.ping()
     except REDIS_ERRORS as exc:
         problem = redis_config_problem(settings, exc)
-        if problem is None and settings.redis_url.startswith("rediss://") and _answers_plaintext(settings):
-            problem = f"REDIS_URL: Redis at {redacted_url(settings.redis_url)} does not speak TLS; use redis://"
+        if problem is None and settings.redis_url.startswith("rediss://"):
+            if _answers_plaintext(settings):
+                problem = f"REDIS_URL: Redis at {redacted_url(settings.redis_url)} does not speak TLS; use redis://"
+            elif (refusal := _tls_refusal(settings)) is not None:
+                problem = redis_config_problem(settings, redis.ConnectionError(refusal))
         if problem is not None:
             raise ConfigError(problem) from None
     finally:
@@ -173,6 +177,36 @@ def redis_config_problem(settings: Settings, exc: BaseException) -> str | None:
         return f"REDIS_URL: {where} does not speak TLS; use redis:// for a plaintext server"
     if not tls and ("Connection reset by peer" in text or "Connection closed by server" in text):
         return f"REDIS_URL: {where} closed the connection on a plaintext command; a TLS port needs rediss://"
+    return None
+
+
+def _tls_refusal(settings: Settings) -> str | None:
+    """The TLS alert a ``rediss://`` server sends right after the handshake, if any.
+
+    With TLS 1.3 a server refuses a missing or untrusted client certificate only after the client's handshake
+    is done, so a client that writes first may see a bare EOF instead; waiting for the server's first bytes
+    shows the alert itself."""
+    url = urllib.parse.urlsplit(settings.redis_url)
+    host = url.hostname or "localhost"
+    try:
+        context = ssl.create_default_context(cafile=settings.redis_ssl_ca_file or None)
+        context.check_hostname = settings.redis_ssl_check_hostname
+        if settings.redis_ssl_cert_file:
+            context.load_cert_chain(
+                settings.redis_ssl_cert_file,
+                settings.redis_ssl_key_file or None,
+                password=settings.redis_ssl_key_password.reveal() or None,
+            )
+        with (
+            socket.create_connection((host, url.port or 6379), timeout=settings.redis_timeout_s) as raw,
+            context.wrap_socket(raw, server_hostname=host) as sock,
+        ):
+            sock.settimeout(min(1.0, settings.redis_timeout_s))
+            sock.recv(1)
+    except ssl.SSLError as exc:
+        return str(exc)
+    except OSError:
+        return None
     return None
 
 

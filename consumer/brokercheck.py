@@ -78,11 +78,13 @@ def transport_problem(
             sock.sendall(api_versions_request())
             size, correlation_id = struct.unpack(">ii", _recv_exact(sock, 8))
         except ssl.SSLError as exc:
-            return (
-                f"KAFKA_SSL_CERTFILE/KAFKA_SSL_KEYFILE: {where} refused the TLS connection ({_reason(exc)}); "
-                "it needs a client certificate signed by a CA it trusts"
-            )
+            return _client_certificate_problem(where, exc)
         except (OSError, struct.error) as exc:
+            # With TLS 1.3 the refusal of a client certificate comes after the handshake: a write may meet a bare
+            # EOF while the server's alert still waits to be read.
+            alert = _pending_alert(sock) if context is not None else None
+            if alert is not None:
+                return _client_certificate_problem(where, alert)
             if context is None:
                 return (
                     f"KAFKA_SECURITY_PROTOCOL={protocol}: {where} closed the connection on a plaintext request "
@@ -94,6 +96,23 @@ def transport_problem(
                 sock.close()
     if correlation_id != _CORRELATION_ID or size < 4:
         return f"KAFKA_BOOTSTRAP_SERVERS: {where} did not answer like a Kafka broker"
+    return None
+
+
+def _client_certificate_problem(where: str, exc: ssl.SSLError) -> str:
+    return (
+        f"KAFKA_SSL_CERTFILE/KAFKA_SSL_KEYFILE: {where} refused the TLS connection ({_reason(exc)}); "
+        "it needs a client certificate signed by a CA it trusts"
+    )
+
+
+def _pending_alert(sock: socket.socket) -> ssl.SSLError | None:
+    try:
+        sock.recv(64)
+    except ssl.SSLError as exc:
+        return exc
+    except OSError:
+        return None
     return None
 
 
