@@ -1,7 +1,13 @@
-"""The service's settings: one frozen dataclass, read from the environment once per entry point."""
+"""The service's settings: one frozen dataclass, read from the environment once per entry point.
+
+Secrets (passwords) are :class:`Secret` values, shown as ``***`` by ``repr`` and ``str``; each may also be given
+as ``NAME_FILE=/path`` (the container convention, e.g. Docker secrets), read once when the settings are built.
+"""
 
 from __future__ import annotations
 
+import hmac
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -13,6 +19,48 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 # read_committed skips the records of aborted transactions and waits for open ones; read_uncommitted reads all.
 ISOLATION_LEVELS = ("read_committed", "read_uncommitted")
+_BOOLEANS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+class Secret:
+    """A secret setting: ``repr`` and ``str`` never show it (``***``, or nothing when empty); :meth:`reveal`
+    gives the value to the one client call that needs it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str = "") -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself (pass it to a client; never log or format it)."""
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash((Secret, len(self._value)))
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    def __str__(self) -> str:
+        return "***" if self._value else ""
+
+    def __getstate__(self) -> str:
+        return self._value
+
+    def __setstate__(self, state: str) -> None:
+        self._value = state
+
+
+NO_SECRET = Secret()
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +73,23 @@ class Settings:
     kafka_group_id: str = "active-users"
     kafka_session_timeout_s: float = 45.0
     kafka_isolation_level: str = "read_committed"
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: Secret = NO_SECRET
+    kafka_ssl_cafile: str = ""
+    kafka_ssl_certfile: str = ""
+    kafka_ssl_keyfile: str = ""
+    kafka_ssl_key_password: Secret = NO_SECRET
+    kafka_ssl_check_hostname: bool = True
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_username: str = ""
+    redis_password: Secret = NO_SECRET
+    redis_ssl_ca_file: str = ""
+    redis_ssl_cert_file: str = ""
+    redis_ssl_key_file: str = ""
+    redis_ssl_key_password: Secret = NO_SECRET
+    redis_ssl_check_hostname: bool = True
     redis_key_prefix: str = "au:"
     redis_timeout_s: float = 2.0
     activity_timezone: str = "UTC"
@@ -46,6 +110,15 @@ class Settings:
     api_cache_ttl_s: float = 600.0
     log_level: str = "INFO"
 
+    def __repr__(self) -> str:
+        # Secrets show as ***; so does a password inside REDIS_URL (redis://user:password@host).
+        shown = ", ".join(
+            f"{f.name}={redacted_url(value)!r}" if f.name == "redis_url" else f"{f.name}={value!r}"
+            for f in fields(self)
+            for value in [getattr(self, f.name)]
+        )
+        return f"Settings({shown})"
+
     @property
     def zone(self) -> ZoneInfo:
         """The configured activity time zone (validated when the settings were built)."""
@@ -57,9 +130,16 @@ class Settings:
         values: dict[str, object] = {}
         problems: list[str] = []
         for f in fields(cls):
-            name = f.name.upper()
-            if name.endswith("_S"):
-                name = name[:-2]
+            name = variable_name(f.name)
+            if f.type in (Secret, "Secret"):
+                try:
+                    found = _secret_from(name, env)
+                except ValueError as exc:
+                    problems.append(str(exc))
+                else:
+                    if found:
+                        values[f.name] = found
+                continue
             raw = env.get(name)
             if raw is None or raw == "":
                 continue
@@ -115,7 +195,124 @@ class Settings:
             (self.log_level.upper() in {"DEBUG", "INFO", "WARNING", "ERROR"}, "LOG_LEVEL must be a level name"),
         ]
         found.extend(message for ok, message in checks if not ok)
+        found.extend(self._kafka_security_problems())
+        found.extend(self._redis_security_problems())
         return found
+
+    def _kafka_security_problems(self) -> list[str]:
+        protocol = self.kafka_security_protocol
+        if protocol not in KAFKA_SECURITY_PROTOCOLS:
+            return [f"KAFKA_SECURITY_PROTOCOL={protocol!r} must be one of {', '.join(KAFKA_SECURITY_PROTOCOLS)}"]
+        found: list[str] = []
+        if protocol.startswith("SASL_"):
+            if self.kafka_sasl_mechanism not in KAFKA_SASL_MECHANISMS:
+                choices = ", ".join(KAFKA_SASL_MECHANISMS)
+                found.append(f"KAFKA_SASL_MECHANISM={self.kafka_sasl_mechanism!r} must be one of {choices}")
+            if not self.kafka_sasl_username or not self.kafka_sasl_password:
+                found.append(f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
+        elif self.kafka_sasl_username or self.kafka_sasl_password:
+            # Credentials that would silently not be sent are a configuration mistake, not a default.
+            found.append(
+                f"KAFKA_SASL_USERNAME/KAFKA_SASL_PASSWORD are set but KAFKA_SECURITY_PROTOCOL={protocol} uses no SASL"
+            )
+        tls_files = {
+            "KAFKA_SSL_CAFILE": self.kafka_ssl_cafile,
+            "KAFKA_SSL_CERTFILE": self.kafka_ssl_certfile,
+            "KAFKA_SSL_KEYFILE": self.kafka_ssl_keyfile,
+        }
+        if protocol.endswith("SSL"):
+            found.extend(_tls_file_problems(tls_files, "KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE"))
+        elif any(tls_files.values()) or self.kafka_ssl_key_password:
+            named = ", ".join(name for name, value in tls_files.items() if value) or "KAFKA_SSL_KEY_PASSWORD"
+            found.append(f"{named} set but KAFKA_SECURITY_PROTOCOL={protocol} uses no TLS (SSL or SASL_SSL)")
+        return found
+
+    def _redis_security_problems(self) -> list[str]:
+        found: list[str] = []
+        in_url = _url_credentials(self.redis_url)
+        if in_url[0] and self.redis_username:
+            found.append("REDIS_URL carries a username and REDIS_USERNAME is set too: give one")
+        if in_url[1] and self.redis_password:
+            found.append("REDIS_URL carries a password and REDIS_PASSWORD is set too: give one")
+        if self.redis_username and not (self.redis_password or in_url[1]):
+            found.append("REDIS_USERNAME needs REDIS_PASSWORD (or REDIS_PASSWORD_FILE)")
+        tls_files = {
+            "REDIS_SSL_CA_FILE": self.redis_ssl_ca_file,
+            "REDIS_SSL_CERT_FILE": self.redis_ssl_cert_file,
+            "REDIS_SSL_KEY_FILE": self.redis_ssl_key_file,
+        }
+        if self.redis_url.startswith("rediss://"):
+            found.extend(_tls_file_problems(tls_files, "REDIS_SSL_CERT_FILE", "REDIS_SSL_KEY_FILE"))
+        elif any(tls_files.values()) or self.redis_ssl_key_password:
+            named = ", ".join(name for name, value in tls_files.items() if value) or "REDIS_SSL_KEY_PASSWORD"
+            found.append(f"{named} set but REDIS_URL does not use TLS (rediss://)")
+        return found
+
+
+def variable_name(field_name: str) -> str:
+    """The environment variable of a settings field: upper case, without the ``_s`` of durations."""
+    return field_name.upper().removesuffix("_S") if field_name.endswith("_s") else field_name.upper()
+
+
+def variable_names() -> set[str]:
+    """Every environment variable the settings read, ``*_FILE`` forms of the secrets included."""
+    names = set()
+    for f in fields(Settings):
+        names.add(variable_name(f.name))
+        if f.type in (Secret, "Secret"):
+            names.add(variable_name(f.name) + "_FILE")
+    return names
+
+
+def _secret_from(name: str, env: Mapping[str, str]) -> Secret | None:
+    """The secret ``name`` from its variable or from the file ``NAME_FILE`` names (``None`` when neither is set)."""
+    value, path = env.get(name, ""), env.get(name + "_FILE", "").strip()
+    if value and path:
+        raise ValueError(f"{name} and {name}_FILE are both set: give one")
+    if not path:
+        return Secret(value) if value else None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ValueError(f"{name}_FILE={path!r}: cannot read it ({reason})") from None
+    # Secret files usually end with a newline that is not part of the secret.
+    text = text.removesuffix("\n").removesuffix("\r")
+    if not text:
+        raise ValueError(f"{name}_FILE={path!r}: the file is empty")
+    return Secret(text)
+
+
+def _tls_file_problems(files: Mapping[str, str], cert: str, key: str) -> list[str]:
+    found = [f"{name}={path!r} is not a readable file" for name, path in files.items() if path and not _readable(path)]
+    if files[key] and not files[cert]:
+        found.append(f"{key} needs {cert} (the client certificate the key belongs to)")
+    return found
+
+
+def _readable(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.R_OK)
+
+
+def redacted_url(url: str) -> str:
+    """``url`` without the password it may carry (``redis://user:***@host:port/db``)."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    if "@" not in netloc:
+        return url
+    credentials, _, host = netloc.rpartition("@")
+    user = credentials.partition(":")[0]
+    return f"{scheme}{sep}{user + ':' if user else ''}***@{host}{slash}{path}"
+
+
+def _url_credentials(url: str) -> tuple[bool, bool]:
+    """Whether a Redis URL carries a username and a password (``redis://user:password@host``)."""
+    netloc = url.split("://", 1)[-1].split("/", 1)[0]
+    if "@" not in netloc:
+        return False, False
+    user, _, password = netloc.rpartition("@")[0].partition(":")
+    return bool(user), bool(password)
 
 
 def parse_duration(raw: str) -> float:
@@ -139,4 +336,9 @@ def _parse(field_name: str, annotation: object, raw: str) -> object:
             return float(raw)
         except ValueError:
             raise ValueError("expected a number") from None
+    if annotation in (bool, "bool"):
+        try:
+            return _BOOLEANS[raw.strip().lower()]
+        except KeyError:
+            raise ValueError("expected true or false") from None
     return raw.strip()

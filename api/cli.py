@@ -12,7 +12,7 @@ from typing import TypeVar
 from activeusers.events import MAX_USER_ID_CHARS, format_ts
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
-from activeusers.store import async_redis_client
+from activeusers.store import async_redis_client, check_redis
 from api.auth import PERMISSIONS
 from api.server import serve
 from api.tokens import TokenStore
@@ -55,7 +55,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def run_serve(settings: Settings, args: argparse.Namespace) -> int:
-    """``active-users serve``."""
+    """``active-users serve``: a misconfigured Redis connection stops it at once with one line."""
+    check_redis(settings)
     return serve(settings)
 
 
@@ -94,6 +95,8 @@ def run_revoke(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _with_store(settings: Settings, action: Callable[[TokenStore], Awaitable[T]]) -> T:
+    check_redis(settings)
+
     async def run() -> T:
         client = async_redis_client(settings)
         try:

@@ -54,7 +54,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 
 from activeusers.events import format_ts
 from activeusers.settings import Settings
-from consumer.kafka import new_producer
+from consumer.kafka import new_producer, security_config
 
 PARTITIONS = 4
 P99_TARGET_S = 1.0
@@ -136,7 +136,9 @@ def poll_until_seen(
 
 
 def create_topic(settings: Settings) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="bench-freshness")
+    admin = KafkaAdminClient(
+        **security_config(settings), bootstrap_servers=settings.kafka_bootstrap_servers, client_id="bench-freshness"
+    )
     try:
         admin.create_topics([NewTopic(settings.kafka_topic, PARTITIONS, 1)])
     finally:
@@ -144,7 +146,9 @@ def create_topic(settings: Settings) -> None:
 
 
 def delete_topics(settings: Settings) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="bench-freshness")
+    admin = KafkaAdminClient(
+        **security_config(settings), bootstrap_servers=settings.kafka_bootstrap_servers, client_id="bench-freshness"
+    )
     try:
         admin.delete_topics([settings.kafka_topic, settings.kafka_dlq_topic], raise_errors=False)
     except Exception as exc:  # the DLQ topic may never have been created

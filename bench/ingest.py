@@ -34,7 +34,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
 from activeusers.store import ActivityWriter
-from consumer.kafka import consumer_config, new_consumer
+from consumer.kafka import consumer_config, new_consumer, security_config
 from consumer.loop import IngestLoop
 from consumer.metrics import ConsumerMetrics
 from consumer.worker import StoreWorker
@@ -176,7 +176,7 @@ def cleanup(settings: Settings) -> None:
     for i in range(0, len(batch), 1000):
         client.delete(*batch[i : i + 1000])
     client.close()
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = KafkaAdminClient(**security_config(settings), bootstrap_servers=settings.kafka_bootstrap_servers)
     admin.delete_topics([settings.kafka_topic, settings.kafka_dlq_topic], raise_errors=False)
     admin.close()
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
-from activeusers.store import ActivityWriter, redis_client
+from activeusers.store import ActivityWriter, check_redis, redis_client
 from consumer.shutdown import EXIT_UNDECODABLE, STOP_DEADLINE_S, StopRequest
 
 
@@ -81,15 +81,28 @@ def stop_on_signals() -> StopRequest:
     return stop
 
 
+def check_connections(settings: Settings, *, redis: bool = True) -> None:
+    """Start-up checks: a misconfigured Kafka (or Redis) connection stops the command with one line naming the
+    setting, within seconds, before any client retries it silently."""
+    from consumer.brokercheck import check_broker
+
+    if redis:
+        check_redis(settings)
+    check_broker(settings)
+
+
 def _consume(settings: Settings, args: argparse.Namespace) -> int:
     from consumer.loop import run_consumer
 
-    return run_consumer(settings, stop_on_signals())
+    stop = stop_on_signals()  # first, so that a SIGTERM during the checks is a clean stop too
+    check_connections(settings)
+    return run_consumer(settings, stop)
 
 
 def _produce(settings: Settings, args: argparse.Namespace) -> int:
     from consumer.produce import run_produce
 
+    check_connections(settings, redis=False)
     return run_produce(settings, args)
 
 
@@ -117,6 +130,7 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
     from consumer.replay import replay
 
     stop = stop_on_signals()
+    check_connections(settings)
     redis = redis_client(settings)
     writer = ActivityWriter(redis, KeySchema(settings.redis_key_prefix, settings.activity_timezone), settings)
     producer = new_producer(settings, "active-users-replay-dlq") if args.dead_letter else None

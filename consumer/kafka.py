@@ -1,16 +1,19 @@
 """Kafka client construction: the fetch, isolation and delivery settings ingestion relies on, kept in one place.
 
 The benchmark's raw-read baseline builds its consumer from :func:`consumer_config` too, so "same client, same
-fetch settings" holds by construction.
+fetch settings" holds by construction. Every Kafka client the project makes (consumer, producers, admin
+clients) gets the connection security of :func:`security_config`.
 """
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
 
+from activeusers.errors import ConfigError
 from activeusers.settings import Settings
 
 # kafka-python's defaults fetch tiny batches; fetching about a megabyte per request with a short wait keeps the
@@ -26,9 +29,58 @@ BOOTSTRAP_TIMEOUT_S = 5.0
 _NETWORK_CLIENT = KafkaConsumer.DEFAULT_CONFIG["kafka_client"]
 
 
+def security_config(settings: Settings) -> dict[str, Any]:
+    """The security keyword arguments of every kafka-python client (``KafkaConsumer``, ``KafkaProducer``,
+    ``KafkaAdminClient``): protocol, SASL mechanism and credentials, and the TLS context of :func:`ssl_context`.
+
+    Raises :class:`ConfigError` naming the setting when a certificate or key file cannot be loaded.
+    """
+    protocol = settings.kafka_security_protocol
+    config: dict[str, Any] = {"security_protocol": protocol}
+    if protocol.startswith("SASL_"):
+        config["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        config["sasl_plain_username"] = settings.kafka_sasl_username
+        config["sasl_plain_password"] = settings.kafka_sasl_password.reveal()
+    if protocol.endswith("SSL"):
+        config["ssl_context"] = ssl_context(settings)
+    return config
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext:
+    """The client TLS context for the broker: TLS 1.2 or later, the server verified against KAFKA_SSL_CAFILE (the
+    system's CAs when unset) and its host name checked unless KAFKA_SSL_CHECK_HOSTNAME is false, and the client
+    certificate when one is configured (mutual TLS)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = settings.kafka_ssl_check_hostname
+    try:
+        if settings.kafka_ssl_cafile:
+            context.load_verify_locations(settings.kafka_ssl_cafile)
+        else:
+            context.load_default_certs()
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(
+            f"KAFKA_SSL_CAFILE={settings.kafka_ssl_cafile!r} holds no usable CA certificate ({exc})"
+        ) from None
+    if settings.kafka_ssl_certfile:
+        try:
+            context.load_cert_chain(
+                settings.kafka_ssl_certfile,
+                settings.kafka_ssl_keyfile or None,
+                password=settings.kafka_ssl_key_password.reveal() or None,
+            )
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(
+                f"KAFKA_SSL_CERTFILE/KAFKA_SSL_KEYFILE: the client certificate and key cannot be loaded (a PEM "
+                f"certificate and its key, KAFKA_SSL_KEY_PASSWORD when the key is encrypted): {exc}"
+            ) from None
+    return context
+
+
 def consumer_config(settings: Settings, *, group: bool = True) -> dict[str, Any]:
     """Keyword arguments for a ``KafkaConsumer`` that reads the activity topic in large batches."""
     config: dict[str, Any] = {
+        **security_config(settings),
         "bootstrap_servers": settings.kafka_bootstrap_servers.split(","),
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
@@ -74,6 +126,7 @@ def new_consumer(settings: Settings, client_id: str, *, group: bool = True) -> A
 def new_producer(settings: Settings, client_id: str) -> Any:
     """A producer that waits for every in-sync replica, for dead letters and the event generator."""
     return KafkaProducer(
+        **security_config(settings),
         bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
         client_id=client_id,
         acks="all",

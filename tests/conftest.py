@@ -9,6 +9,9 @@
   and deletes it after the test.
 * ``redis_client`` (function): a sync ``redis.Redis`` (``decode_responses=True``) for the stack.
 * ``redis_prefix`` (function): a unique key prefix ``t-<8 hex>:``; keys under it are deleted after the test.
+* ``secure_env`` (session): the settings that reach the broker's SASL_SSL listener and the TLS Redis with its
+  ACL user (``$STACK_DIR/secure.env``, written by ``dev/stack up --secure``, which is run when the file is
+  missing). Unavailable services fail the test under CI, as for ``stack``.
 
 Every test that uses ``stack`` (directly or through the fixtures above) is marked ``integration``
 automatically, so ``pytest -m "not integration"`` runs the unit tests alone.
@@ -134,6 +137,33 @@ def stack() -> Stack:
     found = Stack(kafka_bootstrap=bootstrap, redis_url=redis_url)
     _check_reachable(found)
     return found
+
+
+@pytest.fixture(scope="session")
+def secure_env(stack: Stack) -> dict[str, str]:
+    """Settings for the secured broker listener and the TLS Redis (from ``dev/stack up --secure``)."""
+    env_file = _stack_env_file().with_name("secure.env")
+    if not env_file.exists():
+        try:
+            result = subprocess.run(
+                [sys.executable, str(STACK_SCRIPT), "up", "--secure"],
+                cwd=REPO_ROOT,
+                capture_output=True,
+                text=True,
+                timeout=STACK_UP_TIMEOUT_S,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            _unavailable(f"dev/stack up --secure could not run: {exc}")
+        if result.returncode != 0:
+            _unavailable(f"dev/stack up --secure exited {result.returncode}:\n{result.stderr[-4000:]}")
+    try:
+        values = _parse_env(env_file.read_text())
+    except OSError as exc:
+        _unavailable(f"no secured services: {env_file} is unreadable ({exc})")
+    if values.get("KAFKA_SECURITY_PROTOCOL") != "SASL_SSL" or not values.get("REDIS_URL", "").startswith("rediss://"):
+        _unavailable(f"{env_file} does not describe a SASL_SSL broker and a TLS Redis")
+    return values
 
 
 @pytest.fixture(scope="session")

@@ -178,11 +178,16 @@ def bucket_state(client: Any, keys: KeySchema) -> dict[str, set[str]]:
     return found
 
 
-def produce(bootstrap: str, topic: str, records: Iterable[Sent]) -> int:
-    """Send every record and wait until Kafka acknowledged all of them; returns how many."""
+def produce(bootstrap: str, topic: str, records: Iterable[Sent], security: Mapping[str, Any] | None = None) -> int:
+    """Send every record and wait until Kafka acknowledged all of them; returns how many.
+
+    ``security`` (here and below): kafka-python security arguments, e.g. ``consumer.kafka.security_config(...)``.
+    """
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=2_000_000)
+    producer = KafkaProducer(
+        **(security or {}), bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=2_000_000
+    )
     count = 0
     try:
         futures = [producer.send(topic, key=r.key, value=r.value) for r in records]
@@ -284,11 +289,13 @@ class ConsumerProcess:
         return self.log_path.read_text(errors="replace")
 
 
-def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+def committed_offsets(
+    bootstrap: str, group: str, topic: str, security: Mapping[str, Any] | None = None
+) -> dict[int, int]:
     """The group's committed offset per partition of ``topic`` (missing partitions have none)."""
     from kafka.admin import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="tests-offsets")
+    admin = KafkaAdminClient(**(security or {}), bootstrap_servers=bootstrap, client_id="tests-offsets")
     try:
         offsets = admin.list_group_offsets(group).get(group, {})
     finally:
@@ -296,11 +303,11 @@ def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
     return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0}
 
 
-def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+def end_offsets(bootstrap: str, topic: str, security: Mapping[str, Any] | None = None) -> dict[int, int]:
     """The end offset of every partition of ``topic``."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    consumer = KafkaConsumer(**(security or {}), bootstrap_servers=bootstrap)
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
         ends = consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
@@ -309,17 +316,19 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     return {tp.partition: offset for tp, offset in ends.items()}
 
 
-def wait_drained(bootstrap: str, group: str, topic: str, timeout_s: float = 90) -> None:
+def wait_drained(
+    bootstrap: str, group: str, topic: str, timeout_s: float = 90, security: Mapping[str, Any] | None = None
+) -> None:
     """Wait until the group has committed the end offset of every partition of ``topic``."""
     from kafka.errors import CoordinatorNotAvailableError
 
-    ends = end_offsets(bootstrap, topic)
+    ends = end_offsets(bootstrap, topic, security)
     deadline = time.monotonic() + timeout_s
     committed: dict[int, int] = {}
     while True:
         # A broker that has just started may still be loading its offsets topic.
         with contextlib.suppress(CoordinatorNotAvailableError):
-            committed = committed_offsets(bootstrap, group, topic)
+            committed = committed_offsets(bootstrap, group, topic, security)
         if all(committed.get(p, 0) >= end for p, end in ends.items() if end > 0):
             return
         if time.monotonic() > deadline:

@@ -13,7 +13,6 @@ import time
 import tomllib
 import urllib.request
 import uuid
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +22,10 @@ import yaml
 from streams import REPO_ROOT, ConsumerProcess, free_port
 
 from activeusers.cli import build_parser
-from activeusers.settings import Settings
+from activeusers.settings import Settings, variable_names
 
 OURS = ("topics", "consumer", "api", "demo")  # the services that run the active-users image
-SETTINGS_VARS = {(f.name[:-2] if f.name.endswith("_s") else f.name).upper() for f in fields(Settings)}
+SETTINGS_VARS = variable_names()  # the *_FILE forms of the secrets included
 
 
 @pytest.fixture(scope="module")
@@ -64,12 +63,39 @@ def orjson_load(path: Path) -> Any:
     return orjson.loads(path.read_bytes())
 
 
-def test_our_services_set_only_known_valid_settings(services):
+def on_host(compose: dict[str, Any], name: str) -> dict[str, str]:
+    """The service's environment with each ``/run/secrets/X`` path replaced by the secret's file here."""
+    env = {k: str(v) for k, v in compose["services"][name]["environment"].items()}
+    for key, value in env.items():
+        if key.endswith("_FILE") and value.startswith("/run/secrets/"):
+            env[key] = str(REPO_ROOT / compose["secrets"][value.removeprefix("/run/secrets/")]["file"])
+    return env
+
+
+def test_our_services_set_only_known_valid_settings(compose, services):
     for name in OURS:
         env = services[name]["environment"]
         unknown = set(env) - SETTINGS_VARS
         assert not unknown, f"{name}: {unknown} are not settings"
-        Settings.from_env({k: str(v) for k, v in env.items()})  # raises ConfigError when a value is invalid
+        Settings.from_env(on_host(compose, name))  # raises ConfigError when a value is invalid
+
+
+def test_secrets_are_docker_secrets_read_through_files(compose, services):
+    for name, service in services.items():
+        env = {k: str(v) for k, v in (service.get("environment") or {}).items()}
+        assert not {"REDIS_PASSWORD", "KAFKA_SASL_PASSWORD"} & set(env), f"{name}: a password in the environment"
+        for key, value in env.items():
+            if key.endswith("_FILE") and key in SETTINGS_VARS:
+                secret = value.removeprefix("/run/secrets/")
+                assert value.startswith("/run/secrets/") and secret in service["secrets"], (name, key)
+                assert (REPO_ROOT / compose["secrets"][secret]["file"]).is_file()
+    for name in ("consumer", "api"):
+        assert services[name]["environment"]["REDIS_PASSWORD_FILE"] == "/run/secrets/redis_password"
+    redis = services["redis"]
+    assert "redis_password" in redis["secrets"] and "/run/secrets/redis_password" in " ".join(redis["entrypoint"])
+    assert "user default off" in " ".join(redis["entrypoint"])  # no passwordless user
+    assert "/run/secrets/redis_password" in " ".join(redis["healthcheck"]["test"])
+    assert "secrets" in (REPO_ROOT / ".dockerignore").read_text().split()  # never baked into the image
 
 
 def test_our_commands_are_valid_command_lines(services):
@@ -204,10 +230,12 @@ def test_services_start_from_the_environment_compose_sets(stack, services, kafka
         "KAFKA_GROUP_ID": f"g-compose-{suffix}",
         "REDIS_KEY_PREFIX": redis_prefix,
     }
+    # The test bed's plain Redis has no ACL user: compose's Redis credentials are left out with its address.
+    credentials = {"REDIS_USERNAME", "REDIS_PASSWORD_FILE"}
     ports = {"api": ("API_PORT", free_port()), "consumer": ("CONSUMER_METRICS_PORT", free_port())}
 
     def env_of(name: str) -> dict[str, str]:
-        env = {k: str(v) for k, v in services[name]["environment"].items()} | overrides
+        env = {k: str(v) for k, v in services[name]["environment"].items() if k not in credentials} | overrides
         for key in ("API_HOST", "CONSUMER_METRICS_HOST"):
             if key in env:
                 env[key] = "127.0.0.1"  # tests listen on loopback only

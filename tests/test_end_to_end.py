@@ -32,12 +32,14 @@ ZONE = "America/New_York"
 RETENTION_DAYS = 30
 
 
-def ingest(stack: Any, name: str, env: dict[str, str], records: list[Sent], tmp_path: Path) -> None:
-    """Produce the records and run the real consumer process until its group has consumed them all."""
-    produce(stack.kafka_bootstrap, name, records)
+def ingest(env: dict[str, str], records: list[Sent], tmp_path: Path, security: dict[str, Any] | None = None) -> None:
+    """Produce the records to ``env``'s topic and run the real consumer process until its group has consumed
+    them all. ``security``: the kafka-python security arguments of the test's own clients."""
+    bootstrap, name = env["KAFKA_BOOTSTRAP_SERVERS"], env["KAFKA_TOPIC"]
+    produce(bootstrap, name, records, security)
     consumer = ConsumerProcess(env, tmp_path / "consumer.log")
     try:
-        wait_drained(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name)
+        wait_drained(bootstrap, env["KAFKA_GROUP_ID"], name, security=security)
     finally:
         assert consumer.stop() == 0
 
@@ -67,17 +69,17 @@ def cli_token(env: dict[str, str], user_id: str) -> dict[str, str]:
 
 def test_events_to_answers(stack, topic, redis_prefix, tmp_path):
     name = topic(3)
+    env = consumer_env(stack, name, redis_prefix, f"g-{uuid.uuid4().hex[:8]}")
+    assert_pipeline_matches_oracle(env, tmp_path)
+
+
+def assert_pipeline_matches_oracle(env: dict[str, str], tmp_path: Path, security: dict[str, Any] | None = None) -> None:
+    """Produce a stream to ``env``'s topic, consume it with the real consumer, query the real API: every answer
+    equals the oracle's. ``security``: the kafka-python security arguments of the test's own clients."""
+    env = {**env, "ACTIVITY_TIMEZONE": ZONE, "RETENTION_DAYS": str(RETENTION_DAYS)}
     now = int(time.time() * 1000)
     sent = generate(101, 5000, now, users=400, days=40, malformed_share=0.02, avoid_days_ago=(29, 32))
-    env = consumer_env(
-        stack,
-        name,
-        redis_prefix,
-        f"g-{uuid.uuid4().hex[:8]}",
-        ACTIVITY_TIMEZONE=ZONE,
-        RETENTION_DAYS=str(RETENTION_DAYS),
-    )
-    ingest(stack, name, env, sent, tmp_path)
+    ingest(env, sent, tmp_path, security)
     headers = cli_token(env, "e2e-admin")
     api, base = start_api(env, tmp_path / "api.log")
     try:
@@ -140,7 +142,7 @@ def test_by_day_counts_are_not_inflated_by_duplicates_and_restarts(stack, topic,
     now = int(time.time() * 1000)
     sent = generate(202, 1500, now, users=100, days=5)
     env = consumer_env(stack, name, redis_prefix, f"g-{uuid.uuid4().hex[:8]}", ACTIVITY_TIMEZONE="UTC")
-    ingest(stack, name, env, sent + sent, tmp_path)
+    ingest(env, sent + sent, tmp_path)
     per_day: dict[date, set[str]] = defaultdict(set)
     for s in sent:
         if s.event and s.event["type"] in {"login", "activity", "logout"} and s.event.get("roles") != ["anonymous"]:
@@ -266,7 +268,7 @@ def test_users_tab_answers_equal_the_oracle(stack, topic, redis_prefix, tmp_path
         RETENTION_DAYS=str(RETENTION_DAYS),
         HOUR_RETENTION_DAYS=str(HOUR_RETENTION_DAYS),
     )
-    ingest(stack, name, env, sent + replayed, tmp_path)
+    ingest(env, sent + replayed, tmp_path)
     headers = cli_token(env, "e2e-admin")
     api, base = start_api(env, tmp_path / "api.log")
     zone = ZoneInfo(ZONE)

@@ -27,7 +27,9 @@ def test_configuration_table_lists_every_setting_with_its_default():
     assert set(rows) == set(expected)
     for name, shown in rows.items():
         value = expected[name]
-        if isinstance(value, float):
+        if isinstance(value, bool):
+            assert shown == str(value).lower(), name
+        elif isinstance(value, float):
             assert parse_duration(shown) == value, name
         else:
             assert shown == str(value), name

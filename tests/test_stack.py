@@ -71,6 +71,49 @@ def test_server_properties_single_node_kraft_on_loopback(devstack: ModuleType, t
     assert set(hosts) == {"127.0.0.1"}
 
 
+def test_server_properties_with_the_secure_listener(devstack: ModuleType, tmp_path: Path) -> None:
+    secure = devstack.SecureListener(19094, tmp_path / "server.p12", "pw", tmp_path / "ca.pem")
+    text = devstack.render_server_properties(19092, 19093, tmp_path / "data", secure)
+    props = dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093,SASL_SSL://127.0.0.1:19094"
+    assert props["advertised.listeners"] == props["listeners"]
+    assert props["listener.security.protocol.map"].split(",")[-1] == "SASL_SSL:SASL_SSL"
+    assert props["inter.broker.listener.name"] == "PLAINTEXT"  # the broker itself needs no credentials
+    assert props["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert "ScramLoginModule required" in props["listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config"]
+    assert props["listener.name.sasl_ssl.ssl.keystore.location"] == str(tmp_path / "server.p12")
+    assert props["listener.name.sasl_ssl.ssl.truststore.type"] == "PEM"
+    assert props["listener.name.sasl_ssl.ssl.client.auth"] == "required"
+    plain = devstack.render_server_properties(19092, 19093, tmp_path / "data")
+    assert "SASL_SSL" not in plain and "keystore" not in plain
+
+
+def test_tls_redis_is_tls_only_with_acl_users(devstack: ModuleType, tmp_path: Path) -> None:
+    paths = devstack.Paths(tmp_path)
+    cmd = devstack.redis_tls_command("redis-server", 6391, paths)
+    assert cmd[cmd.index("--port") + 1] == "0"  # no plaintext port at all
+    assert cmd[cmd.index("--tls-port") + 1] == "6391"
+    assert cmd[cmd.index("--bind") + 1] == "127.0.0.1"
+    assert cmd[cmd.index("--tls-auth-clients") + 1] == "yes"
+    assert cmd[cmd.index("--aclfile") + 1] == str(tmp_path / "secrets" / "redis-users.acl")
+    assert not any("pw" in part for part in cmd)  # the password lives in the ACL file, not in ps
+    acl = devstack.render_redis_acl("svc", "pw")
+    assert acl.splitlines() == ["user svc on >pw ~* &* +@all", "user default off"]
+
+
+def test_secure_env_names_the_services_settings(devstack: ModuleType, tmp_path: Path) -> None:
+    from activeusers.settings import variable_names
+
+    values = devstack.parse_env(devstack.render_secure_env(19094, 6391, devstack.Paths(tmp_path)))
+    assert set(values) <= variable_names()
+    assert values["KAFKA_BOOTSTRAP_SERVERS"] == "127.0.0.1:19094"
+    assert (values["KAFKA_SECURITY_PROTOCOL"], values["KAFKA_SASL_MECHANISM"]) == ("SASL_SSL", "SCRAM-SHA-512")
+    assert values["REDIS_URL"] == "rediss://127.0.0.1:6391/0"
+    assert values["KAFKA_SASL_PASSWORD_FILE"] == str(tmp_path / "secrets" / "kafka-password")
+    assert not {"KAFKA_SASL_PASSWORD", "REDIS_PASSWORD"} & set(values)  # passwords only as files
+    assert devstack.scram_marker("pw") != devstack.scram_marker("other") and "pw" not in devstack.scram_marker("pw")
+
+
 def test_redis_command_persistence_modes(devstack: ModuleType, tmp_path: Path) -> None:
     paths = devstack.Paths(tmp_path)
     plain = devstack.redis_command("redis-server", 6390, paths, aof=False)
@@ -249,6 +292,24 @@ def test_redis_set_round_trip(redis_client: Any, redis_prefix: str) -> None:
     assert redis_client.smembers(key) == members
     assert redis_client.scard(key) == 100
     assert list(redis_client.scan_iter(match=f"{redis_prefix}*")) == [key]
+
+
+def test_secure_stack_is_up_and_reused(stack: Stack, secure_env: dict[str, str]) -> None:
+    """``up --secure`` again reuses every running service (no restart) and rewrites the same secure.env."""
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "dev" / "stack"), "up", "--secure"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for service in ("redis", "kafka", "redis-tls"):
+        assert f"{service}: reused pid" in result.stderr
+    assert "restarting" not in result.stderr and "wiping" not in result.stderr
+    env_file = Path(secure_env["KAFKA_SASL_PASSWORD_FILE"]).parent.parent / "secure.env"
+    assert load_stack_module().parse_env(env_file.read_text()) == secure_env
+    for name in ("KAFKA_SASL_PASSWORD_FILE", "REDIS_PASSWORD_FILE"):
+        assert Path(secure_env[name]).stat().st_mode & 0o077 == 0  # passwords readable by their owner only
 
 
 def test_integration_marker_is_automatic(request: pytest.FixtureRequest, stack: Stack) -> None:

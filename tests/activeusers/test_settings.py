@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import pickle
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -10,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from activeusers.errors import ActiveUsersError, ConfigError
-from activeusers.settings import Settings, parse_duration
+from activeusers.settings import NO_SECRET, Secret, Settings, parse_duration, variable_names
 
 DEFAULTS = {
     "kafka_bootstrap_servers": "127.0.0.1:9092",
@@ -19,7 +21,23 @@ DEFAULTS = {
     "kafka_group_id": "active-users",
     "kafka_session_timeout_s": 45.0,
     "kafka_isolation_level": "read_committed",
+    "kafka_security_protocol": "PLAINTEXT",
+    "kafka_sasl_mechanism": "PLAIN",
+    "kafka_sasl_username": "",
+    "kafka_sasl_password": NO_SECRET,
+    "kafka_ssl_cafile": "",
+    "kafka_ssl_certfile": "",
+    "kafka_ssl_keyfile": "",
+    "kafka_ssl_key_password": NO_SECRET,
+    "kafka_ssl_check_hostname": True,
     "redis_url": "redis://127.0.0.1:6379/0",
+    "redis_username": "",
+    "redis_password": NO_SECRET,
+    "redis_ssl_ca_file": "",
+    "redis_ssl_cert_file": "",
+    "redis_ssl_key_file": "",
+    "redis_ssl_key_password": NO_SECRET,
+    "redis_ssl_check_hostname": True,
     "redis_key_prefix": "au:",
     "redis_timeout_s": 2.0,
     "activity_timezone": "UTC",
@@ -72,6 +90,31 @@ ENV_CASES = [
 ]
 
 
+# A readable file for the settings that name certificate and key files (only readability is checked here).
+READABLE = str(Path(__file__).resolve())
+
+# (variable, raw value, field, parsed value): the connection-security settings, which are only valid together.
+SECURITY_CASES = [
+    ("KAFKA_SECURITY_PROTOCOL", "SASL_SSL", "kafka_security_protocol", "SASL_SSL"),
+    ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", "kafka_sasl_mechanism", "SCRAM-SHA-512"),
+    ("KAFKA_SASL_USERNAME", "svc", "kafka_sasl_username", "svc"),
+    ("KAFKA_SASL_PASSWORD", "k p w", "kafka_sasl_password", Secret("k p w")),
+    ("KAFKA_SSL_CAFILE", READABLE, "kafka_ssl_cafile", READABLE),
+    ("KAFKA_SSL_CERTFILE", READABLE, "kafka_ssl_certfile", READABLE),
+    ("KAFKA_SSL_KEYFILE", READABLE, "kafka_ssl_keyfile", READABLE),
+    ("KAFKA_SSL_KEY_PASSWORD", "kkey", "kafka_ssl_key_password", Secret("kkey")),
+    ("KAFKA_SSL_CHECK_HOSTNAME", "false", "kafka_ssl_check_hostname", False),
+    ("REDIS_USERNAME", "app", "redis_username", "app"),
+    ("REDIS_PASSWORD", "rpw", "redis_password", Secret("rpw")),
+    ("REDIS_SSL_CA_FILE", READABLE, "redis_ssl_ca_file", READABLE),
+    ("REDIS_SSL_CERT_FILE", READABLE, "redis_ssl_cert_file", READABLE),
+    ("REDIS_SSL_KEY_FILE", READABLE, "redis_ssl_key_file", READABLE),
+    ("REDIS_SSL_KEY_PASSWORD", "rkey", "redis_ssl_key_password", Secret("rkey")),
+    ("REDIS_SSL_CHECK_HOSTNAME", "no", "redis_ssl_check_hostname", False),
+]
+SECURE_ENV = {variable: raw for variable, raw, _, _ in SECURITY_CASES} | {"REDIS_URL": "rediss://cache:6380/0"}
+
+
 def config_error(env: dict[str, str]) -> str:
     with pytest.raises(ConfigError) as caught:
         Settings.from_env(env)
@@ -107,7 +150,7 @@ def test_settings_are_frozen() -> None:
 
 
 def test_env_cases_cover_every_field() -> None:
-    assert {case[2] for case in ENV_CASES} == set(DEFAULTS)
+    assert {case[2] for case in ENV_CASES + SECURITY_CASES} == set(DEFAULTS)
 
 
 @pytest.mark.parametrize(("variable", "raw", "field", "expected"), ENV_CASES)
@@ -122,7 +165,108 @@ def test_each_variable_is_read(variable: str, raw: str, field: str, expected: ob
 
 def test_all_variables_at_once() -> None:
     built = Settings.from_env({variable: raw for variable, raw, _, _ in ENV_CASES})
-    assert dataclasses.asdict(built) == {field: expected for _, _, field, expected in ENV_CASES}
+    assert dataclasses.asdict(built) == DEFAULTS | {field: expected for _, _, field, expected in ENV_CASES}
+
+
+def test_security_variables_are_read_together() -> None:
+    built = Settings.from_env(SECURE_ENV)
+    for variable, _, field, expected in SECURITY_CASES:
+        assert variable == field.upper()
+        assert getattr(built, field) == expected, variable
+        assert type(getattr(built, field)) is type(DEFAULTS[field]), variable
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("true", True), ("1", True), ("Yes", True), ("off", False), ("0", False)]
+)
+def test_booleans(raw: str, expected: bool) -> None:
+    assert Settings.from_env({"REDIS_SSL_CHECK_HOSTNAME": raw}).redis_ssl_check_hostname is expected
+
+
+# ------------------------------------------------------------------------------------------------------- secrets
+
+
+def test_secrets_are_never_shown() -> None:
+    built = Settings.from_env(
+        SECURE_ENV | {"REDIS_URL": "rediss://app:url-pw@cache:6380/0", "REDIS_PASSWORD": "", "REDIS_USERNAME": ""}
+    )
+    for text in (repr(built), str(built), repr(built.kafka_sasl_password), str(built.redis_ssl_key_password)):
+        for secret in ("k p w", "kkey", "rkey", "url-pw"):
+            assert secret not in text
+    assert "kafka_sasl_password=Secret('***')" in repr(built)
+    assert "redis_url='rediss://app:***@cache:6380/0'" in repr(built)
+    assert repr(Settings().redis_password) == "Secret('')" and str(Secret("x")) == "***"
+    assert built.kafka_sasl_password.reveal() == "k p w"
+
+
+def test_settings_with_secrets_survive_pickling() -> None:
+    built = Settings.from_env(SECURE_ENV)  # the consumer's store worker receives its settings pickled
+    again = pickle.loads(pickle.dumps(built))
+    assert again == built and again.redis_password.reveal() == "rpw"
+    assert Secret("a") != Secret("b") and Secret("a") != "a" and hash(Secret("a")) == hash(Secret("a"))
+
+
+@pytest.mark.parametrize("variable", ["KAFKA_SASL_PASSWORD", "KAFKA_SSL_KEY_PASSWORD", "REDIS_PASSWORD"])
+def test_a_secret_from_a_file(variable: str, tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    path.write_text(" two words \n")  # one trailing newline, as secret files usually end, is not part of it
+    env = {k: v for k, v in SECURE_ENV.items() if k != variable} | {f"{variable}_FILE": str(path)}
+    assert getattr(Settings.from_env(env), variable.lower()) == Secret(" two words ")
+
+
+def test_every_secret_has_a_file_form() -> None:
+    names = variable_names()
+    for variable in ("KAFKA_SASL_PASSWORD", "KAFKA_SSL_KEY_PASSWORD", "REDIS_PASSWORD", "REDIS_SSL_KEY_PASSWORD"):
+        assert {variable, variable + "_FILE"} <= names
+    assert "REDIS_URL_FILE" not in names and "KAFKA_SESSION_TIMEOUT" in names
+
+
+def test_secret_file_errors_name_the_variable_and_never_the_secret(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    both = config_error({"REDIS_PASSWORD": "hunter2", "REDIS_PASSWORD_FILE": str(empty)})
+    assert "REDIS_PASSWORD and REDIS_PASSWORD_FILE are both set" in both and "hunter2" not in both
+    missing = config_error({"REDIS_PASSWORD_FILE": str(tmp_path / "nope")})
+    assert f"REDIS_PASSWORD_FILE={str(tmp_path / 'nope')!r}: cannot read it" in missing
+    assert "the file is empty" in config_error({"REDIS_PASSWORD_FILE": str(empty)})
+    unrelated = config_error({"KAFKA_SASL_PASSWORD": "s3cret", "RETENTION_DAYS": "0"})
+    assert "s3cret" not in unrelated and "KAFKA_SASL_USERNAME" in unrelated
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"KAFKA_SECURITY_PROTOCOL": "TLS"}, "KAFKA_SECURITY_PROTOCOL"),
+        ({"KAFKA_SECURITY_PROTOCOL": "sasl_ssl"}, "KAFKA_SECURITY_PROTOCOL"),
+        ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "KAFKA_SASL_USERNAME"),
+        ({"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_USERNAME": "u"}, "KAFKA_SASL_PASSWORD"),
+        (
+            {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "p",
+             "KAFKA_SASL_MECHANISM": "GSSAPI"},
+            "KAFKA_SASL_MECHANISM",
+        ),
+        ({"KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "p"}, "KAFKA_SASL_USERNAME"),
+        ({"KAFKA_SSL_CAFILE": READABLE}, "KAFKA_SSL_CAFILE"),
+        ({"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CAFILE": "/nonexistent/ca.pem"}, "KAFKA_SSL_CAFILE"),
+        ({"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_KEYFILE": READABLE}, "KAFKA_SSL_KEYFILE"),
+        ({"KAFKA_SSL_CHECK_HOSTNAME": "maybe"}, "KAFKA_SSL_CHECK_HOSTNAME"),
+        ({"REDIS_SSL_CA_FILE": READABLE}, "REDIS_SSL_CA_FILE"),
+        ({"REDIS_URL": "rediss://h:6380/0", "REDIS_SSL_CERT_FILE": "/nonexistent"}, "REDIS_SSL_CERT_FILE"),
+        ({"REDIS_URL": "redis://:pw@h:6379/0", "REDIS_PASSWORD": "pw2"}, "REDIS_PASSWORD"),
+        ({"REDIS_URL": "redis://u:pw@h:6379/0", "REDIS_USERNAME": "u"}, "REDIS_USERNAME"),
+        ({"REDIS_USERNAME": "app"}, "REDIS_USERNAME"),
+    ],
+)  # fmt: skip
+def test_inconsistent_security_names_the_variable(env: dict[str, str], variable: str) -> None:
+    assert variable in config_error(env)
+
+
+def test_secured_configurations_that_are_valid() -> None:
+    assert Settings.from_env({"KAFKA_SECURITY_PROTOCOL": "SSL"}).kafka_ssl_cafile == ""  # the system's CAs
+    plain_sasl = {"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "p"}
+    assert Settings.from_env(plain_sasl).kafka_sasl_mechanism == "PLAIN"
+    assert Settings.from_env({"REDIS_URL": "redis://u:pw@h:6379/0"}).redis_username == ""  # credentials in the URL
+    assert Settings.from_env({"REDIS_PASSWORD": "pw"}).redis_password == Secret("pw")  # the default user
 
 
 @pytest.mark.parametrize("variable", ["REDIS_TIMEOUT_S", "CONSUMER_HEARTBEAT_S", "redis_timeout", "RetentionDays"])
