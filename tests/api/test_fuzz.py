@@ -143,7 +143,8 @@ def seed(settings: Settings, client: redis.Redis) -> None:
             buckets.add_active(day, (n * 7 + back) % 24, f"user-{n}-{back % 3}", NOW_MS)
             if n % 2:
                 buckets.add_created(day, f"user-{n}-{back % 3}", NOW_MS)
-    long_lived = replace(settings, retention_days=5000, hour_retention_days=5000)
+    # The heartbeat must outlive the whole fuzz run (minutes), or /readyz would rightly turn 503 midway.
+    long_lived = replace(settings, retention_days=5000, hour_retention_days=5000, consumer_stale_s=3600.0)
     writer = ActivityWriter(client, KeySchema(settings.redis_key_prefix, "UTC"), long_lived)
     writer.write(buckets)
     writer.heartbeat("fuzz-consumer", {"ts_ms": NOW_MS}, NOW_MS)
