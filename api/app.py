@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -10,6 +11,8 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from activeusers.days import days_between, hour_spans, retained_days
+from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
 from activeusers.store import ActivityReader, async_redis_client
@@ -24,6 +27,7 @@ from api.state import CLOCK, DAY_CACHE, KEYS, LIMITER, METRICS, READER, SETTINGS
 from api.tokens import TokenStore
 
 OPENAPI_PATH: Final = "/api/openapi.json"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,12 +95,28 @@ async def _refuse_bodies(request: web.Request, handler: Handler) -> web.StreamRe
     return await handler(request)
 
 
+async def _warm_up(reader: ActivityReader, settings: Settings, clock: Callable[[], float]) -> None:
+    """Make the first request as fast as the next: a pooled connection open, the read script loaded and the hour
+    buckets of the hour-retention window computed. Best effort: an API whose Redis is down still starts (its
+    readiness check says so) and pays these costs on its first request instead."""
+    now_ms = int(clock() * 1000)
+    first, last = retained_days(now_ms, settings.zone, settings.hour_retention_days)
+    for day in days_between(first, last):
+        hour_spans(day, settings.zone)
+    try:
+        await reader.ping()
+        await reader.load_scripts()
+    except StoreUnavailable as exc:
+        log.warning("Redis not reachable at startup", extra={"error": str(exc)})
+
+
 async def _redis_pool(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     keys = app[KEYS]
     client = async_redis_client(settings)
-    app[READER] = ActivityReader(client, keys)
+    app[READER] = reader = ActivityReader(client, keys)
     app[TOKENS] = TokenStore(client, keys)
     app[LIMITER] = RateLimiter(client, keys, settings.api_rate_limit, settings.api_rate_limit_window_s)
+    await _warm_up(reader, settings, app[CLOCK])
     yield
     await client.aclose()

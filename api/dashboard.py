@@ -86,13 +86,11 @@ def hourly_window(start_ms: int, zone: ZoneInfo) -> tuple[int, int, date, date]:
     return after, start_ms, local_day(after, zone), local_day(start_ms, zone)
 
 
-def slot_groups(spans: Sequence[HourSpan], counts: Mapping[tuple[date, int], int]) -> list[list[tuple[date, int]]]:
-    """For each slot of ``SLOT_HOURS``, the window's buckets of local hour h or h + 1 that hold users."""
+def slot_groups(spans: Sequence[HourSpan]) -> list[list[tuple[date, int]]]:
+    """For each slot of ``SLOT_HOURS``, the window's buckets of local hour h or h + 1."""
     groups: list[list[tuple[date, int]]] = [[] for _ in SLOT_HOURS]
     for span in spans:
-        bucket = (span.day, span.hour)
-        if counts.get(bucket):
-            groups[len(SLOT_HOURS) - 1 - span.hour // 2].append(bucket)
+        groups[len(SLOT_HOURS) - 1 - span.hour // 2].append((span.day, span.hour))
     return groups
 
 

@@ -36,6 +36,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS_MD = REPO_ROOT / "BENCHMARKS.md"
 ACTIVE_USERS_PATH = "/api/v1/engagement-dashboard/users/active-users"
 SUMMARY_PATH = "/api/v1/active-users/summary"
+USERS_PREFIX = "/api/v1/engagement-dashboard/users/"
+NEW_USERS_PATH = USERS_PREFIX + "new-users"
+BY_TIME_OF_DAY_PATH = USERS_PREFIX + "users-by-time-of-the-day-in-a-week"
+HOURLY_PATH = USERS_PREFIX + "chat-busier/hourly-data"
+WEEKLY_PATH = USERS_PREFIX + "chat-busier/weekly-data"
+# One user in NEW_SHARE of each day's active users is also created that day (new-user sets).
+NEW_SHARE = 50
 # Rocket.Chat's id alphabet (Random.id(): 17 characters without look-alikes), so sets hold realistic members.
 ID_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz"
 ID_CHARS = 17
@@ -114,6 +121,8 @@ def write_dataset(settings: Settings, data: Dataset, last_day: date) -> int:
             hours = rng.choices(range(24), k=data.dau)
             for user, hour in zip(rng.sample(population, data.dau), hours, strict=True):
                 buckets.add_active(day, hour, user, base_ms + hour * 3_600_000)
+            for user in rng.sample(population, data.dau // NEW_SHARE):
+                buckets.add_created(day, user, base_ms)
             writer.write(buckets)
             pairs += data.dau
             progress(f"writing {data.name} dataset", i + 1, data.days, started)
@@ -276,6 +285,12 @@ def range_query(last_day: date, days: int) -> str:
     start = datetime(first.year, first.month, first.day, tzinfo=UTC)
     end = datetime(last_day.year, last_day.month, last_day.day, 23, 59, 59, 999_000, tzinfo=UTC)
     return f"start={iso_ms(start)}&end={iso_ms(end)}"
+
+
+def start_query(last_day: date) -> str:
+    """``start`` at the last millisecond of ``last_day`` (UTC): chat-busier's "that day"."""
+    end = datetime(last_day.year, last_day.month, last_day.day, 23, 59, 59, 999_000, tzinfo=UTC)
+    return f"start={iso_ms(end)}"
 
 
 def percentile(values: Sequence[float], q: float) -> float:

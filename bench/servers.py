@@ -5,7 +5,9 @@ bodies as the service for the ranges the benchmark asks (whole UTC days inside r
 redis-py's asyncio client with ``decode_responses=True`` (hiredis decodes in C, the common idiom), one
 ``SMEMBERS`` round trip per day in sequence, ``sorted`` ids, WAU/MAU as unions of the 7 and 30 day sets, and the
 standard library's ``json.dumps``. No authentication, no validation, no clipping: it does strictly less than the
-service, so the comparison cannot flatter the service.
+service, so the comparison cannot flatter the service. The Users tab's other four endpoints the same way (UTC
+only, whole-day ranges): every new-user, hour or day set they need read with ``SMEMBERS`` and counted in Python,
+hourly-data's two-hour slots as Python set unions.
 
 ``trivial``: one handler answering ``{"success":true}`` with ``web.json_response``: the ceiling of aiohttp on
 this machine, for the throughput benchmark.
@@ -82,6 +84,74 @@ async def summary(request: web.Request) -> web.Response:
     )
 
 
+async def _sizes(request: web.Request, keys: list[str]) -> list[int]:
+    """The naive count: every set's members read (one SMEMBERS each, in sequence) and counted in Python."""
+    client = request.app[CLIENT]
+    return [len(await client.smembers(key)) for key in keys]
+
+
+def _instant(request: web.Request, name: str) -> datetime:
+    return datetime.fromisoformat(request.query[name].replace("Z", "+00:00"))
+
+
+async def new_users(request: web.Request) -> web.Response:
+    start, end = _instant(request, "start"), _instant(request, "end")
+    limit = int((end - start) / timedelta(days=1)) + 1
+    first, last = start.date(), end.date()
+    span = [first - timedelta(days=1 + limit) + timedelta(days=i) for i in range((last - first).days + limit + 2)]
+    sizes = dict(zip(span, await _sizes(request, [request.app[KEYS].new_users(d) for d in span]), strict=True))
+    days = [(d, sizes[d]) for d in sorted(span, reverse=True) if first <= d <= last and sizes[d]][:limit]
+    previous = [sizes[d] for d in sorted(span, reverse=True) if d < first and sizes[d]][:limit]
+    listed = dict(days)
+    total = sum(listed.values())
+    yesterday = listed.get(last - timedelta(days=1), 0)
+    return _json(
+        {
+            "days": [{"day": f"{d.isoformat()}T00:00:00.000Z", "users": n} for d, n in days],
+            "period": {"count": total, "variation": total - sum(previous)},
+            "yesterday": {"count": yesterday, "variation": listed.get(last, 0) - yesterday},
+            "success": True,
+        }
+    )
+
+
+async def users_by_time_of_day(request: web.Request) -> web.Response:
+    hours = [(d, h) for d in _days(request) for h in range(24)]
+    sizes = await _sizes(request, [request.app[KEYS].hour(d, h) for d, h in hours])
+    week = [
+        {"users": n, "hour": h, "day": d.day, "month": d.month, "year": d.year}
+        for (d, h), n in sorted(zip(hours, sizes, strict=True), reverse=True)
+        if n
+    ]
+    return _json({"week": week, "success": True})
+
+
+async def hourly_data(request: web.Request) -> web.Response:
+    start = _instant(request, "start")
+    newest = start.replace(minute=0, second=0, microsecond=0)
+    window = [newest - timedelta(hours=i) for i in range(24)]
+    client = request.app[CLIENT]
+    members = {(t.date(), t.hour): await client.smembers(request.app[KEYS].hour(t.date(), t.hour)) for t in window}
+    slots = []
+    for hour in range(22, -1, -2):
+        union: set[str] = set()
+        for (_, h), users in members.items():
+            if h in (hour, hour + 1):
+                union |= users
+        slots.append({"users": len(union), "hour": hour})
+    return _json({"hours": slots if any(s["users"] for s in slots) else [], "success": True})
+
+
+async def weekly_data(request: web.Request) -> web.Response:
+    last = _instant(request, "start").date()
+    days = [last - timedelta(days=n) for n in range(8)]
+    sizes = await _sizes(request, [request.app[KEYS].day(d) for d in days])
+    month = [
+        {"users": n, "day": d.day, "month": d.month, "year": d.year} for d, n in zip(days, sizes, strict=True) if n
+    ]
+    return _json({"month": month, "success": True})
+
+
 async def trivial(request: web.Request) -> web.Response:
     return web.json_response({"success": True})
 
@@ -101,6 +171,11 @@ def build(kind: str) -> web.Application:
     app.cleanup_ctx.append(_redis)
     app.router.add_get("/api/v1/engagement-dashboard/users/active-users", active_users)
     app.router.add_get("/api/v1/active-users/summary", summary)
+    users = "/api/v1/engagement-dashboard/users/"
+    app.router.add_get(users + "new-users", new_users)
+    app.router.add_get(users + "users-by-time-of-the-day-in-a-week", users_by_time_of_day)
+    app.router.add_get(users + "chat-busier/hourly-data", hourly_data)
+    app.router.add_get(users + "chat-busier/weekly-data", weekly_data)
     return app
 
 

@@ -9,12 +9,15 @@ import time
 import uuid
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
 from streams import (
     REPO_ROOT,
     ConsumerProcess,
+    Sent,
     activity,
     consumer_env,
     generate,
@@ -27,6 +30,16 @@ from streams import (
 
 ZONE = "America/New_York"
 RETENTION_DAYS = 30
+
+
+def ingest(stack: Any, name: str, env: dict[str, str], records: list[Sent], tmp_path: Path) -> None:
+    """Produce the records and run the real consumer process until its group has consumed them all."""
+    produce(stack.kafka_bootstrap, name, records)
+    consumer = ConsumerProcess(env, tmp_path / "consumer.log")
+    try:
+        wait_drained(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name)
+    finally:
+        assert consumer.stop() == 0
 
 
 def cli_token(env: dict[str, str], user_id: str) -> dict[str, str]:
@@ -64,12 +77,7 @@ def test_events_to_answers(stack, topic, redis_prefix, tmp_path):
         ACTIVITY_TIMEZONE=ZONE,
         RETENTION_DAYS=str(RETENTION_DAYS),
     )
-    produce(stack.kafka_bootstrap, name, sent)
-    consumer = ConsumerProcess(env, tmp_path / "consumer.log")
-    try:
-        wait_drained(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name)
-    finally:
-        assert consumer.stop() == 0
+    ingest(stack, name, env, sent, tmp_path)
     headers = cli_token(env, "e2e-admin")
     api, base = start_api(env, tmp_path / "api.log")
     try:
@@ -132,12 +140,7 @@ def test_by_day_counts_are_not_inflated_by_duplicates_and_restarts(stack, topic,
     now = int(time.time() * 1000)
     sent = generate(202, 1500, now, users=100, days=5)
     env = consumer_env(stack, name, redis_prefix, f"g-{uuid.uuid4().hex[:8]}", ACTIVITY_TIMEZONE="UTC")
-    produce(stack.kafka_bootstrap, name, sent + sent)
-    consumer = ConsumerProcess(env, tmp_path / "consumer.log")
-    try:
-        wait_drained(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name)
-    finally:
-        assert consumer.stop() == 0
+    ingest(stack, name, env, sent + sent, tmp_path)
     per_day: dict[date, set[str]] = defaultdict(set)
     for s in sent:
         if s.event and s.event["type"] in {"login", "activity", "logout"} and s.event.get("roles") != ["anonymous"]:
@@ -263,12 +266,7 @@ def test_users_tab_answers_equal_the_oracle(stack, topic, redis_prefix, tmp_path
         RETENTION_DAYS=str(RETENTION_DAYS),
         HOUR_RETENTION_DAYS=str(HOUR_RETENTION_DAYS),
     )
-    produce(stack.kafka_bootstrap, name, sent + replayed)
-    consumer = ConsumerProcess(env, tmp_path / "consumer.log")
-    try:
-        wait_drained(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name)
-    finally:
-        assert consumer.stop() == 0
+    ingest(stack, name, env, sent + replayed, tmp_path)
     headers = cli_token(env, "e2e-admin")
     api, base = start_api(env, tmp_path / "api.log")
     zone = ZoneInfo(ZONE)

@@ -211,30 +211,21 @@ def test_hourly_window_is_the_24_hours_up_to_start():
 
 def test_slots_of_a_plain_day_pair_hours():
     spans = spans_of("2026-03-15T23:59:59.999Z", UTC)
-    counts = {(s.day, s.hour): 1 for s in spans}
-    groups = slot_groups(spans, counts)
+    groups = slot_groups(spans)
     assert [[hour for _, hour in group] for group in groups] == [[h, h + 1] for h in SLOT_HOURS[::-1]][::-1]
 
 
 def test_slots_of_a_mid_day_start_pair_hours_of_two_days():
     spans = spans_of("2026-03-15T12:30:00.000Z", UTC)
-    counts = {(s.day, s.hour): 1 for s in spans}
-    groups = slot_groups(spans, counts)
+    groups = slot_groups(spans)
     assert groups[SLOT_HOURS.index(12)] == [(d("2026-03-14"), 13), (d("2026-03-15"), 12)]
     assert groups[SLOT_HOURS.index(0)] == [(d("2026-03-15"), 0), (d("2026-03-15"), 1)]
-
-
-def test_slots_leave_out_buckets_without_users():
-    spans = spans_of("2026-03-15T23:59:59.999Z", UTC)
-    groups = slot_groups(spans, {(d("2026-03-15"), 5): 2})
-    assert groups[SLOT_HOURS.index(4)] == [(d("2026-03-15"), 5)]
-    assert sum(map(len, groups)) == 1
 
 
 def test_slots_on_a_spring_forward_day_in_berlin():
     # The day's end: 23 buckets and the previous day's hour 23, so slot 22 holds three buckets, slot 2 one.
     spans = spans_of("2023-03-26T21:59:59.999Z", BERLIN)
-    groups = slot_groups(spans, {(s.day, s.hour): 1 for s in spans})
+    groups = slot_groups(spans)
     assert groups[SLOT_HOURS.index(22)] == [(d("2023-03-25"), 23), (d("2023-03-26"), 22), (d("2023-03-26"), 23)]
     assert groups[SLOT_HOURS.index(2)] == [(d("2023-03-26"), 3)]
 
@@ -242,7 +233,7 @@ def test_slots_on_a_spring_forward_day_in_berlin():
 def test_slots_on_a_fall_back_day_in_new_york():
     # 25 real hours: the 24 hours up to the day's end start after its hour 0, and hour 1 is one (long) bucket.
     spans = spans_of("2026-11-02T04:59:59.999Z", NEW_YORK)
-    groups = slot_groups(spans, {(s.day, s.hour): 1 for s in spans})
+    groups = slot_groups(spans)
     assert groups[SLOT_HOURS.index(0)] == [(d("2026-11-01"), 1)]
     assert sum(map(len, groups)) == 23
 

@@ -234,7 +234,7 @@ async def test_weekly_users_equal_active_users(api, admin, seed):
 
 @pytest.fixture
 def counted_keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Every key the apps of the test count (SCARD or SINTERCARD), and no member read at all."""
+    """Every key the apps of the test count (SCARD, or union sizes counted in Redis), and no member read at all."""
     keys: list[str] = []
     real_counts, real_unions = ActivityReader._counts, ActivityReader.hour_union_counts
 
