@@ -16,6 +16,7 @@ from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
 from activeusers.store import ActivityReader, async_redis_client
+from api import page
 from api.daycache import DayCache
 from api.errors import error_middleware
 from api.httplog import server_logger
@@ -52,6 +53,9 @@ ROUTES: Final = (
     Route("readyz", "/readyz", health.readyz, False),
     Route("metrics", "/metrics", meta.metrics, False),
     Route("openapi", OPENAPI_PATH, meta.openapi, False),
+    Route("dashboard", "/dashboard", page.dashboard, False),
+    Route("dashboardAsset", page.ASSET_PREFIX + "{path:[0-9a-f]{16}/[A-Za-z0-9_./-]+}", page.asset, False),
+    Route("root", "/", page.root, False),
 )
 # No endpoint reads a request body; anything bigger than this is refused before it is buffered.
 MAX_BODY_BYTES: Final = 1024
@@ -74,6 +78,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app[CLOCK] = clock
     app[KEYS] = KeySchema(settings.redis_key_prefix, settings.activity_timezone)
     app[METRICS] = metrics
+    app[page.PAGE] = page.Page()
     app[DAY_CACHE] = DayCache(settings.api_cache_bytes, settings.api_cache_ttl_s)
     app.cleanup_ctx.append(_redis_pool)
     for route in ROUTES:

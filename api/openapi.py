@@ -342,6 +342,26 @@ def _operations() -> dict[str, dict[str, Any]]:
                 }
             },
         },
+        "dashboard": {
+            "summary": "The dashboard page (HTML; sign in with a user id and token).",
+            "responses": {
+                "200": {"description": "The page.", "content": {"text/html": {"schema": {"type": "string"}}}}
+            },
+        },
+        "dashboardAsset": {
+            "summary": "A script, stylesheet or icon of the dashboard, at a content-hashed URL.",
+            "parameters": [
+                {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}},
+            ],
+            "responses": {
+                "200": {"description": "The file.", "content": {"*/*": {"schema": {"type": "string"}}}},
+                "404": _json("Error", "No such asset."),
+            },
+        },
+        "root": {
+            "summary": "Redirects to /dashboard.",
+            "responses": {"302": {"description": "To /dashboard."}},
+        },
         "openapi": {
             "summary": "This document.",
             "responses": {

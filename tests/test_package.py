@@ -67,9 +67,11 @@ def tracked(*paths: str) -> list[str]:
 
 
 def package_files() -> list[str]:
-    """Every tracked module and marker file of the three packages (what the wheel must hold)."""
-    files = [name for name in tracked(*PACKAGES) if name.endswith((".py", "py.typed"))]
+    """Every tracked module and marker file of the three packages, and the API's static assets (the dashboard
+    page): what the wheel must hold."""
+    files = [name for name in tracked(*PACKAGES) if name.endswith((".py", "py.typed")) or "/static/" in name]
     assert any(name.startswith("api/routes/") for name in files)
+    assert any(name.startswith("api/static/vendor/") for name in files)
     return files
 
 

@@ -26,7 +26,9 @@ PATH = "/api/v1/engagement-dashboard/users/active-users"
 SUMMARY = "/api/v1/active-users/summary"
 # The operational endpoints are public by design; every other route of the app is a data route and must demand a
 # token. The data routes are read from the router, so a route added without authentication fails these tests.
-PUBLIC = frozenset({"/healthz", "/readyz", "/metrics", "/api/openapi.json"})
+PUBLIC = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/api/openapi.json", "/dashboard", "/", "/dashboard/assets/{path}"}
+)
 DATA_PATHS = sorted(
     {r.resource.canonical for r in create_app(Settings()).router.routes() if r.resource is not None} - PUBLIC
 )

@@ -29,7 +29,7 @@ FORBIDDEN = (
 V1 = "2026-03-01T00:00:00.000Z"
 V2 = "2026-03-15T23:59:59.999Z"
 JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store", "Pragma": "no-cache"}
-PUBLIC = {"/healthz", "/readyz", "/metrics", "/api/openapi.json"}
+PUBLIC = {"/healthz", "/readyz", "/metrics", "/api/openapi.json", "/dashboard", "/", "/dashboard/assets/{path}"}
 START_ONLY = {engagement.HOURLY, engagement.WEEKLY}
 TODAY = date(2026, 3, 15)
 

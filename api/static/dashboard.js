@@ -1,0 +1,259 @@
+"use strict";
+// The dashboard page: reads only this API's public endpoints, with the token from sessionStorage in headers.
+(function () {
+  const API = "/api/v1/engagement-dashboard/users/";
+  const SUMMARY = "/api/v1/active-users/summary";
+  const DAY = 86400000;
+  const state = { zone: "UTC", days: { active: 30, new: 30, tod: 7 }, busyDay: null, timer: null, data: {} };
+  const $ = (id) => document.getElementById(id);
+  const charts = {};
+
+  function creds() {
+    const raw = sessionStorage.getItem("activeusers.credentials");
+    return raw ? JSON.parse(raw) : null;
+  }
+
+  class ApiError extends Error {
+    constructor(status, message) { super(message); this.status = status; }
+  }
+
+  async function get(path) {
+    const c = creds();
+    let response;
+    try {
+      response = await fetch(path, { headers: { "X-User-Id": c.user, "X-Auth-Token": c.token }, cache: "no-store" });
+    } catch (e) {
+      throw new ApiError(0, "The API cannot be reached.");
+    }
+    if (!response.ok) {
+      let message = "HTTP " + response.status;
+      try { const body = await response.json(); message = body.error || body.message || message; } catch (e) { /* keep */ }
+      throw new ApiError(response.status, message);
+    }
+    return response;
+  }
+
+  const json = async (path) => (await get(path)).json();
+
+  // Calendar arithmetic in the deployment zone (not the browser's).
+  function parts(ms) {
+    const f = new Intl.DateTimeFormat("en-CA", { timeZone: state.zone, year: "numeric", month: "2-digit",
+      day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
+    const p = {};
+    for (const x of f.formatToParts(new Date(ms))) p[x.type] = x.value;
+    return p;
+  }
+  function localDate(ms) { const p = parts(ms); return p.year + "-" + p.month + "-" + p.day; }
+  function offset(ms) {
+    const p = parts(ms);
+    return Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute, +p.second) - Math.floor(ms / 1000) * 1000;
+  }
+  function localMs(date, h, m, s, ms) {
+    const [y, mo, d] = date.split("-").map(Number);
+    const wall = Date.UTC(y, mo - 1, d, h, m, s, ms);
+    let t = wall - offset(wall);
+    t = wall - offset(t);
+    return t;
+  }
+  function addDays(date, n) {
+    const [y, m, d] = date.split("-").map(Number);
+    return new Date(Date.UTC(y, m - 1, d + n)).toISOString().slice(0, 10);
+  }
+  function range(n) {
+    const today = localDate(Date.now());
+    const first = addDays(today, 1 - n);
+    return { first, today, start: new Date(localMs(first, 0, 0, 0, 0)).toISOString(),
+      end: new Date(localMs(today, 23, 59, 59, 999)).toISOString() };
+  }
+  function dates(first, last) { const out = []; for (let d = first; d <= last; d = addDays(d, 1)) out.push(d); return out; }
+  const key = (e) => e.year + "-" + String(e.month).padStart(2, "0") + "-" + String(e.day).padStart(2, "0");
+  const dayMs = (d) => Date.UTC(+d.slice(0, 4), +d.slice(5, 7) - 1, +d.slice(8, 10)) / 1000;
+
+  function status(panel, text) { panel.querySelector(".status").textContent = text || ""; }
+  function signedDelta(el, n) {
+    el.textContent = (n > 0 ? "+" : "") + n + " vs the day before";
+    el.className = n > 0 ? "up" : n < 0 ? "down" : "";
+    el.dataset.value = String(n);
+  }
+
+  function draw(id, el, x, series, bars) {
+    el.dataset.chart = JSON.stringify({ x: x, series: series.map((s) => ({ label: s.label, values: s.values })) });
+    if (charts[id]) { charts[id].destroy(); delete charts[id]; }
+    if (!x.length) return;
+    const colors = ["#1d74f5", "#f5455c", "#2de0a5"];
+    const opts = { width: Math.max(el.clientWidth, 300), height: 220,
+      scales: { x: { time: !bars } },
+      axes: [bars ? { values: (u, v) => v.map((i) => x[i] === undefined ? "" : x[i]) } : {}, {}],
+      series: [{}].concat(series.map((s, i) => ({ label: s.label, stroke: colors[i], width: 2,
+        fill: bars ? colors[i] + "88" : undefined, paths: bars ? uPlot.paths.bars({ size: [0.7] }) : undefined }))) };
+    const xs = bars ? x.map((_, i) => i) : x.map(dayMs);
+    charts[id] = new uPlot(opts, [xs].concat(series.map((s) => s.values)), el);
+  }
+
+  function downloadText(name, text) {
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(new Blob([text], { type: "text/csv" }));
+    a.download = name;
+    document.body.appendChild(a); a.click(); a.remove();
+  }
+  const csv = (rows) => rows.map((r) => r.join(",")).join("\r\n") + "\r\n";
+
+  async function loadActive() {
+    const panel = $("active"); const r = range(state.days.active);
+    const q = "?start=" + r.start + "&end=" + r.end;
+    const s = await json(SUMMARY + q);
+    state.zone = s.timezone;
+    $("zone").textContent = "Time zone: " + s.timezone;
+    const rows = s.days;
+    state.data.active = { query: q, first: r.first, today: r.today };
+    const last = rows[rows.length - 1], prev = rows[rows.length - 2];
+    for (const k of ["dau", "wau", "mau"]) {
+      const v = last ? last[k] : 0;
+      $(k).textContent = String(v); $(k).dataset.value = String(v);
+      signedDelta($(k + "-change"), v - (prev ? prev[k] : 0));
+    }
+    const x = rows.map((d) => d.date);
+    draw("active", panel.querySelector(".chart"), x, [
+      { label: "DAU", values: rows.map((d) => d.dau) }, { label: "WAU", values: rows.map((d) => d.wau) },
+      { label: "MAU", values: rows.map((d) => d.mau) }], false);
+    status(panel, rows.some((d) => d.dau) ? "" : "No active users in this period yet.");
+  }
+
+  async function loadNew() {
+    const panel = $("new"); const r = range(state.days.new);
+    const a = await json(API + "new-users?start=" + r.start + "&end=" + r.end);
+    const per = {};
+    for (const d of a.days) per[localDate(Date.parse(d.day) + 12 * 3600000)] = d.users;
+    const x = dates(r.first, r.today);
+    const values = x.map((d) => per[d] || 0);
+    $("new-count").textContent = String(a.period.count); $("new-count").dataset.value = String(a.period.count);
+    const v = $("new-variation");
+    v.textContent = (a.period.variation > 0 ? "+" : "") + a.period.variation + " vs the previous period";
+    v.dataset.value = String(a.period.variation);
+    state.data.new = [["date", "new_users"]].concat(x.map((d, i) => [d, values[i]]));
+    draw("new", panel.querySelector(".chart"), x, [{ label: "New users", values: values }], true);
+    status(panel, a.period.count ? "" : "No new users in this period.");
+  }
+
+  async function loadTod() {
+    const panel = $("tod"); const r = range(state.days.tod);
+    const a = await json(API + "users-by-time-of-the-day-in-a-week?start=" + r.start + "&end=" + new Date().toISOString());
+    const cells = {};
+    let max = 0;
+    for (const e of a.week) { cells[key(e) + "T" + e.hour] = e.users; max = Math.max(max, e.users); }
+    const x = dates(r.first, r.today);
+    const heat = panel.querySelector(".heat");
+    heat.replaceChildren();
+    const grid = [];
+    for (const d of x) {
+      const col = [];
+      for (let h = 0; h < 24; h++) {
+        const n = cells[d + "T" + h] || 0; col.push(n);
+        const c = document.createElement("div");
+        c.className = "l" + (n ? Math.ceil((4 * n) / max) : 0);
+        c.title = d + " " + String(h).padStart(2, "0") + ":00 - " + n + " users";
+        heat.appendChild(c);
+      }
+      grid.push(col);
+    }
+    heat.dataset.chart = JSON.stringify({ x: x, hours: grid });
+    state.data.tod = [["date", "hour", "users"]];
+    x.forEach((d, i) => grid[i].forEach((n, h) => state.data.tod.push([d, h, n])));
+    status(panel, max ? "" : "No active users in this period yet.");
+  }
+
+  async function loadBusy() {
+    const panel = $("busy");
+    const day = state.busyDay || localDate(Date.now());
+    $("busy-day").value = day;
+    const at = new Date(localMs(day, 23, 59, 59, 999)).toISOString();
+    const [h, w] = await Promise.all([json(API + "chat-busier/hourly-data?start=" + at),
+      json(API + "chat-busier/weekly-data?start=" + at)]);
+    const slots = h.hours.slice().reverse();
+    const hx = slots.map((s) => String(s.hour).padStart(2, "0") + "-" + String(s.hour + 2).padStart(2, "0"));
+    draw("busyh", $("busy-hours"), hx, [{ label: "Users per 2 hours", values: slots.map((s) => s.users) }], true);
+    const per = {};
+    for (const e of w.month) per[key(e)] = e.users;
+    const wx = dates(addDays(day, -7), day);
+    draw("busyw", $("busy-week"), wx, [{ label: "Users per day", values: wx.map((d) => per[d] || 0) }], true);
+    state.data.busy = [["slot_or_day", "users"]].concat(slots.map((s, i) => [day + " " + hx[i], s.users]),
+      wx.map((d) => [d, per[d] || 0]));
+    status(panel, slots.length ? "" : "No active users on " + day + ".");
+  }
+
+  const loaders = { active: loadActive, new: loadNew, tod: loadTod, busy: loadBusy };
+
+  async function load(name) {
+    const panel = $(name);
+    try {
+      await loaders[name]();
+      panel.dataset.loaded = String(Date.now());
+    } catch (e) {
+      if (e.status === 401 || e.status === 403) { signOut(e.message); return; }
+      status(panel, e.message);
+      panel.dataset.loaded = "error";
+    }
+  }
+
+  async function refresh() {
+    await load("active");
+    await Promise.all(["new", "tod", "busy"].map(load));
+    if (creds()) $("asof").textContent = "as of " + parts(Date.now()).hour + ":" + parts(Date.now()).minute + ":" + parts(Date.now()).second;
+  }
+
+  function signOut(message) {
+    sessionStorage.removeItem("activeusers.credentials");
+    if (state.timer) { clearInterval(state.timer); state.timer = null; }
+    $("live").checked = false;
+    $("panels").hidden = true; $("signout").hidden = true; $("live-label").hidden = true;
+    $("signin").hidden = false; $("signin-error").textContent = message || "";
+  }
+
+  function show() {
+    $("signin").hidden = true; $("panels").hidden = false; $("signout").hidden = false; $("live-label").hidden = false;
+    refresh();
+  }
+
+  function presets() {
+    for (const box of document.querySelectorAll(".presets")) {
+      const name = box.dataset.panel;
+      for (const n of [7, 30, 90]) {
+        const b = document.createElement("button");
+        b.textContent = n + " days"; b.dataset.days = String(n);
+        b.className = state.days[name] === n ? "on" : "";
+        b.addEventListener("click", () => {
+          state.days[name] = n;
+          for (const o of box.children) o.className = o === b ? "on" : "";
+          load(name);
+        });
+        box.appendChild(b);
+      }
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    presets();
+    $("signin").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      sessionStorage.setItem("activeusers.credentials", JSON.stringify({ user: $("user-id").value, token: $("token").value }));
+      $("token").value = "";
+      show();
+    });
+    $("signout").addEventListener("click", () => signOut(""));
+    $("live").addEventListener("change", () => {
+      if ($("live").checked) state.timer = setInterval(refresh, 5000);
+      else { clearInterval(state.timer); state.timer = null; }
+    });
+    $("busy-day").addEventListener("change", () => { state.busyDay = $("busy-day").value; load("busy"); });
+    $("busy-prev").addEventListener("click", () => { state.busyDay = addDays($("busy-day").value, -1); load("busy"); });
+    $("busy-next").addEventListener("click", () => { state.busyDay = addDays($("busy-day").value, 1); load("busy"); });
+    $("active").querySelector(".csv").addEventListener("click", async () => {
+      try { downloadText("active-users.csv", await (await get(SUMMARY + state.data.active.query + "&format=csv")).text()); }
+      catch (e) { status($("active"), e.message); }
+    });
+    for (const name of ["new", "tod", "busy"]) {
+      $(name).querySelector(".csv").addEventListener("click", () => downloadText(name + ".csv", csv(state.data[name] || [])));
+    }
+    if (creds()) show();
+  });
+})();
