@@ -9,6 +9,8 @@
   and deletes it after the test.
 * ``redis_client`` (function): a sync ``redis.Redis`` (``decode_responses=True``) for the stack.
 * ``redis_prefix`` (function): a unique key prefix ``t-<8 hex>:``; keys under it are deleted after the test.
+* ``module_topic`` and ``module_redis_prefix`` (module): the same for fixtures that one module's tests share
+  (one seeded pipeline for many tests), cleaned up after the module.
 * ``secure_env`` (session): the settings that reach the broker's SASL_SSL listener and the TLS Redis with its
   ACL user (``$STACK_DIR/secure.env``, written by ``dev/stack up --secure``, which is run when the file is
   missing). Unavailable services fail the test under CI, as for ``stack``.
@@ -21,6 +23,7 @@ Nothing here connects at import time: the module imports fine without any servic
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -181,30 +184,44 @@ def _topic_name(node_name: str) -> str:
     return f"t-{slug}-{uuid.uuid4().hex[:8]}"
 
 
-@pytest.fixture
-def topic(kafka_admin: KafkaAdminClient, request: pytest.FixtureRequest) -> Iterator[Callable[..., str]]:
-    """Factory ``topic(partitions=3) -> name``: a fresh topic, ready for use, deleted after the test."""
+@contextlib.contextmanager
+def _fresh_topics(admin: KafkaAdminClient, owner: str) -> Iterator[Callable[..., str]]:
+    """A factory ``create(partitions=3) -> name`` of fresh topics named after ``owner``, deleted on exit."""
     from kafka.admin import NewTopic
 
     created: list[str] = []
 
     def create(partitions: int = 3) -> str:
-        name = _topic_name(request.node.name)
-        kafka_admin.create_topics(
+        name = _topic_name(owner)
+        admin.create_topics(
             [NewTopic(name=name, num_partitions=partitions, replication_factor=1)],
             timeout_ms=30_000,
             wait_for_metadata=True,
         )
         created.append(name)
-        _wait_for_leaders(kafka_admin, name, partitions)
+        _wait_for_leaders(admin, name, partitions)
         return name
 
     yield create
     if created:
         try:
-            kafka_admin.delete_topics(created, timeout_ms=30_000, raise_errors=False)
+            admin.delete_topics(created, timeout_ms=30_000, raise_errors=False)
         except Exception as exc:  # cleanup must not mask the test's own outcome
             print(f"warning: could not delete topics {created}: {exc!r}", file=sys.stderr)
+
+
+@pytest.fixture
+def topic(kafka_admin: KafkaAdminClient, request: pytest.FixtureRequest) -> Iterator[Callable[..., str]]:
+    """Factory ``topic(partitions=3) -> name``: a fresh topic, ready for use, deleted after the test."""
+    with _fresh_topics(kafka_admin, request.node.name) as create:
+        yield create
+
+
+@pytest.fixture(scope="module")
+def module_topic(kafka_admin: KafkaAdminClient, request: pytest.FixtureRequest) -> Iterator[Callable[..., str]]:
+    """``topic`` for a module's shared fixtures (one seeded pipeline for many tests): deleted after the module."""
+    with _fresh_topics(kafka_admin, request.module.__name__) as create:
+        yield create
 
 
 def _wait_for_leaders(admin: KafkaAdminClient, name: str, partitions: int, timeout_s: float = 30.0) -> None:
@@ -229,19 +246,39 @@ def redis_client(stack: Stack) -> Iterator[redis.Redis]:
     client.close()
 
 
-@pytest.fixture
-def redis_prefix(redis_client: redis.Redis) -> Iterator[str]:
-    """A unique key prefix ``t-<8 hex>:``; every key under it is deleted after the test (SCAN + DEL)."""
+@contextlib.contextmanager
+def _fresh_prefix(client: redis.Redis) -> Iterator[str]:
+    """A unique key prefix ``t-<8 hex>:``; every key under it is deleted on exit (SCAN + DEL)."""
     prefix = f"t-{uuid.uuid4().hex[:8]}:"
     yield prefix
     batch: list[str] = []
-    for key in redis_client.scan_iter(match=f"{prefix}*", count=1000):
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
         batch.append(key)
         if len(batch) >= 500:
-            redis_client.delete(*batch)
+            client.delete(*batch)
             batch.clear()
     if batch:
-        redis_client.delete(*batch)
+        client.delete(*batch)
+
+
+@pytest.fixture
+def redis_prefix(redis_client: redis.Redis) -> Iterator[str]:
+    """A unique key prefix ``t-<8 hex>:``; every key under it is deleted after the test (SCAN + DEL)."""
+    with _fresh_prefix(redis_client) as prefix:
+        yield prefix
+
+
+@pytest.fixture(scope="module")
+def module_redis_prefix(stack: Stack) -> Iterator[str]:
+    """``redis_prefix`` for a module's shared fixtures: its keys are deleted after the module."""
+    import redis
+
+    client = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    try:
+        with _fresh_prefix(client) as prefix:
+            yield prefix
+    finally:
+        client.close()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -79,7 +79,8 @@
   function draw(id, el, x, series, bars) {
     el.dataset.chart = JSON.stringify({ x: x, series: series.map((s) => ({ label: s.label, values: s.values })) });
     if (charts[id]) { charts[id].destroy(); delete charts[id]; }
-    if (!x.length) return;
+    // A period without a single user gets the panel's empty-state text, not an empty chart.
+    if (!series.some((s) => s.values.some((v) => v))) return;
     const colors = ["#1d74f5", "#f5455c", "#2de0a5"];
     const opts = { width: Math.max(el.clientWidth, 300), height: 220,
       scales: { x: { time: !bars } },
@@ -149,6 +150,7 @@
       const col = [];
       for (let h = 0; h < 24; h++) {
         const n = cells[d + "T" + h] || 0; col.push(n);
+        if (!max) continue;
         const c = document.createElement("div");
         c.className = "l" + (n ? Math.ceil((4 * n) / max) : 0);
         c.title = d + " " + String(h).padStart(2, "0") + ":00 - " + n + " users";
@@ -197,6 +199,7 @@
 
   async function refresh() {
     await load("active");
+    if (!creds()) return;  // a 401/403 signed out: the other panels would only fail the same way
     await Promise.all(["new", "tod", "busy"].map(load));
     if (creds()) $("asof").textContent = "as of " + parts(Date.now()).hour + ":" + parts(Date.now()).minute + ":" + parts(Date.now()).second;
   }
