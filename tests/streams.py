@@ -410,3 +410,26 @@ def start_api(env: Mapping[str, str], log_path: Path) -> tuple[subprocess.Popen[
 def in_ci() -> bool:
     """Whether env ``CI`` asks for hard failures instead of skips (a missing tool then fails the test)."""
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def cli_token(env: dict[str, str], user_id: str) -> dict[str, str]:
+    """Auth headers of a new token made by our CLI, as an operator would."""
+    token = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "activeusers.cli",
+            "token",
+            "create",
+            "--user-id",
+            user_id,
+            "--permission",
+            "view-engagement-dashboard",
+        ],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    return {"X-User-Id": user_id, "X-Auth-Token": token}

@@ -28,6 +28,7 @@ from streams import (
     Activity,
     Sent,
     activity,
+    cli_token,
     consumer_env,
     free_port,
     generate,
@@ -38,7 +39,6 @@ from streams import (
     wait_until,
 )
 from test_end_to_end import (
-    cli_token,
     expected_by_time_of_day,
     expected_hourly,
     expected_new_users,

@@ -3,8 +3,6 @@ through the real API process; every answer equals an oracle computed from the ev
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 import uuid
 from collections import defaultdict
@@ -15,10 +13,10 @@ from zoneinfo import ZoneInfo
 
 import orjson
 from streams import (
-    REPO_ROOT,
     ConsumerProcess,
     Sent,
     activity,
+    cli_token,
     consumer_env,
     generate,
     http_get,
@@ -42,29 +40,6 @@ def ingest(env: dict[str, str], records: list[Sent], tmp_path: Path, security: d
         wait_drained(bootstrap, env["KAFKA_GROUP_ID"], name, security=security)
     finally:
         assert consumer.stop() == 0
-
-
-def cli_token(env: dict[str, str], user_id: str) -> dict[str, str]:
-    """Auth headers of a new token made by our CLI, as an operator would."""
-    token = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "activeusers.cli",
-            "token",
-            "create",
-            "--user-id",
-            user_id,
-            "--permission",
-            "view-engagement-dashboard",
-        ],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    return {"X-User-Id": user_id, "X-Auth-Token": token}
 
 
 def test_events_to_answers(stack, topic, redis_prefix, tmp_path):

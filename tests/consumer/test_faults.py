@@ -29,6 +29,7 @@ from streams import (
     ConsumerProcess,
     Sent,
     bucket_state,
+    cli_token,
     committed_offsets,
     consumer_env,
     expected_buckets,
@@ -209,31 +210,13 @@ def test_redis_stopped_and_restarted_during_a_stream_and_the_api_says_503(privat
     now = int(time.time() * 1000)
     sent = generate(43, 6000, now, days=40, avoid_days_ago=(29, 32))
     env = _env(private_stack.kafka_bootstrap, private_stack.redis_url, topic, "redis:", REDIS_TIMEOUT="500ms")
-    token = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "activeusers.cli",
-            "token",
-            "create",
-            "--user-id",
-            "ops",
-            "--permission",
-            "view-engagement-dashboard",
-        ],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    headers = cli_token(env, "ops")
     member = ConsumerProcess(env, tmp_path / "consumer.log")
     api, base = start_api({**env, "REDIS_TIMEOUT": "1s"}, tmp_path / "api.log")
     query = (
         f"{base}/api/v1/engagement-dashboard/users/active-users"
         "?start=2020-01-01T00:00:00.000Z&end=2030-01-01T00:00:00.000Z"
     )
-    headers = {"X-User-Id": "ops", "X-Auth-Token": token}
     feeder = Feeder(private_stack.kafka_bootstrap, topic, sent)
     feeder.start()
     try:
