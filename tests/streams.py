@@ -288,6 +288,19 @@ class ConsumerProcess:
         """What the process logged so far."""
         return self.log_path.read_text(errors="replace")
 
+    def owned(self) -> set[str]:
+        """The partitions (``topic-N``) this member holds now, replayed from its assigned/revoked log lines."""
+        held: set[str] = set()
+        for line in self.log_text().splitlines():
+            if not line.startswith("{"):
+                continue
+            entry = orjson.loads(line)
+            if entry.get("event") == "partitions assigned":
+                held |= set(entry["partitions"])
+            elif entry.get("event") == "partitions revoked":
+                held -= set(entry["partitions"])
+        return held
+
 
 def committed_offsets(
     bootstrap: str, group: str, topic: str, security: Mapping[str, Any] | None = None

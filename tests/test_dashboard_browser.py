@@ -231,6 +231,13 @@ def today() -> date:
     return datetime.now(tz=TZ).date()
 
 
+def page_day(driver: Any) -> date:
+    """The day the page calls today (its busiest-times day picker starts there). Tests read it rather than the
+    clock, so a run that crosses midnight between loading the page and checking it still compares like with
+    like."""
+    return date.fromisoformat(driver.find_element(By.ID, "busy-day").get_attribute("value"))
+
+
 # --- tests --------------------------------------------------------------------------------------------------------
 
 
@@ -251,13 +258,14 @@ def test_sign_in_and_the_active_users_panel_for_two_presets(pipeline, driver):
             before = {"active": loaded(driver, "active")}
             driver.find_element(By.CSS_SELECTOR, f'#active button[data-days="{preset}"]').click()
             wait_loaded(driver, ("active",), before)
-        first = today() - timedelta(days=preset - 1)
-        start, end = whole_days(first, today())
+        day = page_day(driver)
+        first = day - timedelta(days=preset - 1)
+        start, end = whole_days(first, day)
         rows = pipeline.api(f"/api/v1/active-users/summary?start={start}&end={end}")["days"]
         drawn = chart(driver, "#active .chart")
         assert drawn["x"] == [r["date"] for r in rows]
         assert [s["values"] for s in drawn["series"]] == [[r[k] for r in rows] for k in ("dau", "wau", "mau")]
-        oracle = [len(days.get(d, set())) for d in dates(first, today())]
+        oracle = [len(days.get(d, set())) for d in dates(first, day)]
         assert drawn["series"][0]["values"] == oracle
         assert value(driver, "dau") == str(oracle[-1])
         assert value(driver, "dau-change") == str(oracle[-1] - oracle[-2])
@@ -270,7 +278,7 @@ def test_sign_in_and_the_active_users_panel_for_two_presets(pipeline, driver):
 
 def test_the_new_users_panel_for_30_days(pipeline, driver, downloads):
     open_signed_in(pipeline, driver)
-    found, day = pipeline.found(), today()
+    found, day = pipeline.found(), page_day(driver)
     span = dates(day - timedelta(days=29), day)
     start, end = whole_days(span[0], day)
     answer = pipeline.api(f"{USERS}new-users?start={start}&end={end}")
@@ -291,7 +299,7 @@ def test_the_new_users_panel_for_30_days(pipeline, driver, downloads):
 def test_the_time_of_day_panel_for_7_days(pipeline, driver, downloads):
     """Up to now: no event is newer than the seed's now (the live test, which adds some, runs last)."""
     open_signed_in(pipeline, driver)
-    found, day = pipeline.found(), today()
+    found, day = pipeline.found(), page_day(driver)
     span = dates(day - timedelta(days=6), day)
     start = whole_days(span[0], day)[0]
     answer = pipeline.api(f"{USERS}users-by-time-of-the-day-in-a-week?start={start}&end={iso(pipeline.now)}")
@@ -305,17 +313,21 @@ def test_the_time_of_day_panel_for_7_days(pipeline, driver, downloads):
     assert console_errors(driver) == []
 
 
-def test_the_busiest_times_of_today(pipeline, driver, downloads):
-    """Its 12 two-hour slots and its last 8 days."""
-    open_signed_in(pipeline, driver)
-    found, day = pipeline.found(), today()
+def check_busiest_times(pipeline: Pipeline, driver: Any, downloads: Path, day: date) -> int:
+    """The busy panel shows ``day``: its two-hour slots as the hourly data answers them (none for a day without
+    users), its last 8 days, and its CSV, all equal to the API's answers and the oracle. Returns the day's users
+    per slot summed, so a caller can tell which case it checked."""
+    found = pipeline.found()
     at = whole_days(day, day)[1]
     hourly = pipeline.api(f"{USERS}chat-busier/hourly-data?start={at}")
     assert hourly == expected_hourly(found.hours, ms(at), TZ)
-    slots = [len(found.hours.get((day, h), set()) | found.hours.get((day, h + 1), set())) for h in range(0, 24, 2)]
-    labels = [f"{h:02d}-{h + 2:02d}" for h in range(0, 24, 2)]
+    slots = [s["users"] for s in reversed(hourly["hours"])]
+    labels = [f"{s['hour']:02d}-{s['hour'] + 2:02d}" for s in reversed(hourly["hours"])]
+    if slots:
+        assert labels == [f"{h:02d}-{h + 2:02d}" for h in range(0, 24, 2)]
+        assert slots == [len(found.hours.get((day, h), set()) | found.hours.get((day, h + 1), set())) for h in range(0, 24, 2)]
     assert chart(driver, "#busy-hours") == {"x": labels, "series": [{"label": "Users per 2 hours", "values": slots}]}
-    assert slots == [s["users"] for s in reversed(hourly["hours"])]
+    assert text(driver, "#busy .status") == ("" if slots else f"No active users on {day.isoformat()}.")
     week = dates(day - timedelta(days=7), day)
     weekly = pipeline.api(f"{USERS}chat-busier/weekly-data?start={at}")
     assert weekly == expected_weekly(found.days, ms(at), TZ)
@@ -327,12 +339,28 @@ def test_the_busiest_times_of_today(pipeline, driver, downloads):
     busy_csv = [f"{day.isoformat()} {label},{n}" for label, n in zip(labels, slots, strict=True)]
     busy_csv += [f"{d.isoformat()},{n}" for d, n in zip(week, per_day, strict=True)]
     assert download(driver, downloads, "busy", "busy.csv").splitlines() == ["slot_or_day,users", *busy_csv]
+    return sum(slots)
+
+
+def test_the_busiest_times_of_today_and_of_the_day_before(pipeline, driver, downloads):
+    """The panel opens on today (which has no users yet just after midnight: the seed leaves out the last
+    minutes); the day before always has some, so the drawn slots are checked too."""
+    before = today()
+    open_signed_in(pipeline, driver)
+    day = page_day(driver)
+    assert before <= day <= today()
+    check_busiest_times(pipeline, driver, downloads, day)
+    loaded_before = {"busy": loaded(driver, "busy")}
+    driver.find_element(By.ID, "busy-prev").click()
+    wait_loaded(driver, ("busy",), loaded_before)
+    assert page_day(driver) == day - timedelta(days=1)
+    assert check_busiest_times(pipeline, driver, downloads, day - timedelta(days=1)) > 0
     assert console_errors(driver) == []
 
 
 def test_the_active_users_csv_is_the_servers(pipeline, driver, downloads):
     open_signed_in(pipeline, driver)
-    day = today()
+    day = page_day(driver)
     start, end = whole_days(day - timedelta(days=29), day)
     status, body = http_get(
         f"{pipeline.base}/api/v1/active-users/summary?start={start}&end={end}&format=csv", pipeline.headers
@@ -344,7 +372,7 @@ def test_the_active_users_csv_is_the_servers(pipeline, driver, downloads):
 
 def test_a_day_without_users_shows_the_empty_text(pipeline, driver):
     open_signed_in(pipeline, driver)
-    empty = (today() - timedelta(days=60)).isoformat()
+    empty = (page_day(driver) - timedelta(days=60)).isoformat()
     before = {"busy": loaded(driver, "busy")}
     driver.execute_script(
         "const d = document.getElementById('busy-day'); d.value = arguments[0];d.dispatchEvent(new Event('change'));",
@@ -371,7 +399,7 @@ def test_a_prefix_without_data_shows_empty_texts_not_blank_charts(pipeline, driv
             "active": "No active users in this period yet.",
             "new": "No new users in this period.",
             "tod": "No active users in this period yet.",
-            "busy": f"No active users on {today().isoformat()}.",
+            "busy": f"No active users on {page_day(driver).isoformat()}.",
         }
         assert value(driver, "dau") == value(driver, "new-count") == "0"
         assert driver.find_elements(By.CSS_SELECTOR, "#panels canvas, .heat div") == []
@@ -439,6 +467,6 @@ def test_the_live_toggle_refreshes(pipeline, driver):
     wait_until(lambda: int(value(driver, "new-count")) == new + len(fresh), 20, "live did not show the new users")
     assert text(driver, "#asof") != asof
     found = pipeline.found()
-    assert chart(driver, "#active .chart")["series"][0]["values"][-1] == len(found.days[today()])
+    assert chart(driver, "#active .chart")["series"][0]["values"][-1] == len(found.days[page_day(driver)])
     live.click()
     assert console_errors(driver) == []

@@ -280,16 +280,24 @@ def test_two_members_one_killed_the_other_takes_over(stack, topic, redis_prefix,
     survivor = ConsumerProcess(env, tmp_path / "survivor.log")
     victim = ConsumerProcess(env, tmp_path / "victim.log")
     feeder = Feeder(stack.kafka_bootstrap, name, sent)
+    everything = {f"{name}-{p}" for p in range(4)}
     feeder.start()
     try:
-        wait_until(lambda: "partitions assigned" in victim.log_text(), 60, "the second member never got partitions")
+        # Both members must hold partitions before the kill: a victim killed before the survivor joined would
+        # leave nothing to take over (the survivor's first assignment would already be everything).
+        wait_until(
+            lambda: survivor.owned() and victim.owned() and survivor.owned() | victim.owned() == everything,
+            60,
+            "the two members never shared the partitions",
+        )
         wait_until(lambda: feeder.done >= 2000, 60, "the feeder did not get going")
+        taken = victim.owned()
         victim.kill()
         feeder.finish()
         wait_drained(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name, timeout_s=120)
+        assert taken and survivor.owned() == everything, "the survivor never took the partitions over"
     finally:
         assert survivor.stop() == 0
-    assert survivor.log_text().count("partitions assigned") >= 2, "the survivor never took the partitions over"
     _assert_exact(redis_client, sent, redis_prefix, now)
 
 
