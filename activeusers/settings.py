@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import os
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -83,6 +84,7 @@ class Settings:
     kafka_ssl_key_password: Secret = NO_SECRET
     kafka_ssl_check_hostname: bool = True
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_cluster: bool = False
     redis_username: str = ""
     redis_password: Secret = NO_SECRET
     redis_ssl_ca_file: str = ""
@@ -197,6 +199,7 @@ class Settings:
         found.extend(message for ok, message in checks if not ok)
         found.extend(self._kafka_security_problems())
         found.extend(self._redis_security_problems())
+        found.extend(self._redis_cluster_problems())
         return found
 
     def _kafka_security_problems(self) -> list[str]:
@@ -247,6 +250,17 @@ class Settings:
             named = ", ".join(name for name, value in tls_files.items() if value) or "REDIS_SSL_KEY_PASSWORD"
             found.append(f"{named} set but REDIS_URL does not use TLS (rediss://)")
         return found
+
+    def _redis_cluster_problems(self) -> list[str]:
+        """A Redis Cluster is reached over TCP and has one database only (number 0)."""
+        if not self.redis_cluster:
+            return []
+        if self.redis_url.startswith("unix://"):
+            return ["REDIS_CLUSTER needs a redis:// or rediss:// REDIS_URL naming a seed node, not a unix socket"]
+        database = urllib.parse.urlsplit(self.redis_url).path.strip("/")
+        if database not in ("", "0"):
+            return [f"REDIS_URL names database {database}, but a Redis Cluster has database 0 only"]
+        return []
 
 
 def variable_name(field_name: str) -> str:

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import socket
-import ssl
 import time
-import urllib.parse
 from collections import defaultdict, deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -21,16 +18,13 @@ from typing import Any, Final, TypeVar, cast
 
 import hiredis
 import orjson
-import redis
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from activeusers.days import day_expiry_s
-from activeusers.errors import ConfigError, StoreUnavailable
+from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema
-from activeusers.settings import Settings, redacted_url
+from activeusers.redisconn import REDIS_ERRORS, AsyncClient, SyncClient, send_commands, send_commands_async
+from activeusers.settings import Settings
 
 # Bounds the size of one Redis command: a huge SADD or a pipeline of hundreds of SMEMBERS would hold the
 # server's single thread (and the client's buffers) for longer than other clients should wait.
@@ -73,7 +67,6 @@ UNION_SIZES: Final = Script(
 )
 COUNT_CHUNK = 2048
 
-REDIS_ERRORS = (redis.RedisError, OSError)
 # hiredis's stub types the argument as a one-element tuple; it takes a command of any length.
 pack_command = cast(Callable[[tuple[str | int, ...]], bytes], hiredis.pack_command)
 
@@ -104,157 +97,11 @@ class Buckets:
         return bool(self.days or self.created)
 
 
-# redis-py's default retries a dead connection several times with growing sleeps, which multiplies the
-# configured timeout; callers here have their own retry policy (the consumer) or must answer fast (the API).
-_QUICK_BACKOFF = {"cap": 0.05, "base": 0.01}
-
-
-def redis_security(settings: Settings) -> dict[str, Any]:
-    """The credentials and TLS keyword arguments of every Redis client (sync and asyncio): the ACL user and
-    password, and for ``rediss://`` the CA, the optional client certificate and host-name checking."""
-    kwargs: dict[str, Any] = {}
-    if settings.redis_username:
-        kwargs["username"] = settings.redis_username
-    if settings.redis_password:
-        kwargs["password"] = settings.redis_password.reveal()
-    if settings.redis_url.startswith("rediss://"):
-        kwargs.update(
-            ssl_cert_reqs="required",
-            ssl_check_hostname=settings.redis_ssl_check_hostname,
-            ssl_ca_certs=settings.redis_ssl_ca_file or None,
-            ssl_certfile=settings.redis_ssl_cert_file or None,
-            ssl_keyfile=settings.redis_ssl_key_file or None,
-            ssl_password=settings.redis_ssl_key_password.reveal() or None,
-        )
-    return kwargs
-
-
-def redis_client(settings: Settings) -> redis.Redis:
-    """A blocking client with the bounded timeouts and the security of the settings."""
-    client: redis.Redis = redis.Redis.from_url(
-        settings.redis_url,
-        socket_timeout=settings.redis_timeout_s,
-        socket_connect_timeout=settings.redis_timeout_s,
-        health_check_interval=30,
-        retry=Retry(ExponentialBackoff(**_QUICK_BACKOFF), retries=1),
-        **redis_security(settings),
-    )
-    return client
-
-
-def async_redis_client(settings: Settings) -> aioredis.Redis:
-    """An asyncio client (connection pool) with the bounded timeouts and the security of the settings."""
-    client: aioredis.Redis = aioredis.Redis.from_url(
-        settings.redis_url,
-        socket_timeout=settings.redis_timeout_s,
-        socket_connect_timeout=settings.redis_timeout_s,
-        health_check_interval=30,
-        retry=AsyncRetry(ExponentialBackoff(**_QUICK_BACKOFF), retries=1),
-        **redis_security(settings),
-    )
-    return client
-
-
-def check_redis(settings: Settings) -> None:
-    """One PING at start-up (bounded by REDIS_TIMEOUT): raise :class:`ConfigError` naming the setting when the
-    credentials, the certificates or TLS itself do not match the server. A server that is merely unreachable
-    is left to the caller's retries (it may be starting)."""
-    client = redis_client(settings)
-    try:
-        client.ping()
-    except REDIS_ERRORS as exc:
-        problem = redis_config_problem(settings, exc)
-        if problem is None and settings.redis_url.startswith("rediss://"):
-            if _answers_plaintext(settings):
-                problem = f"REDIS_URL: Redis at {redacted_url(settings.redis_url)} does not speak TLS; use redis://"
-            elif (refusal := _tls_refusal(settings)) is not None:
-                problem = redis_config_problem(settings, redis.ConnectionError(refusal))
-        if problem is not None:
-            raise ConfigError(problem) from None
-    finally:
-        client.close()
-
-
-def redis_config_problem(settings: Settings, exc: BaseException) -> str | None:
-    """What a failed first command says about the configuration (``None``: nothing, the server is just down)."""
-    where = f"Redis at {redacted_url(settings.redis_url)}"
-    text = str(exc)
-    tls = settings.redis_url.startswith("rediss://")
-    has_password = bool(settings.redis_password) or "@" in settings.redis_url.split("://", 1)[-1].split("/", 1)[0]
-    if "NOAUTH" in text or (isinstance(exc, redis.AuthenticationError) and not has_password):
-        return f"REDIS_PASSWORD: {where} requires authentication; set REDIS_USERNAME and REDIS_PASSWORD"
-    if isinstance(exc, redis.AuthenticationError) or "WRONGPASS" in text:
-        return f"REDIS_USERNAME/REDIS_PASSWORD: {where} refused the credentials ({_first_line(text)})"
-    if "CERTIFICATE_VERIFY_FAILED" in text:
-        if "mismatch" in text:
-            return f"REDIS_SSL_CHECK_HOSTNAME: the certificate of {where} is not for its host ({_first_line(text)})"
-        return f"REDIS_SSL_CA_FILE: the certificate of {where} is not signed by a trusted CA ({_first_line(text)})"
-    if tls and ("PEM lib" in text or "KEY_VALUES_MISMATCH" in text or "bad decrypt" in text):
-        return (
-            "REDIS_SSL_CERT_FILE/REDIS_SSL_KEY_FILE: the client certificate and key cannot be loaded (a PEM "
-            f"certificate and its key, REDIS_SSL_KEY_PASSWORD when the key is encrypted): {_first_line(text)}"
-        )
-    if tls and ("CERTIFICATE_REQUIRED" in text or "BAD_CERTIFICATE" in text or "UNKNOWN_CA" in text):
-        return f"REDIS_SSL_CERT_FILE/REDIS_SSL_KEY_FILE: {where} requires a client certificate it trusts"
-    if tls and ("WRONG_VERSION_NUMBER" in text or "record layer" in text):
-        return f"REDIS_URL: {where} does not speak TLS; use redis:// for a plaintext server"
-    if not tls and ("Connection reset by peer" in text or "Connection closed by server" in text):
-        return f"REDIS_URL: {where} closed the connection on a plaintext command; a TLS port needs rediss://"
-    return None
-
-
-def _tls_refusal(settings: Settings) -> str | None:
-    """The TLS alert a ``rediss://`` server sends right after the handshake, if any.
-
-    With TLS 1.3 a server refuses a missing or untrusted client certificate only after the client's handshake
-    is done, so a client that writes first may see a bare EOF instead; waiting for the server's first bytes
-    shows the alert itself."""
-    url = urllib.parse.urlsplit(settings.redis_url)
-    host = url.hostname or "localhost"
-    try:
-        context = ssl.create_default_context(cafile=settings.redis_ssl_ca_file or None)
-        context.check_hostname = settings.redis_ssl_check_hostname
-        if settings.redis_ssl_cert_file:
-            context.load_cert_chain(
-                settings.redis_ssl_cert_file,
-                settings.redis_ssl_key_file or None,
-                password=settings.redis_ssl_key_password.reveal() or None,
-            )
-        with (
-            socket.create_connection((host, url.port or 6379), timeout=settings.redis_timeout_s) as raw,
-            context.wrap_socket(raw, server_hostname=host) as sock,
-        ):
-            sock.settimeout(min(1.0, settings.redis_timeout_s))
-            sock.recv(1)
-    except ssl.SSLError as exc:
-        return str(exc)
-    except OSError:
-        return None
-    return None
-
-
-def _answers_plaintext(settings: Settings) -> bool:
-    """Whether the server of a ``rediss://`` URL answers a plaintext PING (so it is not a TLS port)."""
-    url = urllib.parse.urlsplit(settings.redis_url)
-    try:
-        with socket.create_connection(
-            (url.hostname or "localhost", url.port or 6379), timeout=settings.redis_timeout_s
-        ) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH", b"-ERR"))
-    except OSError:
-        return False
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0][:200] if text.strip() else "no detail"
-
-
 class ActivityWriter:
     """Writes batches of buckets, expiry included, in one pipelined round trip."""
 
     def __init__(
-        self, client: redis.Redis, keys: KeySchema, settings: Settings, clock: Callable[[], float] = time.monotonic
+        self, client: SyncClient, keys: KeySchema, settings: Settings, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self._client = client
         self._keys = keys
@@ -270,18 +117,20 @@ class ActivityWriter:
         """Store every bucket of the batch; raise :class:`StoreUnavailable` if Redis fails (nothing is partial
         in a harmful way: a retry of the same batch converges to the same state)."""
         commands: list[bytes] = []
+        routes: list[str] = []
         now = self._clock()
         expiring: list[tuple[str, int]] = []
         for day, users in buckets.days.items():
-            self._add(commands, self._keys.day(day), users, self._expiry(day, self._retention_days), now, expiring)
+            expiry = self._expiry(day, self._retention_days)
+            self._add(commands, routes, self._keys.day(day), users, expiry, now, expiring)
         for (day, hour), users in buckets.hours.items():
             expiry = self._expiry(day, self._hour_retention_days)
-            self._add(commands, self._keys.hour(day, hour), users, expiry, now, expiring)
+            self._add(commands, routes, self._keys.hour(day, hour), users, expiry, now, expiring)
         for day, users in buckets.created.items():
             expiry = self._expiry(day, self._retention_days)
-            self._add(commands, self._keys.new_users(day), users, expiry, now, expiring)
+            self._add(commands, routes, self._keys.new_users(day), users, expiry, now, expiring)
         try:
-            self._send(commands)
+            self._send(commands, routes)
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis write failed: {exc}") from exc
         if len(self._expiry_sent) > EXPIRY_MEMO_KEYS:
@@ -297,31 +146,19 @@ class ActivityWriter:
             found = self._expiry_of[(day, retention_days)] = day_expiry_s(day, self._zone, retention_days)
         return found
 
-    def _send(self, commands: list[bytes]) -> None:
-        # The batch as pre-packed commands, sent in one write on one pooled connection, replies read in order.
-        # redis-py's Pipeline spends microseconds of Python per command on bookkeeping and reply callbacks, and a
-        # backfill batch sends hundreds of commands: this halves the client's CPU per stored event (measured
-        # 1.5 us -> 0.8 us), on the store worker's busy core.
-        if not commands:
-            return
-        pool = self._client.connection_pool
-        connection = pool.get_connection()
-        try:
-            connection.send_packed_command([b"".join(commands)])  # type: ignore[no-untyped-call]
-            refused: list[redis.ResponseError] = []
-            for _ in commands:
-                try:
-                    connection.read_response()
-                except redis.ResponseError as exc:  # read every reply, so the connection stays in step
-                    refused.append(exc)
-            if refused:
-                raise refused[0]
-        finally:
-            pool.release(connection)
+    def _send(self, commands: list[bytes], routes: list[str]) -> None:
+        # The batch as pre-packed commands (one write per Redis node, replies read in order): redis-py's Pipeline
+        # spends microseconds of Python per command on bookkeeping and reply callbacks, and a backfill batch sends
+        # hundreds of commands: this halves the client's CPU per stored event (measured 1.5 us -> 0.8 us), on the
+        # store worker's busy core.
+        for reply in send_commands(self._client, commands, routes):
+            if isinstance(reply, Exception):
+                raise reply
 
     def _add(
         self,
         commands: list[bytes],
+        routes: list[str],
         key: str,
         users: set[str],
         expire_at: int,
@@ -331,12 +168,14 @@ class ActivityWriter:
         members = list(users)
         for start in range(0, len(members), SADD_CHUNK):
             commands.append(pack_command(("SADD", key, *members[start : start + SADD_CHUNK])))
+            routes.append(key)
         # Each command costs the client microseconds of Python, and a backfill batch touches hundreds of hour
         # keys: a key's (deterministic) expiry is sent once and then again only every EXPIRY_REFRESH_S, which
         # also restores it on a key that lost it (a Redis restarted without persistence, a manual PERSIST).
         sent = self._expiry_sent.get(key)
         if sent is None or sent[0] != expire_at or now - sent[1] >= EXPIRY_REFRESH_S:
             commands.append(pack_command(("EXPIREAT", key, expire_at)))
+            routes.append(key)
             expiring.append((key, expire_at))
 
     def heartbeat(self, member: str, state: dict[str, object], now_ms: int) -> None:
@@ -370,7 +209,7 @@ class ActivityWriter:
 class ActivityReader:
     """Reads day and hour buckets and consumer heartbeats for the API."""
 
-    def __init__(self, client: aioredis.Redis, keys: KeySchema) -> None:
+    def __init__(self, client: AsyncClient, keys: KeySchema) -> None:
         self._client = client
         self._keys = keys
 
@@ -424,24 +263,11 @@ class ActivityReader:
         # One script call instead of one command per key, packed by hiredis in C and sent on a pooled connection:
         # a pipeline of 2,000 SCARDs costs redis-py about 60 ms of Python (command objects, reply callbacks), and
         # even one EVALSHA of 2,000 keys about 8 ms when redis-py packs it; pre-packed, well under 1 ms.
+        # A new or restarted Redis answers NOSCRIPT: the script is loaded, then asked again.
         packed = pack_command(("EVALSHA", script.sha, len(keys), *keys, *args))
-        pool = self._client.connection_pool
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-        try:
-            await connection.send_packed_command(packed)
-            try:
-                reply = await connection.read_response()
-            except redis.exceptions.NoScriptError:  # a new or restarted Redis: load it once, then ask again
-                await connection.send_command("SCRIPT", "LOAD", script.source)
-                await connection.read_response()
-                await connection.send_packed_command(packed)
-                reply = await connection.read_response()
-        except BaseException:
-            # A failure (or a cancellation) mid-reply leaves the connection out of step with its replies.
-            await connection.disconnect()
-            raise
-        finally:
-            await pool.release(connection)
+        (reply,) = await send_commands_async(self._client, [packed], keys[:1] or [""], [script.source])
+        if isinstance(reply, Exception):
+            raise reply
         return cast(list[Any], reply)
 
     async def load_scripts(self) -> None:
@@ -480,9 +306,15 @@ class ActivityReader:
         return beats
 
     async def ping(self) -> None:
-        """Raise :class:`StoreUnavailable` unless Redis answers."""
+        """Raise :class:`StoreUnavailable` unless Redis answers (a Redis Cluster: unless it serves every slot)."""
         try:
-            await self._client.ping()
+            if isinstance(self._client, AsyncRedisCluster):
+                info = await self._client.cluster_info()
+                state = info.get("cluster_state")
+                if state != "ok":
+                    raise StoreUnavailable(f"Redis Cluster is not serving every slot: cluster_state {state}")
+            else:
+                await self._client.ping()
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis is unreachable: {exc}") from exc
 

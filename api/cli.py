@@ -11,8 +11,8 @@ from typing import TypeVar
 
 from activeusers.events import MAX_USER_ID_CHARS, format_ts
 from activeusers.keys import KeySchema
+from activeusers.redisconn import async_redis_client, check_redis
 from activeusers.settings import Settings
-from activeusers.store import async_redis_client, check_redis
 from api.auth import PERMISSIONS
 from api.server import serve
 from api.tokens import TokenStore

@@ -27,8 +27,9 @@ import redis
 
 from activeusers.days import day_start_ms
 from activeusers.keys import KeySchema
+from activeusers.redisconn import async_redis_client
 from activeusers.settings import Settings
-from activeusers.store import ActivityWriter, Buckets, async_redis_client
+from activeusers.store import ActivityWriter, Buckets
 from api.auth import VIEW_ENGAGEMENT_DASHBOARD
 from api.tokens import TokenStore
 

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from activeusers.keys import KeySchema
+from activeusers.redisconn import check_redis, redis_client
 from activeusers.settings import Settings
-from activeusers.store import ActivityWriter, check_redis, redis_client
+from activeusers.store import ActivityWriter
 from consumer.shutdown import EXIT_UNDECODABLE, STOP_DEADLINE_S, StopRequest
 
 

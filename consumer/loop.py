@@ -28,8 +28,9 @@ from kafka.structs import OffsetAndMetadata
 
 from activeusers.errors import ListenError, StoreUnavailable
 from activeusers.keys import KeySchema
+from activeusers.redisconn import redis_client
 from activeusers.settings import Settings
-from activeusers.store import ActivityWriter, redis_client
+from activeusers.store import ActivityWriter
 from consumer.ingest import Batch, Outcome, Record, batch_from, slices_of
 from consumer.kafka import KAFKA_TIMEOUT_S, new_consumer
 from consumer.metrics import ConsumerMetrics, HealthServer

@@ -26,8 +26,9 @@ from kafka.errors import KafkaError
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema
 from activeusers.logs import configure
+from activeusers.redisconn import redis_client
 from activeusers.settings import Settings
-from activeusers.store import ActivityWriter, redis_client
+from activeusers.store import ActivityWriter
 from consumer.deadletter import DeadLetterQueue
 from consumer.ingest import Classifier, Outcome, RecordSlice, dead_letters_of
 from consumer.kafka import KAFKA_TIMEOUT_S, new_producer

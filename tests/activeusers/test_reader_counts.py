@@ -10,8 +10,9 @@ from datetime import date, timedelta
 import redis
 
 from activeusers.keys import KeySchema
+from activeusers.redisconn import async_redis_client
 from activeusers.settings import Settings
-from activeusers.store import COUNT_CHUNK, ActivityReader, async_redis_client
+from activeusers.store import COUNT_CHUNK, ActivityReader
 
 DAY = date(2026, 3, 15)
 
