@@ -14,6 +14,11 @@
 * ``secure_env`` (session): the settings that reach the broker's SASL_SSL listener and the TLS Redis with its
   ACL user (``$STACK_DIR/secure.env``, written by ``dev/stack up --secure``, which is run when the file is
   missing). Unavailable services fail the test under CI, as for ``stack``.
+* ``redis_cluster`` (session): the seed URL of the real 3-master Redis Cluster (``REDIS_CLUSTER_URL`` from the
+  environment, as ``.ci/run`` exports it, else from ``$STACK_DIR/env`` after ``dev/stack up --cluster``, which
+  is run when it names none). Unavailable: fails under CI, as for ``stack``.
+* ``cluster_client`` (function): a sync ``redis.cluster.RedisCluster`` (``decode_responses=True``) for it, and
+  ``cluster_prefix`` (function): a unique key prefix whose keys are deleted from the cluster after the test.
 
 Every test that uses ``stack`` (directly or through the fixtures above) is marked ``integration``
 automatically, so ``pytest -m "not integration"`` runs the unit tests alone.
@@ -40,6 +45,7 @@ from streams import in_ci
 
 if TYPE_CHECKING:
     import redis
+    import redis.cluster
     from kafka.admin import KafkaAdminClient
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -170,6 +176,68 @@ def secure_env(stack: Stack) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
+def redis_cluster(stack: Stack) -> str:
+    """Seed URL of the real Redis Cluster (``dev/stack up --cluster``), every slot served."""
+    url = os.environ.get("REDIS_CLUSTER_URL", "").strip()
+    if not url:
+        url = _parse_env(_read_or_empty(_stack_env_file())).get("REDIS_CLUSTER_URL", "")
+    if not url:
+        try:
+            result = subprocess.run(
+                [sys.executable, str(STACK_SCRIPT), "up", "--cluster"],
+                cwd=REPO_ROOT,
+                capture_output=True,
+                text=True,
+                timeout=STACK_UP_TIMEOUT_S,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            _unavailable(f"dev/stack up --cluster could not run: {exc}")
+        if result.returncode != 0:
+            _unavailable(f"dev/stack up --cluster exited {result.returncode}:\n{result.stderr[-4000:]}")
+        url = _parse_env(result.stdout).get("REDIS_CLUSTER_URL", "")
+    if not url:
+        _unavailable("dev/stack up --cluster wrote no REDIS_CLUSTER_URL")
+    import redis.cluster
+
+    try:
+        client = redis.cluster.RedisCluster.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+        try:
+            state = client.cluster_info().get("cluster_state")
+        finally:
+            client.close()
+    except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
+        _unavailable(f"Redis Cluster at {url} does not answer: {type(exc).__name__}: {exc}")
+    if state != "ok":
+        _unavailable(f"Redis Cluster at {url} reports cluster_state {state}")
+    return url
+
+
+def _read_or_empty(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+@pytest.fixture
+def cluster_client(redis_cluster: str) -> Iterator[redis.cluster.RedisCluster]:
+    """A sync ``RedisCluster`` for the real cluster, answering ``str`` (``decode_responses=True``)."""
+    import redis.cluster
+
+    client = redis.cluster.RedisCluster.from_url(redis_cluster, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def cluster_prefix(cluster_client: redis.cluster.RedisCluster) -> Iterator[str]:
+    """``redis_prefix`` on the cluster: every key under it is deleted after the test (SCAN of every primary)."""
+    with _fresh_prefix(cluster_client) as prefix:
+        yield prefix
+
+
+@pytest.fixture(scope="session")
 def kafka_admin(stack: Stack) -> Iterator[KafkaAdminClient]:
     """A session-wide kafka-python admin client for the stack."""
     from kafka.admin import KafkaAdminClient
@@ -247,7 +315,7 @@ def redis_client(stack: Stack) -> Iterator[redis.Redis]:
 
 
 @contextlib.contextmanager
-def _fresh_prefix(client: redis.Redis) -> Iterator[str]:
+def _fresh_prefix(client: redis.Redis | redis.cluster.RedisCluster) -> Iterator[str]:
     """A unique key prefix ``t-<8 hex>:``; every key under it is deleted on exit (SCAN + DEL)."""
     prefix = f"t-{uuid.uuid4().hex[:8]}:"
     yield prefix

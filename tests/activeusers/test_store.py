@@ -22,18 +22,13 @@ from activeusers import store
 from activeusers.days import day_expiry_s, days_between
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema
-from activeusers.settings import Secret, Settings
+from activeusers.settings import Settings
 from activeusers.store import (
     READ_CHUNK,
     SADD_CHUNK,
     ActivityReader,
     ActivityWriter,
     Buckets,
-    async_redis_client,
-    check_redis,
-    redis_client,
-    redis_config_problem,
-    redis_security,
 )
 
 SETTINGS = Settings(activity_timezone="America/New_York", retention_days=400, hour_retention_days=90)
@@ -430,75 +425,3 @@ async def test_reader_maps_server_errors(client: fakeredis.FakeRedis, reader: Ac
     client.set(KEYS.day(DAY), "a string, not a set")
     with pytest.raises(StoreUnavailable):
         await reader.active_users([DAY])
-
-
-# ---------------------------------------------------------------------------------------------------------- clients
-
-
-def test_redis_client_uses_the_settings_timeouts() -> None:
-    settings = Settings(redis_url="redis://cache.invalid:6390/3", redis_timeout_s=0.75)
-    client = redis_client(settings)
-    kwargs = client.connection_pool.connection_kwargs
-    assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("cache.invalid", 6390, 3)
-    assert kwargs["socket_timeout"] == 0.75
-    assert kwargs["socket_connect_timeout"] == 0.75
-    client.close()
-
-
-async def test_async_redis_client_uses_the_settings_timeouts() -> None:
-    settings = Settings(redis_url="redis://cache.invalid:6390/3", redis_timeout_s=0.75)
-    client = async_redis_client(settings)
-    kwargs = client.connection_pool.connection_kwargs
-    assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("cache.invalid", 6390, 3)
-    assert kwargs["socket_timeout"] == 0.75
-    assert kwargs["socket_connect_timeout"] == 0.75
-    await client.aclose()
-
-
-def test_clients_get_the_acl_user_password_and_tls_files(tmp_path) -> None:
-    files = {name: tmp_path / f"{name}.pem" for name in ("ca", "cert", "key")}
-    for path in files.values():
-        path.write_text("x")
-    settings = Settings(
-        redis_url="rediss://cache.invalid:6380/0",
-        redis_username="app",
-        redis_password=Secret("pw"),
-        redis_ssl_ca_file=str(files["ca"]),
-        redis_ssl_cert_file=str(files["cert"]),
-        redis_ssl_key_file=str(files["key"]),
-        redis_ssl_check_hostname=False,
-    )
-    assert settings.problems() == []
-    for kwargs in (redis_client(settings).connection_pool.connection_kwargs,
-                   async_redis_client(settings).connection_pool.connection_kwargs):  # fmt: skip
-        assert (kwargs["username"], kwargs["password"]) == ("app", "pw")
-        assert kwargs["ssl_ca_certs"] == str(files["ca"]) and kwargs["ssl_cert_reqs"] == "required"
-        assert (kwargs["ssl_certfile"], kwargs["ssl_keyfile"]) == (str(files["cert"]), str(files["key"]))
-        assert kwargs["ssl_check_hostname"] is False
-    assert redis_security(Settings()) == {}  # plaintext, default user: nothing added
-
-
-@pytest.mark.parametrize(
-    ("error", "setting"),
-    [
-        (redis.AuthenticationError("invalid username-password pair"), "REDIS_USERNAME/REDIS_PASSWORD"),
-        (redis.ResponseError("NOAUTH Authentication required."), "REDIS_PASSWORD"),
-        (redis.ConnectionError("[SSL: CERTIFICATE_VERIFY_FAILED] self-signed certificate"), "REDIS_SSL_CA_FILE"),
-        (redis.ConnectionError("[SSL: CERTIFICATE_VERIFY_FAILED] Hostname mismatch"), "REDIS_SSL_CHECK_HOSTNAME"),
-        (redis.ConnectionError("[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED]"), "REDIS_SSL_CERT_FILE/REDIS_SSL_KEY_FILE"),
-    ],
-)  # fmt: skip
-def test_refusals_name_the_setting(error: Exception, setting: str) -> None:
-    settings = Settings(redis_url="rediss://:secret-pw@cache.invalid:6380/0")
-    problem = redis_config_problem(settings, error)
-    assert problem is not None and problem.startswith(setting + ":")
-    assert "secret-pw" not in problem and "rediss://***@cache.invalid:6380/0" in problem
-
-
-def test_plaintext_on_a_tls_port_and_a_server_that_is_down() -> None:
-    plain = Settings(redis_url="redis://cache.invalid:6380/0")
-    reset = redis.ConnectionError("Error while reading from cache.invalid:6380 : (104, 'Connection reset by peer')")
-    assert (redis_config_problem(plain, reset) or "").startswith("REDIS_URL:")
-    refused = redis.ConnectionError("Error 111 connecting to cache.invalid:6380. Connection refused.")
-    assert redis_config_problem(plain, refused) is None  # merely down: the caller's retries wait for it
-    check_redis(Settings(redis_url=f"redis://127.0.0.1:{closed_port()}/0", redis_timeout_s=0.2))  # no raise

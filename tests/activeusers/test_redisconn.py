@@ -1,0 +1,196 @@
+"""Redis connections: the clients and their security, the start-up check, and the routing of packed commands
+(pure grouping and redirection logic; sending on fakeredis and on the real single server and cluster)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import fakeredis
+import pytest
+import redis
+import redis.asyncio.cluster
+import redis.cluster
+from redis.exceptions import AskError, MovedError, TryAgainError
+
+from activeusers.redisconn import (
+    async_redis_client,
+    check_redis,
+    group_by_owner,
+    key_slot,
+    redis_client,
+    redis_config_problem,
+    redis_security,
+    route,
+    send_commands,
+    send_commands_async,
+    settle,
+)
+from activeusers.settings import Secret, Settings
+from activeusers.store import pack_command
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+# ---------------------------------------------------------------------------------------------------- slots, routing
+
+
+@pytest.mark.parametrize(
+    ("key", "slot"),
+    [("foo", 12182), ("bar", 5061), ("{user1000}.following", 3443), ("{user1000}.followers", 3443)],
+)  # fmt: skip
+def test_key_slot_is_redis_cluster_keyslot(key: str, slot: int) -> None:
+    # The slots CLUSTER KEYSLOT answers for these keys; test_cluster_routing_matches_the_servers_slots asks the
+    # real cluster the same.
+    assert key_slot(key) == slot
+
+
+def test_keys_of_one_hash_tag_share_a_slot() -> None:
+    assert key_slot("a{b}c") == key_slot("b") and key_slot("{}x") != key_slot("x")  # "{}" is no hash tag
+    keys = ["au:{64.17}:ids", "au:{64.17}:day:UTC:2026-12-01", "au:{64.17}:hour:UTC:2026-12-01T13"]
+    assert {key_slot(key) for key in keys} == {key_slot("64.17")}
+    assert key_slot("au:{64.17}:ids") != key_slot("au:{64.18}:ids")
+
+
+def test_group_by_owner_keeps_each_groups_order() -> None:
+    keys = ["a", "b", "c", "d", "e"]
+    owner = {key_slot(k): name for k, name in zip(keys, ["n1", "n2", "n1", "n3", "n2"], strict=True)}
+    assert group_by_owner(keys, range(5), owner.__getitem__) == {"n1": [0, 2], "n2": [1, 4], "n3": [3]}
+    assert group_by_owner(keys, [4, 3], owner.__getitem__) == {"n2": [4], "n3": [3]}
+    assert group_by_owner(keys, [], owner.__getitem__) == {}
+
+
+def test_settle_keeps_replies_and_names_what_to_send_again() -> None:
+    replies: list[Any] = [None] * 5
+    asks: dict[int, tuple[str, int]] = {4: ("127.0.0.1", 1)}
+    got = [
+        b"OK",
+        MovedError("3999 127.0.0.1:7001"),
+        AskError("3999 127.0.0.1:7002"),
+        TryAgainError("Multiple keys request during rehashing of slot"),
+        redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"),
+    ]
+    again, moved = settle(replies, [0, 1, 2, 3, 4], got, asks)
+    assert (again, moved) == ([1, 2, 3], True)
+    assert asks == {2: ("127.0.0.1", 7002)}  # the refusal at 4 is final: its ASK is forgotten
+    assert replies[0] == b"OK" and isinstance(replies[4], redis.ResponseError)
+    again, moved = settle(replies, [1, 2, 3], [1, 2, 3], asks)
+    assert (again, moved, asks, replies[1:4]) == ([], False, {}, [1, 2, 3])
+
+
+def test_route_sends_asked_commands_to_the_named_node_apart() -> None:
+    keys = ["a", "b", "c"]
+    owners = {key_slot("a"): "n1", key_slot("b"): "n1", key_slot("c"): "n2"}
+    groups = route(keys, [0, 1, 2], {1: ("h", 9)}, owners.__getitem__, lambda host, port: f"{host}:{port}", str)
+    assert groups == [("n1", False, [0]), ("n2", False, [2]), ("h:9", True, [1])]
+    unknown = route(keys, [1], {1: ("h", 9)}, owners.__getitem__, lambda host, port: None, str)
+    assert unknown == [("n1", True, [1])]  # a node not in the map yet: the slot's owner, after ASKING
+
+
+def test_send_commands_on_one_server_returns_replies_and_refusals_in_order() -> None:
+    client = fakeredis.FakeRedis()
+    client.set("t:s", "a string")
+    commands = [pack_command(("SADD", "t:a", "x")), pack_command(("SADD", "t:s", "x")), pack_command(("SCARD", "t:a"))]
+    replies = send_commands(client, commands, ["t:a", "t:s", "t:a"])
+    assert replies[0] == 1 and replies[2] == 1
+    assert isinstance(replies[1], redis.ResponseError) and "WRONGTYPE" in str(replies[1])
+    assert send_commands(client, [], []) == []
+    assert client.ping()  # the connection stayed in step
+
+
+async def test_send_commands_async_on_one_server() -> None:
+    client = fakeredis.FakeAsyncRedis()
+    await client.set("t:s", "a string")
+    replies = await send_commands_async(
+        client, [pack_command(("GET", "t:s")), pack_command(("LLEN", "t:s"))], ["t:s"] * 2
+    )
+    assert replies[0] == b"a string" and isinstance(replies[1], redis.ResponseError)
+    assert await send_commands_async(client, [], []) == []
+    await client.aclose()
+
+
+# ---------------------------------------------------------------------------------------------------------- clients
+
+
+def test_a_cluster_setting_makes_cluster_clients() -> None:
+    settings = Settings(redis_url="redis://127.0.0.1:6379/0", redis_cluster=True, redis_timeout_s=0.75)
+    client = async_redis_client(settings)  # connects on first use only
+    assert isinstance(client, redis.asyncio.cluster.RedisCluster)
+    asyncio.run(client.aclose())
+    with pytest.raises(redis.exceptions.RedisClusterException):
+        redis_client(Settings(redis_url=f"redis://127.0.0.1:{closed_port()}/0", redis_cluster=True))
+
+
+def test_redis_client_uses_the_settings_timeouts() -> None:
+    settings = Settings(redis_url="redis://cache.invalid:6390/3", redis_timeout_s=0.75)
+    client = redis_client(settings)
+    kwargs = client.connection_pool.connection_kwargs
+    assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("cache.invalid", 6390, 3)
+    assert kwargs["socket_timeout"] == 0.75
+    assert kwargs["socket_connect_timeout"] == 0.75
+    client.close()
+
+
+async def test_async_redis_client_uses_the_settings_timeouts() -> None:
+    settings = Settings(redis_url="redis://cache.invalid:6390/3", redis_timeout_s=0.75)
+    client = async_redis_client(settings)
+    kwargs = client.connection_pool.connection_kwargs
+    assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("cache.invalid", 6390, 3)
+    assert kwargs["socket_timeout"] == 0.75
+    assert kwargs["socket_connect_timeout"] == 0.75
+    await client.aclose()
+
+
+def test_clients_get_the_acl_user_password_and_tls_files(tmp_path) -> None:
+    files = {name: tmp_path / f"{name}.pem" for name in ("ca", "cert", "key")}
+    for path in files.values():
+        path.write_text("x")
+    settings = Settings(
+        redis_url="rediss://cache.invalid:6380/0",
+        redis_username="app",
+        redis_password=Secret("pw"),
+        redis_ssl_ca_file=str(files["ca"]),
+        redis_ssl_cert_file=str(files["cert"]),
+        redis_ssl_key_file=str(files["key"]),
+        redis_ssl_check_hostname=False,
+    )
+    assert settings.problems() == []
+    for kwargs in (redis_client(settings).connection_pool.connection_kwargs,
+                   async_redis_client(settings).connection_pool.connection_kwargs):  # fmt: skip
+        assert (kwargs["username"], kwargs["password"]) == ("app", "pw")
+        assert kwargs["ssl_ca_certs"] == str(files["ca"]) and kwargs["ssl_cert_reqs"] == "required"
+        assert (kwargs["ssl_certfile"], kwargs["ssl_keyfile"]) == (str(files["cert"]), str(files["key"]))
+        assert kwargs["ssl_check_hostname"] is False
+    assert redis_security(Settings()) == {}  # plaintext, default user: nothing added
+
+
+@pytest.mark.parametrize(
+    ("error", "setting"),
+    [
+        (redis.AuthenticationError("invalid username-password pair"), "REDIS_USERNAME/REDIS_PASSWORD"),
+        (redis.ResponseError("NOAUTH Authentication required."), "REDIS_PASSWORD"),
+        (redis.ConnectionError("[SSL: CERTIFICATE_VERIFY_FAILED] self-signed certificate"), "REDIS_SSL_CA_FILE"),
+        (redis.ConnectionError("[SSL: CERTIFICATE_VERIFY_FAILED] Hostname mismatch"), "REDIS_SSL_CHECK_HOSTNAME"),
+        (redis.ConnectionError("[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED]"), "REDIS_SSL_CERT_FILE/REDIS_SSL_KEY_FILE"),
+    ],
+)  # fmt: skip
+def test_refusals_name_the_setting(error: Exception, setting: str) -> None:
+    settings = Settings(redis_url="rediss://:secret-pw@cache.invalid:6380/0")
+    problem = redis_config_problem(settings, error)
+    assert problem is not None and problem.startswith(setting + ":")
+    assert "secret-pw" not in problem and "rediss://***@cache.invalid:6380/0" in problem
+
+
+def test_plaintext_on_a_tls_port_and_a_server_that_is_down() -> None:
+    plain = Settings(redis_url="redis://cache.invalid:6380/0")
+    reset = redis.ConnectionError("Error while reading from cache.invalid:6380 : (104, 'Connection reset by peer')")
+    assert (redis_config_problem(plain, reset) or "").startswith("REDIS_URL:")
+    refused = redis.ConnectionError("Error 111 connecting to cache.invalid:6380. Connection refused.")
+    assert redis_config_problem(plain, refused) is None  # merely down: the caller's retries wait for it
+    check_redis(Settings(redis_url=f"redis://127.0.0.1:{closed_port()}/0", redis_timeout_s=0.2))  # no raise
