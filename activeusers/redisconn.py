@@ -10,7 +10,8 @@ connections, and the replies come back in the caller's order. A ``MOVED`` reply 
 the map and resends that command to the new owner, an ``ASK`` reply (a slot being migrated) resends it once with
 ``ASKING`` to the node named, a ``NOSCRIPT`` reply loads the given scripts on every primary and resends.
 Refusals come back as exception objects in their place, never raised mid-stream, so a connection stays in step
-with its replies.
+with its replies. A command sent again runs after the others of its call: the commands of one call must not
+depend on each other's order (the writer's are idempotent additions; a reader's are reads).
 """
 
 from __future__ import annotations
@@ -132,6 +133,8 @@ def check_redis(settings: Settings) -> None:
 
 def redis_config_problem(settings: Settings, exc: BaseException) -> str | None:
     """What a failed first command says about the configuration (``None``: nothing, the server is just down)."""
+    if isinstance(exc, RedisClusterException) and exc.__cause__ is not None:
+        exc = exc.__cause__  # the cluster client wraps what its seed node answered
     where = f"Redis at {redacted_url(settings.redis_url)}"
     text = str(exc)
     tls = settings.redis_url.startswith("rediss://")

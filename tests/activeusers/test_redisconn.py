@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import fakeredis
@@ -14,6 +15,7 @@ import redis.asyncio.cluster
 import redis.cluster
 from redis.exceptions import AskError, MovedError, TryAgainError
 
+from activeusers.errors import ConfigError
 from activeusers.redisconn import (
     async_redis_client,
     check_redis,
@@ -28,7 +30,7 @@ from activeusers.redisconn import (
     settle,
 )
 from activeusers.settings import Secret, Settings
-from activeusers.store import pack_command
+from activeusers.store import Script, pack_command
 
 
 def closed_port() -> int:
@@ -194,3 +196,168 @@ def test_plaintext_on_a_tls_port_and_a_server_that_is_down() -> None:
     refused = redis.ConnectionError("Error 111 connecting to cache.invalid:6380. Connection refused.")
     assert redis_config_problem(plain, refused) is None  # merely down: the caller's retries wait for it
     check_redis(Settings(redis_url=f"redis://127.0.0.1:{closed_port()}/0", redis_timeout_s=0.2))  # no raise
+
+
+# ---------------------------------------------------------------------------------------------- the real services
+
+
+def _node(port: int) -> redis.Redis:
+    return redis.Redis(host="127.0.0.1", port=port, decode_responses=True)
+
+
+def _primaries(cluster_client: redis.cluster.RedisCluster) -> list[int]:
+    return sorted(int(node.port) for node in cluster_client.get_primaries())
+
+
+def _owner(cluster_client: redis.cluster.RedisCluster, slot: int) -> int:
+    for first, last, (_host, port, *_rest), *_replicas in cluster_client.cluster_slots().values() or []:
+        if first <= slot <= last:
+            return int(port)
+    raise AssertionError(f"no node serves slot {slot}")
+
+
+def _owner_port(port: int, slot: int) -> int:
+    for first, last, (_host, owner, *_rest), *_replicas in _node(port).execute_command("CLUSTER", "SLOTS"):
+        if int(first) <= slot <= int(last):
+            return int(owner)
+    raise AssertionError(f"no node serves slot {slot}")
+
+
+def _empty_slot_tag(prefix: str, port: int) -> tuple[str, int]:
+    """A hash tag whose slot holds no key at all (so it can be moved without MIGRATE)."""
+    for n in range(1000):
+        tag = f"{prefix}{n}"
+        slot = key_slot(tag)
+        owner = _owner_port(port, slot)
+        if _node(owner).execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 0:
+            return tag, slot
+    raise AssertionError("no empty slot found")
+
+
+def _start_migration(slot: int, source: int, target: int) -> None:
+    target_id, source_id = (
+        _node(target).execute_command("CLUSTER", "MYID"),
+        _node(source).execute_command("CLUSTER", "MYID"),
+    )
+    assert _node(target).execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+    assert _node(source).execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+
+
+def _finish_migration(slot: int, target: int, ports: list[int]) -> None:
+    target_id = _node(target).execute_command("CLUSTER", "MYID")
+    for port in [target, *(p for p in ports if p != target)]:
+        _node(port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+
+
+@pytest.fixture
+def moving_slot(redis_cluster: str, cluster_prefix: str) -> Iterator[tuple[str, int, int, int, list[int]]]:
+    """An empty slot (its hash tag), its owner, another primary and all primaries; the slot is handed back to its
+    owner after the test, whatever state the test left it in."""
+    seed = int(redis_cluster.rsplit(":", 1)[1].split("/")[0])
+    ports = sorted(
+        int(line.split()[1].split(":")[1].split("@")[0])
+        for line in _node(seed).execute_command("CLUSTER", "NODES").splitlines()
+        if "master" in line
+    )
+    tag, slot = _empty_slot_tag(cluster_prefix, seed)
+    owner = _owner_port(seed, slot)
+    other = next(port for port in ports if port != owner)
+    yield tag, slot, owner, other, ports
+    for port in ports:
+        _asking(port, "DEL", *_node(port).execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100))
+    for port in ports:
+        _node(port).execute_command("CLUSTER", "SETSLOT", slot, "STABLE")
+    _finish_migration(slot, owner, ports)
+
+
+def _asking(port: int, *command: str) -> Any:
+    """``command`` on node ``port`` right after ``ASKING`` on the same connection (a slot it imports)."""
+    if len(command) < 2:
+        return None
+    with _node(port).pipeline(transaction=False) as pipe:
+        pipe.execute_command("ASKING")
+        pipe.execute_command(*command)
+        return pipe.execute()[1]
+
+
+def test_cluster_routing_matches_the_servers_slots(cluster_client: redis.cluster.RedisCluster) -> None:
+    for key in ("foo", "bar", "{user1000}.following", "{}x", "au:{64.17}:ids", "au:day:UTC:2026-12-01"):
+        assert key_slot(key) == cluster_client.cluster_keyslot(key)
+
+
+def _cluster_settings(url: str) -> Settings:
+    return Settings(redis_url=url, redis_cluster=True, redis_timeout_s=5)
+
+
+def test_cluster_send_spreads_over_every_node_in_order(redis_cluster: str, cluster_prefix: str, cluster_client) -> None:
+    client = redis_client(_cluster_settings(redis_cluster))
+    keys = [f"{cluster_prefix}k{n}" for n in range(60)]
+    assert len({cluster_client.get_node_from_key(key).name for key in keys}) == 3  # every node has some
+    cluster_client.set(keys[7], "a string")
+    commands = [pack_command(("SADD", key, f"m{n}")) for n, key in enumerate(keys)]
+    replies = send_commands(client, commands + [pack_command(("SCARD", key)) for key in keys], keys + keys)
+    assert isinstance(replies[7], redis.ResponseError) and "WRONGTYPE" in str(replies[7])
+    assert replies[:7] + replies[8:60] == [1] * 59 and isinstance(replies[67], redis.ResponseError)
+    assert replies[60:67] + replies[68:] == [1] * 59
+    assert cluster_client.smembers(keys[42]) == {"m42"}
+    client.close()
+
+
+def test_cluster_send_follows_moved_and_ask(moving_slot, redis_cluster: str, cluster_client) -> None:
+    tag, slot, owner, other, ports = moving_slot
+    client = redis_client(_cluster_settings(redis_cluster))  # its slot map says: owner
+    key, fresh = f"x{{{tag}}}a", f"x{{{tag}}}b"
+    assert send_commands(client, [pack_command(("SET", key, "1"))], [key]) == [b"OK"]
+    _node(owner).delete(key)  # an empty slot again, to be migrated without MIGRATE
+    _start_migration(slot, owner, other)
+    # A key the source does not hold: it answers ASK; the command goes to the target after ASKING.
+    assert send_commands(client, [pack_command(("SET", fresh, "2"))], [fresh]) == [b"OK"]
+    assert _asking(other, "GET", fresh) == "2"
+    assert _node(owner).execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 0  # not on the source
+    assert _asking(other, "DEL", fresh) == 1
+    _finish_migration(slot, other, ports)
+    # The client still believes the old owner: MOVED, a fresh slot map, the command sent again.
+    assert send_commands(client, [pack_command(("SET", key, "3"))], [key]) == [b"OK"]
+    assert _node(other).get(key) == "3" and _owner_port(owner, slot) == other
+    assert client.nodes_manager.get_node_from_slot(slot).port == other
+    client.close()
+
+
+async def test_async_cluster_send_follows_moved_and_loads_scripts(moving_slot, redis_cluster: str) -> None:
+    tag, slot, owner, other, ports = moving_slot
+    client = async_redis_client(_cluster_settings(redis_cluster))
+    key = f"x{{{tag}}}a"
+    script = Script("return redis.call('INCR', KEYS[1])")
+    evalsha = pack_command(("EVALSHA", script.sha, 1, key))
+    for port in ports:
+        _node(port).script_flush()
+    assert await send_commands_async(client, [evalsha], [key], [script.source]) == [1]  # NOSCRIPT, loaded, again
+    _node(owner).delete(key)
+    _start_migration(slot, owner, other)
+    _finish_migration(slot, other, ports)
+    for port in ports:
+        _node(port).script_flush()
+    # MOVED (a stale slot map), then NOSCRIPT on the new owner: each sent again; a command sent again runs after
+    # the rest of its call (the GET saw no key yet).
+    got = await send_commands_async(client, [evalsha, pack_command(("GET", key))], [key, key], [script.source])
+    assert got == [1, None]
+    assert _node(other).get(key) == "1"
+    await client.aclose()
+
+
+def test_check_redis_on_the_cluster(redis_cluster: str) -> None:
+    check_redis(_cluster_settings(redis_cluster))  # no raise
+    bad = _cluster_settings(redis_cluster.replace("redis://", "redis://nobody:wrong@"))
+    with pytest.raises(ConfigError, match="REDIS_USERNAME/REDIS_PASSWORD"):
+        check_redis(bad)
+
+
+def test_single_server_scripts_are_loaded_on_noscript(stack: Any, redis_prefix: str) -> None:
+    client = redis_client(Settings(redis_url=stack.redis_url))
+    script = Script("return redis.call('INCR', KEYS[1])")
+    key = f"{redis_prefix}n"
+    client.script_flush()
+    evalsha = pack_command(("EVALSHA", script.sha, 1, key))
+    assert send_commands(client, [evalsha, evalsha], [key, key], [script.source]) == [1, 2]
+    assert isinstance(send_commands(client, [evalsha.replace(b"INCR", b"INCR")], [key])[0], int)
+    client.close()
