@@ -31,6 +31,7 @@ DEFAULTS = {
     "kafka_ssl_key_password": NO_SECRET,
     "kafka_ssl_check_hostname": True,
     "redis_url": "redis://127.0.0.1:6379/0",
+    "redis_cluster": False,
     "redis_username": "",
     "redis_password": NO_SECRET,
     "redis_ssl_ca_file": "",
@@ -67,7 +68,8 @@ ENV_CASES = [
     ("KAFKA_GROUP_ID", "g2", "kafka_group_id", "g2"),
     ("KAFKA_SESSION_TIMEOUT", "10s", "kafka_session_timeout_s", 10.0),
     ("KAFKA_ISOLATION_LEVEL", "read_uncommitted", "kafka_isolation_level", "read_uncommitted"),
-    ("REDIS_URL", "rediss://cache:6380/2", "redis_url", "rediss://cache:6380/2"),
+    ("REDIS_URL", "rediss://cache:6380/0", "redis_url", "rediss://cache:6380/0"),
+    ("REDIS_CLUSTER", "true", "redis_cluster", True),
     ("REDIS_KEY_PREFIX", "x:", "redis_key_prefix", "x:"),
     ("REDIS_TIMEOUT", "250ms", "redis_timeout_s", 0.25),
     ("ACTIVITY_TIMEZONE", "Asia/Kathmandu", "activity_timezone", "Asia/Kathmandu"),
@@ -259,6 +261,23 @@ def test_secret_file_errors_name_the_variable_and_never_the_secret(tmp_path: Pat
 )  # fmt: skip
 def test_inconsistent_security_names_the_variable(env: dict[str, str], variable: str) -> None:
     assert variable in config_error(env)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("unix:///run/redis.sock", "REDIS_CLUSTER needs a redis:// or rediss:// REDIS_URL"),
+        ("redis://node1:7000/3", "REDIS_URL names database 3, but a Redis Cluster has database 0 only"),
+    ],
+)
+def test_a_cluster_needs_a_tcp_seed_node_and_database_0(url: str, problem: str) -> None:
+    assert problem in config_error({"REDIS_CLUSTER": "true", "REDIS_URL": url})
+    assert Settings.from_env({"REDIS_URL": url}).redis_cluster is False  # a single server may use either
+
+
+@pytest.mark.parametrize("url", ["redis://node1:7000", "redis://node1:7000/", "rediss://u:pw@node1:7000/0"])
+def test_cluster_seed_urls_that_are_valid(url: str) -> None:
+    assert Settings.from_env({"REDIS_CLUSTER": "yes", "REDIS_URL": url}).redis_cluster is True
 
 
 def test_secured_configurations_that_are_valid() -> None:
