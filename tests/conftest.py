@@ -18,7 +18,8 @@
   environment, as ``.ci/run`` exports it, else from ``$STACK_DIR/env`` after ``dev/stack up --cluster``, which
   is run when it names none). Unavailable: fails under CI, as for ``stack``.
 * ``cluster_client`` (function): a sync ``redis.cluster.RedisCluster`` (``decode_responses=True``) for it, and
-  ``cluster_prefix`` (function): a unique key prefix whose keys are deleted from the cluster after the test.
+  ``cluster_prefix`` (function): a unique key prefix whose keys are deleted from the cluster after the test
+  (``module_cluster_prefix``: after the module).
 
 Every test that uses ``stack`` (directly or through the fixtures above) is marked ``integration``
 automatically, so ``pytest -m "not integration"`` runs the unit tests alone.
@@ -235,6 +236,19 @@ def cluster_prefix(cluster_client: redis.cluster.RedisCluster) -> Iterator[str]:
     """``redis_prefix`` on the cluster: every key under it is deleted after the test (SCAN of every primary)."""
     with _fresh_prefix(cluster_client) as prefix:
         yield prefix
+
+
+@pytest.fixture(scope="module")
+def module_cluster_prefix(redis_cluster: str) -> Iterator[str]:
+    """``cluster_prefix`` for a module's shared fixtures: its keys are deleted from the cluster after the module."""
+    import redis.cluster
+
+    client = redis.cluster.RedisCluster.from_url(redis_cluster, decode_responses=True)
+    try:
+        with _fresh_prefix(client) as prefix:
+            yield prefix
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="session")
