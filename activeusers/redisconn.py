@@ -45,6 +45,8 @@ AsyncClient: TypeAlias = aioredis.Redis | AsyncRedisCluster
 MAX_REDIRECTS: Final = 5
 ASKING: Final = b"*1\r\n$6\r\nASKING\r\n"
 
+# A pre-packed command and its routing key (its first key: the cluster sends it to the owner of that key's slot).
+Routed: TypeAlias = tuple[str, bytes]
 N = TypeVar("N")
 
 
@@ -216,11 +218,13 @@ def key_slot(key: str) -> int:
     return _key_slot(key.encode())
 
 
-def group_by_owner(keys: Sequence[str], positions: Sequence[int], owner: Callable[[int], N]) -> dict[N, list[int]]:
-    """The ``positions`` (indexes into ``keys``) grouped by ``owner(slot of the key)``, each group in order."""
+def group_by_owner(
+    commands: Sequence[Routed], positions: Sequence[int], owner: Callable[[int], N]
+) -> dict[N, list[int]]:
+    """The ``positions`` (indexes into ``commands``) grouped by ``owner(slot of the routing key)``, in order."""
     groups: dict[N, list[int]] = {}
     for position in positions:
-        groups.setdefault(owner(key_slot(keys[position])), []).append(position)
+        groups.setdefault(owner(key_slot(commands[position][0])), []).append(position)
     return groups
 
 
@@ -246,7 +250,7 @@ def settle(
 
 
 def route(
-    keys: Sequence[str],
+    commands: Sequence[Routed],
     todo: Sequence[int],
     asks: dict[int, tuple[str, int]],
     locate: Callable[[int], N],
@@ -262,16 +266,18 @@ def route(
         nodes[(name_of(node), False)] = node
         return (name_of(node), False)
 
-    groups = group_by_owner(keys, [i for i in todo if i not in asks], owner)
+    groups = group_by_owner(commands, [i for i in todo if i not in asks], owner)
     for position in (i for i in todo if i in asks):
-        node = named(*asks[position]) or locate(key_slot(keys[position]))
+        node = named(*asks[position]) or locate(key_slot(commands[position][0]))
         nodes[(name_of(node), True)] = node
         groups.setdefault((name_of(node), True), []).append(position)
     return [(nodes[name], name[1], positions) for name, positions in groups.items()]
 
 
-def _packed(commands: Sequence[bytes], positions: Sequence[int], asking: bool) -> list[bytes]:
-    return [ASKING + commands[i] if asking else commands[i] for i in positions]
+def _packed(commands: Sequence[Routed], positions: Sequence[int], asking: bool) -> bytes:
+    if asking:
+        return b"".join(ASKING + commands[i][1] for i in positions)
+    return b"".join(commands[i][1] for i in positions)
 
 
 def _read_replies(read: Callable[[], Any], count: int, asking: bool) -> list[Any]:
@@ -287,48 +293,44 @@ def _read_replies(read: Callable[[], Any], count: int, asking: bool) -> list[Any
     return replies
 
 
-def send_commands(
-    client: SyncClient, commands: Sequence[bytes], keys: Sequence[str], scripts: Sequence[str] = ()
-) -> list[Any]:
-    """Send the packed ``commands`` (``keys[i]`` routes ``commands[i]``) and return their replies in order,
+def send_commands(client: SyncClient, commands: Sequence[Routed], scripts: Sequence[str] = ()) -> list[Any]:
+    """Send the packed ``commands`` (each with its routing key) and return their replies in order,
     refusals as :class:`redis.ResponseError` objects. On a single server: one write on one pooled connection.
     ``scripts`` (Lua sources) are loaded when a reply is ``NOSCRIPT``, and those commands sent again. Connection
     failures raise (``REDIS_ERRORS``)."""
     if not commands:
         return []
     if isinstance(client, RedisCluster):
-        replies = _cluster_send(client, commands, keys)
+        replies = _cluster_send(client, commands)
     else:
         replies = _pool_send(client.connection_pool, commands)
     if scripts and any(isinstance(reply, NoScriptError) for reply in replies):
         for source in scripts:  # a cluster client loads it on every primary
             client.script_load(source)
         again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-        for position, reply in zip(
-            again, send_commands(client, [commands[i] for i in again], [keys[i] for i in again]), strict=True
-        ):
+        for position, reply in zip(again, send_commands(client, [commands[i] for i in again]), strict=True):
             replies[position] = reply
     return replies
 
 
-def _pool_send(pool: redis.ConnectionPool, commands: Sequence[bytes]) -> list[Any]:
+def _pool_send(pool: redis.ConnectionPool, commands: Sequence[Routed]) -> list[Any]:
     # One write of the joined commands, then every reply in order: redis-py's Pipeline spends microseconds of
     # Python per command on bookkeeping and reply callbacks, which a backfill batch of hundreds of commands feels.
     connection = pool.get_connection()
     try:
-        connection.send_packed_command([b"".join(commands)])  # type: ignore[no-untyped-call]
+        connection.send_packed_command([b"".join(packed for _, packed in commands)])  # type: ignore[no-untyped-call]
         return _read_replies(connection.read_response, len(commands), asking=False)
     finally:
         pool.release(connection)
 
 
-def _cluster_send(client: RedisCluster, commands: Sequence[bytes], keys: Sequence[str]) -> list[Any]:
+def _cluster_send(client: RedisCluster, commands: Sequence[Routed]) -> list[Any]:
     replies: list[Any] = [None] * len(commands)
     todo: list[int] = list(range(len(commands)))
     asks: dict[int, tuple[str, int]] = {}
     for _ in range(MAX_REDIRECTS):
         manager = client.nodes_manager
-        groups = route(keys, todo, asks, manager.get_node_from_slot, _sync_named(client), _node_name)
+        groups = route(commands, todo, asks, manager.get_node_from_slot, _sync_named(client), _node_name)
         sent: list[tuple[redis.ConnectionPool, Any, list[int], bool]] = []
         try:
             # Every node gets its group before any reply is read, so the nodes work at the same time.
@@ -336,7 +338,7 @@ def _cluster_send(client: RedisCluster, commands: Sequence[bytes], keys: Sequenc
                 pool = client.get_redis_connection(node).connection_pool
                 connection = pool.get_connection()
                 sent.append((pool, connection, positions, asking))
-                connection.send_packed_command([b"".join(_packed(commands, positions, asking))])  # type: ignore[no-untyped-call]
+                connection.send_packed_command([_packed(commands, positions, asking)])  # type: ignore[no-untyped-call]
             again: list[int] = []
             moved = False
             for _pool, connection, positions, asking in sent:
@@ -361,29 +363,29 @@ def _cluster_send(client: RedisCluster, commands: Sequence[bytes], keys: Sequenc
 
 
 async def send_commands_async(
-    client: AsyncClient, commands: Sequence[bytes], keys: Sequence[str], scripts: Sequence[str] = ()
+    client: AsyncClient, commands: Sequence[Routed], scripts: Sequence[str] = ()
 ) -> list[Any]:
     """The asyncio twin of :func:`send_commands` (the API's reads); a cluster's nodes are asked concurrently."""
     if not commands:
         return []
     if isinstance(client, AsyncRedisCluster):
-        replies = await _async_cluster_send(client, commands, keys)
+        replies = await _async_cluster_send(client, commands)
     else:
         replies = await _async_pool_send(client.connection_pool, commands)
     if scripts and any(isinstance(reply, NoScriptError) for reply in replies):
         for source in scripts:
             await client.script_load(source)
         again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-        redo = await send_commands_async(client, [commands[i] for i in again], [keys[i] for i in again])
+        redo = await send_commands_async(client, [commands[i] for i in again])
         for position, reply in zip(again, redo, strict=True):
             replies[position] = reply
     return replies
 
 
-async def _async_pool_send(pool: aioredis.ConnectionPool, commands: Sequence[bytes]) -> list[Any]:
+async def _async_pool_send(pool: aioredis.ConnectionPool, commands: Sequence[Routed]) -> list[Any]:
     connection = await pool.get_connection()  # type: ignore[no-untyped-call]
     try:
-        await connection.send_packed_command(b"".join(commands))
+        await connection.send_packed_command(b"".join(packed for _, packed in commands))
         return await _read_replies_async(connection.read_response, len(commands), asking=False)
     except BaseException:
         # A failure (or a cancellation) mid-reply leaves the connection out of step with its replies.
@@ -406,18 +408,18 @@ async def _read_replies_async(read: Callable[[], Awaitable[Any]], count: int, as
     return replies
 
 
-async def _async_cluster_send(client: AsyncRedisCluster, commands: Sequence[bytes], keys: Sequence[str]) -> list[Any]:
+async def _async_cluster_send(client: AsyncRedisCluster, commands: Sequence[Routed]) -> list[Any]:
     await client.initialize()  # a no-op once the slot map is known
     replies: list[Any] = [None] * len(commands)
     todo: list[int] = list(range(len(commands)))
     asks: dict[int, tuple[str, int]] = {}
     for _ in range(MAX_REDIRECTS):
         manager = client.nodes_manager
-        groups = route(keys, todo, asks, manager.get_node_from_slot, _async_named(client), _async_node_name)
+        groups = route(commands, todo, asks, manager.get_node_from_slot, _async_named(client), _async_node_name)
         try:
             answers = await asyncio.gather(
                 *(
-                    _async_node_send(node, _packed(commands, positions, asking), asking)
+                    _async_node_send(node, _packed(commands, positions, asking), len(positions), asking)
                     for node, asking, positions in groups
                 )
             )
@@ -439,11 +441,11 @@ async def _async_cluster_send(client: AsyncRedisCluster, commands: Sequence[byte
     return replies
 
 
-async def _async_node_send(node: AsyncClusterNode, packed: list[bytes], asking: bool) -> list[Any]:
+async def _async_node_send(node: AsyncClusterNode, packed: bytes, count: int, asking: bool) -> list[Any]:
     connection = node.acquire_connection()
     try:
-        await connection.send_packed_command(b"".join(packed))
-        return await _read_replies_async(connection.read_response, len(packed), asking)
+        await connection.send_packed_command(packed)
+        return await _read_replies_async(connection.read_response, count, asking)
     except BaseException:
         await connection.disconnect()
         raise

@@ -151,7 +151,7 @@ class ActivityWriter:
         # spends microseconds of Python per command on bookkeeping and reply callbacks, and a backfill batch sends
         # hundreds of commands: this halves the client's CPU per stored event (measured 1.5 us -> 0.8 us), on the
         # store worker's busy core.
-        for reply in send_commands(self._client, commands, routes):
+        for reply in send_commands(self._client, list(zip(routes, commands, strict=True))):
             if isinstance(reply, Exception):
                 raise reply
 
@@ -265,7 +265,7 @@ class ActivityReader:
         # even one EVALSHA of 2,000 keys about 8 ms when redis-py packs it; pre-packed, well under 1 ms.
         # A new or restarted Redis answers NOSCRIPT: the script is loaded, then asked again.
         packed = pack_command(("EVALSHA", script.sha, len(keys), *keys, *args))
-        (reply,) = await send_commands_async(self._client, [packed], keys[:1] or [""], [script.source])
+        (reply,) = await send_commands_async(self._client, [(keys[0] if keys else "", packed)], [script.source])
         if isinstance(reply, Exception):
             raise reply
         return cast(list[Any], reply)

@@ -13,7 +13,7 @@ import pytest
 import redis
 import redis.asyncio.cluster
 import redis.cluster
-from redis.exceptions import AskError, MovedError, TryAgainError
+from redis.exceptions import AskError, MovedError, NoScriptError, TryAgainError
 
 from activeusers.errors import ConfigError
 from activeusers.redisconn import (
@@ -31,6 +31,11 @@ from activeusers.redisconn import (
 )
 from activeusers.settings import Secret, Settings
 from activeusers.store import Script, pack_command
+
+
+def cmd(*args: str | int) -> tuple[str, bytes]:
+    """A packed command routed by its first key (``args[1]``)."""
+    return str(args[1]), pack_command(args)
 
 
 def closed_port() -> int:
@@ -63,9 +68,10 @@ def test_keys_of_one_hash_tag_share_a_slot() -> None:
 def test_group_by_owner_keeps_each_groups_order() -> None:
     keys = ["a", "b", "c", "d", "e"]
     owner = {key_slot(k): name for k, name in zip(keys, ["n1", "n2", "n1", "n3", "n2"], strict=True)}
-    assert group_by_owner(keys, range(5), owner.__getitem__) == {"n1": [0, 2], "n2": [1, 4], "n3": [3]}
-    assert group_by_owner(keys, [4, 3], owner.__getitem__) == {"n2": [4], "n3": [3]}
-    assert group_by_owner(keys, [], owner.__getitem__) == {}
+    commands = [cmd("GET", key) for key in keys]
+    assert group_by_owner(commands, range(5), owner.__getitem__) == {"n1": [0, 2], "n2": [1, 4], "n3": [3]}
+    assert group_by_owner(commands, [4, 3], owner.__getitem__) == {"n2": [4], "n3": [3]}
+    assert group_by_owner(commands, [], owner.__getitem__) == {}
 
 
 def test_settle_keeps_replies_and_names_what_to_send_again() -> None:
@@ -87,7 +93,7 @@ def test_settle_keeps_replies_and_names_what_to_send_again() -> None:
 
 
 def test_route_sends_asked_commands_to_the_named_node_apart() -> None:
-    keys = ["a", "b", "c"]
+    keys = [cmd("GET", key) for key in ("a", "b", "c")]
     owners = {key_slot("a"): "n1", key_slot("b"): "n1", key_slot("c"): "n2"}
     groups = route(keys, [0, 1, 2], {1: ("h", 9)}, owners.__getitem__, lambda host, port: f"{host}:{port}", str)
     assert groups == [("n1", False, [0]), ("n2", False, [2]), ("h:9", True, [1])]
@@ -98,22 +104,19 @@ def test_route_sends_asked_commands_to_the_named_node_apart() -> None:
 def test_send_commands_on_one_server_returns_replies_and_refusals_in_order() -> None:
     client = fakeredis.FakeRedis()
     client.set("t:s", "a string")
-    commands = [pack_command(("SADD", "t:a", "x")), pack_command(("SADD", "t:s", "x")), pack_command(("SCARD", "t:a"))]
-    replies = send_commands(client, commands, ["t:a", "t:s", "t:a"])
+    replies = send_commands(client, [cmd("SADD", "t:a", "x"), cmd("SADD", "t:s", "x"), cmd("SCARD", "t:a")])
     assert replies[0] == 1 and replies[2] == 1
     assert isinstance(replies[1], redis.ResponseError) and "WRONGTYPE" in str(replies[1])
-    assert send_commands(client, [], []) == []
+    assert send_commands(client, []) == []
     assert client.ping()  # the connection stayed in step
 
 
 async def test_send_commands_async_on_one_server() -> None:
     client = fakeredis.FakeAsyncRedis()
     await client.set("t:s", "a string")
-    replies = await send_commands_async(
-        client, [pack_command(("GET", "t:s")), pack_command(("LLEN", "t:s"))], ["t:s"] * 2
-    )
+    replies = await send_commands_async(client, [cmd("GET", "t:s"), cmd("LLEN", "t:s")])
     assert replies[0] == b"a string" and isinstance(replies[1], redis.ResponseError)
-    assert await send_commands_async(client, [], []) == []
+    assert await send_commands_async(client, []) == []
     await client.aclose()
 
 
@@ -294,8 +297,8 @@ def test_cluster_send_spreads_over_every_node_in_order(redis_cluster: str, clust
     keys = [f"{cluster_prefix}k{n}" for n in range(60)]
     assert len({cluster_client.get_node_from_key(key).name for key in keys}) == 3  # every node has some
     cluster_client.set(keys[7], "a string")
-    commands = [pack_command(("SADD", key, f"m{n}")) for n, key in enumerate(keys)]
-    replies = send_commands(client, commands + [pack_command(("SCARD", key)) for key in keys], keys + keys)
+    commands = [cmd("SADD", key, f"m{n}") for n, key in enumerate(keys)]
+    replies = send_commands(client, commands + [cmd("SCARD", key) for key in keys])
     assert isinstance(replies[7], redis.ResponseError) and "WRONGTYPE" in str(replies[7])
     assert replies[:7] + replies[8:60] == [1] * 59 and isinstance(replies[67], redis.ResponseError)
     assert replies[60:67] + replies[68:] == [1] * 59
@@ -307,17 +310,17 @@ def test_cluster_send_follows_moved_and_ask(moving_slot, redis_cluster: str, clu
     tag, slot, owner, other, ports = moving_slot
     client = redis_client(_cluster_settings(redis_cluster))  # its slot map says: owner
     key, fresh = f"x{{{tag}}}a", f"x{{{tag}}}b"
-    assert send_commands(client, [pack_command(("SET", key, "1"))], [key]) == [b"OK"]
+    assert send_commands(client, [cmd("SET", key, "1")]) == [b"OK"]
     _node(owner).delete(key)  # an empty slot again, to be migrated without MIGRATE
     _start_migration(slot, owner, other)
     # A key the source does not hold: it answers ASK; the command goes to the target after ASKING.
-    assert send_commands(client, [pack_command(("SET", fresh, "2"))], [fresh]) == [b"OK"]
+    assert send_commands(client, [cmd("SET", fresh, "2")]) == [b"OK"]
     assert _asking(other, "GET", fresh) == "2"
     assert _node(owner).execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 0  # not on the source
     assert _asking(other, "DEL", fresh) == 1
     _finish_migration(slot, other, ports)
     # The client still believes the old owner: MOVED, a fresh slot map, the command sent again.
-    assert send_commands(client, [pack_command(("SET", key, "3"))], [key]) == [b"OK"]
+    assert send_commands(client, [cmd("SET", key, "3")]) == [b"OK"]
     assert _node(other).get(key) == "3" and _owner_port(owner, slot) == other
     assert client.nodes_manager.get_node_from_slot(slot).port == other
     client.close()
@@ -328,10 +331,10 @@ async def test_async_cluster_send_follows_moved_and_loads_scripts(moving_slot, r
     client = async_redis_client(_cluster_settings(redis_cluster))
     key = f"x{{{tag}}}a"
     script = Script("return redis.call('INCR', KEYS[1])")
-    evalsha = pack_command(("EVALSHA", script.sha, 1, key))
+    evalsha = (key, pack_command(("EVALSHA", script.sha, 1, key)))
     for port in ports:
         _node(port).script_flush()
-    assert await send_commands_async(client, [evalsha], [key], [script.source]) == [1]  # NOSCRIPT, loaded, again
+    assert await send_commands_async(client, [evalsha], [script.source]) == [1]  # NOSCRIPT, loaded, again
     _node(owner).delete(key)
     _start_migration(slot, owner, other)
     _finish_migration(slot, other, ports)
@@ -339,7 +342,7 @@ async def test_async_cluster_send_follows_moved_and_loads_scripts(moving_slot, r
         _node(port).script_flush()
     # MOVED (a stale slot map), then NOSCRIPT on the new owner: each sent again; a command sent again runs after
     # the rest of its call (the GET saw no key yet).
-    got = await send_commands_async(client, [evalsha, pack_command(("GET", key))], [key, key], [script.source])
+    got = await send_commands_async(client, [evalsha, cmd("GET", key)], [script.source])
     assert got == [1, None]
     assert _node(other).get(key) == "1"
     await client.aclose()
@@ -357,7 +360,9 @@ def test_single_server_scripts_are_loaded_on_noscript(stack: Any, redis_prefix: 
     script = Script("return redis.call('INCR', KEYS[1])")
     key = f"{redis_prefix}n"
     client.script_flush()
-    evalsha = pack_command(("EVALSHA", script.sha, 1, key))
-    assert send_commands(client, [evalsha, evalsha], [key, key], [script.source]) == [1, 2]
-    assert isinstance(send_commands(client, [evalsha.replace(b"INCR", b"INCR")], [key])[0], int)
+    evalsha = (key, pack_command(("EVALSHA", script.sha, 1, key)))
+    assert send_commands(client, [evalsha, evalsha], [script.source]) == [1, 2]
+    client.script_flush()
+    assert isinstance(send_commands(client, [evalsha])[0], NoScriptError)  # no script to load: the refusal
+    assert client.get(key) == b"2"
     client.close()
