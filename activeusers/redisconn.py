@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 import ssl
 import urllib.parse
@@ -44,6 +45,8 @@ AsyncClient: TypeAlias = aioredis.Redis | AsyncRedisCluster
 # A command redirected more often than this while the slot map settles keeps its last MOVED/ASK reply.
 MAX_REDIRECTS: Final = 5
 ASKING: Final = b"*1\r\n$6\r\nASKING\r\n"
+# The writer's and reader's keys repeat from batch to batch (days, hours, buckets): their slots are remembered.
+SLOT_MEMO_KEYS: Final = 65_536
 
 # A pre-packed command and its routing key (its first key: the cluster sends it to the owner of that key's slot).
 Routed: TypeAlias = tuple[str, bytes]
@@ -213,6 +216,7 @@ def _first_line(text: str) -> str:
 # --------------------------------------------------------------------------------------------- packed commands
 
 
+@functools.lru_cache(maxsize=SLOT_MEMO_KEYS)
 def key_slot(key: str) -> int:
     """The cluster hash slot of ``key`` (CRC16 of its hash tag ``{...}`` when it has one, else of the key)."""
     return _key_slot(key.encode())
@@ -260,11 +264,15 @@ def route(
     """The positions ``todo`` grouped by the node to send them to, in order: the owner of their key's slot
     (``locate(slot)``), or for a position in ``asks`` the node its ``ASK`` named (sent after ``ASKING``)."""
     nodes: dict[tuple[str, bool], N] = {}
+    owners: dict[int, tuple[str, bool]] = {}  # a batch's commands share few slots: each is looked up once
 
     def owner(slot: int) -> tuple[str, bool]:
-        node = locate(slot)
-        nodes[(name_of(node), False)] = node
-        return (name_of(node), False)
+        found = owners.get(slot)
+        if found is None:
+            node = locate(slot)
+            found = owners[slot] = (name_of(node), False)
+            nodes[found] = node
+        return found
 
     groups = group_by_owner(commands, [i for i in todo if i not in asks], owner)
     for position in (i for i in todo if i in asks):
