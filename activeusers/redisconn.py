@@ -78,16 +78,21 @@ def redis_security(settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
-def redis_client(settings: Settings) -> SyncClient:
-    """A blocking client with the bounded timeouts and the security of the settings: redis-py's
-    :class:`~redis.cluster.RedisCluster` when ``REDIS_CLUSTER`` is on (it reads the slot map from the seed node
-    of ``REDIS_URL`` at once), a plain :class:`redis.Redis` otherwise."""
-    common: dict[str, Any] = {
+def _client_options(settings: Settings) -> dict[str, Any]:
+    """The keyword arguments every client shares: the bounded timeouts and the security of the settings."""
+    return {
         "socket_timeout": settings.redis_timeout_s,
         "socket_connect_timeout": settings.redis_timeout_s,
         "health_check_interval": 30,
         **redis_security(settings),
     }
+
+
+def redis_client(settings: Settings) -> SyncClient:
+    """A blocking client with the bounded timeouts and the security of the settings: redis-py's
+    :class:`~redis.cluster.RedisCluster` when ``REDIS_CLUSTER`` is on (it reads the slot map from the seed node
+    of ``REDIS_URL`` at once), a plain :class:`redis.Redis` otherwise."""
+    common = _client_options(settings)
     if settings.redis_cluster:
         return RedisCluster.from_url(settings.redis_url, **common)
     client: redis.Redis = redis.Redis.from_url(
@@ -100,12 +105,7 @@ def async_redis_client(settings: Settings) -> AsyncClient:
     """An asyncio client (connection pool) with the bounded timeouts and the security of the settings: redis-py's
     asyncio :class:`~redis.asyncio.cluster.RedisCluster` when ``REDIS_CLUSTER`` is on (it connects on first use),
     a plain one otherwise."""
-    common: dict[str, Any] = {
-        "socket_timeout": settings.redis_timeout_s,
-        "socket_connect_timeout": settings.redis_timeout_s,
-        "health_check_interval": 30,
-        **redis_security(settings),
-    }
+    common = _client_options(settings)
     if settings.redis_cluster:
         return AsyncRedisCluster.from_url(settings.redis_url, **common)
     client: aioredis.Redis = aioredis.Redis.from_url(

@@ -85,22 +85,8 @@ def _parse_env(text: str) -> dict[str, str]:
 
 
 def _start_stack() -> tuple[str, str]:
-    try:
-        result = subprocess.run(
-            [sys.executable, str(STACK_SCRIPT), "up"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=STACK_UP_TIMEOUT_S,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        _unavailable(f"dev/stack up could not run: {exc}")
-    if result.returncode != 0:
-        output = "\n".join((result.stdout + result.stderr).splitlines()[-60:])
-        _unavailable(f"dev/stack up exited {result.returncode}:\n{output}")
     # `up` prints the env file; its stdout is used first (a concurrent `down` may remove the file).
-    values = _parse_env(result.stdout)
+    values = _parse_env(_stack_up())
     env_file = _stack_env_file()
     if not {"KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL"} <= values.keys():
         try:
@@ -149,24 +135,32 @@ def stack() -> Stack:
     return found
 
 
+def _stack_up(*flags: str) -> str:
+    """``dev/stack up FLAGS`` (it reuses what runs); its stdout (the env file), or the test bed is unavailable."""
+    command = " ".join(("dev/stack up", *flags))
+    try:
+        result = subprocess.run(
+            [sys.executable, str(STACK_SCRIPT), "up", *flags],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=STACK_UP_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        _unavailable(f"{command} could not run: {exc}")
+    if result.returncode != 0:
+        output = "\n".join((result.stdout + result.stderr).splitlines()[-60:])
+        _unavailable(f"{command} exited {result.returncode}:\n{output}")
+    return result.stdout
+
+
 @pytest.fixture(scope="session")
 def secure_env(stack: Stack) -> dict[str, str]:
     """Settings for the secured broker listener and the TLS Redis (from ``dev/stack up --secure``)."""
     env_file = _stack_env_file().with_name("secure.env")
     if not env_file.exists():
-        try:
-            result = subprocess.run(
-                [sys.executable, str(STACK_SCRIPT), "up", "--secure"],
-                cwd=REPO_ROOT,
-                capture_output=True,
-                text=True,
-                timeout=STACK_UP_TIMEOUT_S,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            _unavailable(f"dev/stack up --secure could not run: {exc}")
-        if result.returncode != 0:
-            _unavailable(f"dev/stack up --secure exited {result.returncode}:\n{result.stderr[-4000:]}")
+        _stack_up("--secure")
     try:
         values = _parse_env(env_file.read_text())
     except OSError as exc:
@@ -183,20 +177,7 @@ def redis_cluster(stack: Stack) -> str:
     if not url:
         url = _parse_env(_read_or_empty(_stack_env_file())).get("REDIS_CLUSTER_URL", "")
     if not url:
-        try:
-            result = subprocess.run(
-                [sys.executable, str(STACK_SCRIPT), "up", "--cluster"],
-                cwd=REPO_ROOT,
-                capture_output=True,
-                text=True,
-                timeout=STACK_UP_TIMEOUT_S,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            _unavailable(f"dev/stack up --cluster could not run: {exc}")
-        if result.returncode != 0:
-            _unavailable(f"dev/stack up --cluster exited {result.returncode}:\n{result.stderr[-4000:]}")
-        url = _parse_env(result.stdout).get("REDIS_CLUSTER_URL", "")
+        url = _parse_env(_stack_up("--cluster")).get("REDIS_CLUSTER_URL", "")
     if not url:
         _unavailable("dev/stack up --cluster wrote no REDIS_CLUSTER_URL")
     import redis.cluster
