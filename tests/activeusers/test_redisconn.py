@@ -15,7 +15,7 @@ import redis.asyncio.cluster
 import redis.cluster
 from redis.exceptions import AskError, MovedError, NoScriptError, TryAgainError
 
-from activeusers.errors import ConfigError
+from activeusers.errors import ConfigError, StoreUnavailable
 from activeusers.redisconn import (
     async_redis_client,
     check_redis,
@@ -366,3 +366,41 @@ def test_single_server_scripts_are_loaded_on_noscript(stack: Any, redis_prefix: 
     assert isinstance(send_commands(client, [evalsha])[0], NoScriptError)  # no script to load: the refusal
     assert client.get(key) == b"2"
     client.close()
+
+
+async def test_a_cluster_with_a_master_down_is_not_ready_until_it_is_back(redis_cluster: str) -> None:
+    """A killed master (no replica to take over): once the cluster marks it failed, the reader's readiness check
+    says so; ``dev/stack up --cluster`` brings the node back on its nodes.conf and the check passes again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from activeusers.keys import KeySchema
+    from activeusers.store import ActivityReader
+
+    seed = int(redis_cluster.rsplit(":", 1)[1].split("/")[0])
+    stack_dir = Path(os.environ.get("STACK_DIR") or Path(__file__).resolve().parents[2] / ".stack")
+    victim = int((stack_dir / "redis-cluster-2.pid").read_text())
+    assert _node(seed + 2).ping()  # the pid file names the node on the third port
+    client = async_redis_client(_cluster_settings(redis_cluster))
+    reader = ActivityReader(client, KeySchema("t:", "UTC"))
+    try:
+        await reader.ping()
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while _node(seed).cluster("INFO")["cluster_state"] == "ok":
+            assert time.monotonic() < deadline, "the cluster never noticed the dead master"
+            await asyncio.sleep(0.2)
+        with pytest.raises(StoreUnavailable, match=r"cluster_state fail|unreachable"):
+            await reader.ping()
+    finally:
+        up = subprocess.run(
+            [sys.executable, str(stack_dir.parent / "dev" / "stack"), "up", "--cluster"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    assert up.returncode == 0, up.stderr
+    await reader.ping()
+    await client.aclose()
