@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import socket
 import ssl
+import struct
 import time
 import urllib.parse
 from collections import defaultdict, deque
@@ -30,7 +31,7 @@ from redis.retry import Retry
 
 from activeusers.days import day_expiry_s
 from activeusers.errors import ConfigError, StoreUnavailable
-from activeusers.keys import KeySchema, bucket_of
+from activeusers.keys import DAY_SLOT, NEW_SLOT, SLOTS, KeySchema, bucket_of
 from activeusers.settings import Settings, redacted_url
 
 # Bounds the size of one Redis command: a huge SADD or a pipeline of hundreds of SMEMBERS would hold the
@@ -66,14 +67,19 @@ NUMBER_USERS: Final = Script(
     "return r"
 )
 NUMBER_CHUNK = 1000
-# BITCOUNT of every key given (keys of one bucket), replies in key order; COUNT_CHUNK keys bound one call.
-BITCOUNTS: Final = Script("local r = {} for i, k in ipairs(KEYS) do r[i] = redis.call('BITCOUNT', k) end return r")
-COUNT_CHUNK = 512
-# Bitmaps fetched per MGET (keys of one bucket): about a kilobyte each at the large dataset.
+# Sets the bits ARGV[2..] of bitmap KEYS[1] and adds how many were not set before to counter #ARGV[1] of KEYS[2]
+# (a day's counts key of the same bucket), atomically: a repeated write finds its bits set and counts nothing, so
+# the counters stay exact under replays and concurrent writers, and counting needs no BITCOUNT. BITS_CHUNK bits
+# bound one call's time on Redis' thread.
+SET_BITS: Final = Script(
+    "local n = 0 for i = 2, #ARGV do if redis.call('SETBIT', KEYS[1], ARGV[i], 1) == 0 then n = n + 1 end end "
+    "if n > 0 then redis.call('BITFIELD', KEYS[2], 'INCRBY', 'u32', '#' .. ARGV[1], n) end return n"
+)
+BITS_CHUNK = 2000
+SCRIPTS: Final = (NUMBER_USERS, SET_BITS)
+# Keys fetched per MGET (keys of one bucket): a bitmap is about a kilobyte at the large dataset, counts 104 bytes.
 FETCH_CHUNK = 256
-SCRIPTS: Final = (NUMBER_USERS, BITCOUNTS)
-# Bits set per BITFIELD command, so a backfill's biggest key is still a short command.
-BITS_CHUNK = 10_000
+COUNTS_BYTES: Final = 4 * SLOTS
 # How many user numbers the writer remembers (about 100 bytes each) before it starts over.
 NUMBER_MEMO_USERS = 2_000_000
 # A remembered number packs the bucket into its low bits (USER_BUCKETS is at most 2**BUCKET_BITS).
@@ -260,6 +266,15 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0][:200] if text.strip() else "no detail"
 
 
+@dataclass(frozen=True, slots=True)
+class _Bits:
+    """Where one batch bucket's users go: the bitmap of each user bucket, its counts key and counter."""
+
+    key_of: Callable[[int], str]
+    counts_of: Callable[[int], str]
+    slot: int
+
+
 class ActivityWriter:
     """Writes batches of buckets, expiry included: the day sets and the index's bitmaps in one pipelined round
     trip, after one more for the numbers of users it has not seen before."""
@@ -316,15 +331,22 @@ class ActivityWriter:
                 if members:
                     expiry = self._expiry(day, self._member_days)
                     self._add(commands, keys.day(day), users, expiry, wall_s, now, expiring)
-                expiry = self._expiry(day, self._retention_days)
-                self._bits(commands, partial(keys.day_bits, day), users, expiry, wall_s, now, expiring)
+                bits = _Bits(partial(keys.day_bits, day), partial(keys.counts, day), DAY_SLOT)
+                self._bits(commands, bits, users, self._expiry(day, self._retention_days), wall_s, now, expiring)
             for (day, hour), users in buckets.hours.items():
+                bits = _Bits(partial(keys.hour_bits, day, hour), partial(keys.counts, day), hour)
                 expiry = self._expiry(day, self._hour_retention_days)
-                self._bits(commands, partial(keys.hour_bits, day, hour), users, expiry, wall_s, now, expiring)
+                self._bits(
+                    commands, bits, users, expiry, wall_s, now, expiring, self._expiry(day, self._retention_days)
+                )
             for day, users in buckets.created.items():
-                expiry = self._expiry(day, self._retention_days)
-                self._bits(commands, partial(keys.new_bits, day), users, expiry, wall_s, now, expiring)
-            self._send(commands)
+                bits = _Bits(partial(keys.new_bits, day), partial(keys.counts, day), NEW_SLOT)
+                self._bits(commands, bits, users, self._expiry(day, self._retention_days), wall_s, now, expiring)
+            try:
+                self._send(commands)
+            except redis.exceptions.NoScriptError:  # a new or restarted Redis: load the script, send it again
+                self._client.script_load(SET_BITS.source)
+                self._send(commands)  # idempotent: bits set before count nothing again
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis write failed: {exc}") from exc
         if len(self._expiry_sent) > EXPIRY_MEMO_KEYS:
@@ -416,26 +438,30 @@ class ActivityWriter:
     def _bits(
         self,
         commands: list[Routed],
-        key_of: Callable[[int], str],
+        bits: _Bits,
         users: set[str],
         expire_at: int,
         wall_s: float,
         now: float,
         expiring: list[tuple[str, int]],
+        counts_expire_at: int | None = None,
     ) -> None:
-        """Set the bits of ``users`` in the bitmaps ``key_of(bucket)``: one BITFIELD per bucket (idempotent)."""
+        """Set the bits of ``users`` in the bitmaps of ``bits``, counting the new ones: one script call per bucket
+        (idempotent). The counts key expires with the day's longest retention (``counts_expire_at``)."""
         if expire_at <= wall_s:
             return
         memo = self._numbers
-        offsets: defaultdict[int, list[str | int]] = defaultdict(list)
+        offsets: defaultdict[int, list[int]] = defaultdict(list)
         for user in users:
             packed = memo[user]
-            offsets[packed & BUCKET_MASK] += ("SET", "u1", packed >> BUCKET_BITS, 1)
-        for bucket, fields in offsets.items():
-            key = key_of(bucket)
-            for start in range(0, len(fields), 4 * BITS_CHUNK):
-                commands.append((key, pack_command(("BITFIELD", key, *fields[start : start + 4 * BITS_CHUNK]))))
+            offsets[packed & BUCKET_MASK].append(packed >> BUCKET_BITS)
+        for bucket, numbers in offsets.items():
+            key, counts = bits.key_of(bucket), bits.counts_of(bucket)
+            for start in range(0, len(numbers), BITS_CHUNK):
+                chunk = numbers[start : start + BITS_CHUNK]
+                commands.append((key, pack_command(("EVALSHA", SET_BITS.sha, 2, key, counts, bits.slot, *chunk))))
             self._expire(commands, key, expire_at, now, expiring)
+            self._expire(commands, counts, counts_expire_at or expire_at, now, expiring)
 
     def _expire(
         self, commands: list[Routed], key: str, expire_at: int, now: float, expiring: list[tuple[str, int]]
@@ -498,17 +524,34 @@ class ActivityReader:
         return dict(zip(days, map(int, replies), strict=True))
 
     async def day_counts(self, days: Sequence[date]) -> dict[date, int]:
-        """Distinct users active on each day (0 for a day without data), from the day bitmaps."""
-        return dict(zip(days, await self._bit_counts(lambda b: [self._keys.day_bits(d, b) for d in days]), strict=True))
+        """Distinct users active on each day (0 for a day without data), from the index's counters."""
+        return dict(zip(days, (counters[DAY_SLOT] for counters in await self._counters(days)), strict=True))
 
     async def new_user_counts(self, days: Sequence[date]) -> dict[date, int]:
-        """How many users were created on each day (0 for a day without data), from the new-user bitmaps."""
-        return dict(zip(days, await self._bit_counts(lambda b: [self._keys.new_bits(d, b) for d in days]), strict=True))
+        """How many users were created on each day (0 for a day without data), from the index's counters."""
+        return dict(zip(days, (counters[NEW_SLOT] for counters in await self._counters(days)), strict=True))
 
     async def hour_counts(self, hours: Sequence[tuple[date, int]]) -> dict[tuple[date, int], int]:
-        """Distinct users of each local hour bucket ``(day, hour)`` (0 without data), from the hour bitmaps."""
-        counts = await self._bit_counts(lambda b: [self._keys.hour_bits(d, h, b) for d, h in hours])
-        return dict(zip(hours, counts, strict=True))
+        """Distinct users of each local hour bucket ``(day, hour)`` (0 without data), from the index's counters."""
+        days = sorted({day for day, _ in hours})
+        counters = dict(zip(days, await self._counters(days), strict=True))
+        return {(day, hour): counters[day][hour] for day, hour in hours}
+
+    async def _counters(self, days: Sequence[date]) -> list[tuple[int, ...]]:
+        """The counters of each day summed over the user buckets (in the order of ``days``).
+
+        Each bucket's counts key is 26 big-endian 32-bit counters; read as one big integer, the sum over the
+        buckets adds every counter in its own 32 bits (no carry: a total is at most the number of users, far
+        below 2**32), so the sum costs one integer addition per bucket and day.
+        """
+        size, calls = self._calls(lambda b: [self._keys.counts(d, b) for d in days], FETCH_CHUNK)
+        replies = await self._guarded(self._send([(keys[0], pack_command(("MGET", *keys))) for _, _, keys in calls]))
+        totals = [0] * size
+        for (_, offset, _), values in zip(calls, replies, strict=True):
+            for position, value in enumerate(values, offset):
+                if value:
+                    totals[position] += int.from_bytes(value.ljust(COUNTS_BYTES, b"\0"), "big")
+        return [struct.unpack(f">{SLOTS}I", total.to_bytes(COUNTS_BYTES, "big")) for total in totals]
 
     async def day_masks(self, days: Sequence[date]) -> list[int]:
         """Each day's active users as one bitmask (0 for a day without data), in the order of ``days``."""
@@ -517,16 +560,6 @@ class ActivityReader:
     async def hour_masks(self, hours: Sequence[tuple[date, int]]) -> list[int]:
         """Each local hour bucket's active users as one bitmask, in the order of ``hours``."""
         return await self._masks(lambda b: [self._keys.hour_bits(d, h, b) for d, h in hours])
-
-    async def _bit_counts(self, keys_of: Callable[[int], list[str]]) -> list[int]:
-        """Sum over the user buckets of the BITCOUNT of each bucket's ``keys_of(bucket)``, position by position."""
-        size, calls = self._calls(keys_of, COUNT_CHUNK)
-        totals = [0] * size
-        replies = await self._guarded(self._eval(BITCOUNTS, [keys for _, _, keys in calls]))
-        for (_, offset, _), counts in zip(calls, replies, strict=True):
-            for position, count in enumerate(counts, offset):
-                totals[position] += int(count)
-        return totals
 
     async def _masks(self, keys_of: Callable[[int], list[str]]) -> list[int]:
         """Per position of ``keys_of(bucket)``: the bitmaps of every bucket, side by side in one int.
@@ -557,15 +590,6 @@ class ActivityReader:
             size = len(keys)
             calls += [(bucket, start, keys[start : start + chunk]) for start in range(0, size, chunk)]
         return size, calls
-
-    async def _eval(self, script: Script, calls: Sequence[Sequence[str]]) -> list[Any]:
-        """One EVALSHA of ``script`` per group of keys (each group of one bucket), in one round trip."""
-        commands = [(keys[0], pack_command(("EVALSHA", script.sha, len(keys), *keys))) for keys in calls]
-        try:
-            return await self._send(commands)
-        except redis.exceptions.NoScriptError:  # a new or restarted Redis: load it once, then ask again
-            await self._client.script_load(script.source)
-            return await self._send(commands)
 
     async def _send(self, commands: Sequence[Routed]) -> list[Any]:
         """Send pre-packed commands (each with its routing key) and return their replies in order; raise the
@@ -602,14 +626,6 @@ class ActivityReader:
             return await call
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis read failed: {exc}") from exc
-
-    async def load_scripts(self) -> None:
-        """Load the scripts into Redis ahead of the first request (raises :class:`StoreUnavailable`)."""
-        try:
-            for script in SCRIPTS:
-                await self._client.script_load(script.source)
-        except REDIS_ERRORS as exc:
-            raise StoreUnavailable(f"Redis script load failed: {exc}") from exc
 
     async def heartbeats(self) -> dict[str, dict[str, Any]]:
         """The liveness record of every consumer whose heartbeat has not expired, by member id (at most
