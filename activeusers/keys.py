@@ -76,19 +76,40 @@ class KeySchema:
 
     def day_bits(self, day: date, bucket: int) -> str:
         """Bitmap of the users of ``bucket`` active on ``day``."""
-        return f"{self.tag(bucket)}day:{self.zone_name}:{day.isoformat()}"
+        return self.tag(bucket) + self.day_part(day)
 
     def hour_bits(self, day: date, hour: int, bucket: int) -> str:
         """Bitmap of the users of ``bucket`` active during local ``hour`` (0-23) of ``day``."""
-        return f"{self.tag(bucket)}hour:{self.zone_name}:{day.isoformat()}T{hour:02d}"
+        return self.tag(bucket) + self.hour_part(day, hour)
 
     def new_bits(self, day: date, bucket: int) -> str:
         """Bitmap of the users of ``bucket`` created on ``day``."""
-        return f"{self.tag(bucket)}new:{self.zone_name}:{day.isoformat()}"
+        return self.tag(bucket) + self.new_part(day)
 
     def counts(self, day: date, bucket: int) -> str:
         """The counters of ``day`` in ``bucket``: users of each hour, of the day, and created that day."""
-        return f"{self.tag(bucket)}counts:{self.zone_name}:{day.isoformat()}"
+        return self.tag(bucket) + self.counts_part(day)
+
+    def day_part(self, day: date) -> str:
+        """What follows the bucket's tag in :meth:`day_bits`."""
+        return f"day:{self.zone_name}:{day.isoformat()}"
+
+    def hour_part(self, day: date, hour: int) -> str:
+        """What follows the bucket's tag in :meth:`hour_bits`."""
+        return f"hour:{self.zone_name}:{day.isoformat()}T{hour:02d}"
+
+    def new_part(self, day: date) -> str:
+        """What follows the bucket's tag in :meth:`new_bits`."""
+        return f"new:{self.zone_name}:{day.isoformat()}"
+
+    def counts_part(self, day: date) -> str:
+        """What follows the bucket's tag in :meth:`counts`."""
+        return f"counts:{self.zone_name}:{day.isoformat()}"
+
+    def in_bucket(self, bucket: int, parts: list[str]) -> list[str]:
+        """The keys of ``bucket`` for many parts at once (a reader's days; the parts built once for all buckets)."""
+        tag = self.tag(bucket)
+        return [tag + part for part in parts]
 
     def old_hour(self, day: date, hour: int) -> str:
         """The pre-index set of users active during ``hour`` of ``day`` (read by ``reindex`` only)."""

@@ -18,7 +18,6 @@ from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from functools import partial
 from typing import Any, Final, TypeVar, cast
 
 import hiredis
@@ -67,13 +66,17 @@ NUMBER_USERS: Final = Script(
     "return r"
 )
 NUMBER_CHUNK = 1000
-# Sets the bits ARGV[2..] of bitmap KEYS[1] and adds how many were not set before to counter #ARGV[1] of KEYS[2]
-# (a day's counts key of the same bucket), atomically: a repeated write finds its bits set and counts nothing, so
-# the counters stay exact under replays and concurrent writers, and counting needs no BITCOUNT. BITS_CHUNK bits
-# bound one call's time on Redis' thread.
+# One user bucket's share of a batch (KEYS: that bucket's bitmaps and counts keys). ARGV[1] is the number of bit
+# records, each "bitmap, counts key (KEYS indexes), counter, n, n bit offsets": the script sets the bits and adds
+# how many were not set before to the counter, atomically, so a repeated write counts nothing and the counters
+# stay exact under replays and concurrent writers (counting needs no BITCOUNT). Pairs "key index, expiry" follow
+# (EXPIREAT after the bits, when the key exists). BITS_CHUNK bits bound one call's time on Redis' thread.
 SET_BITS: Final = Script(
-    "local n = 0 for i = 2, #ARGV do if redis.call('SETBIT', KEYS[1], ARGV[i], 1) == 0 then n = n + 1 end end "
-    "if n > 0 then redis.call('BITFIELD', KEYS[2], 'INCRBY', 'u32', '#' .. ARGV[1], n) end return n"
+    "local a = 2 for _ = 1, tonumber(ARGV[1]) do "
+    "local key, counts, n, new = KEYS[tonumber(ARGV[a])], KEYS[tonumber(ARGV[a + 1])], tonumber(ARGV[a + 3]), 0 "
+    "for i = a + 4, a + 3 + n do if redis.call('SETBIT', key, ARGV[i], 1) == 0 then new = new + 1 end end "
+    "if new > 0 then redis.call('BITFIELD', counts, 'INCRBY', 'u32', '#' .. ARGV[a + 2], new) end a = a + 4 + n end "
+    "while a < #ARGV do redis.call('EXPIREAT', KEYS[tonumber(ARGV[a])], ARGV[a + 1]) a = a + 2 end return 0"
 )
 BITS_CHUNK = 2000
 SCRIPTS: Final = (NUMBER_USERS, SET_BITS)
@@ -266,13 +269,54 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0][:200] if text.strip() else "no detail"
 
 
-@dataclass(frozen=True, slots=True)
-class _Bits:
-    """Where one batch bucket's users go: the bitmap of each user bucket, its counts key and counter."""
+class _BucketCall:
+    """One user bucket's share of a batch, as the arguments of :data:`SET_BITS` calls (``BITS_CHUNK`` bits each)."""
 
-    key_of: Callable[[int], str]
-    counts_of: Callable[[int], str]
-    slot: int
+    __slots__ = ("calls", "expiries", "index", "keys", "tag")
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.keys: list[str] = []
+        self.index: dict[str, int] = {}
+        self.calls: list[_Call] = [_Call()]
+        self.expiries: list[int] = []
+
+    def key(self, part: str) -> int:
+        """The KEYS index (1-based) of this bucket's key ``part``."""
+        found = self.index.get(part)
+        if found is None:
+            self.keys.append(self.tag + part)
+            found = self.index[part] = len(self.keys)
+        return found
+
+    def add(self, bitmap: int, counts: int, slot: int, numbers: list[int]) -> None:
+        """Set the bits ``numbers`` of KEYS[bitmap] and count the new ones in counter ``slot`` of KEYS[counts]."""
+        for start in range(0, len(numbers), BITS_CHUNK):
+            chunk = numbers[start : start + BITS_CHUNK]
+            call = self.calls[-1]
+            if call.bits and call.bits + len(chunk) > BITS_CHUNK:
+                call = _Call()
+                self.calls.append(call)
+            call.records += 1
+            call.bits += len(chunk)
+            call.args += (bitmap, counts, slot, len(chunk), *chunk)
+
+    def commands(self) -> list[Routed]:
+        """The packed script calls (the expiries go with the last, after every bit is set)."""
+        self.calls[-1].args += self.expiries
+        return [
+            (self.keys[0], pack_command(("EVALSHA", SET_BITS.sha, len(self.keys), *self.keys, c.records, *c.args)))
+            for c in self.calls
+        ]
+
+
+@dataclass(slots=True)
+class _Call:
+    """The arguments of one :data:`SET_BITS` call after KEYS and the record count."""
+
+    bits: int = 0
+    records: int = 0
+    args: list[int] = field(default_factory=list)
 
 
 class ActivityWriter:
@@ -321,6 +365,7 @@ class ActivityWriter:
 
     def _store(self, buckets: Buckets, *, members: bool) -> None:
         commands: list[Routed] = []
+        calls: dict[int, _BucketCall] = {}
         now = self._clock()
         wall_s = self._wall()
         expiring: list[tuple[str, int]] = []
@@ -328,20 +373,22 @@ class ActivityWriter:
         try:
             self._number([user for group in (buckets.days, buckets.created) for u in group.values() for user in u])
             for day, users in buckets.days.items():
+                long = self._expiry(day, self._retention_days)
                 if members:
-                    expiry = self._expiry(day, self._member_days)
-                    self._add(commands, keys.day(day), users, expiry, wall_s, now, expiring)
-                bits = _Bits(partial(keys.day_bits, day), partial(keys.counts, day), DAY_SLOT)
-                self._bits(commands, bits, users, self._expiry(day, self._retention_days), wall_s, now, expiring)
+                    members_until = self._expiry(day, self._member_days)
+                    self._add(commands, keys.day(day), users, members_until, wall_s, now, expiring)
+                counts = keys.counts_part(day)
+                self._bits(calls, (keys.day_part(day), counts, DAY_SLOT), users, (long, long), wall_s, now, expiring)
             for (day, hour), users in buckets.hours.items():
-                bits = _Bits(partial(keys.hour_bits, day, hour), partial(keys.counts, day), hour)
-                expiry = self._expiry(day, self._hour_retention_days)
-                self._bits(
-                    commands, bits, users, expiry, wall_s, now, expiring, self._expiry(day, self._retention_days)
-                )
+                hour_expiry = (self._expiry(day, self._hour_retention_days), self._expiry(day, self._retention_days))
+                target = (keys.hour_part(day, hour), keys.counts_part(day), hour)
+                self._bits(calls, target, users, hour_expiry, wall_s, now, expiring)
             for day, users in buckets.created.items():
-                bits = _Bits(partial(keys.new_bits, day), partial(keys.counts, day), NEW_SLOT)
-                self._bits(commands, bits, users, self._expiry(day, self._retention_days), wall_s, now, expiring)
+                long = self._expiry(day, self._retention_days)
+                target = (keys.new_part(day), keys.counts_part(day), NEW_SLOT)
+                self._bits(calls, target, users, (long, long), wall_s, now, expiring)
+            for call in calls.values():
+                commands += call.commands()
             try:
                 self._send(commands)
             except redis.exceptions.NoScriptError:  # a new or restarted Redis: load the script, send it again
@@ -437,42 +484,50 @@ class ActivityWriter:
 
     def _bits(
         self,
-        commands: list[Routed],
-        bits: _Bits,
+        calls: dict[int, _BucketCall],
+        target: tuple[str, str, int],
         users: set[str],
-        expire_at: int,
+        expiry: tuple[int, int],
         wall_s: float,
         now: float,
         expiring: list[tuple[str, int]],
-        counts_expire_at: int | None = None,
     ) -> None:
-        """Set the bits of ``users`` in the bitmaps of ``bits``, counting the new ones: one script call per bucket
-        (idempotent). The counts key expires with the day's longest retention (``counts_expire_at``)."""
-        if expire_at <= wall_s:
+        """Set the bits of ``users`` in the bitmaps of ``target`` (key part, counts key part, counter) of their
+        buckets; ``expiry``: the bitmap's and the counts key's. Past its retention a bitmap is not written."""
+        if expiry[0] <= wall_s:
             return
+        part, counts_part, slot = target
         memo = self._numbers
         offsets: defaultdict[int, list[int]] = defaultdict(list)
         for user in users:
             packed = memo[user]
             offsets[packed & BUCKET_MASK].append(packed >> BUCKET_BITS)
+        keys = self._keys
         for bucket, numbers in offsets.items():
-            key, counts = bits.key_of(bucket), bits.counts_of(bucket)
-            for start in range(0, len(numbers), BITS_CHUNK):
-                chunk = numbers[start : start + BITS_CHUNK]
-                commands.append((key, pack_command(("EVALSHA", SET_BITS.sha, 2, key, counts, bits.slot, *chunk))))
-            self._expire(commands, key, expire_at, now, expiring)
-            self._expire(commands, counts, counts_expire_at or expire_at, now, expiring)
+            call = calls.get(bucket)
+            if call is None:
+                call = calls[bucket] = _BucketCall(keys.tag(bucket))
+            bitmap, counts = call.key(part), call.key(counts_part)
+            call.add(bitmap, counts, slot, numbers)
+            for index, expire_at in ((bitmap, expiry[0]), (counts, expiry[1])):
+                key = call.keys[index - 1]
+                if self._expiry_due(key, expire_at, now):
+                    call.expiries += (index, expire_at)
+                    expiring.append((key, expire_at))
 
     def _expire(
         self, commands: list[Routed], key: str, expire_at: int, now: float, expiring: list[tuple[str, int]]
     ) -> None:
+        if self._expiry_due(key, expire_at, now):
+            commands.append((key, pack_command(("EXPIREAT", key, expire_at))))
+            expiring.append((key, expire_at))
+
+    def _expiry_due(self, key: str, expire_at: int, now: float) -> bool:
         # Each command costs the client microseconds of Python, and a backfill batch touches hundreds of keys: a
         # key's (deterministic) expiry is sent once and then again only every EXPIRY_REFRESH_S, which also
         # restores it on a key that lost it (a Redis restarted without persistence, a manual PERSIST).
         sent = self._expiry_sent.get(key)
-        if sent is None or sent[0] != expire_at or now - sent[1] >= EXPIRY_REFRESH_S:
-            commands.append((key, pack_command(("EXPIREAT", key, expire_at))))
-            expiring.append((key, expire_at))
+        return sent is None or sent[0] != expire_at or now - sent[1] >= EXPIRY_REFRESH_S
 
     def heartbeat(self, member: str, state: dict[str, object], now_ms: int) -> None:
         """Publish this consumer's liveness record (read by the API's readiness check) for ``CONSUMER_STALE``.
@@ -544,7 +599,8 @@ class ActivityReader:
         buckets adds every counter in its own 32 bits (no carry: a total is at most the number of users, far
         below 2**32), so the sum costs one integer addition per bucket and day.
         """
-        size, calls = self._calls(lambda b: [self._keys.counts(d, b) for d in days], FETCH_CHUNK)
+        parts = [self._keys.counts_part(d) for d in days]
+        size, calls = self._calls(lambda b: self._keys.in_bucket(b, parts), FETCH_CHUNK)
         replies = await self._guarded(self._send([(keys[0], pack_command(("MGET", *keys))) for _, _, keys in calls]))
         totals = [0] * size
         for (_, offset, _), values in zip(calls, replies, strict=True):
@@ -555,11 +611,13 @@ class ActivityReader:
 
     async def day_masks(self, days: Sequence[date]) -> list[int]:
         """Each day's active users as one bitmask (0 for a day without data), in the order of ``days``."""
-        return await self._masks(lambda b: [self._keys.day_bits(d, b) for d in days])
+        parts = [self._keys.day_part(d) for d in days]
+        return await self._masks(lambda b: self._keys.in_bucket(b, parts))
 
     async def hour_masks(self, hours: Sequence[tuple[date, int]]) -> list[int]:
         """Each local hour bucket's active users as one bitmask, in the order of ``hours``."""
-        return await self._masks(lambda b: [self._keys.hour_bits(d, h, b) for d, h in hours])
+        parts = [self._keys.hour_part(d, h) for d, h in hours]
+        return await self._masks(lambda b: self._keys.in_bucket(b, parts))
 
     async def _masks(self, keys_of: Callable[[int], list[str]]) -> list[int]:
         """Per position of ``keys_of(bucket)``: the bitmaps of every bucket, side by side in one int.

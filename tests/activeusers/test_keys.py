@@ -156,3 +156,10 @@ def test_scan_patterns_of_the_sets() -> None:
     assert keys.day_pattern() == "a\\*:day:UTC:*"
     assert keys.old_hour_pattern() == "a\\*:hour:UTC:*"
     assert keys.old_new_users_pattern() == "a\\*:new:UTC:*"
+
+
+def test_parts_in_a_bucket_are_the_bucket_keys() -> None:
+    day = date(2024, 2, 29)
+    parts = [KEYS.day_part(day), KEYS.hour_part(day, 7), KEYS.new_part(day), KEYS.counts_part(day)]
+    want = [KEYS.day_bits(day, 5), KEYS.hour_bits(day, 7, 5), KEYS.new_bits(day, 5), KEYS.counts(day, 5)]
+    assert KEYS.in_bucket(5, parts) == want
