@@ -14,8 +14,9 @@ from aiohttp.typedefs import Handler
 from activeusers.days import days_between, hour_spans, retained_days
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema
+from activeusers.redisconn import async_redis_client
 from activeusers.settings import Settings
-from activeusers.store import ActivityReader, async_redis_client
+from activeusers.store import ActivityReader
 from api import page
 from api.daycache import DayCache
 from api.errors import error_middleware
@@ -76,7 +77,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     )
     app[SETTINGS] = settings
     app[CLOCK] = clock
-    app[KEYS] = KeySchema(settings.redis_key_prefix, settings.activity_timezone)
+    app[KEYS] = KeySchema.of(settings)
     app[METRICS] = metrics
     app[page.PAGE] = page.Page()
     app[DAY_CACHE] = DayCache(settings.api_cache_bytes, settings.api_cache_ttl_s)
@@ -96,7 +97,7 @@ async def _refuse_bodies(request: web.Request, handler: Handler) -> web.StreamRe
 
 
 async def _warm_up(reader: ActivityReader, settings: Settings, clock: Callable[[], float]) -> None:
-    """Make the first request as fast as the next: a pooled connection open, the read script loaded and the hour
+    """Make the first request as fast as the next: a pooled connection open and the hour
     buckets of the hour-retention window computed. Best effort: an API whose Redis is down still starts (its
     readiness check says so) and pays these costs on its first request instead."""
     now_ms = int(clock() * 1000)
@@ -105,7 +106,6 @@ async def _warm_up(reader: ActivityReader, settings: Settings, clock: Callable[[
         hour_spans(day, settings.zone)
     try:
         await reader.ping()
-        await reader.load_scripts()
     except StoreUnavailable as exc:
         log.warning("Redis not reachable at startup", extra={"error": str(exc)})
 

@@ -11,8 +11,8 @@ from typing import TypeVar
 
 from activeusers.events import MAX_USER_ID_CHARS, format_ts
 from activeusers.keys import KeySchema
+from activeusers.redisconn import async_redis_client, check_redis
 from activeusers.settings import Settings
-from activeusers.store import async_redis_client, check_redis
 from api.auth import PERMISSIONS
 from api.server import serve
 from api.tokens import TokenStore
@@ -100,7 +100,7 @@ def _with_store(settings: Settings, action: Callable[[TokenStore], Awaitable[T]]
     async def run() -> T:
         client = async_redis_client(settings)
         try:
-            return await action(TokenStore(client, KeySchema(settings.redis_key_prefix, settings.activity_timezone)))
+            return await action(TokenStore(client, KeySchema.of(settings)))
         finally:
             await client.aclose()
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema
-from activeusers.store import REDIS_ERRORS
+from activeusers.redisconn import REDIS_ERRORS, AsyncClient
 
 _SKEW_MARGIN_MS = 60_000
 
@@ -36,7 +34,7 @@ class RateDecision:
 class RateLimiter:
     """Counts each user's requests per fixed window of ``window_s`` seconds; ``limit`` 0 disables it."""
 
-    def __init__(self, client: aioredis.Redis, keys: KeySchema, limit: int, window_s: float) -> None:
+    def __init__(self, client: AsyncClient, keys: KeySchema, limit: int, window_s: float) -> None:
         self._client = client
         self._keys = keys
         self.limit = limit

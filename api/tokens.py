@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema
-from activeusers.store import REDIS_ERRORS
+from activeusers.redisconn import REDIS_ERRORS, AsyncClient
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +67,7 @@ class TokenRecord:
 class TokenStore:
     """Creates, finds, lists and revokes tokens in Redis; raises :class:`StoreUnavailable` on Redis errors."""
 
-    def __init__(self, client: aioredis.Redis, keys: KeySchema) -> None:
+    def __init__(self, client: AsyncClient, keys: KeySchema) -> None:
         self._client = client
         self._key = keys.tokens()
 

@@ -27,8 +27,9 @@ import redis
 
 from activeusers.days import day_start_ms
 from activeusers.keys import KeySchema
+from activeusers.redisconn import async_redis_client
 from activeusers.settings import Settings
-from activeusers.store import ActivityWriter, Buckets, async_redis_client
+from activeusers.store import ActivityWriter, Buckets
 from api.auth import VIEW_ENGAGEMENT_DASHBOARD
 from api.tokens import TokenStore
 
@@ -84,7 +85,7 @@ def bench_settings(name: str, **extra: str) -> Settings:
 
 
 def keys_of(settings: Settings) -> KeySchema:
-    return KeySchema(settings.redis_key_prefix, settings.activity_timezone)
+    return KeySchema.of(settings)
 
 
 def today_utc() -> date:

@@ -28,8 +28,9 @@ from kafka.structs import OffsetAndMetadata
 
 from activeusers.errors import ListenError, StoreUnavailable
 from activeusers.keys import KeySchema
+from activeusers.redisconn import redis_client
 from activeusers.settings import Settings
-from activeusers.store import ActivityWriter, redis_client
+from activeusers.store import ActivityWriter
 from consumer.ingest import Batch, Outcome, Record, batch_from, slices_of
 from consumer.kafka import KAFKA_TIMEOUT_S, new_consumer
 from consumer.metrics import ConsumerMetrics, HealthServer
@@ -431,7 +432,7 @@ def run_consumer(settings: Settings, stop: StopRequest) -> int:
         resources.callback(lambda: worker.close(max(0.5, stop.remaining())))
         redis = redis_client(settings)
         resources.callback(redis.close)
-        writer = ActivityWriter(redis, KeySchema(settings.redis_key_prefix, settings.activity_timezone), settings)
+        writer = ActivityWriter(redis, KeySchema.of(settings), settings)
         kafka_consumer = _connect(settings, f"active-users-{member}", stop, metrics)
         if kafka_consumer is None:
             log.info("consumer stopped before Kafka answered", extra={"member": member})

@@ -26,8 +26,9 @@ from kafka.errors import KafkaError
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema
 from activeusers.logs import configure
+from activeusers.redisconn import redis_client
 from activeusers.settings import Settings
-from activeusers.store import ActivityWriter, redis_client
+from activeusers.store import ActivityWriter
 from consumer.deadletter import DeadLetterQueue
 from consumer.ingest import Classifier, Outcome, RecordSlice, dead_letters_of
 from consumer.kafka import KAFKA_TIMEOUT_S, new_producer
@@ -165,9 +166,7 @@ class _Storer:
         self._stop = stop
         self._parent_pid = parent_pid
         self._redis = redis_client(settings)
-        self._writer = ActivityWriter(
-            self._redis, KeySchema(settings.redis_key_prefix, settings.activity_timezone), settings
-        )
+        self._writer = ActivityWriter(self._redis, KeySchema.of(settings), settings)
         self._classifier = Classifier(settings)
         self._dead_letters: DeadLetterQueue | None = None  # connected at the first malformed record
 

@@ -14,6 +14,12 @@
 * ``secure_env`` (session): the settings that reach the broker's SASL_SSL listener and the TLS Redis with its
   ACL user (``$STACK_DIR/secure.env``, written by ``dev/stack up --secure``, which is run when the file is
   missing). Unavailable services fail the test under CI, as for ``stack``.
+* ``redis_cluster`` (session): the seed URL of the real 3-master Redis Cluster (``REDIS_CLUSTER_URL`` from the
+  environment, as ``.ci/run`` exports it, else from ``$STACK_DIR/env`` after ``dev/stack up --cluster``, which
+  is run when it names none). Unavailable: fails under CI, as for ``stack``.
+* ``cluster_client`` (function): a sync ``redis.cluster.RedisCluster`` (``decode_responses=True``) for it, and
+  ``cluster_prefix`` (function): a unique key prefix whose keys are deleted from the cluster after the test
+  (``module_cluster_prefix``: after the module).
 
 Every test that uses ``stack`` (directly or through the fixtures above) is marked ``integration``
 automatically, so ``pytest -m "not integration"`` runs the unit tests alone.
@@ -40,6 +46,7 @@ from streams import in_ci
 
 if TYPE_CHECKING:
     import redis
+    import redis.cluster
     from kafka.admin import KafkaAdminClient
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -78,22 +85,8 @@ def _parse_env(text: str) -> dict[str, str]:
 
 
 def _start_stack() -> tuple[str, str]:
-    try:
-        result = subprocess.run(
-            [sys.executable, str(STACK_SCRIPT), "up"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=STACK_UP_TIMEOUT_S,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        _unavailable(f"dev/stack up could not run: {exc}")
-    if result.returncode != 0:
-        output = "\n".join((result.stdout + result.stderr).splitlines()[-60:])
-        _unavailable(f"dev/stack up exited {result.returncode}:\n{output}")
     # `up` prints the env file; its stdout is used first (a concurrent `down` may remove the file).
-    values = _parse_env(result.stdout)
+    values = _parse_env(_stack_up())
     env_file = _stack_env_file()
     if not {"KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL"} <= values.keys():
         try:
@@ -142,24 +135,32 @@ def stack() -> Stack:
     return found
 
 
+def _stack_up(*flags: str) -> str:
+    """``dev/stack up FLAGS`` (it reuses what runs); its stdout (the env file), or the test bed is unavailable."""
+    command = " ".join(("dev/stack up", *flags))
+    try:
+        result = subprocess.run(
+            [sys.executable, str(STACK_SCRIPT), "up", *flags],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=STACK_UP_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        _unavailable(f"{command} could not run: {exc}")
+    if result.returncode != 0:
+        output = "\n".join((result.stdout + result.stderr).splitlines()[-60:])
+        _unavailable(f"{command} exited {result.returncode}:\n{output}")
+    return result.stdout
+
+
 @pytest.fixture(scope="session")
 def secure_env(stack: Stack) -> dict[str, str]:
     """Settings for the secured broker listener and the TLS Redis (from ``dev/stack up --secure``)."""
     env_file = _stack_env_file().with_name("secure.env")
     if not env_file.exists():
-        try:
-            result = subprocess.run(
-                [sys.executable, str(STACK_SCRIPT), "up", "--secure"],
-                cwd=REPO_ROOT,
-                capture_output=True,
-                text=True,
-                timeout=STACK_UP_TIMEOUT_S,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            _unavailable(f"dev/stack up --secure could not run: {exc}")
-        if result.returncode != 0:
-            _unavailable(f"dev/stack up --secure exited {result.returncode}:\n{result.stderr[-4000:]}")
+        _stack_up("--secure")
     try:
         values = _parse_env(env_file.read_text())
     except OSError as exc:
@@ -167,6 +168,68 @@ def secure_env(stack: Stack) -> dict[str, str]:
     if values.get("KAFKA_SECURITY_PROTOCOL") != "SASL_SSL" or not values.get("REDIS_URL", "").startswith("rediss://"):
         _unavailable(f"{env_file} does not describe a SASL_SSL broker and a TLS Redis")
     return values
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(stack: Stack) -> str:
+    """Seed URL of the real Redis Cluster (``dev/stack up --cluster``), every slot served."""
+    url = os.environ.get("REDIS_CLUSTER_URL", "").strip()
+    if not url:
+        url = _parse_env(_read_or_empty(_stack_env_file())).get("REDIS_CLUSTER_URL", "")
+    if not url:
+        url = _parse_env(_stack_up("--cluster")).get("REDIS_CLUSTER_URL", "")
+    if not url:
+        _unavailable("dev/stack up --cluster wrote no REDIS_CLUSTER_URL")
+    import redis.cluster
+
+    try:
+        client = redis.cluster.RedisCluster.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+        try:
+            state = client.cluster_info().get("cluster_state")
+        finally:
+            client.close()
+    except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
+        _unavailable(f"Redis Cluster at {url} does not answer: {type(exc).__name__}: {exc}")
+    if state != "ok":
+        _unavailable(f"Redis Cluster at {url} reports cluster_state {state}")
+    return url
+
+
+def _read_or_empty(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+@pytest.fixture
+def cluster_client(redis_cluster: str) -> Iterator[redis.cluster.RedisCluster]:
+    """A sync ``RedisCluster`` for the real cluster, answering ``str`` (``decode_responses=True``)."""
+    import redis.cluster
+
+    client = redis.cluster.RedisCluster.from_url(redis_cluster, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def cluster_prefix(cluster_client: redis.cluster.RedisCluster) -> Iterator[str]:
+    """``redis_prefix`` on the cluster: every key under it is deleted after the test (SCAN of every primary)."""
+    with _fresh_prefix(cluster_client) as prefix:
+        yield prefix
+
+
+@pytest.fixture(scope="module")
+def module_cluster_prefix(redis_cluster: str) -> Iterator[str]:
+    """``cluster_prefix`` for a module's shared fixtures: its keys are deleted from the cluster after the module."""
+    import redis.cluster
+
+    client = redis.cluster.RedisCluster.from_url(redis_cluster, decode_responses=True)
+    try:
+        with _fresh_prefix(client) as prefix:
+            yield prefix
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="session")
@@ -247,7 +310,7 @@ def redis_client(stack: Stack) -> Iterator[redis.Redis]:
 
 
 @contextlib.contextmanager
-def _fresh_prefix(client: redis.Redis) -> Iterator[str]:
+def _fresh_prefix(client: redis.Redis | redis.cluster.RedisCluster) -> Iterator[str]:
     """A unique key prefix ``t-<8 hex>:``; every key under it is deleted on exit (SCAN + DEL)."""
     prefix = f"t-{uuid.uuid4().hex[:8]}:"
     yield prefix

@@ -127,6 +127,38 @@ def test_redis_command_persistence_modes(devstack: ModuleType, tmp_path: Path) -
     assert aof[aof.index("--dir") + 1] == str(tmp_path / "redis-data")
 
 
+def test_env_file_names_the_cluster_when_it_runs(devstack: ModuleType) -> None:
+    values = devstack.parse_env(devstack.render_env(19092, 6390, 6392))
+    assert values["REDIS_CLUSTER_URL"] == "redis://127.0.0.1:6392/0"
+    assert "REDIS_CLUSTER_URL" not in devstack.parse_env(devstack.render_env(19092, 6390))
+
+
+def test_cluster_nodes_are_cluster_mode_on_loopback_without_persistence(devstack: ModuleType, tmp_path: Path) -> None:
+    paths = devstack.Paths(tmp_path)
+    cmd = devstack.redis_cluster_command("redis-server", 6393, paths.cluster_node_dir(1), paths.log_file("n"))
+    assert cmd[cmd.index("--port") + 1] == "6393" and cmd[cmd.index("--bind") + 1] == "127.0.0.1"
+    assert cmd[cmd.index("--cluster-enabled") + 1] == "yes"
+    assert cmd[cmd.index("--cluster-config-file") + 1] == "nodes.conf"
+    assert cmd[cmd.index("--dir") + 1] == str(tmp_path / "redis-cluster" / "node-1")  # a nodes.conf per node
+    assert (cmd[cmd.index("--save") + 1], cmd[cmd.index("--appendonly") + 1]) == ("", "no")
+    assert devstack.cluster_ports(7420) == [7420, 7421, 7422]
+    create = devstack.cluster_create_command("redis-cli", 7420)
+    assert create == [
+        "redis-cli", "--cluster", "create", "127.0.0.1:7420", "127.0.0.1:7421", "127.0.0.1:7422",
+        "--cluster-replicas", "0", "--cluster-yes",
+    ]  # fmt: skip
+
+
+def test_cluster_info_is_parsed(devstack: ModuleType) -> None:
+    text = "cluster_state:ok\r\ncluster_slots_assigned:16384\r\ncluster_known_nodes:3\r\n"
+    assert devstack.parse_cluster_info(text) == {
+        "cluster_state": "ok",
+        "cluster_slots_assigned": "16384",
+        "cluster_known_nodes": "3",
+    }
+    assert devstack.encode_redis_command("CLUSTER", "INFO") == b"*2\r\n$7\r\nCLUSTER\r\n$4\r\nINFO\r\n"
+
+
 def test_jar_cache_dir_is_per_user_and_versioned(devstack: ModuleType) -> None:
     xdg = devstack.jar_cache_dir("4.1.1", {"XDG_CACHE_HOME": "/c", "HOME": "/h"})
     assert xdg == Path("/c/active-users/kafka-4.1.1")
@@ -316,3 +348,32 @@ def test_integration_marker_is_automatic(request: pytest.FixtureRequest, stack: 
     assert request.node.get_closest_marker("integration") is not None
     assert stack.kafka_bootstrap.startswith("127.0.0.1:")
     assert stack.redis_url.startswith("redis://127.0.0.1:")
+
+
+def test_cluster_is_up_every_slot_served_and_reused(stack: Stack, redis_cluster: str) -> None:
+    """``up --cluster`` again reuses the three running nodes and names the same seed; each node serves a third."""
+    import subprocess
+
+    import redis
+
+    devstack = load_stack_module()
+    first = int(redis_cluster.rsplit(":", 1)[1].split("/")[0])
+    for port in devstack.cluster_ports(first):
+        assert devstack.cluster_problem(port) is None
+        node = redis.Redis(host="127.0.0.1", port=port, decode_responses=True)
+        assert node.config_get("cluster-enabled") == {"cluster-enabled": "yes"}
+        owned = [line for line in node.execute_command("CLUSTER", "NODES").splitlines() if "myself" in line]
+        assert "master" in owned[0] and "connected" in owned[0]
+        node.close()
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "dev" / "stack"), "up", "--cluster"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "redis-cluster: reused pids" in result.stderr and "created" not in result.stderr
+    assert devstack.parse_env(result.stdout)["REDIS_CLUSTER_URL"] == redis_cluster
+    status = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "dev" / "stack"), "status"], capture_output=True, text=True, check=False
+    )
+    assert "redis-cluster: cluster_state:ok" in status.stdout
+    assert all(f"redis-cluster-{i}: running" in status.stdout for i in range(3))

@@ -31,6 +31,7 @@ DEFAULTS = {
     "kafka_ssl_key_password": NO_SECRET,
     "kafka_ssl_check_hostname": True,
     "redis_url": "redis://127.0.0.1:6379/0",
+    "redis_cluster": False,
     "redis_username": "",
     "redis_password": NO_SECRET,
     "redis_ssl_ca_file": "",
@@ -43,6 +44,8 @@ DEFAULTS = {
     "activity_timezone": "UTC",
     "retention_days": 400,
     "hour_retention_days": 90,
+    "member_retention_days": 0,
+    "user_buckets": 64,
     "max_future_skew_s": 300.0,
     "max_event_bytes": 16384,
     "batch_size": 5000,
@@ -67,12 +70,15 @@ ENV_CASES = [
     ("KAFKA_GROUP_ID", "g2", "kafka_group_id", "g2"),
     ("KAFKA_SESSION_TIMEOUT", "10s", "kafka_session_timeout_s", 10.0),
     ("KAFKA_ISOLATION_LEVEL", "read_uncommitted", "kafka_isolation_level", "read_uncommitted"),
-    ("REDIS_URL", "rediss://cache:6380/2", "redis_url", "rediss://cache:6380/2"),
+    ("REDIS_URL", "rediss://cache:6380/0", "redis_url", "rediss://cache:6380/0"),
+    ("REDIS_CLUSTER", "true", "redis_cluster", True),
     ("REDIS_KEY_PREFIX", "x:", "redis_key_prefix", "x:"),
     ("REDIS_TIMEOUT", "250ms", "redis_timeout_s", 0.25),
     ("ACTIVITY_TIMEZONE", "Asia/Kathmandu", "activity_timezone", "Asia/Kathmandu"),
     ("RETENTION_DAYS", "30", "retention_days", 30),
     ("HOUR_RETENTION_DAYS", "7", "hour_retention_days", 7),
+    ("MEMBER_RETENTION_DAYS", "20", "member_retention_days", 20),
+    ("USER_BUCKETS", "256", "user_buckets", 256),
     ("MAX_FUTURE_SKEW", "5m", "max_future_skew_s", 300.0),
     ("MAX_EVENT_BYTES", "1024", "max_event_bytes", 1024),
     ("BATCH_SIZE", "100", "batch_size", 100),
@@ -259,6 +265,23 @@ def test_secret_file_errors_name_the_variable_and_never_the_secret(tmp_path: Pat
 )  # fmt: skip
 def test_inconsistent_security_names_the_variable(env: dict[str, str], variable: str) -> None:
     assert variable in config_error(env)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("unix:///run/redis.sock", "REDIS_CLUSTER needs a redis:// or rediss:// REDIS_URL"),
+        ("redis://node1:7000/3", "REDIS_URL names database 3, but a Redis Cluster has database 0 only"),
+    ],
+)
+def test_a_cluster_needs_a_tcp_seed_node_and_database_0(url: str, problem: str) -> None:
+    assert problem in config_error({"REDIS_CLUSTER": "true", "REDIS_URL": url})
+    assert Settings.from_env({"REDIS_URL": url}).redis_cluster is False  # a single server may use either
+
+
+@pytest.mark.parametrize("url", ["redis://node1:7000", "redis://node1:7000/", "rediss://u:pw@node1:7000/0"])
+def test_cluster_seed_urls_that_are_valid(url: str) -> None:
+    assert Settings.from_env({"REDIS_CLUSTER": "yes", "REDIS_URL": url}).redis_cluster is True
 
 
 def test_secured_configurations_that_are_valid() -> None:
@@ -452,6 +475,39 @@ def test_problems_lists_every_violation() -> None:
 
 
 # ------------------------------------------------------------------------------------------------- cross-field
+
+
+@pytest.mark.parametrize(
+    ("env", "member_days"),
+    [
+        ({}, 45),
+        ({"RETENTION_DAYS": "30"}, 30),  # the default is capped at the index's retention
+        ({"RETENTION_DAYS": "30", "MEMBER_RETENTION_DAYS": "30"}, 30),
+        ({"MEMBER_RETENTION_DAYS": "7"}, 7),
+        ({"MEMBER_RETENTION_DAYS": "400"}, 400),
+    ],
+)
+def test_member_retention(env: dict[str, str], member_days: int) -> None:
+    assert Settings.from_env(env).member_days == member_days
+
+
+def test_member_retention_must_not_exceed_the_index_retention() -> None:
+    message = config_error({"RETENTION_DAYS": "30", "MEMBER_RETENTION_DAYS": "31"})
+    assert "MEMBER_RETENTION_DAYS=31 must not exceed RETENTION_DAYS=30" in message
+    assert "MEMBER_RETENTION_DAYS" in config_error({"MEMBER_RETENTION_DAYS": "-1"})
+
+
+@pytest.mark.parametrize(("raw", "ok"), [("1", True), ("16384", True), ("0", False), ("16385", False)])
+def test_user_buckets_range(raw: str, ok: bool) -> None:
+    if ok:
+        assert Settings.from_env({"USER_BUCKETS": raw}).user_buckets == int(raw)
+    else:
+        assert "USER_BUCKETS must be between 1 and 16384" in config_error({"USER_BUCKETS": raw})
+
+
+@pytest.mark.parametrize("prefix", ["{au}:", "a{", "b}:"])
+def test_the_prefix_carries_no_hash_tag(prefix: str) -> None:
+    assert "REDIS_KEY_PREFIX must not contain { or }" in config_error({"REDIS_KEY_PREFIX": prefix})
 
 
 def test_dlq_topic_must_differ_from_topic() -> None:

@@ -1,0 +1,477 @@
+"""Connections to Redis: the clients (a single server or a Redis Cluster), their security, the start-up check,
+and the one path that sends pre-packed commands and reads their replies.
+
+Redis Cluster: ``REDIS_CLUSTER=true`` makes ``REDIS_URL`` name one seed node of a cluster (any node; the client
+reads the slot map from it). The writer and the reader send hiredis-packed commands on raw connections instead
+of redis-py's pipelines (far less Python per command); :func:`send_commands` and :func:`send_commands_async`
+are where those go to the right node: each command comes with its routing key (its first key), commands are
+grouped by the node that owns the key's hash slot, each group goes in one write on one of that node's
+connections, and the replies come back in the caller's order. A ``MOVED`` reply (the slot map changed) refreshes
+the map and resends that command to the new owner, an ``ASK`` reply (a slot being migrated) resends it once with
+``ASKING`` to the node named, a ``NOSCRIPT`` reply loads the given scripts on every primary and resends.
+Refusals come back as exception objects in their place, never raised mid-stream, so a connection stays in step
+with its replies. A command sent again runs after the others of its call: the commands of one call must not
+depend on each other's order (the writer's are idempotent additions; a reader's are reads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import socket
+import ssl
+import urllib.parse
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final, TypeAlias, TypeVar, cast
+
+import redis
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.crc import key_slot as _key_slot
+from redis.exceptions import AskError, MovedError, NoScriptError, RedisClusterException, TryAgainError
+from redis.retry import Retry
+
+from activeusers.errors import ConfigError
+from activeusers.settings import Settings, redacted_url
+
+REDIS_ERRORS = (redis.RedisError, RedisClusterException, OSError)
+SyncClient: TypeAlias = redis.Redis | RedisCluster
+AsyncClient: TypeAlias = aioredis.Redis | AsyncRedisCluster
+# A command redirected more often than this while the slot map settles keeps its last MOVED/ASK reply.
+MAX_REDIRECTS: Final = 5
+ASKING: Final = b"*1\r\n$6\r\nASKING\r\n"
+# The writer's and reader's keys repeat from batch to batch (days, hours, buckets): their slots are remembered.
+SLOT_MEMO_KEYS: Final = 65_536
+
+# A pre-packed command and its routing key (its first key: the cluster sends it to the owner of that key's slot).
+Routed: TypeAlias = tuple[str, bytes]
+N = TypeVar("N")
+
+
+# redis-py's default retries a dead connection several times with growing sleeps, which multiplies the
+# configured timeout; callers here have their own retry policy (the consumer) or must answer fast (the API).
+_QUICK_BACKOFF = {"cap": 0.05, "base": 0.01}
+
+
+def redis_security(settings: Settings) -> dict[str, Any]:
+    """The credentials and TLS keyword arguments of every Redis client (sync and asyncio): the ACL user and
+    password, and for ``rediss://`` the CA, the optional client certificate and host-name checking."""
+    kwargs: dict[str, Any] = {}
+    if settings.redis_username:
+        kwargs["username"] = settings.redis_username
+    if settings.redis_password:
+        kwargs["password"] = settings.redis_password.reveal()
+    if settings.redis_url.startswith("rediss://"):
+        kwargs.update(
+            ssl_cert_reqs="required",
+            ssl_check_hostname=settings.redis_ssl_check_hostname,
+            ssl_ca_certs=settings.redis_ssl_ca_file or None,
+            ssl_certfile=settings.redis_ssl_cert_file or None,
+            ssl_keyfile=settings.redis_ssl_key_file or None,
+            ssl_password=settings.redis_ssl_key_password.reveal() or None,
+        )
+    return kwargs
+
+
+def _client_options(settings: Settings) -> dict[str, Any]:
+    """The keyword arguments every client shares: the bounded timeouts and the security of the settings."""
+    return {
+        "socket_timeout": settings.redis_timeout_s,
+        "socket_connect_timeout": settings.redis_timeout_s,
+        "health_check_interval": 30,
+        **redis_security(settings),
+    }
+
+
+def redis_client(settings: Settings) -> SyncClient:
+    """A blocking client with the bounded timeouts and the security of the settings: redis-py's
+    :class:`~redis.cluster.RedisCluster` when ``REDIS_CLUSTER`` is on (it reads the slot map from the seed node
+    of ``REDIS_URL`` at once), a plain :class:`redis.Redis` otherwise."""
+    common = _client_options(settings)
+    if settings.redis_cluster:
+        return RedisCluster.from_url(settings.redis_url, **common)
+    client: redis.Redis = redis.Redis.from_url(
+        settings.redis_url, retry=Retry(ExponentialBackoff(**_QUICK_BACKOFF), retries=1), **common
+    )
+    return client
+
+
+def async_redis_client(settings: Settings) -> AsyncClient:
+    """An asyncio client (connection pool) with the bounded timeouts and the security of the settings: redis-py's
+    asyncio :class:`~redis.asyncio.cluster.RedisCluster` when ``REDIS_CLUSTER`` is on (it connects on first use),
+    a plain one otherwise."""
+    common = _client_options(settings)
+    if settings.redis_cluster:
+        return AsyncRedisCluster.from_url(settings.redis_url, **common)
+    client: aioredis.Redis = aioredis.Redis.from_url(
+        settings.redis_url, retry=AsyncRetry(ExponentialBackoff(**_QUICK_BACKOFF), retries=1), **common
+    )
+    return client
+
+
+def check_redis(settings: Settings) -> None:
+    """One PING at start-up (bounded by REDIS_TIMEOUT): raise :class:`ConfigError` naming the setting when the
+    credentials, the certificates or TLS itself do not match the server. A server that is merely unreachable
+    is left to the caller's retries (it may be starting)."""
+    client: SyncClient | None = None
+    try:
+        client = redis_client(settings)  # a cluster client reads the slot map here
+        client.ping()
+    except REDIS_ERRORS as exc:
+        problem = redis_config_problem(settings, exc)
+        if problem is None and settings.redis_url.startswith("rediss://"):
+            if _answers_plaintext(settings):
+                problem = f"REDIS_URL: Redis at {redacted_url(settings.redis_url)} does not speak TLS; use redis://"
+            elif (refusal := _tls_refusal(settings)) is not None:
+                problem = redis_config_problem(settings, redis.ConnectionError(refusal))
+        if problem is not None:
+            raise ConfigError(problem) from None
+    finally:
+        if client is not None:
+            client.close()
+
+
+def redis_config_problem(settings: Settings, exc: BaseException) -> str | None:
+    """What a failed first command says about the configuration (``None``: nothing, the server is just down)."""
+    if isinstance(exc, RedisClusterException) and exc.__cause__ is not None:
+        exc = exc.__cause__  # the cluster client wraps what its seed node answered
+    where = f"Redis at {redacted_url(settings.redis_url)}"
+    text = str(exc)
+    tls = settings.redis_url.startswith("rediss://")
+    has_password = bool(settings.redis_password) or "@" in settings.redis_url.split("://", 1)[-1].split("/", 1)[0]
+    if "NOAUTH" in text or (isinstance(exc, redis.AuthenticationError) and not has_password):
+        return f"REDIS_PASSWORD: {where} requires authentication; set REDIS_USERNAME and REDIS_PASSWORD"
+    if isinstance(exc, redis.AuthenticationError) or "WRONGPASS" in text:
+        return f"REDIS_USERNAME/REDIS_PASSWORD: {where} refused the credentials ({_first_line(text)})"
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        if "mismatch" in text:
+            return f"REDIS_SSL_CHECK_HOSTNAME: the certificate of {where} is not for its host ({_first_line(text)})"
+        return f"REDIS_SSL_CA_FILE: the certificate of {where} is not signed by a trusted CA ({_first_line(text)})"
+    if tls and ("PEM lib" in text or "KEY_VALUES_MISMATCH" in text or "bad decrypt" in text):
+        return (
+            "REDIS_SSL_CERT_FILE/REDIS_SSL_KEY_FILE: the client certificate and key cannot be loaded (a PEM "
+            f"certificate and its key, REDIS_SSL_KEY_PASSWORD when the key is encrypted): {_first_line(text)}"
+        )
+    if tls and ("CERTIFICATE_REQUIRED" in text or "BAD_CERTIFICATE" in text or "UNKNOWN_CA" in text):
+        return f"REDIS_SSL_CERT_FILE/REDIS_SSL_KEY_FILE: {where} requires a client certificate it trusts"
+    if tls and ("WRONG_VERSION_NUMBER" in text or "record layer" in text):
+        return f"REDIS_URL: {where} does not speak TLS; use redis:// for a plaintext server"
+    if not tls and ("Connection reset by peer" in text or "Connection closed by server" in text):
+        return f"REDIS_URL: {where} closed the connection on a plaintext command; a TLS port needs rediss://"
+    return None
+
+
+def _tls_refusal(settings: Settings) -> str | None:
+    """The TLS alert a ``rediss://`` server sends right after the handshake, if any.
+
+    With TLS 1.3 a server refuses a missing or untrusted client certificate only after the client's handshake
+    is done, so a client that writes first may see a bare EOF instead; waiting for the server's first bytes
+    shows the alert itself."""
+    url = urllib.parse.urlsplit(settings.redis_url)
+    host = url.hostname or "localhost"
+    try:
+        context = ssl.create_default_context(cafile=settings.redis_ssl_ca_file or None)
+        context.check_hostname = settings.redis_ssl_check_hostname
+        if settings.redis_ssl_cert_file:
+            context.load_cert_chain(
+                settings.redis_ssl_cert_file,
+                settings.redis_ssl_key_file or None,
+                password=settings.redis_ssl_key_password.reveal() or None,
+            )
+        with (
+            socket.create_connection((host, url.port or 6379), timeout=settings.redis_timeout_s) as raw,
+            context.wrap_socket(raw, server_hostname=host) as sock,
+        ):
+            sock.settimeout(min(1.0, settings.redis_timeout_s))
+            sock.recv(1)
+    except ssl.SSLError as exc:
+        return str(exc)
+    except OSError:
+        return None
+    return None
+
+
+def _answers_plaintext(settings: Settings) -> bool:
+    """Whether the server of a ``rediss://`` URL answers a plaintext PING (so it is not a TLS port)."""
+    url = urllib.parse.urlsplit(settings.redis_url)
+    try:
+        with socket.create_connection(
+            (url.hostname or "localhost", url.port or 6379), timeout=settings.redis_timeout_s
+        ) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH", b"-ERR"))
+    except OSError:
+        return False
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0][:200] if text.strip() else "no detail"
+
+
+# --------------------------------------------------------------------------------------------- packed commands
+
+
+@functools.lru_cache(maxsize=SLOT_MEMO_KEYS)
+def key_slot(key: str) -> int:
+    """The cluster hash slot of ``key`` (CRC16 of its hash tag ``{...}`` when it has one, else of the key)."""
+    return _key_slot(key.encode())
+
+
+def group_by_owner(
+    commands: Sequence[Routed], positions: Sequence[int], owner: Callable[[int], N]
+) -> dict[N, list[int]]:
+    """The ``positions`` (indexes into ``commands``) grouped by ``owner(slot of the routing key)``, in order."""
+    groups: dict[N, list[int]] = {}
+    for position in positions:
+        groups.setdefault(owner(key_slot(commands[position][0])), []).append(position)
+    return groups
+
+
+def settle(
+    replies: list[Any], positions: Sequence[int], got: Sequence[Any], asks: dict[int, tuple[str, int]]
+) -> tuple[list[int], bool]:
+    """Store the replies ``got`` for ``positions``; return the positions to send again and whether a ``MOVED``
+    asks for a fresh slot map. An ``ASK`` records its target in ``asks`` (for the next send only)."""
+    again: list[int] = []
+    moved = False
+    for position, reply in zip(positions, got, strict=True):
+        replies[position] = reply
+        asks.pop(position, None)
+        if isinstance(reply, MovedError):
+            moved = True
+            again.append(position)
+        elif isinstance(reply, AskError):
+            asks[position] = (reply.host, int(reply.port))
+            again.append(position)
+        elif isinstance(reply, TryAgainError):  # a multi-key command during a slot migration
+            again.append(position)
+    return again, moved
+
+
+def route(
+    commands: Sequence[Routed],
+    todo: Sequence[int],
+    asks: dict[int, tuple[str, int]],
+    locate: Callable[[int], N],
+    named: Callable[[str, int], N | None],
+    name_of: Callable[[N], str],
+) -> list[tuple[N, bool, list[int]]]:
+    """The positions ``todo`` grouped by the node to send them to, in order: the owner of their key's slot
+    (``locate(slot)``), or for a position in ``asks`` the node its ``ASK`` named (sent after ``ASKING``)."""
+    nodes: dict[tuple[str, bool], N] = {}
+    owners: dict[int, tuple[str, bool]] = {}  # a batch's commands share few slots: each is looked up once
+
+    def owner(slot: int) -> tuple[str, bool]:
+        found = owners.get(slot)
+        if found is None:
+            node = locate(slot)
+            found = owners[slot] = (name_of(node), False)
+            nodes[found] = node
+        return found
+
+    groups = group_by_owner(commands, [i for i in todo if i not in asks], owner)
+    for position in (i for i in todo if i in asks):
+        node = named(*asks[position]) or locate(key_slot(commands[position][0]))
+        nodes[(name_of(node), True)] = node
+        groups.setdefault((name_of(node), True), []).append(position)
+    return [(nodes[name], name[1], positions) for name, positions in groups.items()]
+
+
+def _packed(commands: Sequence[Routed], positions: Sequence[int], asking: bool) -> bytes:
+    if asking:
+        return b"".join(ASKING + commands[i][1] for i in positions)
+    return b"".join(commands[i][1] for i in positions)
+
+
+def _read_replies(read: Callable[[], Any], count: int, asking: bool) -> list[Any]:
+    replies: list[Any] = []
+    for _ in range(count):
+        if asking:
+            with contextlib.suppress(redis.ResponseError):
+                read()  # ASKING's +OK
+        try:
+            replies.append(read())
+        except redis.ResponseError as exc:  # in its place: the replies after it still have to be read
+            replies.append(exc)
+    return replies
+
+
+def send_commands(client: SyncClient, commands: Sequence[Routed], scripts: Sequence[str] = ()) -> list[Any]:
+    """Send the packed ``commands`` (each with its routing key) and return their replies in order,
+    refusals as :class:`redis.ResponseError` objects. On a single server: one write on one pooled connection.
+    ``scripts`` (Lua sources) are loaded when a reply is ``NOSCRIPT``, and those commands sent again. Connection
+    failures raise (``REDIS_ERRORS``)."""
+    if not commands:
+        return []
+    if isinstance(client, RedisCluster):
+        replies = _cluster_send(client, commands)
+    else:
+        replies = _pool_send(client.connection_pool, commands)
+    if scripts and any(isinstance(reply, NoScriptError) for reply in replies):
+        for source in scripts:  # a cluster client loads it on every primary
+            client.script_load(source)
+        again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        for position, reply in zip(again, send_commands(client, [commands[i] for i in again]), strict=True):
+            replies[position] = reply
+    return replies
+
+
+def _pool_send(pool: redis.ConnectionPool, commands: Sequence[Routed]) -> list[Any]:
+    # One write of the joined commands, then every reply in order: redis-py's Pipeline spends microseconds of
+    # Python per command on bookkeeping and reply callbacks, which a backfill batch of hundreds of commands feels.
+    connection = pool.get_connection()
+    try:
+        connection.send_packed_command([b"".join(packed for _, packed in commands)])  # type: ignore[no-untyped-call]
+        return _read_replies(connection.read_response, len(commands), asking=False)
+    finally:
+        pool.release(connection)
+
+
+def _cluster_send(client: RedisCluster, commands: Sequence[Routed]) -> list[Any]:
+    replies: list[Any] = [None] * len(commands)
+    todo: list[int] = list(range(len(commands)))
+    asks: dict[int, tuple[str, int]] = {}
+    for _ in range(MAX_REDIRECTS):
+        manager = client.nodes_manager
+        groups = route(commands, todo, asks, manager.get_node_from_slot, _sync_named(client), _node_name)
+        sent: list[tuple[redis.ConnectionPool, Any, list[int], bool]] = []
+        try:
+            # Every node gets its group before any reply is read, so the nodes work at the same time.
+            for node, asking, positions in groups:
+                pool = client.get_redis_connection(node).connection_pool
+                connection = pool.get_connection()
+                sent.append((pool, connection, positions, asking))
+                connection.send_packed_command([_packed(commands, positions, asking)])  # type: ignore[no-untyped-call]
+            again: list[int] = []
+            moved = False
+            for _pool, connection, positions, asking in sent:
+                got = _read_replies(connection.read_response, len(positions), asking)
+                redo, refreshed = settle(replies, positions, got, asks)
+                again += redo
+                moved = moved or refreshed
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            # A node gone or replaced: the next send starts from a fresh slot map.
+            with contextlib.suppress(*REDIS_ERRORS):
+                client.nodes_manager.initialize()
+            raise
+        finally:
+            for pool, connection, _, _ in sent:
+                pool.release(connection)
+        if not again:
+            break
+        if moved:
+            client.nodes_manager.initialize()
+        todo = sorted(again)
+    return replies
+
+
+async def send_commands_async(
+    client: AsyncClient, commands: Sequence[Routed], scripts: Sequence[str] = ()
+) -> list[Any]:
+    """The asyncio twin of :func:`send_commands` (the API's reads); a cluster's nodes are asked concurrently."""
+    if not commands:
+        return []
+    if isinstance(client, AsyncRedisCluster):
+        replies = await _async_cluster_send(client, commands)
+    else:
+        replies = await _async_pool_send(client.connection_pool, commands)
+    if scripts and any(isinstance(reply, NoScriptError) for reply in replies):
+        for source in scripts:
+            await client.script_load(source)
+        again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        redo = await send_commands_async(client, [commands[i] for i in again])
+        for position, reply in zip(again, redo, strict=True):
+            replies[position] = reply
+    return replies
+
+
+async def _async_pool_send(pool: aioredis.ConnectionPool, commands: Sequence[Routed]) -> list[Any]:
+    connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        await connection.send_packed_command(b"".join(packed for _, packed in commands))
+        return await _read_replies_async(connection.read_response, len(commands), asking=False)
+    except BaseException:
+        # A failure (or a cancellation) mid-reply leaves the connection out of step with its replies.
+        await connection.disconnect()
+        raise
+    finally:
+        await pool.release(connection)
+
+
+async def _read_replies_async(read: Callable[[], Awaitable[Any]], count: int, asking: bool) -> list[Any]:
+    replies: list[Any] = []
+    for _ in range(count):
+        if asking:
+            with contextlib.suppress(redis.ResponseError):
+                await read()
+        try:
+            replies.append(await read())
+        except redis.ResponseError as exc:
+            replies.append(exc)
+    return replies
+
+
+async def _async_cluster_send(client: AsyncRedisCluster, commands: Sequence[Routed]) -> list[Any]:
+    await client.initialize()  # a no-op once the slot map is known
+    replies: list[Any] = [None] * len(commands)
+    todo: list[int] = list(range(len(commands)))
+    asks: dict[int, tuple[str, int]] = {}
+    for _ in range(MAX_REDIRECTS):
+        manager = client.nodes_manager
+        groups = route(commands, todo, asks, manager.get_node_from_slot, _async_named(client), _async_node_name)
+        try:
+            answers = await asyncio.gather(
+                *(
+                    _async_node_send(node, _packed(commands, positions, asking), len(positions), asking)
+                    for node, asking, positions in groups
+                )
+            )
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            with contextlib.suppress(*REDIS_ERRORS):
+                await client.nodes_manager.initialize()
+            raise
+        again: list[int] = []
+        moved = False
+        for (_, _, positions), got in zip(groups, answers, strict=True):
+            redo, refreshed = settle(replies, positions, got, asks)
+            again += redo
+            moved = moved or refreshed
+        if not again:
+            break
+        if moved:
+            await client.nodes_manager.initialize()
+        todo = sorted(again)
+    return replies
+
+
+async def _async_node_send(node: AsyncClusterNode, packed: bytes, count: int, asking: bool) -> list[Any]:
+    connection = node.acquire_connection()
+    try:
+        await connection.send_packed_command(packed)
+        return await _read_replies_async(connection.read_response, count, asking)
+    except BaseException:
+        await connection.disconnect()
+        raise
+    finally:
+        node.release(connection)
+
+
+def _node_name(node: ClusterNode) -> str:
+    return str(node.name)
+
+
+def _async_node_name(node: AsyncClusterNode) -> str:
+    return str(node.name)
+
+
+def _sync_named(client: RedisCluster) -> Callable[[str, int], ClusterNode | None]:
+    return lambda host, port: cast(ClusterNode | None, client.get_node(host=host, port=port))  # type: ignore[no-untyped-call]
+
+
+def _async_named(client: AsyncRedisCluster) -> Callable[[str, int], AsyncClusterNode | None]:
+    return lambda host, port: client.get_node(host=host, port=port)

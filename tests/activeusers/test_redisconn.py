@@ -1,0 +1,406 @@
+"""Redis connections: the clients and their security, the start-up check, and the routing of packed commands
+(pure grouping and redirection logic; sending on fakeredis and on the real single server and cluster)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import fakeredis
+import pytest
+import redis
+import redis.asyncio.cluster
+import redis.cluster
+from redis.exceptions import AskError, MovedError, NoScriptError, TryAgainError
+
+from activeusers.errors import ConfigError, StoreUnavailable
+from activeusers.redisconn import (
+    async_redis_client,
+    check_redis,
+    group_by_owner,
+    key_slot,
+    redis_client,
+    redis_config_problem,
+    redis_security,
+    route,
+    send_commands,
+    send_commands_async,
+    settle,
+)
+from activeusers.settings import Secret, Settings
+from activeusers.store import Script, pack_command
+
+
+def cmd(*args: str | int) -> tuple[str, bytes]:
+    """A packed command routed by its first key (``args[1]``)."""
+    return str(args[1]), pack_command(args)
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+# ---------------------------------------------------------------------------------------------------- slots, routing
+
+
+@pytest.mark.parametrize(
+    ("key", "slot"),
+    [("foo", 12182), ("bar", 5061), ("{user1000}.following", 3443), ("{user1000}.followers", 3443)],
+)  # fmt: skip
+def test_key_slot_is_redis_cluster_keyslot(key: str, slot: int) -> None:
+    # The slots CLUSTER KEYSLOT answers for these keys; test_cluster_routing_matches_the_servers_slots asks the
+    # real cluster the same.
+    assert key_slot(key) == slot
+
+
+def test_keys_of_one_hash_tag_share_a_slot() -> None:
+    assert key_slot("a{b}c") == key_slot("b") and key_slot("{}x") != key_slot("x")  # "{}" is no hash tag
+    keys = ["au:{64.17}:ids", "au:{64.17}:day:UTC:2026-12-01", "au:{64.17}:hour:UTC:2026-12-01T13"]
+    assert {key_slot(key) for key in keys} == {key_slot("64.17")}
+    assert key_slot("au:{64.17}:ids") != key_slot("au:{64.18}:ids")
+
+
+def test_group_by_owner_keeps_each_groups_order() -> None:
+    keys = ["a", "b", "c", "d", "e"]
+    owner = {key_slot(k): name for k, name in zip(keys, ["n1", "n2", "n1", "n3", "n2"], strict=True)}
+    commands = [cmd("GET", key) for key in keys]
+    assert group_by_owner(commands, range(5), owner.__getitem__) == {"n1": [0, 2], "n2": [1, 4], "n3": [3]}
+    assert group_by_owner(commands, [4, 3], owner.__getitem__) == {"n2": [4], "n3": [3]}
+    assert group_by_owner(commands, [], owner.__getitem__) == {}
+
+
+def test_settle_keeps_replies_and_names_what_to_send_again() -> None:
+    replies: list[Any] = [None] * 5
+    asks: dict[int, tuple[str, int]] = {4: ("127.0.0.1", 1)}
+    got = [
+        b"OK",
+        MovedError("3999 127.0.0.1:7001"),
+        AskError("3999 127.0.0.1:7002"),
+        TryAgainError("Multiple keys request during rehashing of slot"),
+        redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"),
+    ]
+    again, moved = settle(replies, [0, 1, 2, 3, 4], got, asks)
+    assert (again, moved) == ([1, 2, 3], True)
+    assert asks == {2: ("127.0.0.1", 7002)}  # the refusal at 4 is final: its ASK is forgotten
+    assert replies[0] == b"OK" and isinstance(replies[4], redis.ResponseError)
+    again, moved = settle(replies, [1, 2, 3], [1, 2, 3], asks)
+    assert (again, moved, asks, replies[1:4]) == ([], False, {}, [1, 2, 3])
+
+
+def test_route_sends_asked_commands_to_the_named_node_apart() -> None:
+    keys = [cmd("GET", key) for key in ("a", "b", "c")]
+    owners = {key_slot("a"): "n1", key_slot("b"): "n1", key_slot("c"): "n2"}
+    groups = route(keys, [0, 1, 2], {1: ("h", 9)}, owners.__getitem__, lambda host, port: f"{host}:{port}", str)
+    assert groups == [("n1", False, [0]), ("n2", False, [2]), ("h:9", True, [1])]
+    unknown = route(keys, [1], {1: ("h", 9)}, owners.__getitem__, lambda host, port: None, str)
+    assert unknown == [("n1", True, [1])]  # a node not in the map yet: the slot's owner, after ASKING
+
+
+def test_send_commands_on_one_server_returns_replies_and_refusals_in_order() -> None:
+    client = fakeredis.FakeRedis()
+    client.set("t:s", "a string")
+    replies = send_commands(client, [cmd("SADD", "t:a", "x"), cmd("SADD", "t:s", "x"), cmd("SCARD", "t:a")])
+    assert replies[0] == 1 and replies[2] == 1
+    assert isinstance(replies[1], redis.ResponseError) and "WRONGTYPE" in str(replies[1])
+    assert send_commands(client, []) == []
+    assert client.ping()  # the connection stayed in step
+
+
+async def test_send_commands_async_on_one_server() -> None:
+    client = fakeredis.FakeAsyncRedis()
+    await client.set("t:s", "a string")
+    replies = await send_commands_async(client, [cmd("GET", "t:s"), cmd("LLEN", "t:s")])
+    assert replies[0] == b"a string" and isinstance(replies[1], redis.ResponseError)
+    assert await send_commands_async(client, []) == []
+    await client.aclose()
+
+
+# ---------------------------------------------------------------------------------------------------------- clients
+
+
+def test_a_cluster_setting_makes_cluster_clients() -> None:
+    settings = Settings(redis_url="redis://127.0.0.1:6379/0", redis_cluster=True, redis_timeout_s=0.75)
+    client = async_redis_client(settings)  # connects on first use only
+    assert isinstance(client, redis.asyncio.cluster.RedisCluster)
+    asyncio.run(client.aclose())
+    with pytest.raises(redis.exceptions.RedisClusterException):
+        redis_client(Settings(redis_url=f"redis://127.0.0.1:{closed_port()}/0", redis_cluster=True))
+
+
+def test_redis_client_uses_the_settings_timeouts() -> None:
+    settings = Settings(redis_url="redis://cache.invalid:6390/3", redis_timeout_s=0.75)
+    client = redis_client(settings)
+    kwargs = client.connection_pool.connection_kwargs
+    assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("cache.invalid", 6390, 3)
+    assert kwargs["socket_timeout"] == 0.75
+    assert kwargs["socket_connect_timeout"] == 0.75
+    client.close()
+
+
+async def test_async_redis_client_uses_the_settings_timeouts() -> None:
+    settings = Settings(redis_url="redis://cache.invalid:6390/3", redis_timeout_s=0.75)
+    client = async_redis_client(settings)
+    kwargs = client.connection_pool.connection_kwargs
+    assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("cache.invalid", 6390, 3)
+    assert kwargs["socket_timeout"] == 0.75
+    assert kwargs["socket_connect_timeout"] == 0.75
+    await client.aclose()
+
+
+def test_clients_get_the_acl_user_password_and_tls_files(tmp_path) -> None:
+    files = {name: tmp_path / f"{name}.pem" for name in ("ca", "cert", "key")}
+    for path in files.values():
+        path.write_text("x")
+    settings = Settings(
+        redis_url="rediss://cache.invalid:6380/0",
+        redis_username="app",
+        redis_password=Secret("pw"),
+        redis_ssl_ca_file=str(files["ca"]),
+        redis_ssl_cert_file=str(files["cert"]),
+        redis_ssl_key_file=str(files["key"]),
+        redis_ssl_check_hostname=False,
+    )
+    assert settings.problems() == []
+    for kwargs in (redis_client(settings).connection_pool.connection_kwargs,
+                   async_redis_client(settings).connection_pool.connection_kwargs):  # fmt: skip
+        assert (kwargs["username"], kwargs["password"]) == ("app", "pw")
+        assert kwargs["ssl_ca_certs"] == str(files["ca"]) and kwargs["ssl_cert_reqs"] == "required"
+        assert (kwargs["ssl_certfile"], kwargs["ssl_keyfile"]) == (str(files["cert"]), str(files["key"]))
+        assert kwargs["ssl_check_hostname"] is False
+    assert redis_security(Settings()) == {}  # plaintext, default user: nothing added
+
+
+@pytest.mark.parametrize(
+    ("error", "setting"),
+    [
+        (redis.AuthenticationError("invalid username-password pair"), "REDIS_USERNAME/REDIS_PASSWORD"),
+        (redis.ResponseError("NOAUTH Authentication required."), "REDIS_PASSWORD"),
+        (redis.ConnectionError("[SSL: CERTIFICATE_VERIFY_FAILED] self-signed certificate"), "REDIS_SSL_CA_FILE"),
+        (redis.ConnectionError("[SSL: CERTIFICATE_VERIFY_FAILED] Hostname mismatch"), "REDIS_SSL_CHECK_HOSTNAME"),
+        (redis.ConnectionError("[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED]"), "REDIS_SSL_CERT_FILE/REDIS_SSL_KEY_FILE"),
+    ],
+)  # fmt: skip
+def test_refusals_name_the_setting(error: Exception, setting: str) -> None:
+    settings = Settings(redis_url="rediss://:secret-pw@cache.invalid:6380/0")
+    problem = redis_config_problem(settings, error)
+    assert problem is not None and problem.startswith(setting + ":")
+    assert "secret-pw" not in problem and "rediss://***@cache.invalid:6380/0" in problem
+
+
+def test_plaintext_on_a_tls_port_and_a_server_that_is_down() -> None:
+    plain = Settings(redis_url="redis://cache.invalid:6380/0")
+    reset = redis.ConnectionError("Error while reading from cache.invalid:6380 : (104, 'Connection reset by peer')")
+    assert (redis_config_problem(plain, reset) or "").startswith("REDIS_URL:")
+    refused = redis.ConnectionError("Error 111 connecting to cache.invalid:6380. Connection refused.")
+    assert redis_config_problem(plain, refused) is None  # merely down: the caller's retries wait for it
+    check_redis(Settings(redis_url=f"redis://127.0.0.1:{closed_port()}/0", redis_timeout_s=0.2))  # no raise
+
+
+# ---------------------------------------------------------------------------------------------- the real services
+
+
+def _node(port: int) -> redis.Redis:
+    return redis.Redis(host="127.0.0.1", port=port, decode_responses=True)
+
+
+def _primaries(cluster_client: redis.cluster.RedisCluster) -> list[int]:
+    return sorted(int(node.port) for node in cluster_client.get_primaries())
+
+
+def _owner(cluster_client: redis.cluster.RedisCluster, slot: int) -> int:
+    for first, last, (_host, port, *_rest), *_replicas in cluster_client.cluster_slots().values() or []:
+        if first <= slot <= last:
+            return int(port)
+    raise AssertionError(f"no node serves slot {slot}")
+
+
+def _owner_port(port: int, slot: int) -> int:
+    for first, last, (_host, owner, *_rest), *_replicas in _node(port).execute_command("CLUSTER", "SLOTS"):
+        if int(first) <= slot <= int(last):
+            return int(owner)
+    raise AssertionError(f"no node serves slot {slot}")
+
+
+def _empty_slot_tag(prefix: str, port: int) -> tuple[str, int]:
+    """A hash tag whose slot holds no key at all (so it can be moved without MIGRATE)."""
+    for n in range(1000):
+        tag = f"{prefix}{n}"
+        slot = key_slot(tag)
+        owner = _owner_port(port, slot)
+        if _node(owner).execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 0:
+            return tag, slot
+    raise AssertionError("no empty slot found")
+
+
+def _start_migration(slot: int, source: int, target: int) -> None:
+    target_id, source_id = (
+        _node(target).execute_command("CLUSTER", "MYID"),
+        _node(source).execute_command("CLUSTER", "MYID"),
+    )
+    assert _node(target).execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+    assert _node(source).execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+
+
+def _finish_migration(slot: int, target: int, ports: list[int]) -> None:
+    target_id = _node(target).execute_command("CLUSTER", "MYID")
+    for port in [target, *(p for p in ports if p != target)]:
+        _node(port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+
+
+@pytest.fixture
+def moving_slot(redis_cluster: str, cluster_prefix: str) -> Iterator[tuple[str, int, int, int, list[int]]]:
+    """An empty slot (its hash tag), its owner, another primary and all primaries; the slot is handed back to its
+    owner after the test, whatever state the test left it in."""
+    seed = int(redis_cluster.rsplit(":", 1)[1].split("/")[0])
+    ports = sorted(
+        int(line.split()[1].split(":")[1].split("@")[0])
+        for line in _node(seed).execute_command("CLUSTER", "NODES").splitlines()
+        if "master" in line
+    )
+    tag, slot = _empty_slot_tag(cluster_prefix, seed)
+    owner = _owner_port(seed, slot)
+    other = next(port for port in ports if port != owner)
+    yield tag, slot, owner, other, ports
+    for port in ports:
+        _asking(port, "DEL", *_node(port).execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100))
+    for port in ports:
+        _node(port).execute_command("CLUSTER", "SETSLOT", slot, "STABLE")
+    _finish_migration(slot, owner, ports)
+
+
+def _asking(port: int, *command: str) -> Any:
+    """``command`` on node ``port`` right after ``ASKING`` on the same connection (a slot it imports)."""
+    if len(command) < 2:
+        return None
+    with _node(port).pipeline(transaction=False) as pipe:
+        pipe.execute_command("ASKING")
+        pipe.execute_command(*command)
+        return pipe.execute()[1]
+
+
+def test_cluster_routing_matches_the_servers_slots(cluster_client: redis.cluster.RedisCluster) -> None:
+    for key in ("foo", "bar", "{user1000}.following", "{}x", "au:{64.17}:ids", "au:day:UTC:2026-12-01"):
+        assert key_slot(key) == cluster_client.cluster_keyslot(key)
+
+
+def _cluster_settings(url: str) -> Settings:
+    return Settings(redis_url=url, redis_cluster=True, redis_timeout_s=5)
+
+
+def test_cluster_send_spreads_over_every_node_in_order(redis_cluster: str, cluster_prefix: str, cluster_client) -> None:
+    client = redis_client(_cluster_settings(redis_cluster))
+    keys = [f"{cluster_prefix}k{n}" for n in range(60)]
+    assert len({cluster_client.get_node_from_key(key).name for key in keys}) == 3  # every node has some
+    cluster_client.set(keys[7], "a string")
+    commands = [cmd("SADD", key, f"m{n}") for n, key in enumerate(keys)]
+    replies = send_commands(client, commands + [cmd("SCARD", key) for key in keys])
+    assert isinstance(replies[7], redis.ResponseError) and "WRONGTYPE" in str(replies[7])
+    assert replies[:7] + replies[8:60] == [1] * 59 and isinstance(replies[67], redis.ResponseError)
+    assert replies[60:67] + replies[68:] == [1] * 59
+    assert cluster_client.smembers(keys[42]) == {"m42"}
+    client.close()
+
+
+def test_cluster_send_follows_moved_and_ask(moving_slot, redis_cluster: str, cluster_client) -> None:
+    tag, slot, owner, other, ports = moving_slot
+    client = redis_client(_cluster_settings(redis_cluster))  # its slot map says: owner
+    key, fresh = f"x{{{tag}}}a", f"x{{{tag}}}b"
+    assert send_commands(client, [cmd("SET", key, "1")]) == [b"OK"]
+    _node(owner).delete(key)  # an empty slot again, to be migrated without MIGRATE
+    _start_migration(slot, owner, other)
+    # A key the source does not hold: it answers ASK; the command goes to the target after ASKING.
+    assert send_commands(client, [cmd("SET", fresh, "2")]) == [b"OK"]
+    assert _asking(other, "GET", fresh) == "2"
+    assert _node(owner).execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 0  # not on the source
+    assert _asking(other, "DEL", fresh) == 1
+    _finish_migration(slot, other, ports)
+    # The client still believes the old owner: MOVED, a fresh slot map, the command sent again.
+    assert send_commands(client, [cmd("SET", key, "3")]) == [b"OK"]
+    assert _node(other).get(key) == "3" and _owner_port(owner, slot) == other
+    assert client.nodes_manager.get_node_from_slot(slot).port == other
+    client.close()
+
+
+async def test_async_cluster_send_follows_moved_and_loads_scripts(moving_slot, redis_cluster: str) -> None:
+    tag, slot, owner, other, ports = moving_slot
+    client = async_redis_client(_cluster_settings(redis_cluster))
+    key = f"x{{{tag}}}a"
+    script = Script("return redis.call('INCR', KEYS[1])")
+    evalsha = (key, pack_command(("EVALSHA", script.sha, 1, key)))
+    for port in ports:
+        _node(port).script_flush()
+    assert await send_commands_async(client, [evalsha], [script.source]) == [1]  # NOSCRIPT, loaded, again
+    _node(owner).delete(key)
+    _start_migration(slot, owner, other)
+    _finish_migration(slot, other, ports)
+    for port in ports:
+        _node(port).script_flush()
+    # MOVED (a stale slot map), then NOSCRIPT on the new owner: each sent again; a command sent again runs after
+    # the rest of its call (the GET saw no key yet).
+    got = await send_commands_async(client, [evalsha, cmd("GET", key)], [script.source])
+    assert got == [1, None]
+    assert _node(other).get(key) == "1"
+    await client.aclose()
+
+
+def test_check_redis_on_the_cluster(redis_cluster: str) -> None:
+    check_redis(_cluster_settings(redis_cluster))  # no raise
+    bad = _cluster_settings(redis_cluster.replace("redis://", "redis://nobody:wrong@"))
+    with pytest.raises(ConfigError, match="REDIS_USERNAME/REDIS_PASSWORD"):
+        check_redis(bad)
+
+
+def test_single_server_scripts_are_loaded_on_noscript(stack: Any, redis_prefix: str) -> None:
+    client = redis_client(Settings(redis_url=stack.redis_url))
+    script = Script("return redis.call('INCR', KEYS[1])")
+    key = f"{redis_prefix}n"
+    client.script_flush()
+    evalsha = (key, pack_command(("EVALSHA", script.sha, 1, key)))
+    assert send_commands(client, [evalsha, evalsha], [script.source]) == [1, 2]
+    client.script_flush()
+    assert isinstance(send_commands(client, [evalsha])[0], NoScriptError)  # no script to load: the refusal
+    assert client.get(key) == b"2"
+    client.close()
+
+
+async def test_a_cluster_with_a_master_down_is_not_ready_until_it_is_back(redis_cluster: str) -> None:
+    """A killed master (no replica to take over): once the cluster marks it failed, the reader's readiness check
+    says so; ``dev/stack up --cluster`` brings the node back on its nodes.conf and the check passes again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from activeusers.keys import KeySchema
+    from activeusers.store import ActivityReader
+
+    seed = int(redis_cluster.rsplit(":", 1)[1].split("/")[0])
+    stack_dir = Path(os.environ.get("STACK_DIR") or Path(__file__).resolve().parents[2] / ".stack")
+    victim = int((stack_dir / "redis-cluster-2.pid").read_text())
+    assert _node(seed + 2).ping()  # the pid file names the node on the third port
+    client = async_redis_client(_cluster_settings(redis_cluster))
+    reader = ActivityReader(client, KeySchema("t:", "UTC"))
+    try:
+        await reader.ping()
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while _node(seed).cluster("INFO")["cluster_state"] == "ok":
+            assert time.monotonic() < deadline, "the cluster never noticed the dead master"
+            await asyncio.sleep(0.2)
+        with pytest.raises(StoreUnavailable, match=r"cluster_state fail|unreachable"):
+            await reader.ping()
+    finally:
+        up = subprocess.run(
+            [sys.executable, str(stack_dir.parent / "dev" / "stack"), "up", "--cluster"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    assert up.returncode == 0, up.stderr
+    await reader.ping()
+    await client.aclose()
