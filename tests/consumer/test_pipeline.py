@@ -14,8 +14,8 @@ Record = namedtuple("Record", "topic partition offset key value")
 
 
 class _ScriptedWorker:
-    """Answers batches in order from a script: a Stored summary, None for a batch dropped at shutdown, or a
-    list of ``(ok, error)`` Redis reports to make before the summary."""
+    """Answers batches in order from a script: a Stored summary, None for a batch dropped at shutdown; before
+    an answer, ``("redis", ok, error)`` and ``("kafka", error)`` reports as the worker sends them."""
 
     def __init__(self, answers):
         self.answers = list(answers)
@@ -27,7 +27,10 @@ class _ScriptedWorker:
     def wait(self, stop, on_redis, on_kafka, reserve_s=0.0):
         answer = self.answers.pop(0)
         while isinstance(answer, tuple):
-            on_redis(*answer) if isinstance(answer[0], bool) else on_kafka(answer[1])
+            if answer[0] == "redis":
+                on_redis(*answer[1:])
+            else:
+                on_kafka(*answer[1:])
             answer = self.answers.pop(0)
         return answer
 
@@ -85,7 +88,7 @@ def test_after_a_dropped_batch_no_later_batch_is_reported():
 
 def test_worker_reports_reach_the_metrics_and_the_redis_flag():
     reports: list[bool] = []
-    worker = _ScriptedWorker([(False, "down"), (True, ""), (None, "dlq down"), _stored(2)])
+    worker = _ScriptedWorker([("redis", False, "down"), ("redis", True, ""), ("kafka", "dlq down"), _stored(2)])
     pipeline, finished = _pipeline(worker, reports)
     pipeline.submit(_poll(1), _reach(1))
     assert pipeline.drain()
