@@ -35,16 +35,21 @@ FINAL_COMMIT_RESERVE_S = 2.0
 
 @dataclass(frozen=True, slots=True)
 class Reach:
-    """How far one poll lets the member commit once its batch is stored: past its records, past the positions
-    the client reached (when asked for), in the partitions it has owned since the poll (``epoch``)."""
+    """How far one poll lets the member commit once its batch is stored: past its records and past the
+    positions the client reached (when asked for)."""
 
     next_offsets: Mapping[Any, int]
     positions: Mapping[Any, int]
-    epoch: int
 
 
 class Commits:
-    """Commits what stored batches reach, only for partitions still owned since their poll, in batch order."""
+    """Commits what stored batches reach, in batch order.
+
+    A batch polled before a rebalance and stored after it still commits its partitions, also those now owned by
+    another member: usually harmless (the new owner re-reads stored records), but a late commit that lands after
+    the new owner's would set the group's offset back, and an idle owner does not commit again (a known gap: see
+    docs/consumer.md, rebalance).
+    """
 
     def __init__(
         self, kafka_consumer: Any, assignment: Assignment, metrics: ConsumerMetrics, stop: StopRequest
@@ -53,7 +58,7 @@ class Commits:
         self._assignment = assignment
         self._metrics = metrics
         self._stop = stop
-        self._committed: dict[Any, tuple[int, int]] = {}  # partition -> (offset, epoch it was committed at)
+        self._committed: dict[Any, int] = {}
         self._recommit = threading.Event()
         self._last_recommit = 0.0
 
@@ -61,16 +66,16 @@ class Commits:
         """What ``polled`` will let the member commit; the client's positions are asked for (about 80 us a
         partition) only ``with_positions``: a full poll means more records wait, whose commits cover the rest."""
         next_offsets = {tp: records[-1].offset + 1 for tp, records in polled.items() if records}
-        return Reach(next_offsets, self._positions() if with_positions else {}, self._assignment.epoch)
+        return Reach(next_offsets, self._positions() if with_positions else {})
 
     def stored(self, reach: Reach) -> dict[Any, int]:
         """Commit what a stored batch reaches; return the offsets committed (per partition)."""
-        offsets = {tp: offset for tp, offset in reach.next_offsets.items() if self._held(tp, reach.epoch)}
+        offsets = dict(reach.next_offsets)
         for tp, position in reach.positions.items():
-            if position > max(offsets.get(tp, -1), self._latest(tp)) and self._held(tp, reach.epoch):
+            if position > max(offsets.get(tp, -1), self._committed.get(tp, -1)):
                 offsets[tp] = position
         if offsets:
-            self._commit(offsets, reach.epoch)
+            self._commit(offsets)
         return offsets
 
     def retry_failed(self) -> None:
@@ -105,22 +110,14 @@ class Commits:
                 positions[tp] = position
         return positions
 
-    def _held(self, tp: Any, epoch: int) -> bool:
-        return self._assignment.held_since(tp, epoch)
-
-    def _latest(self, tp: Any) -> int:
-        """The offset committed for ``tp`` since this member last gained it (-1: none)."""
-        entry = self._committed.get(tp)
-        return entry[0] if entry is not None and self._held(tp, entry[1]) else -1
-
     def _owned_offsets(self) -> dict[Any, OffsetAndMetadata]:
-        self._committed = {tp: entry for tp, entry in self._committed.items() if self._held(tp, entry[1])}
-        return {tp: OffsetAndMetadata(offset, "", -1) for tp, (offset, _) in self._committed.items()}
+        owned = set(self._assignment.owned)
+        self._committed = {tp: offset for tp, offset in self._committed.items() if tp in owned}
+        return {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in self._committed.items()}
 
-    def _commit(self, offsets: Mapping[Any, int], epoch: int) -> None:
+    def _commit(self, offsets: Mapping[Any, int]) -> None:
         # Asynchronous: not waiting for the coordinator keeps a round trip per batch off the fetch path.
-        for tp, offset in offsets.items():
-            self._committed[tp] = (offset, epoch)
+        self._committed.update(offsets)
         self._commit_async({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()})
 
     def _commit_async(self, offsets: dict[Any, OffsetAndMetadata]) -> None:

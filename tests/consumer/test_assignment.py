@@ -21,19 +21,5 @@ def test_callbacks_keep_the_owned_partitions_and_report_each_change():
     assert changes == [2, 1]
 
 
-def test_a_partition_revoked_and_assigned_back_is_not_held_since_before():
-    assignment = Assignment(lambda owned: None)
-    assignment.on_partitions_assigned({P0, P1})
-    before = assignment.epoch
-    assert assignment.held_since(P0, before) and assignment.held_since(P1, before)
-    assignment.on_partitions_revoked({P0})
-    assignment.on_partitions_assigned({P0})  # another member may have consumed it in between
-    assert not assignment.held_since(P0, before)
-    assert assignment.held_since(P0, assignment.epoch)
-    assert assignment.held_since(P1, before), "a partition that stayed is still held"
-    assignment.on_partitions_revoked({P1})
-    assert not assignment.held_since(P1, assignment.epoch), "a partition not owned is not held"
-
-
 def test_labels_are_sorted_topic_partition_names():
     assert labels({TP("b", 0), TP("a", 10), TP("a", 2)}) == ["a-10", "a-2", "b-0"]

@@ -74,30 +74,6 @@ def test_a_full_poll_does_not_ask_for_positions():
     assert commits.reach({P0: _records(0, 1)}, with_positions=False).positions == {}
 
 
-def test_a_batch_polled_before_its_partition_moved_does_not_commit_it():
-    commits, client, assignment, _ = _commits(P0, P1)
-    reach = commits.reach({P0: _records(0, 5), P1: _records(1, 7)}, with_positions=False)
-    # A rebalance while the batch is in the store worker: P0 goes (to a member that reads it from the last
-    # commit on and commits further); committing 6 for it now would move the group's offset back.
-    assignment.on_partitions_revoked({P0, P1})
-    assignment.on_partitions_assigned({P1})
-    assert commits.stored(reach) == {}
-    assert client.commits == []
-    # Assigned back later, it is committed from where the client is, not from this member's old commits.
-    assignment.on_partitions_assigned({P0})
-    client.positions = {P0: 40, P1: 8}
-    assert commits.stored(commits.reach({}, with_positions=True)) == {P0: 40, P1: 8}
-
-
-def test_an_old_commit_does_not_hold_back_the_position_of_a_partition_assigned_again():
-    commits, client, assignment, _ = _commits(P0)
-    commits.stored(commits.reach({P0: _records(0, 50)}, with_positions=False))
-    assignment.on_partitions_revoked({P0})
-    assignment.on_partitions_assigned({P0})
-    client.positions = {P0: 20}  # the group's offset, as the member that had it meanwhile committed it
-    assert commits.stored(commits.reach({}, with_positions=True)) == {P0: 20}
-
-
 def test_a_failed_commit_is_made_again_with_the_latest_owned_offsets():
     commits, client, assignment, metrics = _commits(P0, P1)
     commits.stored(commits.reach({P0: _records(0, 3), P1: _records(1, 4)}, with_positions=False))

@@ -40,7 +40,7 @@ def _stored(records: int) -> Stored:
 
 
 def _reach(offset: int) -> Reach:
-    return Reach({"t-0": offset + 1}, {}, 0)
+    return Reach({"t-0": offset + 1}, {})
 
 
 def _pipeline(worker, redis_reports=None):
