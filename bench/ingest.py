@@ -113,7 +113,7 @@ def ours(settings: Settings, total: int) -> float:
     metrics = ConsumerMetrics()
     stop = threading.Event()
     loop = IngestLoop(settings, consumer, worker, writer, metrics, stop, "bench")
-    consumer.subscribe([settings.kafka_topic])
+    consumer.subscribe([settings.kafka_topic], listener=loop.assignment)  # commits go to owned partitions only
     started = None
     done = 0
     while done < total:

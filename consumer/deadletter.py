@@ -16,13 +16,12 @@ HEADER_OFFSET = "x-dlq-source-offset"
 
 def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
     """The headers that say why a record was set aside and where it came from."""
-    record = letter.record
     return [
         (HEADER_REASON, letter.reason.encode()),
         (HEADER_DETAIL, letter.detail[:1000].encode()),
-        (HEADER_TOPIC, record.topic.encode()),
-        (HEADER_PARTITION, str(record.partition).encode()),
-        (HEADER_OFFSET, str(record.offset).encode()),
+        (HEADER_TOPIC, letter.topic.encode()),
+        (HEADER_PARTITION, str(letter.partition).encode()),
+        (HEADER_OFFSET, str(letter.offset).encode()),
     ]
 
 
@@ -38,8 +37,8 @@ class DeadLetterQueue:
         futures = [
             self._producer.send(
                 self._topic,
-                key=letter.record.key,
-                value=letter.record.value,
+                key=letter.key,
+                value=letter.value,
                 headers=dead_letter_headers(letter),
             )
             for letter in letters

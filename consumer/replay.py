@@ -23,7 +23,7 @@ from activeusers.errors import ConfigError, StoreUnavailable
 from activeusers.settings import Settings
 from activeusers.store import ActivityWriter
 from consumer.deadletter import DeadLetterQueue
-from consumer.ingest import Batch, Classifier
+from consumer.ingest import Batch, Classifier, slices_of
 from consumer.kafka import KAFKA_TIMEOUT_S
 from consumer.metrics import ConsumerMetrics
 from consumer.polling import Poller
@@ -89,7 +89,7 @@ def replay(
         polled = poller.poll()
         # Records past the end seen at start arrived during the replay; the live consumer owns them.
         bounded = {tp: [r for r in recs if r.offset < end[tp]] for tp, recs in polled.items()}
-        batch = classifier.classify(bounded, int(clock() * 1000))
+        batch = classifier.classify(slices_of(bounded), int(clock() * 1000))
         if not until_done(partial(store, batch), (StoreUnavailable, KafkaError), stop.wait, failed):
             break
         records += batch.records

@@ -16,6 +16,7 @@ import queue
 import signal
 import threading
 import traceback
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -30,7 +31,7 @@ from activeusers.redisconn import redis_client
 from activeusers.settings import Settings
 from activeusers.store import ActivityWriter
 from consumer.deadletter import DeadLetterQueue
-from consumer.ingest import Classifier, Outcome, RecordSlice, dead_letters_of
+from consumer.ingest import Batch, Classifier, RecordSlice
 from consumer.kafka import KAFKA_TIMEOUT_S, new_producer
 from consumer.retry import until_done
 from consumer.shutdown import StopRequest
@@ -47,23 +48,24 @@ class WorkerFailed(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class Stored:
-    """The worker's answer for a batch whose effects are all in Redis."""
+    """The worker's whole answer for a batch whose effects are all in Redis and the dead-letter topic: counts for
+    the metrics (the member computes the offsets to commit itself, from the records it handed over)."""
 
-    stored_events: int
     records: int
+    stored_events: int
     skipped: dict[str, int]
-    dead: list[tuple[int, int, str, str]]
+    dead_lettered: dict[str, int]  # per reason
     newest_event_ms: int
 
     @classmethod
-    def of(cls, outcome: Outcome) -> Stored:
-        """Summarise an outcome for the parent (the buckets stay in the worker)."""
+    def of(cls, batch: Batch) -> Stored:
+        """Summarise a stored batch for the member (the buckets and the dead letters stay in the worker)."""
         return cls(
-            outcome.stored_events,
-            outcome.records,
-            dict(outcome.skipped),
-            outcome.dead,
-            outcome.buckets.newest_event_ms,
+            batch.records,
+            batch.stored_events,
+            dict(batch.skipped),
+            dict(Counter(letter.reason for letter in batch.dead_letters)),
+            batch.buckets.newest_event_ms,
         )
 
 
@@ -172,12 +174,12 @@ class _Storer:
 
     def store(self, now_ms: int, slices: Sequence[RecordSlice]) -> None:
         """Store one batch and answer the parent: ``stored`` with the summary, or ``dropped`` at shutdown."""
-        outcome = self._classifier.classify_values([part.values for part in slices], now_ms)
+        batch = self._classifier.classify(slices, now_ms)
         redis_failed: list[BaseException] = []
 
         def write() -> None:
-            if outcome.buckets:
-                self._writer.write(outcome.buckets)
+            if batch.buckets:
+                self._writer.write(batch.buckets)
 
         def redis_failure(exc: BaseException) -> None:
             redis_failed.append(exc)
@@ -188,7 +190,7 @@ class _Storer:
             return
         if redis_failed:
             self._conn.send(("redis", True, ""))
-        letters = dead_letters_of(slices, outcome)
+        letters = batch.dead_letters
         if letters and not until_done(
             lambda: self._dead_letter_queue().publish(letters, KAFKA_TIMEOUT_S),
             (KafkaError,),
@@ -197,7 +199,7 @@ class _Storer:
         ):
             self._conn.send(("dropped",))
             return
-        self._conn.send(("stored", Stored.of(outcome)))
+        self._conn.send(("stored", Stored.of(batch)))
 
     def close(self) -> None:
         """Flush the dead-letter producer and close the connections."""

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from collections import namedtuple
-
 import pytest
 
 from consumer.deadletter import DeadLetterQueue, dead_letter_headers
 from consumer.ingest import DeadLetter
 
-Record = namedtuple("Record", "topic partition offset key value")
-
 
 def test_headers_carry_reason_detail_and_origin():
-    letter = DeadLetter(Record("user-activity", 2, 41, b"k", b"x"), "not_json", "value is not UTF-8 JSON")
+    letter = DeadLetter("user-activity", 2, 41, b"k", b"x", "not_json", "value is not UTF-8 JSON")
     assert dead_letter_headers(letter) == [
         ("x-dlq-reason", b"not_json"),
         ("x-dlq-detail", b"value is not UTF-8 JSON"),
@@ -24,7 +20,7 @@ def test_headers_carry_reason_detail_and_origin():
 
 
 def test_detail_is_truncated_to_keep_headers_small():
-    letter = DeadLetter(Record("t", 0, 0, None, None), "oversized", "x" * 5000)
+    letter = DeadLetter("t", 0, 0, None, None, "oversized", "x" * 5000)
     detail = dict(dead_letter_headers(letter))["x-dlq-detail"]
     assert len(detail) == 1000
 
@@ -54,7 +50,7 @@ class _Producer:
 
 def test_publish_sends_original_bytes_and_waits_for_acknowledgement():
     producer = _Producer()
-    letters = [DeadLetter(Record("t", 0, i, b"k%d" % i, b"v%d" % i), "not_json", "d") for i in range(3)]
+    letters = [DeadLetter("t", 0, i, b"k%d" % i, b"v%d" % i, "not_json", "d") for i in range(3)]
     DeadLetterQueue(producer, "t.dlq").publish(letters, timeout_s=1)
     assert [(s[0], s[1], s[2]) for s in producer.sent] == [
         ("t.dlq", b"k0", b"v0"),
@@ -69,4 +65,4 @@ def test_publish_raises_when_kafka_refuses_a_letter():
 
     producer = _Producer(KafkaTimeoutError("no broker"))
     with pytest.raises(KafkaTimeoutError):
-        DeadLetterQueue(producer, "t.dlq").publish([DeadLetter(Record("t", 0, 0, None, b"v"), "r", "d")], 1)
+        DeadLetterQueue(producer, "t.dlq").publish([DeadLetter("t", 0, 0, None, b"v", "r", "d")], 1)

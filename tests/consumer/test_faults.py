@@ -255,15 +255,24 @@ def test_consumer_killed_at_five_random_points_and_restarted(stack, topic, redis
     sent = generate(47, 8000, now, days=40, malformed_share=0.01, avoid_days_ago=(29, 32))
     # A killed member stays in the group until its session times out; keep that short so rounds do not wait.
     env = _env(stack.kafka_bootstrap, stack.redis_url, name, redis_prefix, KAFKA_SESSION_TIMEOUT="6s")
-    feeder = Feeder(stack.kafka_bootstrap, name, sent, pause_s=0.1)
+    # Paced to outlast the five rounds (each waits out the session of the member killed before it).
+    feeder = Feeder(stack.kafka_bootstrap, name, sent, pause_s=1.0)
     feeder.start()
     rng = random.Random(5)
-    progress: list[int] = []
+    progress = [0]
+
+    def committed() -> int:
+        return sum(committed_offsets(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name).values())
+
     for round_ in range(5):
         member = ConsumerProcess(env, tmp_path / f"consumer{round_}.log")
-        time.sleep(rng.uniform(1.5, 3.0))
+        # Each kill lands at a random point of consuming, not of starting up: a member joins only once the
+        # session of the one killed before it has timed out, and on a loaded machine a fixed sleep after the
+        # start can end every member before it stores anything (then the kills prove nothing).
+        wait_until(lambda: committed() > progress[-1] or not feeder.is_alive(), 90, f"member {round_} never committed")
+        time.sleep(rng.uniform(0.0, 1.0))
         member.kill()
-        progress.append(sum(committed_offsets(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name).values()))
+        progress.append(committed())
     assert progress[-1] > 0, "no killed member ever committed: the kills did not land mid-stream"
     feeder.finish()
     last = ConsumerProcess(env, tmp_path / "last.log")

@@ -10,7 +10,7 @@ import pytest
 from buckets import members
 
 from activeusers.settings import Settings
-from consumer.ingest import Classifier
+from consumer.ingest import Classifier, slices_of
 
 Record = namedtuple("Record", "topic partition offset key value")
 TP = namedtuple("TP", "topic partition")
@@ -28,7 +28,7 @@ def classify(records: list[Record], **settings: object) -> object:
     polled: dict[TP, list[Record]] = {}
     for r in records:
         polled.setdefault(TP(r.topic, r.partition), []).append(r)
-    return classifier.classify(polled, NOW_MS)
+    return classifier.classify(slices_of(polled), NOW_MS)
 
 
 def test_active_events_are_bucketed_by_their_own_time_in_the_zone():
@@ -81,7 +81,7 @@ def test_future_events_beyond_the_skew_are_dead_lettered_and_within_it_stored():
         ],
         max_future_skew_s=300.0,
     )
-    assert [(d.record.offset, d.reason) for d in batch.dead_letters] == [(0, "future_ts")]
+    assert [(d.offset, d.reason) for d in batch.dead_letters] == [(0, "future_ts")]
     assert "301 s ahead" in batch.dead_letters[0].detail
     assert batch.stored_events == 1
 
@@ -95,20 +95,39 @@ def test_malformed_records_are_set_aside_and_the_rest_processed():
             rec(3, [1]),
         ]
     )
-    reasons = [(d.record.offset, d.reason) for d in batch.dead_letters]
+    reasons = [(d.offset, d.reason) for d in batch.dead_letters]
     assert reasons == [(0, "not_json"), (2, "empty"), (3, "not_object")]
     assert batch.stored_events == 1
 
 
-def test_next_offsets_cover_every_record_of_every_partition():
+def test_dead_letters_carry_their_origin_and_bytes_across_partitions():
     batch = classify(
         [
             rec(5, b"bad", partition=0),
             rec(6, {"type": "login", "userId": "a", "ts": NOW_MS}, partition=0),
-            rec(9, {"type": "x", "userId": "a", "ts": NOW_MS}, partition=1),
+            Record("events", 1, 9, None, None),
+            rec(11, b"[1]", partition=1),
         ]
     )
-    assert batch.next_offsets == {TP("events", 0): 7, TP("events", 1): 10}
+    assert [(d.topic, d.partition, d.offset, d.key, d.value, d.reason) for d in batch.dead_letters] == [
+        ("events", 0, 5, b"k", b"bad", "not_json"),
+        ("events", 1, 9, None, None, "empty"),
+        ("events", 1, 11, b"k", b"[1]", "not_object"),
+    ]
+    assert (batch.records, batch.stored_events) == (4, 1)
+
+
+def test_slices_keep_offsets_as_a_range_when_consecutive_and_as_a_list_otherwise():
+    polled = {
+        TP("events", 0): [rec(3, b"a"), rec(4, b"b")],
+        TP("events", 1): [],
+        TP("events", 2): [rec(7, b"c", partition=2), rec(9, b"d", partition=2)],
+    }
+    slices = slices_of(polled)
+    assert [(s.topic, s.partition, s.offsets, s.keys, s.values) for s in slices] == [
+        ("events", 0, range(3, 5), [b"k", b"k"], [b"a", b"b"]),
+        ("events", 2, [7, 9], [b"k", b"k"], [b"c", b"d"]),
+    ]
 
 
 def test_a_batch_deduplicates_users_per_bucket():

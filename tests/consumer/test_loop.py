@@ -277,23 +277,15 @@ def test_health_and_metrics_endpoints_report_progress(stack, topic, redis_prefix
     assert values["activeusers_last_stored_event_timestamp_seconds"] > (now - 4 * 86_400_000) / 1000
 
 
-class _ScriptedWorker:
-    """Answers batches in order from a script (a Stored summary, or None for a batch dropped at shutdown)."""
+class _IdleConsumer:
+    """Enough of a KafkaConsumer for the loop's own logic: subscribing, polling, committing (recorded)."""
 
-    def __init__(self, answers):
-        self.answers = list(answers)
-        self.submitted = 0
-
-    def submit(self, now_ms, values):
-        self.submitted += 1
-
-    def wait(self, stop, on_redis, on_kafka, reserve_s=0.0):
-        return self.answers.pop(0)
-
-
-class _RecordingConsumer:
     def __init__(self):
         self.commits: list[dict] = []
+        self.polls = 0
+
+    def subscribe(self, topics, listener):
+        self.topics = topics
 
     def commit_async(self, offsets, callback):
         self.commits.append({tp: meta.offset for tp, meta in offsets.items()})
@@ -302,128 +294,64 @@ class _RecordingConsumer:
         return None
 
 
-def _stored(records: int):
-    from consumer.worker import Stored
-
-    return Stored(stored_events=records, records=records, skipped={}, dead=[], newest_event_ms=1)
-
-
-def _loop(worker, consumer):
-    from activeusers.settings import Settings
-    from consumer.loop import IngestLoop
-    from consumer.metrics import ConsumerMetrics
-    from consumer.shutdown import StopRequest
-
-    return IngestLoop(Settings(), consumer, worker, None, ConsumerMetrics(), StopRequest(), "m")
-
-
-def _poll(offset: int):
-    from collections import namedtuple
-
-    record = namedtuple("Record", "topic partition offset key value")("t", 0, offset, None, b"{}")
-    return {"t-0": [record]}
-
-
-def test_batches_are_committed_in_order_with_two_in_flight():
-    worker, consumer = _ScriptedWorker([_stored(1), _stored(1), _stored(1)]), _RecordingConsumer()
-    loop = _loop(worker, consumer)
-    loop.process(_poll(10))
-    loop.process(_poll(11))
-    assert consumer.commits == [], "nothing is committed before the worker answers"
-    loop.process(_poll(12))
-    assert consumer.commits == [{"t-0": 11}]
-    assert loop.drain()
-    assert consumer.commits == [{"t-0": 11}, {"t-0": 12}, {"t-0": 13}]
-
-
-def test_after_a_dropped_batch_no_later_batch_is_committed():
-    worker, consumer = _ScriptedWorker([None, _stored(1)]), _RecordingConsumer()
-    loop = _loop(worker, consumer)
-    loop.process(_poll(10))
-    loop.process(_poll(11))
-    assert not loop.drain()
-    assert consumer.commits == [], "committing offset 12 would skip the dropped record at offset 10"
-
-
-def test_a_poll_that_raises_is_retried_not_fatal():
+def _loop(consumer, stop):
     import fakeredis
-    from kafka.errors import KafkaConnectionError
 
     from activeusers.settings import Settings
     from activeusers.store import ActivityWriter
+    from consumer.loop import IngestLoop
+    from consumer.metrics import ConsumerMetrics
+
+    writer = ActivityWriter(fakeredis.FakeRedis(), KeySchema("t:", "UTC"), Settings())  # heartbeats
+    return IngestLoop(Settings(), consumer, None, writer, ConsumerMetrics(), stop, "m")
+
+
+def test_a_poll_that_raises_is_retried_not_fatal():
+    from kafka.errors import KafkaConnectionError
+
     from consumer.polling import Poller
+    from consumer.shutdown import StopRequest
 
-    class FlakyConsumer(_RecordingConsumer):
-        def __init__(self, stop):
-            super().__init__()
-            self.polls = 0
-            self.stop = stop
-
-        def subscribe(self, topics, listener):
-            self.topics = topics
-
+    class FlakyConsumer(_IdleConsumer):
         def poll(self, timeout_ms):
             self.polls += 1
             if self.polls == 1:
                 raise KafkaConnectionError("111 ECONNREFUSED")  # as kafka-python does while a broker restarts
-            self.stop.set()
+            stop.set()
             return {}
 
-    worker = _ScriptedWorker([])
-    loop = _loop(worker, None)
-    consumer = FlakyConsumer(loop._stop)
-    loop._consumer = consumer
-    loop._writer = ActivityWriter(fakeredis.FakeRedis(), KeySchema("t:", "UTC"), Settings())  # heartbeats
-    loop._poller = Poller(consumer, loop._metrics, loop._stop, delays=lambda: lambda: 0.0)
+    stop = StopRequest()
+    consumer = FlakyConsumer()
+    loop = _loop(consumer, stop)
+    metrics = loop._poller._metrics
+    loop._poller = Poller(consumer, metrics, stop, delays=lambda: lambda: 0.0)
     loop.run()
     assert consumer.polls == 2
-    assert loop._metrics.kafka_errors._value.get() == 1
-
-
-def test_offsets_past_transaction_markers_are_committed_once_stored():
-    worker, consumer = _ScriptedWorker([_stored(1)]), _RecordingConsumer()
-    loop = _loop(worker, consumer)
-    # After the poll the client's positions are past its last record (offset 10) and a commit marker (11), and
-    # past a partition's aborted records that it returned nothing of.
-    loop._positions = {"t-0": 12, "t-1": 30}
-    loop.process(_poll(10))
-    assert loop.drain()
-    assert consumer.commits == [{"t-0": 12, "t-1": 30}]
-    loop._positions = {"t-0": 14, "t-1": 30}  # an idle poll moved past another marker
-    loop._advance_idle()
-    loop._advance_idle()
-    assert consumer.commits == [{"t-0": 12, "t-1": 30}, {"t-0": 14}]
+    assert metrics.kafka_errors._value.get() == 1
 
 
 def test_an_undecodable_fetch_stops_the_loop_without_polling_again():
-    import fakeredis
     from kafka.errors import UnsupportedCodecError
     from kafka.structs import TopicPartition
 
-    from activeusers.settings import Settings
-    from activeusers.store import ActivityWriter
+    from consumer.shutdown import StopRequest
 
-    class UndecodableConsumer(_RecordingConsumer):
+    class UndecodableConsumer(_IdleConsumer):
         def __init__(self):
             super().__init__()
-            self.polls = 0
             # kafka-python's fetcher, holding the partition records whose decoding failed
             records = type("R", (), {"topic_partition": TopicPartition("t", 1), "next_fetch_offset": 42})()
             self._fetcher = type("F", (), {"_next_partition_records": records})()
-
-        def subscribe(self, topics, listener):
-            pass
 
         def poll(self, timeout_ms):
             self.polls += 1
             raise UnsupportedCodecError("Libraries for snappy compression codec not found")
 
-    consumer = UndecodableConsumer()
-    loop = _loop(_ScriptedWorker([]), consumer)
-    loop._writer = ActivityWriter(fakeredis.FakeRedis(), KeySchema("t:", "UTC"), Settings())
+    consumer, stop = UndecodableConsumer(), StopRequest()
+    loop = _loop(consumer, stop)
     loop.run()
     assert consumer.polls == 1, "a second poll would spin inside kafka-python"
-    assert loop._stop.is_set() and consumer.commits == []
+    assert stop.is_set() and consumer.commits == []
     assert (loop.failure.topic, loop.failure.partition, loop.failure.offset) == ("t", 1, 42)
     ok, detail = loop.health()
     assert not ok
@@ -431,5 +359,6 @@ def test_an_undecodable_fetch_stops_the_loop_without_polling_again():
         "cannot decode the records of t-1 at offset 42: "
         "UnsupportedCodecError: Libraries for snappy compression codec not found"
     )
-    assert loop._metrics.undecodable.labels("t-1")._value.get() == 1
-    assert loop._metrics.kafka_errors._value.get() == 0
+    metrics = loop._poller._metrics
+    assert metrics.undecodable.labels("t-1")._value.get() == 1
+    assert metrics.kafka_errors._value.get() == 0

@@ -48,7 +48,8 @@ def test_worker_stores_a_batch_dead_letters_and_summarises_it(stack, topic, redi
         worker.close()
     assert stored is not None
     assert (stored.records, stored.stored_events, stored.skipped) == (4, 1, {"unknown_type": 1})
-    assert [(p, i, reason) for p, i, reason, _ in stored.dead] == [(0, 1, "not_json"), (1, 1, "empty")]
+    assert stored.dead_lettered == {"not_json": 1, "empty": 1}
+    assert stored.newest_event_ms == now_ms - 1000
     keys = KeySchema(redis_prefix, "UTC")
     assert any(redis_client.smembers(k) == {"w1"} for k in redis_client.scan_iter(keys.prefix + "day:*"))
     dead = read_topic(stack.kafka_bootstrap, dlq, 2)
