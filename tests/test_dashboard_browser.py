@@ -325,7 +325,9 @@ def check_busiest_times(pipeline: Pipeline, driver: Any, downloads: Path, day: d
     labels = [f"{s['hour']:02d}-{s['hour'] + 2:02d}" for s in reversed(hourly["hours"])]
     if slots:
         assert labels == [f"{h:02d}-{h + 2:02d}" for h in range(0, 24, 2)]
-        assert slots == [len(found.hours.get((day, h), set()) | found.hours.get((day, h + 1), set())) for h in range(0, 24, 2)]
+        assert slots == [
+            len(found.hours.get((day, h), set()) | found.hours.get((day, h + 1), set())) for h in range(0, 24, 2)
+        ]
     assert chart(driver, "#busy-hours") == {"x": labels, "series": [{"label": "Users per 2 hours", "values": slots}]}
     assert text(driver, "#busy .status") == ("" if slots else f"No active users on {day.isoformat()}.")
     week = dates(day - timedelta(days=7), day)
