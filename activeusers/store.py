@@ -60,17 +60,18 @@ NUMBER_USERS: Final = Script(
     "return r"
 )
 NUMBER_CHUNK = 1000
-# One user bucket's share of a batch (KEYS: that bucket's bitmaps and counts keys). ARGV[1] is the number of bit
-# records, each "bitmap, counts key (KEYS indexes), counter, n, n bit offsets": the script sets the bits and adds
-# how many were not set before to the counter, atomically, so a repeated write counts nothing and the counters
-# stay exact under replays and concurrent writers (counting needs no BITCOUNT). Pairs "key index, expiry" follow
-# (EXPIREAT after the bits, when the key exists). BITS_CHUNK bits bound one call's time on Redis' thread.
+# One user bucket's share of a batch. ARGV[1] is the number of records; record i sets, in bitmap KEYS[2i - 1], the
+# bits "n, n offsets" that follow "counter, bitmap expiry, counts expiry", adds how many were not set before to that
+# counter of KEYS[2i] (a day's counts key of the same bucket) and gives both keys their (deterministic) expiry.
+# Atomic, so a repeated write counts nothing and the counters stay exact under replays and concurrent writers
+# (counting needs no BITCOUNT). BITS_CHUNK bits bound one call's time on Redis' thread.
 SET_BITS: Final = Script(
-    "local a = 2 for _ = 1, tonumber(ARGV[1]) do "
-    "local key, counts, n, new = KEYS[tonumber(ARGV[a])], KEYS[tonumber(ARGV[a + 1])], tonumber(ARGV[a + 3]), 0 "
+    "local a = 2 for r = 1, tonumber(ARGV[1]) do "
+    "local key, counts, n, new = KEYS[2 * r - 1], KEYS[2 * r], tonumber(ARGV[a + 3]), 0 "
     "for i = a + 4, a + 3 + n do if redis.call('SETBIT', key, ARGV[i], 1) == 0 then new = new + 1 end end "
-    "if new > 0 then redis.call('BITFIELD', counts, 'INCRBY', 'u32', '#' .. ARGV[a + 2], new) end a = a + 4 + n end "
-    "while a < #ARGV do redis.call('EXPIREAT', KEYS[tonumber(ARGV[a])], ARGV[a + 1]) a = a + 2 end return 0"
+    "if new > 0 then redis.call('BITFIELD', counts, 'INCRBY', 'u32', '#' .. ARGV[a], new) end "
+    "redis.call('EXPIREAT', key, ARGV[a + 1]) redis.call('EXPIREAT', counts, ARGV[a + 2]) a = a + 4 + n end "
+    "return 0"
 )
 BITS_CHUNK = 2000
 SCRIPTS: Final = (NUMBER_USERS, SET_BITS)
@@ -114,54 +115,26 @@ class Buckets:
         return bool(self.days or self.created)
 
 
-class _BucketCall:
-    """One user bucket's share of a batch, as the arguments of :data:`SET_BITS` calls (``BITS_CHUNK`` bits each)."""
-
-    __slots__ = ("calls", "expiries", "index", "keys", "tag")
-
-    def __init__(self, tag: str) -> None:
-        self.tag = tag
-        self.keys: list[str] = []
-        self.index: dict[str, int] = {}
-        self.calls: list[_Call] = [_Call()]
-        self.expiries: list[int] = []
-
-    def key(self, part: str) -> int:
-        """The KEYS index (1-based) of this bucket's key ``part``."""
-        found = self.index.get(part)
-        if found is None:
-            self.keys.append(self.tag + part)
-            found = self.index[part] = len(self.keys)
-        return found
-
-    def add(self, bitmap: int, counts: int, slot: int, numbers: list[int]) -> None:
-        """Set the bits ``numbers`` of KEYS[bitmap] and count the new ones in counter ``slot`` of KEYS[counts]."""
-        for start in range(0, len(numbers), BITS_CHUNK):
-            chunk = numbers[start : start + BITS_CHUNK]
-            call = self.calls[-1]
-            if call.bits and call.bits + len(chunk) > BITS_CHUNK:
-                call = _Call()
-                self.calls.append(call)
-            call.records += 1
-            call.bits += len(chunk)
-            call.args += (bitmap, counts, slot, len(chunk), *chunk)
-
-    def commands(self) -> list[Routed]:
-        """The packed script calls (the expiries go with the last, after every bit is set)."""
-        self.calls[-1].args += self.expiries
-        return [
-            (self.keys[0], pack_command(("EVALSHA", SET_BITS.sha, len(self.keys), *self.keys, c.records, *c.args)))
-            for c in self.calls
-        ]
-
-
 @dataclass(slots=True)
 class _Call:
-    """The arguments of one :data:`SET_BITS` call after KEYS and the record count."""
+    """One :data:`SET_BITS` call of one user bucket: its keys (a bitmap and its counts key per record) and the
+    records' arguments."""
 
-    bits: int = 0
-    records: int = 0
+    keys: list[str] = field(default_factory=list)
     args: list[int] = field(default_factory=list)
+    bits: int = 0
+
+    def packed(self) -> Routed:
+        """The call packed, with its routing key."""
+        command: tuple[str | int, ...] = (
+            "EVALSHA",
+            SET_BITS.sha,
+            len(self.keys),
+            *self.keys,
+            len(self.keys) // 2,
+            *self.args,
+        )
+        return self.keys[0], pack_command(command)
 
 
 class ActivityWriter:
@@ -188,6 +161,7 @@ class ActivityWriter:
         self._expiry_sent: dict[str, tuple[int, float]] = {}
         # user id -> number << BUCKET_BITS | bucket: numbers never change once given, so a memo is always exact.
         self._numbers: dict[str, int] = {}
+        self._tags = [keys.tag(bucket) for bucket in range(keys.buckets)]
         self._heartbeat_ttl_ms = max(1, int(settings.consumer_stale_s * 1000))
 
     def write(self, buckets: Buckets) -> None:
@@ -210,7 +184,7 @@ class ActivityWriter:
 
     def _store(self, buckets: Buckets, *, members: bool) -> None:
         commands: list[Routed] = []
-        calls: dict[int, _BucketCall] = {}
+        calls: dict[int, list[_Call]] = {}
         now = self._clock()
         wall_s = self._wall()
         expiring: list[tuple[str, int]] = []
@@ -223,17 +197,16 @@ class ActivityWriter:
                     members_until = self._expiry(day, self._member_days)
                     self._add(commands, keys.day(day), users, members_until, wall_s, now, expiring)
                 counts = keys.counts_part(day)
-                self._bits(calls, (keys.day_part(day), counts, DAY_SLOT), users, (long, long), wall_s, now, expiring)
+                self._bits(calls, (keys.day_part(day), counts, DAY_SLOT), users, (long, long), wall_s)
             for (day, hour), users in buckets.hours.items():
                 hour_expiry = (self._expiry(day, self._hour_retention_days), self._expiry(day, self._retention_days))
                 target = (keys.hour_part(day, hour), keys.counts_part(day), hour)
-                self._bits(calls, target, users, hour_expiry, wall_s, now, expiring)
+                self._bits(calls, target, users, hour_expiry, wall_s)
             for day, users in buckets.created.items():
                 long = self._expiry(day, self._retention_days)
                 target = (keys.new_part(day), keys.counts_part(day), NEW_SLOT)
-                self._bits(calls, target, users, (long, long), wall_s, now, expiring)
-            for call in calls.values():
-                commands += call.commands()
+                self._bits(calls, target, users, (long, long), wall_s)
+            commands += [call.packed() for bucket_calls in calls.values() for call in bucket_calls]
             # NOSCRIPT (a new or restarted Redis): the script is loaded and sent again; idempotent, so bits set
             # before count nothing again.
             self._send(commands, (SET_BITS.source,))
@@ -308,16 +281,16 @@ class ActivityWriter:
 
     def _bits(
         self,
-        calls: dict[int, _BucketCall],
+        calls: dict[int, list[_Call]],
         target: tuple[str, str, int],
         users: set[str],
         expiry: tuple[int, int],
         wall_s: float,
-        now: float,
-        expiring: list[tuple[str, int]],
     ) -> None:
         """Set the bits of ``users`` in the bitmaps of ``target`` (key part, counts key part, counter) of their
-        buckets; ``expiry``: the bitmap's and the counts key's. Past its retention a bitmap is not written."""
+        buckets; ``expiry``: the bitmap's and the counts key's (sent with the bits: the script's EXPIREAT costs
+        Redis a microsecond, a memo of every bucket's keys would cost this busy core more). Past its retention a
+        bitmap is not written."""
         if expiry[0] <= wall_s:
             return
         part, counts_part, slot = target
@@ -326,32 +299,32 @@ class ActivityWriter:
         for user in users:
             packed = memo[user]
             offsets[packed & BUCKET_MASK].append(packed >> BUCKET_BITS)
-        keys = self._keys
+        tags = self._tags
         for bucket, numbers in offsets.items():
-            call = calls.get(bucket)
-            if call is None:
-                call = calls[bucket] = _BucketCall(keys.tag(bucket))
-            bitmap, counts = call.key(part), call.key(counts_part)
-            call.add(bitmap, counts, slot, numbers)
-            for index, expire_at in ((bitmap, expiry[0]), (counts, expiry[1])):
-                key = call.keys[index - 1]
-                if self._expiry_due(key, expire_at, now):
-                    call.expiries += (index, expire_at)
-                    expiring.append((key, expire_at))
+            bucket_calls = calls.get(bucket)
+            if bucket_calls is None:
+                bucket_calls = calls[bucket] = [_Call()]
+            tag = tags[bucket]
+            for start in range(0, len(numbers), BITS_CHUNK):
+                chunk = numbers[start : start + BITS_CHUNK] if len(numbers) > BITS_CHUNK else numbers
+                call = bucket_calls[-1]
+                if call.bits and call.bits + len(chunk) > BITS_CHUNK:
+                    call = _Call()
+                    bucket_calls.append(call)
+                call.keys += (tag + part, tag + counts_part)
+                call.args += (slot, expiry[0], expiry[1], len(chunk), *chunk)
+                call.bits += len(chunk)
 
     def _expire(
         self, commands: list[Routed], key: str, expire_at: int, now: float, expiring: list[tuple[str, int]]
     ) -> None:
-        if self._expiry_due(key, expire_at, now):
-            commands.append((key, pack_command(("EXPIREAT", key, expire_at))))
-            expiring.append((key, expire_at))
-
-    def _expiry_due(self, key: str, expire_at: int, now: float) -> bool:
-        # Each command costs the client microseconds of Python, and a backfill batch touches hundreds of keys: a
-        # key's (deterministic) expiry is sent once and then again only every EXPIRY_REFRESH_S, which also
+        # Each command costs the client microseconds of Python, and a backfill batch touches hundreds of day sets:
+        # a key's (deterministic) expiry is sent once and then again only every EXPIRY_REFRESH_S, which also
         # restores it on a key that lost it (a Redis restarted without persistence, a manual PERSIST).
         sent = self._expiry_sent.get(key)
-        return sent is None or sent[0] != expire_at or now - sent[1] >= EXPIRY_REFRESH_S
+        if sent is None or sent[0] != expire_at or now - sent[1] >= EXPIRY_REFRESH_S:
+            commands.append((key, pack_command(("EXPIREAT", key, expire_at))))
+            expiring.append((key, expire_at))
 
     def heartbeat(self, member: str, state: dict[str, object], now_ms: int) -> None:
         """Publish this consumer's liveness record (read by the API's readiness check) for ``CONSUMER_STALE``.

@@ -108,19 +108,24 @@ def test_a_known_user_costs_no_extra_round_trip(
     assert len(sends) == 3
 
 
-def test_expiry_is_sent_once_then_refreshed(stack: Any, keys: KeySchema, redis_client) -> None:
+def test_expiry_of_sets_is_sent_once_then_refreshed_and_of_bitmaps_every_time(
+    stack: Any, keys: KeySchema, redis_client
+) -> None:
     now = [1000.0]
     writer = ActivityWriter(redis.Redis.from_url(stack.redis_url), keys, SETTINGS, clock=lambda: now[0])
     batch = _batch((DAY, 5, "alice"))
-    bits = keys.day_bits(DAY, bucket_of("alice", 8))
+    bits, counts = keys.day_bits(DAY, bucket_of("alice", 8)), keys.counts(DAY, bucket_of("alice", 8))
     writer.write(batch)
-    redis_client.persist(bits)  # as after a restart without persistence: the key lost its expiry
+    redis_client.persist(keys.day(DAY))  # as after a restart without persistence: the keys lost their expiry
+    redis_client.persist(bits)
+    redis_client.persist(counts)
     now[0] += store.EXPIRY_REFRESH_S - 1
     writer.write(batch)
-    assert redis_client.ttl(bits) == -1, "within the refresh interval the expiry is not sent again"
+    assert redis_client.ttl(keys.day(DAY)) == -1, "within the refresh interval a set's expiry is not sent again"
+    assert redis_client.expiretime(bits) == redis_client.expiretime(counts) == day_expiry_s(DAY, SETTINGS.zone, 400)
     now[0] += 1
     writer.write(batch)
-    assert redis_client.expiretime(bits) == day_expiry_s(DAY, SETTINGS.zone, 400)
+    assert redis_client.expiretime(keys.day(DAY)) == day_expiry_s(DAY, SETTINGS.zone, 45)
 
 
 def test_each_store_keeps_its_own_retention(stack: Any, keys: KeySchema, redis_client) -> None:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import fakeredis
 import orjson
 import pytest
+import redis
 from kafka import TopicPartition
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
@@ -143,15 +144,17 @@ class ReplayTopic(Scripted):
         return {self.tp: chunk}
 
 
-def test_replay_waits_out_a_restarting_broker_and_completes():
+def test_replay_waits_out_a_restarting_broker_and_completes(stack, redis_prefix):
     events = [{"type": "login", "userId": f"u{n}", "ts": NOW_MS - n * 3_600_000} for n in range(5)]
     values = [orjson.dumps(e) for e in events]
     down = KafkaConnectionError("111 ECONNREFUSED")
     consumer = ReplayTopic("t", values, [down, down, None, down, None, None])
     consumer.script += [None] * 5  # whatever else it asks for
-    client = fakeredis.FakeRedis()
-    keys = KeySchema("r:", "UTC")
-    settings = Settings(kafka_topic="t", kafka_dlq_topic="t.dlq")
+    client = redis.Redis.from_url(stack.redis_url)  # the writer's index scripts need the real Redis
+    keys = KeySchema(redis_prefix, "UTC")
+    settings = Settings(
+        kafka_topic="t", kafka_dlq_topic="t.dlq", redis_key_prefix=redis_prefix, member_retention_days=400
+    )
     writer = ActivityWriter(client, keys, settings)
     metrics, stop = ConsumerMetrics(), RecordingStop()
     result = replay(settings, consumer, writer, None, metrics, stop, out=io.StringIO(), clock=lambda: NOW_MS / 1000)
