@@ -46,14 +46,18 @@ SENTINEL_TEXT = "QQsentinelQQ"
 # The retention settings a tree may have; each names the days a kind of key is kept.
 RETENTIONS = ("retention_days", "member_retention_days", "hour_retention_days")
 # KeySchema fields filled from the settings of the same meaning when the schema has them.
-SCHEMA_FIELDS = {"prefix": "redis_key_prefix", "zone_name": "activity_timezone"}
+SCHEMA_FIELDS = {"prefix": "redis_key_prefix", "zone_name": "activity_timezone", "buckets": "user_buckets"}
+# Constructors from settings a tree's KeySchema may have.
+SCHEMA_FACTORIES = ("of", "from_settings")
 
 
 def schema_of(settings: Settings) -> KeySchema:
-    """The tree's key schema for these settings (``from_settings`` if it has one, else its fields by name)."""
-    factory = getattr(KeySchema, "from_settings", None)
-    if factory is not None:
-        return typing.cast(KeySchema, factory(settings))
+    """The tree's key schema for these settings (its constructor from settings if it has one, else its fields
+    filled from the settings by name)."""
+    for name in SCHEMA_FACTORIES:
+        factory = getattr(KeySchema, name, None)
+        if factory is not None:
+            return typing.cast(KeySchema, factory(settings))
     assert is_dataclass(KeySchema)
     values = {}
     for f in fields(KeySchema):
