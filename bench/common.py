@@ -24,13 +24,13 @@ from pathlib import Path
 import redis
 from dataset import LARGE as LARGE
 from dataset import STANDARD as STANDARD
-from dataset import Dataset, activity
+from dataset import Dataset
 from dataset import user_ids as user_ids
+from side import write_dataset
 
-from activeusers.days import day_start_ms
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
-from activeusers.store import ActivityWriter, Buckets, async_redis_client
+from activeusers.store import async_redis_client
 from api.auth import VIEW_ENGAGEMENT_DASHBOARD
 from api.tokens import TokenStore
 
@@ -68,30 +68,6 @@ def keys_of(settings: Settings) -> KeySchema:
 
 def today_utc() -> date:
     return datetime.now(UTC).date()
-
-
-def write_dataset(settings: Settings, data: Dataset, last_day: date) -> int:
-    """Store the dataset (days ending ``last_day``) through the consumer's writer; returns (user, day) pairs."""
-    client = redis.Redis.from_url(settings.redis_url)
-    writer = ActivityWriter(client, keys_of(settings), settings)
-    zone = settings.zone
-    started = time.monotonic()
-    pairs = 0
-    try:
-        for i, today in enumerate(activity(data, last_day)):
-            base_ms = day_start_ms(today.day, zone)
-            buckets = Buckets()
-            for user, hour in today.active:
-                buckets.add_active(today.day, hour, user, base_ms + hour * 3_600_000)
-            for user in today.created:
-                buckets.add_created(today.day, user, base_ms)
-            writer.write(buckets)
-            pairs += len(today.active)
-            progress(f"writing {data.name} dataset", i + 1, data.days, started)
-    finally:
-        client.close()
-    sys.stderr.write("\n")
-    return pairs
 
 
 def delete_prefix(redis_url: str, prefix: str) -> None:

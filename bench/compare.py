@@ -6,9 +6,9 @@ through its OWN tree's writer under its own key prefix, and served by its OWN ``
 Then, side by side:
 
 - query latency: the first request after an API start (cold: a new process per sample, so a new pool and empty
-  caches) and warm (one process, after warm-up), for summary 30 and 90 days, users-by-time-of-the-day-in-a-week
-  90 days and chat-busier hourly-data; cold samples of the two sides alternate, so machine noise hits both; the
-  parsed bodies of the two sides are compared once per row;
+  caches; the warm process's first request is one of them) and warm (one process, after warm-up), for summary
+  30 and 90 days, users-by-time-of-the-day-in-a-week 90 days and chat-busier hourly-data; cold samples of the
+  two sides alternate, so machine noise hits both; the parsed bodies of the two sides are compared once per row;
 - SLOWLOG: reset before each phase, threshold ``--slowlog-us``; the slowest single command of each side in the
   write phase and in each query row (entries are told apart by the key prefix in their arguments);
 - memory: every key measured and grouped by the kinds of each tree's own KeySchema (``bench/memory.py``), bytes
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -60,7 +61,7 @@ from common import (
     today_utc,
 )
 from memory import LAYOUT_NOTE, KindFigures, layout_header, layout_rows, measure_kinds
-from sides import Side, default_ref, sides
+from sides import Side, answer, default_ref, sides
 from sizing import SIZING_HEADER, per_day, retention_text, sizing_rows
 
 # (row name, path, days; 0 = chat-busier's start-only query at the end of today), cold and warm p99 targets (s).
@@ -148,15 +149,16 @@ def cold_once(side: Side, url: str, headers: dict[str, str], logs: Path) -> floa
 
 
 def warm(side: Side, url: str, headers: dict[str, str], count: int, logs: Path) -> tuple[list[float], bytes]:
+    """The first request after a start (a cold sample), then ``count`` timed after warm-up, and the body."""
     with side.api(logs, "warm") as server:
         client = HttpClient(server.host, server.port, headers)
         try:
             times, body = [], b""
-            for i in range(WARMUP + count):
+            for i in range(1 + WARMUP + count):
                 status, body, seconds = client.get(url)
                 if status != 200:
                     raise RuntimeError(f"{side.label} {url}: HTTP {status}: {body[:200]!r}")
-                if i >= WARMUP:
+                if i == 0 or i > WARMUP:
                     times.append(seconds)
         finally:
             client.close()
@@ -177,10 +179,12 @@ def run_row(
     bodies = {}
     for side in both:
         sys.stderr.write(f"{label}: {side.label} warm ({warm_counts[side.label]} requests)...\n")
-        found[side.label].warm, bodies[side.label] = warm(side, url, headers[side.label], warm_counts[side.label], logs)
+        times, bodies[side.label] = warm(side, url, headers[side.label], warm_counts[side.label], logs)
+        found[side.label].cold.append(times[0])
+        found[side.label].warm = times[1:]
     equal = len({orjson.dumps(orjson.loads(b), option=orjson.OPT_SORT_KEYS) for b in bodies.values()}) == 1
     started = time.monotonic()
-    for i in range(max(cold_counts.values())):
+    for i in range(1, max(cold_counts.values())):
         for side in both:
             if i < cold_counts[side.label]:
                 found[side.label].cold.append(cold_once(side, url, headers[side.label], logs))
@@ -378,6 +382,8 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> int:
+    # A terminated run still deletes its keys and restores the SLOWLOG configuration (the finally blocks).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args = parse_args()
     require_env()
     base = LARGE if args.dataset == "large" else STANDARD
@@ -396,9 +402,11 @@ def main() -> int:
                     sys.exit(f"{side.label}: {module} imported from {path}, not from {side.root}")
         try:
             with slowlog(client, args.slowlog_us):
-                seeded = {}
-                for side in (old, new):
-                    seeded[side.label] = side.run("seed", data.name, str(data.days), today.isoformat())
+                # Both sides write at once (the write phase is not a target; it halves the run's time).
+                writing = {
+                    side.label: side.start("seed", data.name, str(data.days), today.isoformat()) for side in both
+                }
+                seeded = {label: answer(process) for label, process in writing.items()}
                 write_slow = slowest(client, both)
                 figures = {
                     side.label: measure_kinds(client, side.settings.redis_key_prefix, schemas[side.label]["kinds"])

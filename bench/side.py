@@ -29,7 +29,7 @@ from datetime import date
 from typing import Any
 
 import redis
-from dataset import DATASETS, activity
+from dataset import DATASETS, Dataset, activity
 
 import activeusers
 import api
@@ -67,9 +67,8 @@ def schema_of(settings: Settings) -> KeySchema:
     return KeySchema(**values)
 
 
-def seed(name: str, days: int, last_day: date) -> dict[str, Any]:
-    settings = Settings.from_env(os.environ)
-    data = replace(DATASETS[name], days=days)
+def write_dataset(settings: Settings, data: Dataset, last_day: date, label: str = "") -> int:
+    """Store the dataset (days ending ``last_day``) through the tree's writer; returns (user, day) pairs."""
     client = redis.Redis.from_url(settings.redis_url)
     writer = ActivityWriter(client, schema_of(settings), settings)
     started = time.monotonic()
@@ -85,12 +84,18 @@ def seed(name: str, days: int, last_day: date) -> dict[str, Any]:
             writer.write(buckets)
             pairs += len(today.active)
             elapsed = time.monotonic() - started
-            side = os.environ.get("BENCH_SIDE", "")
-            sys.stderr.write(f"\r{side} writing {name}: {i + 1}/{data.days} ({elapsed:,.0f} s) ")
+            sys.stderr.write(f"\r{label} writing {data.name} dataset: {i + 1}/{data.days} ({elapsed:,.0f} s)   ")
             sys.stderr.flush()
     finally:
         client.close()
     sys.stderr.write("\n")
+    return pairs
+
+
+def seed(name: str, days: int, last_day: date) -> dict[str, Any]:
+    started = time.monotonic()
+    data = replace(DATASETS[name], days=days)
+    pairs = write_dataset(Settings.from_env(os.environ), data, last_day, os.environ.get("BENCH_SIDE", ""))
     return {"pairs": pairs, "seconds": time.monotonic() - started}
 
 
@@ -117,7 +122,10 @@ def kinds(keys: KeySchema) -> list[dict[str, Any]]:
     for name, method in inspect.getmembers(keys, inspect.ismethod):
         if name.startswith("_") or name == "pattern":
             continue
-        hints = typing.get_type_hints(method)
+        try:
+            hints = typing.get_type_hints(method)
+        except NameError:  # an annotation imported for type checking only (e.g. a constructor from Settings)
+            continue
         if hints.get("return") is not str:
             continue
         params = [p for p in inspect.signature(method).parameters.values()]

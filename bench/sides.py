@@ -55,17 +55,22 @@ class Side:
             env.pop("PYTHONPATH", None)
         return env
 
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        """``bench/side.py ARGS`` in this side's tree, started (:func:`answer` waits for its JSON answer)."""
+        argv = [sys.executable, str(SIDE_SCRIPT), *args]
+        return subprocess.Popen(argv, env=self.env(), cwd=self.root, stdout=subprocess.PIPE, text=True)
+
     def run(self, *args: str) -> Any:
         """``bench/side.py ARGS`` in this side's tree; its JSON answer."""
-        done = subprocess.run(
-            [sys.executable, str(SIDE_SCRIPT), *args],
-            env=self.env(),
-            cwd=self.root,
-            stdout=subprocess.PIPE,
-            text=True,
-            check=True,
-        )
-        return json.loads(done.stdout)
+        return answer(self.start(*args))
+
+
+def answer(process: subprocess.Popen[str]) -> Any:
+    """The JSON answer of a ``bench/side.py`` process (raises if it failed)."""
+    out, _ = process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, process.args))}: exit {process.returncode}")
+    return json.loads(out)
 
     def api(self, log_dir: Path, name: str) -> Server:
         """This side's ``active-users serve`` on a free loopback port."""
