@@ -1,10 +1,14 @@
 """The Redis key schema. This module is the only place that builds key names.
 
-Layout (``P`` is the configured prefix, ``Z`` the activity time zone name):
+Layout (``P`` is the configured prefix, ``Z`` the activity time zone name, ``N`` the ``USER_BUCKETS`` setting and
+``b`` a user's bucket, :func:`bucket_of`; ``{N.b}`` is a Redis Cluster hash tag, see ``docs/keys.md``):
 
-- ``Pday:Z:YYYY-MM-DD``: SET of user ids active on that local day.
-- ``Phour:Z:YYYY-MM-DDTHH``: SET of user ids active in that local hour (a repeated DST hour is one bucket).
-- ``Pnew:Z:YYYY-MM-DD``: SET of user ids created on that local day (``user.created`` events).
+- ``P{N.b}:ids``: HASH of user id -> the user's number in bucket ``b`` (dense, from 0, never reused).
+- ``P{N.b}:day:Z:YYYY-MM-DD``: bitmap, bit ``n`` set when user number ``n`` of bucket ``b`` was active that day.
+- ``P{N.b}:hour:Z:YYYY-MM-DDTHH``: bitmap of the users active in that local hour (a repeated DST hour is one).
+- ``P{N.b}:new:Z:YYYY-MM-DD``: bitmap of the users created on that local day (``user.created`` events).
+- ``Pday:Z:YYYY-MM-DD``: SET of user ids active on that local day (active-users' ``usersList``), kept
+  ``MEMBER_RETENTION_DAYS``; the bitmaps are the index and keep ``RETENTION_DAYS`` (hours ``HOUR_RETENTION_DAYS``).
 - ``Ptokens``: HASH of base64(SHA-256(token)) -> JSON record (user id, permissions, creation time, id).
 - ``Pheartbeat:<member>``: STRING, one consumer's JSON heartbeat (time, last stored event time, assignment),
   written with a time to live (``CONSUMER_STALE``), so a consumer that died stops counting when it expires.
@@ -12,35 +16,100 @@ Layout (``P`` is the configured prefix, ``Z`` the activity time zone name):
   the heartbeat keys without SCAN; writers prune members whose heartbeat expired long ago.
 - ``Pratelimit:<user>:<window>``: counter for the optional API rate limit.
 
-The zone is part of the bucket names, so a deployment that changes ``ACTIVITY_TIMEZONE`` starts new buckets
-instead of mixing days of two zones (a replay rebuilds them). Keys are independent, so a Redis Cluster can
-spread them over slots: no command ever touches two bucket keys at once.
+Before the index, hours and new users were SETs (``Phour:Z:YYYY-MM-DDTHH``, ``Pnew:Z:YYYY-MM-DD``); only
+``active-users reindex`` reads them (:meth:`KeySchema.old_hour`, :meth:`KeySchema.old_new_users`), to migrate.
+
+The zone is part of the names, so a deployment that changes ``ACTIVITY_TIMEZONE`` starts new days instead of
+mixing days of two zones (a replay rebuilds them). So is ``N``: another bucket count is another index. Every
+multi-key command touches the keys of one bucket only, which share a hash tag and so a cluster slot.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from activeusers.settings import Settings
+
+DEFAULT_BUCKETS: Final = 64
+
+
+def bucket_of(user_id: str, buckets: int) -> int:
+    """The bucket of ``user_id``: CRC-32 of its UTF-8 bytes modulo ``buckets`` (stable across processes)."""
+    return zlib.crc32(user_id.encode()) % buckets
 
 
 @dataclass(frozen=True, slots=True)
 class KeySchema:
-    """Builds every Redis key for one prefix and one activity time zone."""
+    """Builds every Redis key for one prefix, one activity time zone and one number of user buckets."""
 
     prefix: str
     zone_name: str
+    buckets: int = DEFAULT_BUCKETS
+
+    @classmethod
+    def of(cls, settings: Settings) -> KeySchema:
+        """The schema of the settings' prefix, zone and ``USER_BUCKETS``."""
+        return cls(settings.redis_key_prefix, settings.activity_timezone, settings.user_buckets)
 
     def day(self, day: date) -> str:
-        """Set of users active on ``day``."""
+        """Set of the ids of the users active on ``day``."""
         return f"{self.prefix}day:{self.zone_name}:{day.isoformat()}"
 
-    def hour(self, day: date, hour: int) -> str:
-        """Set of users active during local ``hour`` (0-23) of ``day``."""
+    def tag(self, bucket: int) -> str:
+        """The start shared by every key of ``bucket``, hash tag included."""
+        return f"{self.prefix}{{{self.buckets}.{bucket}}}:"
+
+    def ids(self, bucket: int) -> str:
+        """Hash numbering the users of ``bucket``."""
+        return f"{self.tag(bucket)}ids"
+
+    def day_bits(self, day: date, bucket: int) -> str:
+        """Bitmap of the users of ``bucket`` active on ``day``."""
+        return f"{self.tag(bucket)}day:{self.zone_name}:{day.isoformat()}"
+
+    def hour_bits(self, day: date, hour: int, bucket: int) -> str:
+        """Bitmap of the users of ``bucket`` active during local ``hour`` (0-23) of ``day``."""
+        return f"{self.tag(bucket)}hour:{self.zone_name}:{day.isoformat()}T{hour:02d}"
+
+    def new_bits(self, day: date, bucket: int) -> str:
+        """Bitmap of the users of ``bucket`` created on ``day``."""
+        return f"{self.tag(bucket)}new:{self.zone_name}:{day.isoformat()}"
+
+    def old_hour(self, day: date, hour: int) -> str:
+        """The pre-index set of users active during ``hour`` of ``day`` (read by ``reindex`` only)."""
         return f"{self.prefix}hour:{self.zone_name}:{day.isoformat()}T{hour:02d}"
 
-    def new_users(self, day: date) -> str:
-        """Set of users created on ``day``."""
+    def old_new_users(self, day: date) -> str:
+        """The pre-index set of users created on ``day`` (read by ``reindex`` only)."""
         return f"{self.prefix}new:{self.zone_name}:{day.isoformat()}"
+
+    def day_pattern(self) -> str:
+        """A SCAN pattern matching the day sets of this prefix and zone."""
+        return _escaped(f"{self.prefix}day:{self.zone_name}:") + "*"
+
+    def old_hour_pattern(self) -> str:
+        """A SCAN pattern matching the pre-index hour sets of this prefix and zone."""
+        return _escaped(f"{self.prefix}hour:{self.zone_name}:") + "*"
+
+    def old_new_users_pattern(self) -> str:
+        """A SCAN pattern matching the pre-index new-user sets of this prefix and zone."""
+        return _escaped(f"{self.prefix}new:{self.zone_name}:") + "*"
+
+    def day_of(self, key: str) -> date | None:
+        """The day of a day set's name (``None`` for any other key)."""
+        return _parsed_day(_after(key, f"{self.prefix}day:{self.zone_name}:"))
+
+    def old_hour_of(self, key: str) -> tuple[date, int] | None:
+        """The (day, hour) of a pre-index hour set's name (``None`` for any other key)."""
+        return _parsed_hour(_after(key, f"{self.prefix}hour:{self.zone_name}:"))
+
+    def old_new_users_of(self, key: str) -> date | None:
+        """The day of a pre-index new-user set's name (``None`` for any other key)."""
+        return _parsed_day(_after(key, f"{self.prefix}new:{self.zone_name}:"))
 
     def tokens(self) -> str:
         """Hash of hashed API tokens."""
@@ -60,5 +129,27 @@ class KeySchema:
 
     def pattern(self) -> str:
         """A SCAN pattern matching every key of this prefix (for tools and tests)."""
-        escaped = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix)
-        return escaped + "*"
+        return _escaped(self.prefix) + "*"
+
+
+def _parsed_day(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text) if len(text) == 10 else None
+    except ValueError:
+        return None
+
+
+def _parsed_hour(text: str) -> tuple[date, int] | None:
+    day_text, sep, hour_text = text.partition("T")
+    day = _parsed_day(day_text)
+    if day is None or not sep or len(hour_text) != 2 or not hour_text.isdigit() or int(hour_text) > 23:
+        return None
+    return day, int(hour_text)
+
+
+def _escaped(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def _after(key: str, start: str) -> str:
+    return key[len(start) :] if key.startswith(start) else ""

@@ -21,6 +21,11 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, No
 ISOLATION_LEVELS = ("read_committed", "read_uncommitted")
 _BOOLEANS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
 
+# Rocket.Chat's UI asks active-users for its last 30 days (31 local days, today included) and Rocket.Chat itself
+# keeps this data 45 days: the same 45 days cover the UI with two weeks to spare (time-zone offsets between the
+# browser and ACTIVITY_TIMEZONE, a range picked a few days late) while counts older than that come from the index.
+DEFAULT_MEMBER_RETENTION_DAYS = 45
+
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
@@ -95,6 +100,9 @@ class Settings:
     activity_timezone: str = "UTC"
     retention_days: int = 400
     hour_retention_days: int = 90
+    # 0: DEFAULT_MEMBER_RETENTION_DAYS, or RETENTION_DAYS when that is shorter (see member_days).
+    member_retention_days: int = 0
+    user_buckets: int = 64
     max_future_skew_s: float = 300.0
     max_event_bytes: int = 16384
     batch_size: int = 5000
@@ -118,6 +126,12 @@ class Settings:
             for value in [getattr(self, f.name)]
         )
         return f"Settings({shown})"
+
+    @property
+    def member_days(self) -> int:
+        """How many days the day sets (user ids, for active-users' ``usersList``) are kept after their day:
+        ``MEMBER_RETENTION_DAYS``, by default ``DEFAULT_MEMBER_RETENTION_DAYS`` capped at ``RETENTION_DAYS``."""
+        return self.member_retention_days or min(DEFAULT_MEMBER_RETENTION_DAYS, self.retention_days)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -166,6 +180,17 @@ class Settings:
         checks = [
             (self.retention_days >= 1, "RETENTION_DAYS must be at least 1"),
             (self.hour_retention_days >= 1, "HOUR_RETENTION_DAYS must be at least 1"),
+            (self.member_retention_days >= 0, "MEMBER_RETENTION_DAYS must not be negative"),
+            (
+                self.member_retention_days <= self.retention_days,
+                f"MEMBER_RETENTION_DAYS={self.member_retention_days} must not exceed RETENTION_DAYS="
+                f"{self.retention_days} (the day sets only list who the index counts)",
+            ),
+            (1 <= self.user_buckets <= 16384, "USER_BUCKETS must be between 1 and 16384"),
+            (
+                "{" not in self.redis_key_prefix and "}" not in self.redis_key_prefix,
+                "REDIS_KEY_PREFIX must not contain { or } (the index keys carry their own Redis Cluster hash tag)",
+            ),
             (self.max_future_skew_s >= 0, "MAX_FUTURE_SKEW must not be negative"),
             (self.max_event_bytes >= 64, "MAX_EVENT_BYTES must be at least 64"),
             (1 <= self.batch_size <= 100_000, "BATCH_SIZE must be between 1 and 100000"),

@@ -14,9 +14,10 @@ import ssl
 import time
 import urllib.parse
 from collections import defaultdict, deque
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import partial
 from typing import Any, Final, TypeVar, cast
 
 import hiredis
@@ -29,7 +30,7 @@ from redis.retry import Retry
 
 from activeusers.days import day_expiry_s
 from activeusers.errors import ConfigError, StoreUnavailable
-from activeusers.keys import KeySchema
+from activeusers.keys import KeySchema, bucket_of
 from activeusers.settings import Settings, redacted_url
 
 # Bounds the size of one Redis command: a huge SADD or a pipeline of hundreds of SMEMBERS would hold the
@@ -45,7 +46,7 @@ HEARTBEATS_READ = 1000
 
 @dataclass(frozen=True, slots=True)
 class Script:
-    """A read-only Lua script of the reader, called by its SHA-1 (Redis' name for it, not a security measure)."""
+    """A Lua script, called by its SHA-1 (Redis' name for it, not a security measure)."""
 
     source: str
 
@@ -55,34 +56,43 @@ class Script:
         return hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
 
 
-# SCARD of every key given, replies in key order. A chunk of COUNT_CHUNK keys bounds one call's time on Redis'
-# thread (SCARD is O(1): about a millisecond per chunk).
-SCARDS: Final = Script("local r = {} for i, k in ipairs(KEYS) do r[i] = redis.call('SCARD', k) end return r")
-# ARGV[i] keys after the previous groups' form group i; its reply is the size of their union (0 for no keys), by
-# inclusion-exclusion over the group's subsets: SCARD of one set, SINTERCARD of more, counts only. (A SUNION would
-# copy every member into a Lua table: measured 12 ms for a day's 12 slots at 10k daily active, against under 1.)
-UNION_SIZES: Final = Script(
-    "local r, k = {}, 1 "
-    "for i, n in ipairs(ARGV) do n = tonumber(n) local total = 0 "
-    "for mask = 1, 2 ^ n - 1 do local sub, m = {}, mask "
-    "for j = 0, n - 1 do if m % 2 == 1 then sub[#sub + 1] = KEYS[k + j] end m = math.floor(m / 2) end "
-    "local c if #sub == 1 then c = redis.call('SCARD', sub[1]) "
-    "else c = redis.call('SINTERCARD', #sub, unpack(sub)) end "
-    "if #sub % 2 == 1 then total = total + c else total = total - c end end "
-    "r[i] = total k = k + n end return r"
+# Numbers the user ids given (ARGV) in one bucket's hash KEYS[1]: a known id keeps its number, an unknown one gets
+# the next free one (the hash's size), in one atomic script, so any number of writers agree and the numbers stay
+# dense. Replies the numbers in ARGV order. NUMBER_CHUNK ids bound one call's time on Redis' thread.
+NUMBER_USERS: Final = Script(
+    "local n = redis.call('HLEN', KEYS[1]) local r = {} "
+    "for i, id in ipairs(ARGV) do local v = redis.call('HGET', KEYS[1], id) "
+    "if v then r[i] = tonumber(v) else redis.call('HSET', KEYS[1], id, n) r[i] = n n = n + 1 end end "
+    "return r"
 )
-COUNT_CHUNK = 2048
+NUMBER_CHUNK = 1000
+# BITCOUNT of every key given (keys of one bucket), replies in key order; COUNT_CHUNK keys bound one call.
+BITCOUNTS: Final = Script("local r = {} for i, k in ipairs(KEYS) do r[i] = redis.call('BITCOUNT', k) end return r")
+COUNT_CHUNK = 512
+# Bitmaps fetched per MGET (keys of one bucket): about a kilobyte each at the large dataset.
+FETCH_CHUNK = 256
+SCRIPTS: Final = (NUMBER_USERS, BITCOUNTS)
+# Bits set per BITFIELD command, so a backfill's biggest key is still a short command.
+BITS_CHUNK = 10_000
+# How many user numbers the writer remembers (about 100 bytes each) before it starts over.
+NUMBER_MEMO_USERS = 2_000_000
+# A remembered number packs the bucket into its low bits (USER_BUCKETS is at most 2**BUCKET_BITS).
+BUCKET_BITS: Final = 14
+BUCKET_MASK: Final = (1 << BUCKET_BITS) - 1
 
 REDIS_ERRORS = (redis.RedisError, OSError)
 # hiredis's stub types the argument as a one-element tuple; it takes a command of any length.
 pack_command = cast(Callable[[tuple[str | int, ...]], bytes], hiredis.pack_command)
+# A packed command with its routing key (its first key: the one a Redis Cluster client sends it by).
+Routed = tuple[str, bytes]
 
 K = TypeVar("K")
 
 
 @dataclass(slots=True)
 class Buckets:
-    """Distinct user ids per bucket accumulated from one batch of events, ready to be written at once."""
+    """Distinct user ids per local day, hour and day of creation, accumulated from one batch of events, ready to
+    be written at once (these time buckets are not the user buckets of :func:`activeusers.keys.bucket_of`)."""
 
     days: defaultdict[date, set[str]] = field(default_factory=lambda: defaultdict(set))
     hours: defaultdict[tuple[date, int], set[str]] = field(default_factory=lambda: defaultdict(set))
@@ -251,36 +261,69 @@ def _first_line(text: str) -> str:
 
 
 class ActivityWriter:
-    """Writes batches of buckets, expiry included, in one pipelined round trip."""
+    """Writes batches of buckets, expiry included: the day sets and the index's bitmaps in one pipelined round
+    trip, after one more for the numbers of users it has not seen before."""
 
     def __init__(
-        self, client: redis.Redis, keys: KeySchema, settings: Settings, clock: Callable[[], float] = time.monotonic
+        self,
+        client: redis.Redis,
+        keys: KeySchema,
+        settings: Settings,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
         self._keys = keys
         self._zone = settings.zone
         self._retention_days = settings.retention_days
         self._hour_retention_days = settings.hour_retention_days
+        self._member_days = settings.member_days
         self._clock = clock
+        self._wall = wall
         self._expiry_of: dict[tuple[date, int], int] = {}
         self._expiry_sent: dict[str, tuple[int, float]] = {}
+        # user id -> number << BUCKET_BITS | bucket: numbers never change once given, so a memo is always exact.
+        self._numbers: dict[str, int] = {}
         self._heartbeat_ttl_ms = max(1, int(settings.consumer_stale_s * 1000))
 
     def write(self, buckets: Buckets) -> None:
         """Store every bucket of the batch; raise :class:`StoreUnavailable` if Redis fails (nothing is partial
         in a harmful way: a retry of the same batch converges to the same state)."""
-        commands: list[bytes] = []
-        now = self._clock()
-        expiring: list[tuple[str, int]] = []
-        for day, users in buckets.days.items():
-            self._add(commands, self._keys.day(day), users, self._expiry(day, self._retention_days), now, expiring)
-        for (day, hour), users in buckets.hours.items():
-            expiry = self._expiry(day, self._hour_retention_days)
-            self._add(commands, self._keys.hour(day, hour), users, expiry, now, expiring)
-        for day, users in buckets.created.items():
-            expiry = self._expiry(day, self._retention_days)
-            self._add(commands, self._keys.new_users(day), users, expiry, now, expiring)
+        self._store(buckets, members=True)
+
+    def index(self, buckets: Buckets) -> None:
+        """Like :meth:`write` without the day sets: the bitmaps only (``reindex`` builds them from the sets)."""
+        self._store(buckets, members=False)
+
+    def numbers(self, user_ids: Collection[str]) -> dict[str, tuple[int, int]]:
+        """The (bucket, number) of each user id, numbering the unknown ones (raises :class:`StoreUnavailable`)."""
         try:
+            self._number(user_ids)
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable(f"Redis numbering failed: {exc}") from exc
+        memo = self._numbers
+        return {user: (memo[user] & BUCKET_MASK, memo[user] >> BUCKET_BITS) for user in user_ids}
+
+    def _store(self, buckets: Buckets, *, members: bool) -> None:
+        commands: list[Routed] = []
+        now = self._clock()
+        wall_s = self._wall()
+        expiring: list[tuple[str, int]] = []
+        keys = self._keys
+        try:
+            self._number([user for group in (buckets.days, buckets.created) for u in group.values() for user in u])
+            for day, users in buckets.days.items():
+                if members:
+                    expiry = self._expiry(day, self._member_days)
+                    self._add(commands, keys.day(day), users, expiry, wall_s, now, expiring)
+                expiry = self._expiry(day, self._retention_days)
+                self._bits(commands, partial(keys.day_bits, day), users, expiry, wall_s, now, expiring)
+            for (day, hour), users in buckets.hours.items():
+                expiry = self._expiry(day, self._hour_retention_days)
+                self._bits(commands, partial(keys.hour_bits, day, hour), users, expiry, wall_s, now, expiring)
+            for day, users in buckets.created.items():
+                expiry = self._expiry(day, self._retention_days)
+                self._bits(commands, partial(keys.new_bits, day), users, expiry, wall_s, now, expiring)
             self._send(commands)
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis write failed: {exc}") from exc
@@ -288,6 +331,35 @@ class ActivityWriter:
             self._expiry_sent.clear()
         for key, expire_at in expiring:
             self._expiry_sent[key] = (expire_at, now)
+
+    def _number(self, users: Collection[str]) -> None:
+        """Make sure every user of ``users`` has its number in the memo: one round trip for the unknown ones."""
+        memo = self._numbers
+        if len(memo) + len(users) > NUMBER_MEMO_USERS:
+            memo.clear()
+        buckets = self._keys.buckets
+        unknown: defaultdict[int, set[str]] = defaultdict(set)
+        for user in users:
+            if user not in memo:
+                unknown[bucket_of(user, buckets)].add(user)
+        if not unknown:
+            return
+        calls: list[tuple[int, list[str]]] = []
+        for bucket, found in unknown.items():
+            ids = list(found)
+            calls += [(bucket, ids[start : start + NUMBER_CHUNK]) for start in range(0, len(ids), NUMBER_CHUNK)]
+        commands = [
+            (self._keys.ids(bucket), pack_command(("EVALSHA", NUMBER_USERS.sha, 1, self._keys.ids(bucket), *ids)))
+            for bucket, ids in calls
+        ]
+        try:
+            replies = self._send(commands)
+        except redis.exceptions.NoScriptError:  # a new or restarted Redis: load the script once, then ask again
+            self._client.script_load(NUMBER_USERS.source)
+            replies = self._send(commands)
+        for (bucket, ids), numbers in zip(calls, replies, strict=True):
+            for user, number in zip(ids, numbers, strict=True):
+                memo[user] = int(number) << BUCKET_BITS | bucket
 
     def _expiry(self, day: date, retention_days: int) -> int:
         found = self._expiry_of.get((day, retention_days))
@@ -297,46 +369,83 @@ class ActivityWriter:
             found = self._expiry_of[(day, retention_days)] = day_expiry_s(day, self._zone, retention_days)
         return found
 
-    def _send(self, commands: list[bytes]) -> None:
+    def _send(self, commands: Sequence[Routed]) -> list[Any]:
+        """Send pre-packed commands (each with its routing key) and return their replies in order; raise the
+        first error reply once every reply is read. The one place that talks to Redis for batches."""
         # The batch as pre-packed commands, sent in one write on one pooled connection, replies read in order.
         # redis-py's Pipeline spends microseconds of Python per command on bookkeeping and reply callbacks, and a
         # backfill batch sends hundreds of commands: this halves the client's CPU per stored event (measured
         # 1.5 us -> 0.8 us), on the store worker's busy core.
         if not commands:
-            return
+            return []
         pool = self._client.connection_pool
         connection = pool.get_connection()
+        replies: list[Any] = []
         try:
-            connection.send_packed_command([b"".join(commands)])  # type: ignore[no-untyped-call]
+            connection.send_packed_command([b"".join(packed for _, packed in commands)])  # type: ignore[no-untyped-call]
             refused: list[redis.ResponseError] = []
             for _ in commands:
                 try:
-                    connection.read_response()
+                    replies.append(connection.read_response())
                 except redis.ResponseError as exc:  # read every reply, so the connection stays in step
                     refused.append(exc)
+                    replies.append(exc)
             if refused:
                 raise refused[0]
         finally:
             pool.release(connection)
+        return replies
 
     def _add(
         self,
-        commands: list[bytes],
+        commands: list[Routed],
         key: str,
         users: set[str],
         expire_at: int,
+        wall_s: float,
         now: float,
         expiring: list[tuple[str, int]],
     ) -> None:
+        if expire_at <= wall_s:
+            return  # past this key's retention: an old event still counts in the index, but lists no member
         members = list(users)
         for start in range(0, len(members), SADD_CHUNK):
-            commands.append(pack_command(("SADD", key, *members[start : start + SADD_CHUNK])))
-        # Each command costs the client microseconds of Python, and a backfill batch touches hundreds of hour
-        # keys: a key's (deterministic) expiry is sent once and then again only every EXPIRY_REFRESH_S, which
-        # also restores it on a key that lost it (a Redis restarted without persistence, a manual PERSIST).
+            commands.append((key, pack_command(("SADD", key, *members[start : start + SADD_CHUNK]))))
+        self._expire(commands, key, expire_at, now, expiring)
+
+    def _bits(
+        self,
+        commands: list[Routed],
+        key_of: Callable[[int], str],
+        users: set[str],
+        expire_at: int,
+        wall_s: float,
+        now: float,
+        expiring: list[tuple[str, int]],
+    ) -> None:
+        """Set the bits of ``users`` in the bitmaps ``key_of(bucket)``: one BITFIELD per bucket (idempotent)."""
+        if expire_at <= wall_s:
+            return
+        memo = self._numbers
+        offsets: defaultdict[int, list[str | int]] = defaultdict(list)
+        for user in users:
+            packed = memo[user]
+            offsets[packed & BUCKET_MASK] += ("SET", "u1", packed >> BUCKET_BITS, 1)
+        for bucket, fields in offsets.items():
+            key = key_of(bucket)
+            for start in range(0, len(fields), 4 * BITS_CHUNK):
+                commands.append((key, pack_command(("BITFIELD", key, *fields[start : start + 4 * BITS_CHUNK]))))
+            self._expire(commands, key, expire_at, now, expiring)
+
+    def _expire(
+        self, commands: list[Routed], key: str, expire_at: int, now: float, expiring: list[tuple[str, int]]
+    ) -> None:
+        # Each command costs the client microseconds of Python, and a backfill batch touches hundreds of keys: a
+        # key's (deterministic) expiry is sent once and then again only every EXPIRY_REFRESH_S, which also
+        # restores it on a key that lost it (a Redis restarted without persistence, a manual PERSIST).
         sent = self._expiry_sent.get(key)
         if sent is None or sent[0] != expire_at or now - sent[1] >= EXPIRY_REFRESH_S:
-            commands.append(pack_command(("EXPIREAT", key, expire_at)))
+            commands.append((key, pack_command(("EXPIREAT", key, expire_at))))
             expiring.append((key, expire_at))
 
     def heartbeat(self, member: str, state: dict[str, object], now_ms: int) -> None:
@@ -368,7 +477,11 @@ class ActivityWriter:
 
 
 class ActivityReader:
-    """Reads day and hour buckets and consumer heartbeats for the API."""
+    """Reads the index's counts and bitmaps, the day sets' members and consumer heartbeats for the API.
+
+    Counts over several buckets of time are sums over the user buckets: the buckets partition the users, and
+    every call touches the keys of one user bucket (one cluster slot) only.
+    """
 
     def __init__(self, client: aioredis.Redis, keys: KeySchema) -> None:
         self._client = client
@@ -379,75 +492,121 @@ class ActivityReader:
         return await self._members([self._keys.day(d) for d in days], days)
 
     async def cardinalities(self, days: Sequence[date]) -> dict[date, int]:
-        """How many users each day's set holds (0 for a day without data), in one pipelined round trip.
+        """How many ids each day's set holds (0 for a day without data), by ``SCARD`` (O(1)) in one round trip."""
+        keys = [self._keys.day(d) for d in days]
+        replies = await self._guarded(self._send([(key, pack_command(("SCARD", key))) for key in keys]))
+        return dict(zip(days, map(int, replies), strict=True))
 
-        ``SCARD`` is O(1) in Redis, so even the longest range (the retention window) is one cheap pipeline.
-        """
-        return dict(zip(days, await self._counts([self._keys.day(d) for d in days]), strict=True))
+    async def day_counts(self, days: Sequence[date]) -> dict[date, int]:
+        """Distinct users active on each day (0 for a day without data), from the day bitmaps."""
+        return dict(zip(days, await self._bit_counts(lambda b: [self._keys.day_bits(d, b) for d in days]), strict=True))
 
     async def new_user_counts(self, days: Sequence[date]) -> dict[date, int]:
-        """How many users were created on each day (0 for a day without data), by ``SCARD``."""
-        return dict(zip(days, await self._counts([self._keys.new_users(d) for d in days]), strict=True))
+        """How many users were created on each day (0 for a day without data), from the new-user bitmaps."""
+        return dict(zip(days, await self._bit_counts(lambda b: [self._keys.new_bits(d, b) for d in days]), strict=True))
 
     async def hour_counts(self, hours: Sequence[tuple[date, int]]) -> dict[tuple[date, int], int]:
-        """How many users each local hour bucket ``(day, hour)`` holds (0 without data), by ``SCARD``."""
-        return dict(zip(hours, await self._counts([self._keys.hour(d, h) for d, h in hours]), strict=True))
+        """Distinct users of each local hour bucket ``(day, hour)`` (0 without data), from the hour bitmaps."""
+        counts = await self._bit_counts(lambda b: [self._keys.hour_bits(d, h, b) for d, h in hours])
+        return dict(zip(hours, counts, strict=True))
 
-    async def hour_union_counts(self, groups: Sequence[Sequence[tuple[date, int]]]) -> list[int]:
-        """The number of distinct users in the union of each group of hour buckets, in one round trip.
+    async def day_masks(self, days: Sequence[date]) -> list[int]:
+        """Each day's active users as one bitmask (0 for a day without data), in the order of ``days``."""
+        return await self._masks(lambda b: [self._keys.day_bits(d, b) for d in days])
 
-        A script counts the unions inside Redis by inclusion-exclusion (``SCARD`` and ``SINTERCARD``), so no
-        member is copied or sent. A group is meant to be small (a two-hour slot: two buckets, three around a DST
-        change; it costs ``2**len(group) - 1`` counts); an empty group counts 0.
+    async def hour_masks(self, hours: Sequence[tuple[date, int]]) -> list[int]:
+        """Each local hour bucket's active users as one bitmask, in the order of ``hours``."""
+        return await self._masks(lambda b: [self._keys.hour_bits(d, h, b) for d, h in hours])
+
+    async def _bit_counts(self, keys_of: Callable[[int], list[str]]) -> list[int]:
+        """Sum over the user buckets of the BITCOUNT of each bucket's ``keys_of(bucket)``, position by position."""
+        size, calls = self._calls(keys_of, COUNT_CHUNK)
+        totals = [0] * size
+        replies = await self._guarded(self._eval(BITCOUNTS, [keys for _, _, keys in calls]))
+        for (_, offset, _), counts in zip(calls, replies, strict=True):
+            for position, count in enumerate(counts, offset):
+                totals[position] += int(count)
+        return totals
+
+    async def _masks(self, keys_of: Callable[[int], list[str]]) -> list[int]:
+        """Per position of ``keys_of(bucket)``: the bitmaps of every bucket, side by side in one int.
+
+        Each bucket gets the same span of bits in every mask (its longest bitmap among those read), so ORs of
+        masks are unions of users and ``int.bit_count()`` counts them. Bit order inside a span is Redis' own
+        (the most significant bit of a byte first): counting does not care.
         """
-        keys = [self._keys.hour(d, h) for group in groups for d, h in group]
-        try:
-            sizes = await self._eval(UNION_SIZES, keys, [len(group) for group in groups])
-        except REDIS_ERRORS as exc:
-            raise StoreUnavailable(f"Redis read failed: {exc}") from exc
-        return [int(size) for size in sizes]
+        size, calls = self._calls(keys_of, FETCH_CHUNK)
+        replies = await self._guarded(self._send([(keys[0], pack_command(("MGET", *keys))) for _, _, keys in calls]))
+        values: list[list[bytes]] = [[] for _ in range(self._keys.buckets)]
+        for (bucket, _, _), reply in zip(calls, replies, strict=True):
+            values[bucket] += [value or b"" for value in reply]
+        spans: list[list[bytes]] = []
+        for found in values:
+            width = max(map(len, found), default=0)
+            if width:
+                spans.append([value.ljust(width, b"\0") for value in found])
+        return [int.from_bytes(b"".join(span[i] for span in spans), "big") for i in range(size)]
 
-    async def _counts(self, keys: list[str]) -> list[int]:
-        if not keys:
+    def _calls(self, keys_of: Callable[[int], list[str]], chunk: int) -> tuple[int, list[tuple[int, int, list[str]]]]:
+        """The keys of every user bucket in chunks, as (bucket, position of the first, keys), and how many
+        positions ``keys_of`` has."""
+        calls: list[tuple[int, int, list[str]]] = []
+        size = 0
+        for bucket in range(self._keys.buckets):
+            keys = keys_of(bucket)
+            size = len(keys)
+            calls += [(bucket, start, keys[start : start + chunk]) for start in range(0, size, chunk)]
+        return size, calls
+
+    async def _eval(self, script: Script, calls: Sequence[Sequence[str]]) -> list[Any]:
+        """One EVALSHA of ``script`` per group of keys (each group of one bucket), in one round trip."""
+        commands = [(keys[0], pack_command(("EVALSHA", script.sha, len(keys), *keys))) for keys in calls]
+        try:
+            return await self._send(commands)
+        except redis.exceptions.NoScriptError:  # a new or restarted Redis: load it once, then ask again
+            await self._client.script_load(script.source)
+            return await self._send(commands)
+
+    async def _send(self, commands: Sequence[Routed]) -> list[Any]:
+        """Send pre-packed commands (each with its routing key) and return their replies in order; raise the
+        first error reply once every reply is read. The one place the reader's batches talk to Redis."""
+        # Packed by hiredis in C and sent on a pooled connection: a pipeline of 2,000 commands costs redis-py
+        # about 60 ms of Python (command objects, reply callbacks); pre-packed, well under 1 ms.
+        if not commands:
             return []
-        # Chunks go one after the other: only ranges longer than COUNT_CHUNK keys, such as hours of a long hour
-        # retention, take more than one round trip.
-        counts: list[int] = []
-        try:
-            for start in range(0, len(keys), COUNT_CHUNK):
-                counts += map(int, await self._eval(SCARDS, keys[start : start + COUNT_CHUNK]))
-        except REDIS_ERRORS as exc:
-            raise StoreUnavailable(f"Redis read failed: {exc}") from exc
-        return counts
-
-    async def _eval(self, script: Script, keys: list[str], args: Sequence[int] = ()) -> list[Any]:
-        # One script call instead of one command per key, packed by hiredis in C and sent on a pooled connection:
-        # a pipeline of 2,000 SCARDs costs redis-py about 60 ms of Python (command objects, reply callbacks), and
-        # even one EVALSHA of 2,000 keys about 8 ms when redis-py packs it; pre-packed, well under 1 ms.
-        packed = pack_command(("EVALSHA", script.sha, len(keys), *keys, *args))
         pool = self._client.connection_pool
         connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        replies: list[Any] = []
+        refused: list[redis.ResponseError] = []
         try:
-            await connection.send_packed_command(packed)
-            try:
-                reply = await connection.read_response()
-            except redis.exceptions.NoScriptError:  # a new or restarted Redis: load it once, then ask again
-                await connection.send_command("SCRIPT", "LOAD", script.source)
-                await connection.read_response()
-                await connection.send_packed_command(packed)
-                reply = await connection.read_response()
+            await connection.send_packed_command(b"".join(packed for _, packed in commands))
+            for _ in commands:
+                try:
+                    replies.append(await connection.read_response())
+                except redis.ResponseError as exc:  # read every reply, so the connection stays in step
+                    refused.append(exc)
+                    replies.append(exc)
         except BaseException:
             # A failure (or a cancellation) mid-reply leaves the connection out of step with its replies.
             await connection.disconnect()
             raise
         finally:
             await pool.release(connection)
-        return cast(list[Any], reply)
+        if refused:
+            raise refused[0]
+        return replies
+
+    @staticmethod
+    async def _guarded(call: Awaitable[list[Any]]) -> list[Any]:
+        try:
+            return await call
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable(f"Redis read failed: {exc}") from exc
 
     async def load_scripts(self) -> None:
-        """Load the reader's script into Redis ahead of the first request (raises :class:`StoreUnavailable`)."""
+        """Load the scripts into Redis ahead of the first request (raises :class:`StoreUnavailable`)."""
         try:
-            for script in (SCARDS, UNION_SIZES):
+            for script in SCRIPTS:
                 await self._client.script_load(script.source)
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis script load failed: {exc}") from exc

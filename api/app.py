@@ -76,7 +76,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     )
     app[SETTINGS] = settings
     app[CLOCK] = clock
-    app[KEYS] = KeySchema(settings.redis_key_prefix, settings.activity_timezone)
+    app[KEYS] = KeySchema.of(settings)
     app[METRICS] = metrics
     app[page.PAGE] = page.Page()
     app[DAY_CACHE] = DayCache(settings.api_cache_bytes, settings.api_cache_ttl_s)

@@ -100,7 +100,7 @@ def _with_store(settings: Settings, action: Callable[[TokenStore], Awaitable[T]]
     async def run() -> T:
         client = async_redis_client(settings)
         try:
-            return await action(TokenStore(client, KeySchema(settings.redis_key_prefix, settings.activity_timezone)))
+            return await action(TokenStore(client, KeySchema.of(settings)))
         finally:
             await client.aclose()
 

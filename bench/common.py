@@ -63,7 +63,7 @@ def bench_settings(name: str, **extra: str) -> Settings:
 
 
 def keys_of(settings: Settings) -> KeySchema:
-    return KeySchema(settings.redis_key_prefix, settings.activity_timezone)
+    return KeySchema.of(settings)
 
 
 def today_utc() -> date:

@@ -106,7 +106,7 @@ def raw_read(settings: Settings, total: int) -> float:
 
 def ours(settings: Settings, total: int) -> float:
     client = redis.Redis.from_url(settings.redis_url)
-    writer = ActivityWriter(client, KeySchema(settings.redis_key_prefix, settings.activity_timezone), settings)
+    writer = ActivityWriter(client, KeySchema.of(settings), settings)
     worker = StoreWorker(settings)
     worker.start()
     consumer = new_consumer(settings, "bench-ours")
@@ -162,7 +162,7 @@ def naive(settings: Settings, limit: int) -> float:
 
 def bytes_per_member(settings: Settings) -> tuple[float, int, int]:
     client = redis.Redis.from_url(settings.redis_url)
-    keys = KeySchema(settings.redis_key_prefix, settings.activity_timezone)
+    keys = KeySchema.of(settings)
     day_keys = list(client.scan_iter(match=keys.prefix + "day:*", count=1000))
     members = sum(client.scard(k) for k in day_keys)
     used = sum(client.memory_usage(k, samples=0) or 0 for k in day_keys)

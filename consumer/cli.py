@@ -132,7 +132,7 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
     stop = stop_on_signals()
     check_connections(settings)
     redis = redis_client(settings)
-    writer = ActivityWriter(redis, KeySchema(settings.redis_key_prefix, settings.activity_timezone), settings)
+    writer = ActivityWriter(redis, KeySchema.of(settings), settings)
     producer = new_producer(settings, "active-users-replay-dlq") if args.dead_letter else None
     try:
         dead_letters = DeadLetterQueue(producer, settings.kafka_dlq_topic) if producer is not None else None

@@ -431,7 +431,7 @@ def run_consumer(settings: Settings, stop: StopRequest) -> int:
         resources.callback(lambda: worker.close(max(0.5, stop.remaining())))
         redis = redis_client(settings)
         resources.callback(redis.close)
-        writer = ActivityWriter(redis, KeySchema(settings.redis_key_prefix, settings.activity_timezone), settings)
+        writer = ActivityWriter(redis, KeySchema.of(settings), settings)
         kafka_consumer = _connect(settings, f"active-users-{member}", stop, metrics)
         if kafka_consumer is None:
             log.info("consumer stopped before Kafka answered", extra={"member": member})

@@ -27,7 +27,8 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from activeusers.keys import KeySchema
+from activeusers.keys import KeySchema, bucket_of
+from activeusers.settings import DEFAULT_MEMBER_RETENTION_DAYS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DAY_MS = 86_400_000
@@ -157,25 +158,67 @@ def activity(
 
 
 def oracle(
-    events: Iterable[dict[str, Any] | None], keys: KeySchema, zone: ZoneInfo, now_ms: int, retention_days: int
+    events: Iterable[dict[str, Any] | None],
+    keys: KeySchema,
+    zone: ZoneInfo,
+    now_ms: int,
+    retention_days: int,
+    member_days: int | None = None,
 ) -> dict[str, set[str]]:
-    """Expected bucket keys and members for the events (anonymous, unknown and expired ones left out)."""
+    """Expected day sets and index contents (as :func:`bucket_state` names them) for the events (anonymous,
+    unknown and expired ones left out; day sets only for the days inside ``member_days``, by default the
+    settings' rule: 45 days, at most ``retention_days``)."""
     found = activity(events, zone, now_ms, retention_days)
+    members = activity(events, zone, now_ms, member_days or min(DEFAULT_MEMBER_RETENTION_DAYS, retention_days))
     return {
-        **{keys.new_users(day): users for day, users in found.created.items()},
-        **{keys.day(day): users for day, users in found.days.items()},
-        **{keys.hour(day, hour): users for (day, hour), users in found.hours.items()},
+        **{keys.day(day): users for day, users in members.days.items()},
+        **{index_label("day", day.isoformat()): users for day, users in found.days.items()},
+        **{index_label("hour", f"{day.isoformat()}T{hour:02d}"): users for (day, hour), users in found.hours.items()},
+        **{index_label("new", day.isoformat()): users for day, users in found.created.items()},
     }
 
 
+def index_label(kind: str, when: str) -> str:
+    """How :func:`bucket_state` names the users of one of the index's days, hours or creation days."""
+    return f"index:{kind}:{when}"
+
+
 def bucket_state(client: Any, keys: KeySchema) -> dict[str, set[str]]:
-    """Every day, hour and new-user bucket under the schema's prefix, as stored."""
+    """The day sets under the schema's prefix, as stored, and the index decoded back into user ids: every
+    bitmap of a day, hour or creation day, its bits mapped through its bucket's ids hash and the buckets
+    unioned (labelled by :func:`index_label`). Asserts that every bucket's numbering is dense and that every bit
+    set names a numbered user."""
     found: dict[str, set[str]] = {}
-    for pattern in (keys.prefix + "day:*", keys.prefix + "hour:*", keys.prefix + "new:*"):
-        for key in client.scan_iter(match=pattern, count=1000):
-            name = key.decode() if isinstance(key, bytes) else key
-            found[name] = {m.decode() if isinstance(m, bytes) else m for m in client.smembers(name)}
-    return found
+    for key in client.scan_iter(match=keys.day_pattern(), count=1000):
+        name = _text(key)
+        found[name] = {_text(m) for m in client.smembers(name)}
+    users: list[dict[int, str]] = []
+    for bucket in range(keys.buckets):
+        numbers = {int(n): _text(u) for u, n in client.hgetall(keys.ids(bucket)).items()}
+        assert sorted(numbers) == list(range(len(numbers))), f"bucket {bucket}: numbers not dense"
+        assert all(bucket_of(u, keys.buckets) == bucket for u in numbers.values()), f"bucket {bucket}: foreign id"
+        users.append(numbers)
+    for key in client.scan_iter(match=keys.pattern(), count=1000):
+        name = _text(key)
+        tag = keys.prefix + "{"
+        if not name.startswith(tag) or name.endswith("}:ids"):
+            continue
+        bucket = int(name[len(tag) : name.index("}")].split(".")[1])
+        kind, _, when = name[name.index("}") + 2 :].partition(":")
+        when = when.removeprefix(keys.zone_name + ":")
+        bits: bytes = client.execute_command("GET", name, NEVER_DECODE=True)
+        decoded = found.setdefault(index_label(kind, when), set())
+        for position, byte in enumerate(bits):
+            for bit in range(8):
+                if byte & (0x80 >> bit):
+                    number = position * 8 + bit
+                    assert number in users[bucket], f"{name}: bit {number} names no user"
+                    decoded.add(users[bucket][number])
+    return {label: ids for label, ids in found.items() if ids}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def produce(bootstrap: str, topic: str, records: Iterable[Sent], security: Mapping[str, Any] | None = None) -> int:
@@ -366,10 +409,11 @@ def read_topic(bootstrap: str, name: str, expected: int, timeout_s: float = 30) 
 
 
 def expected_buckets(
-    sent: Iterable[Sent], prefix: str, zone: str, now_ms: int, retention_days: int
+    sent: Iterable[Sent], prefix: str, zone: str, now_ms: int, retention_days: int, member_days: int | None = None
 ) -> dict[str, set[str]]:
     """The oracle for the records as sent, under ``prefix`` in ``zone``."""
-    return oracle((s.event for s in sent), KeySchema(prefix, zone), ZoneInfo(zone), now_ms, retention_days)
+    found = (s.event for s in sent)
+    return oracle(found, KeySchema(prefix, zone), ZoneInfo(zone), now_ms, retention_days, member_days)
 
 
 def free_port() -> int:

@@ -43,6 +43,8 @@ DEFAULTS = {
     "activity_timezone": "UTC",
     "retention_days": 400,
     "hour_retention_days": 90,
+    "member_retention_days": 0,
+    "user_buckets": 64,
     "max_future_skew_s": 300.0,
     "max_event_bytes": 16384,
     "batch_size": 5000,
@@ -73,6 +75,8 @@ ENV_CASES = [
     ("ACTIVITY_TIMEZONE", "Asia/Kathmandu", "activity_timezone", "Asia/Kathmandu"),
     ("RETENTION_DAYS", "30", "retention_days", 30),
     ("HOUR_RETENTION_DAYS", "7", "hour_retention_days", 7),
+    ("MEMBER_RETENTION_DAYS", "20", "member_retention_days", 20),
+    ("USER_BUCKETS", "256", "user_buckets", 256),
     ("MAX_FUTURE_SKEW", "5m", "max_future_skew_s", 300.0),
     ("MAX_EVENT_BYTES", "1024", "max_event_bytes", 1024),
     ("BATCH_SIZE", "100", "batch_size", 100),
@@ -452,6 +456,39 @@ def test_problems_lists_every_violation() -> None:
 
 
 # ------------------------------------------------------------------------------------------------- cross-field
+
+
+@pytest.mark.parametrize(
+    ("env", "member_days"),
+    [
+        ({}, 45),
+        ({"RETENTION_DAYS": "30"}, 30),  # the default is capped at the index's retention
+        ({"RETENTION_DAYS": "30", "MEMBER_RETENTION_DAYS": "30"}, 30),
+        ({"MEMBER_RETENTION_DAYS": "7"}, 7),
+        ({"MEMBER_RETENTION_DAYS": "400"}, 400),
+    ],
+)
+def test_member_retention(env: dict[str, str], member_days: int) -> None:
+    assert Settings.from_env(env).member_days == member_days
+
+
+def test_member_retention_must_not_exceed_the_index_retention() -> None:
+    message = config_error({"RETENTION_DAYS": "30", "MEMBER_RETENTION_DAYS": "31"})
+    assert "MEMBER_RETENTION_DAYS=31 must not exceed RETENTION_DAYS=30" in message
+    assert "MEMBER_RETENTION_DAYS" in config_error({"MEMBER_RETENTION_DAYS": "-1"})
+
+
+@pytest.mark.parametrize(("raw", "ok"), [("1", True), ("16384", True), ("0", False), ("16385", False)])
+def test_user_buckets_range(raw: str, ok: bool) -> None:
+    if ok:
+        assert Settings.from_env({"USER_BUCKETS": raw}).user_buckets == int(raw)
+    else:
+        assert "USER_BUCKETS must be between 1 and 16384" in config_error({"USER_BUCKETS": raw})
+
+
+@pytest.mark.parametrize("prefix", ["{au}:", "a{", "b}:"])
+def test_the_prefix_carries_no_hash_tag(prefix: str) -> None:
+    assert "REDIS_KEY_PREFIX must not contain { or }" in config_error({"REDIS_KEY_PREFIX": prefix})
 
 
 def test_dlq_topic_must_differ_from_topic() -> None:

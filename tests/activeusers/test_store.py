@@ -1,9 +1,10 @@
-"""Writing and reading activity buckets, against fakeredis (and a closed port for failures)."""
+"""Batches, heartbeats, day-set reads and the clients, against fakeredis (and a closed port for failures); the
+index (numbering, bitmaps, counts) needs Lua and is tested against the real Redis (``test_writer_index.py``,
+``test_reader_counts.py``)."""
 
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any
@@ -19,13 +20,12 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from activeusers import store
-from activeusers.days import day_expiry_s, days_between
+from activeusers.days import days_between
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema
 from activeusers.settings import Secret, Settings
 from activeusers.store import (
     READ_CHUNK,
-    SADD_CHUNK,
     ActivityReader,
     ActivityWriter,
     Buckets,
@@ -135,144 +135,6 @@ def test_buckets_do_not_share_state() -> None:
 # ---------------------------------------------------------------------------------------------------- ActivityWriter
 
 
-def test_write_stores_members_and_expiry(writer: ActivityWriter, client: fakeredis.FakeRedis) -> None:
-    buckets = Buckets()
-    buckets.add_active(DST_DAY, 1, "alice", 1)
-    buckets.add_active(DST_DAY, 3, "bob", 2)
-    buckets.add_active(DAY, 12, "alice", 3)
-    buckets.add_created(DST_DAY, "bob", 2)
-    writer.write(buckets)
-
-    zone = SETTINGS.zone
-    assert client.smembers("t:day:America/New_York:2031-03-09") == {"alice", "bob"}
-    assert client.smembers("t:day:America/New_York:2031-06-01") == {"alice"}
-    assert client.smembers("t:hour:America/New_York:2031-03-09T01") == {"alice"}
-    assert client.smembers("t:hour:America/New_York:2031-03-09T03") == {"bob"}
-    assert client.smembers("t:hour:America/New_York:2031-06-01T12") == {"alice"}
-    assert client.smembers("t:new:America/New_York:2031-03-09") == {"bob"}
-    assert len(client.keys("t:*")) == 6
-
-    assert client.expiretime(KEYS.day(DST_DAY)) == day_expiry_s(DST_DAY, zone, 400)
-    assert client.expiretime(KEYS.day(DAY)) == day_expiry_s(DAY, zone, 400)
-    assert client.expiretime(KEYS.hour(DST_DAY, 1)) == day_expiry_s(DST_DAY, zone, 90)
-    assert client.expiretime(KEYS.hour(DAY, 12)) == day_expiry_s(DAY, zone, 90)
-    assert client.expiretime(KEYS.new_users(DST_DAY)) == day_expiry_s(DST_DAY, zone, 400)
-    # the 23-hour day ends at 2031-03-10T04:00Z; 400 days of 86 400 s later
-    assert client.expiretime(KEYS.day(DST_DAY)) == 1_930_881_600 + 400 * 86_400
-    ttl = client.ttl(KEYS.hour(DAY, 12))
-    assert abs(ttl - (day_expiry_s(DAY, zone, 90) - time.time())) < 5
-
-
-def test_write_is_idempotent_and_additive(writer: ActivityWriter, client: fakeredis.FakeRedis) -> None:
-    first = Buckets()
-    first.add_active(DAY, 5, "alice", 1)
-    writer.write(first)
-    writer.write(first)
-    second = Buckets()
-    second.add_active(DAY, 5, "bob", 2)
-    writer.write(second)
-    assert client.smembers(KEYS.day(DAY)) == {"alice", "bob"}
-    assert client.smembers(KEYS.hour(DAY, 5)) == {"alice", "bob"}
-    assert client.expiretime(KEYS.day(DAY)) == day_expiry_s(DAY, SETTINGS.zone, 400)
-
-
-def test_expiry_is_sent_once_then_refreshed(client: fakeredis.FakeRedis) -> None:
-    now = [1000.0]
-    writer = ActivityWriter(client, KEYS, SETTINGS, clock=lambda: now[0])
-    batch = Buckets()
-    batch.add_active(DAY, 5, "alice", 1)
-    writer.write(batch)
-    assert client.expiretime(KEYS.day(DAY)) == day_expiry_s(DAY, SETTINGS.zone, 400)
-    client.persist(KEYS.day(DAY))  # as after a restart without persistence: the key lost its expiry
-    now[0] += store.EXPIRY_REFRESH_S - 1
-    writer.write(batch)
-    assert client.ttl(KEYS.day(DAY)) == -1, "within the refresh interval the expiry is not sent again"
-    now[0] += 1
-    writer.write(batch)
-    assert client.expiretime(KEYS.day(DAY)) == day_expiry_s(DAY, SETTINGS.zone, 400)
-
-
-def test_expiry_is_not_remembered_when_the_write_failed(server: fakeredis.FakeServer, client) -> None:
-    writer = ActivityWriter(client, KEYS, SETTINGS, clock=lambda: 1000.0)
-    batch = Buckets()
-    batch.add_active(DAY, 5, "alice", 1)
-    server.connected = False
-    with pytest.raises(StoreUnavailable):
-        writer.write(batch)
-    server.connected = True
-    writer.write(batch)
-    assert client.expiretime(KEYS.day(DAY)) == day_expiry_s(DAY, SETTINGS.zone, 400)
-
-
-def test_write_of_nothing_writes_nothing(writer: ActivityWriter, client: fakeredis.FakeRedis) -> None:
-    writer.write(Buckets())
-    assert client.keys("*") == []
-
-
-def test_write_of_an_expired_day_leaves_nothing(writer: ActivityWriter, client: fakeredis.FakeRedis) -> None:
-    buckets = Buckets()
-    buckets.add_active(date(2000, 1, 1), 0, "late", 1)
-    buckets.add_created(date(2000, 1, 1), "late", 1)
-    writer.write(buckets)
-    assert client.keys("*") == []
-
-
-def test_write_chunks_large_sets(
-    writer: ActivityWriter, client: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls: list[tuple[str, int]] = []
-    original = store.pack_command
-
-    def spy(command: tuple[Any, ...]) -> bytes:
-        if command[0] == "SADD":
-            calls.append((command[1], len(command) - 2))
-        return original(command)
-
-    monkeypatch.setattr(store, "pack_command", spy)
-    users = {f"user-{i}" for i in range(SADD_CHUNK * 2 + 1)}
-    buckets = Buckets()
-    for user in users:
-        buckets.add_active(DAY, 0, user, 1)
-    buckets.add_created(DAY, "one", 1)
-    writer.write(buckets)
-
-    day_calls = sorted(n for key, n in calls if key == KEYS.day(DAY))
-    assert day_calls == [1, SADD_CHUNK, SADD_CHUNK]
-    assert sorted(n for key, n in calls if key == KEYS.hour(DAY, 0)) == [1, SADD_CHUNK, SADD_CHUNK]
-    assert [n for key, n in calls if key == KEYS.new_users(DAY)] == [1]
-    assert max(n for _, n in calls) <= SADD_CHUNK
-    assert client.smembers(KEYS.day(DAY)) == users
-    assert client.scard(KEYS.hour(DAY, 0)) == len(users)
-
-
-@pytest.mark.parametrize(("chunk", "count", "expected_calls"), [(3, 10, 4), (3, 9, 3), (5, 1, 1), (1, 4, 4)])
-def test_write_chunk_sizes(
-    writer: ActivityWriter,
-    client: fakeredis.FakeRedis,
-    monkeypatch: pytest.MonkeyPatch,
-    chunk: int,
-    count: int,
-    expected_calls: int,
-) -> None:
-    monkeypatch.setattr(store, "SADD_CHUNK", chunk)
-    calls: list[int] = []
-    original = store.pack_command
-
-    def spy(command: tuple[Any, ...]) -> bytes:
-        if command[0] == "SADD" and command[1] == KEYS.day(DAY):
-            calls.append(len(command) - 2)
-        return original(command)
-
-    monkeypatch.setattr(store, "pack_command", spy)
-    buckets = Buckets()
-    for i in range(count):
-        buckets.add_active(DAY, 0, f"u{i}", 1)
-    writer.write(buckets)
-    assert len(calls) == expected_calls
-    assert sum(calls) == count
-    assert client.scard(KEYS.day(DAY)) == count
-
-
 def test_heartbeat_and_forget(writer: ActivityWriter, client: fakeredis.FakeRedis) -> None:
     now = 1_700_000_000_000
     ttl = int(SETTINGS.consumer_stale_s * 1000)
@@ -319,13 +181,7 @@ def test_writer_errors_become_store_unavailable() -> None:
     dead.close()
 
 
-def test_writer_maps_server_errors(server: fakeredis.FakeServer, client: fakeredis.FakeRedis) -> None:
-    client.set(KEYS.day(DAY), "not a set")  # WRONGTYPE on SADD
-    writer = ActivityWriter(client, KEYS, SETTINGS)
-    buckets = Buckets()
-    buckets.add_active(DAY, 0, "u", 1)
-    with pytest.raises(StoreUnavailable):
-        writer.write(buckets)
+def test_heartbeat_errors_become_store_unavailable(server: fakeredis.FakeServer, writer: ActivityWriter) -> None:
     server.connected = False
     with pytest.raises(StoreUnavailable):
         writer.heartbeat("m", {}, 1)
@@ -334,17 +190,12 @@ def test_writer_maps_server_errors(server: fakeredis.FakeServer, client: fakered
 # ---------------------------------------------------------------------------------------------------- ActivityReader
 
 
-async def test_active_users_across_many_chunks(
-    writer: ActivityWriter, reader: ActivityReader, client: fakeredis.FakeRedis
-) -> None:
+async def test_active_users_across_many_chunks(reader: ActivityReader, client: fakeredis.FakeRedis) -> None:
     days = days_between(DAY, DAY + timedelta(days=READ_CHUNK * 2 + 5))
-    buckets = Buckets()
     for i, day in enumerate(days):
         if i % 3:
             continue  # every third day has data, the others have no key at all
-        for user in range(i % 7 + 1):
-            buckets.add_active(day, 0, f"u{user}", 1)
-    writer.write(buckets)
+        client.sadd(KEYS.day(day), *(f"u{user}" for user in range(i % 7 + 1)))
 
     found = await reader.active_users(days)
     assert list(found) == days

@@ -27,7 +27,7 @@ def free_port() -> int:
 
 
 def beat(settings, redis_client, ts_ms: int, member: str = "consumer-1") -> None:
-    keys = KeySchema(settings.redis_key_prefix, settings.activity_timezone)
+    keys = KeySchema.of(settings)
     ActivityWriter(redis_client, keys, settings).heartbeat(member, {"ts_ms": ts_ms}, ts_ms)
 
 
