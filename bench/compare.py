@@ -414,6 +414,7 @@ def main() -> int:
                 }
                 client.slowlog_reset()
                 results = []
+                failures: list[str] = []
                 if not args.no_latency:
                     headers = {}
                     for side in both:
@@ -423,9 +424,14 @@ def main() -> int:
                     warm_counts = {new.label: args.warm, old.label: args.baseline_warm}
                     for name, path, days, _, _ in ROWS:
                         label = f"{name} {days or 'today'}"
-                        found, equal = run_row(
-                            both, row_url(path, today, days), headers, cold_counts, warm_counts, logs, label
-                        )
+                        try:
+                            found, equal = run_row(
+                                both, row_url(path, today, days), headers, cold_counts, warm_counts, logs, label
+                            )
+                        except RuntimeError as exc:  # a side answering an error: reported, the other rows still run
+                            sys.stderr.write(f"{label}: {exc}\n")
+                            failures.append(f"- {label}: **FAILED**: {exc}")
+                            found, equal = {side.label: Latency() for side in both}, False
                         results.append((name, days, found, equal, slowest(client, both)))
         finally:
             for side in both:
@@ -451,6 +457,7 @@ def main() -> int:
             "#### Query latency, cold (first request after an API start) and warm",
             "",
             *latency_lines(results, new, old),
+            *failures,
             "",
             f"#### SLOWLOG (threshold {args.slowlog_us:,} us; each phase read and reset)",
             "",

@@ -64,6 +64,11 @@ class Side:
         """``bench/side.py ARGS`` in this side's tree; its JSON answer."""
         return answer(self.start(*args))
 
+    def api(self, log_dir: Path, name: str) -> Server:
+        """This side's ``active-users serve`` on a free loopback port."""
+        argv = [sys.executable, "-m", "activeusers.cli", "serve"]
+        return Server(argv, self.env(), log_dir / f"{self.label}-{name}.log", cwd=self.root)
+
 
 def answer(process: subprocess.Popen[str]) -> Any:
     """The JSON answer of a ``bench/side.py`` process (raises if it failed)."""
@@ -71,11 +76,6 @@ def answer(process: subprocess.Popen[str]) -> Any:
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, process.args))}: exit {process.returncode}")
     return json.loads(out)
-
-    def api(self, log_dir: Path, name: str) -> Server:
-        """This side's ``active-users serve`` on a free loopback port."""
-        argv = [sys.executable, "-m", "activeusers.cli", "serve"]
-        return Server(argv, self.env(), log_dir / f"{self.label}-{name}.log", cwd=self.root)
 
 
 def resolve(ref: str) -> str:
