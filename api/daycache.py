@@ -15,82 +15,39 @@ shared between apps or processes.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Final, Literal
+from typing import Final
 
-Kind = Literal["fragment", "mask"]
 # Rough per-entry bookkeeping (the OrderedDict slot, the key tuple, the entry object), added to a value's size.
 _ENTRY_OVERHEAD: Final = 200
-# What a user id costs in a universe beyond the string itself: a dict slot with its hash and a small int.
-_UNIVERSE_SLOT: Final = 100
-
-
-class Universe:
-    """Numbers every user id it meets, so that a day set becomes a bitmask (a Python int, bit i = user i).
-
-    Unions of day sets are then ORs of ints and counts are ``int.bit_count()``: a month window over 100k-user
-    days costs a few big-int operations instead of millions of set insertions. Masks are only comparable
-    within the universe that made them.
-    """
-
-    def __init__(self) -> None:
-        self._index: dict[str, int] = {}
-        self.bytes = 0
-
-    def __len__(self) -> int:
-        return len(self._index)
-
-    def mask(self, members: Collection[str]) -> int:
-        """The bitmask of ``members``, numbering the ids not seen before."""
-        index = self._index
-        positions: list[int] = []
-        for member in members:
-            position = index.get(member)
-            if position is None:
-                position = index[member] = len(index)
-                self.bytes += sys.getsizeof(member) + _UNIVERSE_SLOT
-            positions.append(position)
-        bits = bytearray((len(index) + 7) // 8)
-        for position in positions:
-            bits[position >> 3] |= 1 << (position & 7)
-        return int.from_bytes(bits, "little")
-
-
-@dataclass(frozen=True, slots=True)
-class DayMask:
-    """A day set as a bitmask of one universe."""
-
-    universe: Universe
-    bits: int
 
 
 @dataclass(slots=True)
 class _Entry:
     cardinality: int
-    value: bytes | DayMask
+    value: bytes
     size: int
     stored_at: float
 
 
 class DayCache:
-    """Derived values per (kind, day), each valid while its day set keeps the cardinality it was made from.
+    """The encoded active-users element of each day (``{"usersList":[...],...}``), each valid while its day set
+    keeps the cardinality it was made from. ``clock`` returns monotonic seconds.
 
-    ``fragment`` entries hold the encoded active-users element of a day (``{"usersList":[...],...}``), ``mask``
-    entries the day set as a :class:`DayMask` for the summary's windows. ``clock`` returns monotonic seconds.
+    It earns its memory there: encoding 100k sorted ids costs tens of milliseconds, and a day only changes while
+    it is today. Counts need no cache: they come from the index's bitmaps, a few kilobytes a day.
     """
 
     def __init__(self, max_bytes: int, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_bytes = max_bytes
         self.ttl_s = ttl_s
         self._clock = clock
-        self._entries: OrderedDict[tuple[Kind, date], _Entry] = OrderedDict()
+        self._entries: OrderedDict[date, _Entry] = OrderedDict()
         self._bytes = 0
-        self._universe = Universe()
 
     @property
     def enabled(self) -> bool:
@@ -99,44 +56,21 @@ class DayCache:
 
     @property
     def size_bytes(self) -> int:
-        """Estimated memory held: the entries plus the current universe."""
-        return self._bytes + self._universe.bytes
+        """Estimated memory held by the entries."""
+        return self._bytes
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def universe(self) -> Universe:
-        """The universe new masks should use: the shared one, or a throwaway one when the cache is off."""
-        return self._universe if self.enabled else Universe()
-
     def fragment(self, day: date, cardinality: int) -> bytes | None:
         """The cached encoded element of ``day`` if its set still has ``cardinality`` members."""
-        value = self._get(("fragment", day), cardinality)
-        return value if isinstance(value, bytes) else None
+        return self._get(day, cardinality)
 
     def put_fragment(self, day: date, cardinality: int, fragment: bytes) -> None:
         """Keep the encoded element of ``day``, made from a set of ``cardinality`` members."""
-        self._put(("fragment", day), cardinality, fragment, len(fragment))
+        self._put(day, cardinality, fragment, len(fragment))
 
-    def mask(self, day: date, cardinality: int, universe: Universe) -> int | None:
-        """The cached bitmask of ``day`` in ``universe`` if its set still has ``cardinality`` members."""
-        value = self._get(("mask", day), cardinality)
-        return value.bits if isinstance(value, DayMask) and value.universe is universe else None
-
-    def put_mask(self, day: date, cardinality: int, universe: Universe, bits: int) -> None:
-        """Keep the bitmask of ``day``; ignored when ``universe`` is no longer current (it was reset meanwhile)."""
-        if universe is not self._universe:
-            return
-        if universe.bytes > self.max_bytes // 2:
-            # The universe only grows (one slot per id ever met) and its masks cannot be renumbered: past half the
-            # budget it starts over, and the masks made in it go with it.
-            self._universe = Universe()
-            for key in [key for key in self._entries if key[0] == "mask"]:
-                self._drop(key)
-            return
-        self._put(("mask", day), cardinality, DayMask(universe, bits), sys.getsizeof(bits))
-
-    def _get(self, key: tuple[Kind, date], cardinality: int) -> bytes | DayMask | None:
+    def _get(self, key: date, cardinality: int) -> bytes | None:
         entry = self._entries.get(key)
         if entry is None:
             return None
@@ -146,7 +80,7 @@ class DayCache:
         self._entries.move_to_end(key)
         return entry.value
 
-    def _put(self, key: tuple[Kind, date], cardinality: int, value: bytes | DayMask, size: int) -> None:
+    def _put(self, key: date, cardinality: int, value: bytes, size: int) -> None:
         if not self.enabled:
             return
         if key in self._entries:
@@ -159,5 +93,5 @@ class DayCache:
         while self.size_bytes > self.max_bytes and self._entries:
             self._drop(next(iter(self._entries)))
 
-    def _drop(self, key: tuple[Kind, date]) -> None:
+    def _drop(self, key: date) -> None:
         self._bytes -= self._entries.pop(key).size

@@ -1,15 +1,14 @@
 """Reading day sets through the app's :class:`~api.daycache.DayCache`: one ``SCARD`` round trip checks every
-requested day, and only the days whose set changed (or are not cached) are read with ``SMEMBERS``. One read path
-serves both derived forms (active-users' encoded elements and the summary's bitmasks); the endpoints that only
-count (new users, hours, chat-busier) read cardinalities through :class:`~activeusers.store.ActivityReader`
-directly and need no members and no cache.
+requested day, and only the days whose set changed (or are not cached) are read with ``SMEMBERS``. Only
+active-users' ``usersList`` needs members; every count comes from the index's bitmaps through
+:class:`~activeusers.store.ActivityReader` directly, with no members and no cache.
 
 See :mod:`api.daycache` for why an unchanged cardinality means unchanged members.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import date
 from typing import Final, TypeVar
 
@@ -25,31 +24,25 @@ FETCH_DAYS: Final = 16
 V = TypeVar("V")
 
 
-def encode_day(day: date, users: set[str]) -> bytes:
-    """The active-users element of one day, exactly as the whole answer's encoder writes it."""
+def encode_day(day: date, users: Collection[str], count: int | None = None) -> bytes:
+    """The active-users element of one day, exactly as the whole answer's encoder writes it: ``users`` listed
+    (sorted), and counted as ``count`` when given (a day past the sets' retention lists no one but still has
+    the index's count), else as ``len(users)``."""
     # Sorted ids: the contract leaves the order open, and a stable order makes answers comparable.
     return orjson.dumps(
-        {"usersList": sorted(users), "users": len(users), "day": day.day, "month": day.month, "year": day.year}
+        {
+            "usersList": sorted(users),
+            "users": len(users) if count is None else count,
+            "day": day.day,
+            "month": day.month,
+            "year": day.year,
+        }
     )
 
 
-async def day_fragments(reader: ActivityReader, cache: DayCache, days: Sequence[date]) -> list[bytes]:
-    """The encoded elements of the days that have users, newest day first (``days`` is oldest first)."""
-    found = await _read_days(reader, days, cache.fragment, encode_day, cache.put_fragment)
-    return [found[day] for day in reversed(days) if day in found]
-
-
-async def day_masks(reader: ActivityReader, cache: DayCache, days: Sequence[date]) -> list[int]:
-    """Each day's users as a bitmask (0 for a day without data), in the order of ``days``, all of one universe."""
-    universe = cache.universe()
-    found = await _read_days(
-        reader,
-        days,
-        lambda day, size: cache.mask(day, size, universe),
-        lambda _day, users: universe.mask(users),
-        lambda day, size, bits: cache.put_mask(day, size, universe, bits),
-    )
-    return [found.get(day, 0) for day in days]
+async def day_fragments(reader: ActivityReader, cache: DayCache, days: Sequence[date]) -> dict[date, bytes]:
+    """The encoded elements of the days of ``days`` whose set has users."""
+    return await _read_days(reader, days, cache.fragment, encode_day, cache.put_fragment)
 
 
 async def _read_days(

@@ -1,8 +1,9 @@
 """Exact rolling distinct-user windows (DAU, WAU, MAU) over consecutive day sets given as bitmasks: pure computation.
 
 WAU of day ``d`` is the number of distinct users active on any of the 7 days ``d-6..d``; MAU the same over the
-30 days ``d-29..d``. Each day set is a bitmask of one :class:`~api.daycache.Universe` (bit i set when user i was
-active), so a union is an OR of ints and a count is ``int.bit_count()``: no per-member work at all here.
+30 days ``d-29..d``. Each day is a bitmask of the index (:meth:`~activeusers.store.ActivityReader.day_masks`: every
+user bucket's day bitmap side by side, one bit per numbered user), so a union is an OR of ints and a count is
+``int.bit_count()``: no per-member work at all here.
 
 A sliding window of ORs (which cannot be undone like a sum) uses the classic block decomposition: cut the days
 into blocks of the window's width, OR each block from the left (prefixes) and from the right (suffixes); the

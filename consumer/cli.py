@@ -1,5 +1,5 @@
-"""The consumer's subcommands: ``consume`` (a consumer-group member), ``replay`` (rebuild from the topic) and
-``produce`` (the demo event generator)."""
+"""The consumer's subcommands: ``consume`` (a consumer-group member), ``replay`` (rebuild from the topic),
+``reindex`` (build the index from the sets in Redis) and ``produce`` (the demo event generator)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from consumer.shutdown import EXIT_UNDECODABLE, STOP_DEADLINE_S, StopRequest
 
 
 def register(commands: Any) -> None:
-    """Add ``consume``, ``replay`` and ``produce`` to the command line."""
+    """Add ``consume``, ``replay``, ``reindex`` and ``produce`` to the command line."""
     consume = commands.add_parser(
         "consume",
         help="run a consumer-group member: Kafka activity events into Redis",
@@ -36,6 +36,14 @@ def register(commands: Any) -> None:
         help="also publish malformed records to KAFKA_DLQ_TOPIC (the live consumer already did; off by default)",
     )
     replay.set_defaults(run=_replay)
+    reindex = commands.add_parser(
+        "reindex",
+        help="build the user numbering and the bitmaps from the sets already in Redis (the upgrade to the index)",
+        description="Number the users of every day set of REDIS_KEY_PREFIX and ACTIVITY_TIMEZONE and set their "
+        "bits in the day bitmaps; migrate the old hour and new-user sets into bitmaps and delete them; give the "
+        "day sets the expiry of MEMBER_RETENTION_DAYS. Idempotent, and safe beside running consumers.",
+    )
+    reindex.set_defaults(run=_reindex)
     _register_produce(commands)
 
 
@@ -121,6 +129,25 @@ def _instant(value: str) -> int:
         return parse_ts(int(value) if value.isdigit() else value)
     except MalformedEvent as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _reindex(settings: Settings, args: argparse.Namespace) -> int:
+    from consumer.reindex import reindex
+
+    check_redis(settings)
+    redis = redis_client(settings)
+    keys = KeySchema.of(settings)
+    try:
+        result = reindex(redis, ActivityWriter(redis, keys, settings), keys, settings, sys.stderr)
+    finally:
+        redis.close()
+    print(
+        f"reindex complete: {result.ids} ids from {result.day_sets} day sets, {result.hour_sets} hour sets and "
+        f"{result.new_user_sets} new-user sets (hour and new-user sets deleted once migrated), "
+        f"{result.seconds:.1f} s",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def _replay(settings: Settings, args: argparse.Namespace) -> int:

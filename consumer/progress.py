@@ -10,7 +10,10 @@ from typing import TextIO
 class ProgressBar:
     """A one-line progress bar on a terminal; periodic plain lines when the output is not a terminal."""
 
-    def __init__(self, total: int, out: TextIO, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, total: int, out: TextIO, clock: Callable[[], float] = time.monotonic, unit: str = "records"
+    ) -> None:
+        self._unit = unit
         self._total = total
         self._out = out
         self._clock = clock
@@ -28,7 +31,7 @@ class ProgressBar:
         share = min(done / self._total, 1.0) if self._total else 1.0
         filled = int(share * 30)
         line = (
-            f"[{'#' * filled}{'.' * (30 - filled)}] {share:6.1%} {done}/{self._total} records "
+            f"[{'#' * filled}{'.' * (30 - filled)}] {share:6.1%} {done}/{self._total} {self._unit} "
             f"{done / elapsed:,.0f}/s {elapsed:,.1f}s"
         )
         if self._tty:

@@ -165,9 +165,7 @@ class _Storer:
         self._stop = stop
         self._parent_pid = parent_pid
         self._redis = redis_client(settings)
-        self._writer = ActivityWriter(
-            self._redis, KeySchema.of(settings), settings
-        )
+        self._writer = ActivityWriter(self._redis, KeySchema.of(settings), settings)
         self._classifier = Classifier(settings)
         self._dead_letters: DeadLetterQueue | None = None  # connected at the first malformed record
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
+from typing import Literal
 
 from aiohttp import web
 
@@ -24,11 +25,17 @@ def requested_days(request: web.Request, start: str, end: str) -> tuple[date, da
     return day_range(start, end, request.app[SETTINGS].zone)
 
 
-def stored_days(request: web.Request, first: date, last: date, *, hours: bool = False) -> list[date]:
-    """The days of ``first..last`` that can hold data now: inside retention, not in the future; oldest first.
+Store = Literal["days", "hours", "members"]
 
-    ``hours``: the days whose hour sets can hold data (``HOUR_RETENTION_DAYS`` instead of ``RETENTION_DAYS``).
-    """
+
+def stored_days(request: web.Request, first: date, last: date, store: Store = "days") -> list[date]:
+    """The days of ``first..last`` that can hold data now in ``store``: inside its retention, not in the future;
+    oldest first. ``days``: the index's day and new-user bitmaps (``RETENTION_DAYS``); ``hours``: its hour
+    bitmaps (``HOUR_RETENTION_DAYS``); ``members``: the day sets of user ids (``MEMBER_RETENTION_DAYS``)."""
     settings = request.app[SETTINGS]
-    retention = settings.hour_retention_days if hours else settings.retention_days
+    retention = {
+        "days": settings.retention_days,
+        "hours": settings.hour_retention_days,
+        "members": settings.member_days,
+    }[store]
     return clip_days(first, last, now_ms(request.app), settings.zone, retention)

@@ -2,8 +2,8 @@
 endpoints, byte for byte.
 
 Every handler runs the same guarded validation, clips what it asks Redis to the buckets that can hold data
-(inside retention, not in the future), counts with ``SCARD`` (members only for active-users' ``usersList``) and
-shapes the answer with the pure functions of :mod:`api.dashboard`.
+(inside retention, not in the future), counts from the index's bitmaps (members only for active-users'
+``usersList``, from the day sets) and shapes the answer with the pure functions of :mod:`api.dashboard`.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from api.dashboard import (
     new_users_answer,
     new_users_window,
     slot_groups,
+    slot_users,
     weekly_answer,
     weekly_days,
 )
 from api.dates import DATE_PARAMS, START_PARAMS, iso_ms
-from api.dayreads import day_fragments
+from api.dayreads import day_fragments, encode_day
 from api.responses import json_bytes_response, json_response
 from api.routes.common import authorized_query, requested_days, stored_days
 from api.state import DAY_CACHE, READER, SETTINGS
@@ -38,11 +39,18 @@ WEEKLY: Final = PREFIX + "chat-busier/weekly-data"
 
 
 async def active_users(request: web.Request) -> web.Response:
-    """Users active on each day of the range that had any, newest day first."""
+    """Users active on each day of the range that had any, newest day first. A day past the sets' retention
+    (``MEMBER_RETENTION_DAYS``) but inside the index's lists no ids: ``usersList`` is empty, ``users`` the
+    index's count."""
     query = await authorized_query(request, DATE_PARAMS)
     first, last = requested_days(request, query["start"], query["end"])
-    days = stored_days(request, first, last)
-    fragments = await day_fragments(request.app[READER], request.app[DAY_CACHE], days)
+    listed = stored_days(request, first, last, "members")
+    found = await day_fragments(request.app[READER], request.app[DAY_CACHE], listed)
+    counted = [day for day in stored_days(request, first, last) if not listed or day < listed[0]]
+    for day, count in (await request.app[READER].day_counts(counted)).items():
+        if count:
+            found[day] = encode_day(day, (), count)
+    fragments = [found[day] for day in sorted(found, reverse=True)]
     # The days' encoded elements are joined as they are: the same bytes orjson writes for the whole answer, copied
     # once (a single join over the pieces and their separators).
     pieces = [b'{"month":[']
@@ -73,7 +81,7 @@ async def users_by_time_of_day(request: web.Request) -> web.Response:
     counts = {}
     if start_ms <= end_ms:
         first, last = requested_days(request, query["start"], query["end"])
-        days = stored_days(request, first, last, hours=True)
+        days = stored_days(request, first, last, "hours")
         spans = hours_overlapping(days, start_ms, end_ms, request.app[SETTINGS].zone)
         counts = await request.app[READER].hour_counts([(span.day, span.hour) for span in spans])
     return json_response(by_time_of_day_answer(counts))
@@ -84,15 +92,15 @@ async def hourly_data(request: web.Request) -> web.Response:
     query = await authorized_query(request, START_PARAMS)
     zone = request.app[SETTINGS].zone
     after, until, first, last = hourly_window(iso_ms(query["start"]), zone)
-    spans = hours_starting_in(stored_days(request, first, last, hours=True), after, until, zone)
-    # One round trip: each slot's union size, made in Redis (the buckets without data count nothing).
-    slot_users = await request.app[READER].hour_union_counts(slot_groups(spans))
-    return json_response(hourly_answer(slot_users))
+    spans = hours_starting_in(stored_days(request, first, last, "hours"), after, until, zone)
+    hours = [(span.day, span.hour) for span in spans]
+    masks = dict(zip(hours, await request.app[READER].hour_masks(hours), strict=True))
+    return json_response(hourly_answer(slot_users(slot_groups(spans), masks)))
 
 
 async def weekly_data(request: web.Request) -> web.Response:
     """Distinct active users of each of the 8 days ``day(start) - 7 .. day(start)`` that had any."""
     query = await authorized_query(request, START_PARAMS)
     first, last = weekly_days(iso_ms(query["start"]), request.app[SETTINGS].zone)
-    counts = await request.app[READER].cardinalities(stored_days(request, first, last))
+    counts = await request.app[READER].day_counts(stored_days(request, first, last))
     return json_response(weekly_answer(counts))

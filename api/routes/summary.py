@@ -8,10 +8,9 @@ from typing import Final
 from aiohttp import web
 
 from api.dates import DATE_PARAMS, Param
-from api.dayreads import day_masks
 from api.responses import csv_response, json_response
 from api.routes.common import authorized_query, requested_days, stored_days
-from api.state import DAY_CACHE, READER, SETTINGS
+from api.state import READER, SETTINGS
 from api.summary import LOOKBACK_DAYS, DayPoint, summarize
 
 PATH: Final = "/api/v1/active-users/summary"
@@ -30,7 +29,7 @@ async def summary(request: web.Request) -> web.Response:
     if days:
         # Windows reach back before the range: the 29 days before it feed the first days' WAU and MAU.
         feed = stored_days(request, days[0] - timedelta(days=LOOKBACK_DAYS), days[-1])
-        masks = await day_masks(request.app[READER], request.app[DAY_CACHE], feed)
+        masks = await request.app[READER].day_masks(feed)
         points, distinct = summarize(feed[0], masks, days[0])
     if query.get("format") == "csv":
         rows = [CSV_HEADER, *(f"{p.day.isoformat()},{p.dau},{p.wau},{p.mau}" for p in points)]

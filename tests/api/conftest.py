@@ -95,31 +95,37 @@ async def admin(api: Api) -> dict[str, str]:
 
 @pytest.fixture
 def seed(base_settings: Settings, redis_client: redis.Redis) -> Callable[[Mapping[date, Iterable[str]], str], None]:
-    """``seed({day: users}, zone)``: store day sets with the consumer's real writer (long retention, so that
-    days older than an app's retention window still exist and prove they are not read)."""
+    """``seed({day: users}, zone)``: store days (sets and index) with the consumer's real writer (long retention,
+    so that days older than an app's retention window still exist and prove they are not read)."""
 
     def store(days: Mapping[date, Iterable[str]], zone: str = "UTC") -> None:
-        settings = replace(base_settings, activity_timezone=zone, retention_days=5000)
+        settings = replace(base_settings, activity_timezone=zone, retention_days=5000, member_retention_days=5000)
         buckets = Buckets()
         for day, users in days.items():
             for user in users:
                 buckets.add_active(day, 12, user, NOW_MS)
-        ActivityWriter(redis_client, KeySchema(settings.redis_key_prefix, zone), settings).write(buckets)
+        ActivityWriter(redis_client, KeySchema.of(settings), settings).write(buckets)
 
     return store
 
 
 @pytest.fixture
 def seed_users(base_settings: Settings, redis_client: redis.Redis) -> Callable[..., None]:
-    """``seed_users(active={(day, hour): users}, created={day: users}, zone=...)``: store hour sets (and their
-    day sets) and new-user sets with the consumer's real writer (long retention, as ``seed``)."""
+    """``seed_users(active={(day, hour): users}, created={day: users}, zone=...)``: store hours (and their days)
+    and new users with the consumer's real writer (long retention, as ``seed``)."""
 
     def store(
         active: Mapping[tuple[date, int], Iterable[str]] = {},
         created: Mapping[date, Iterable[str]] = {},
         zone: str = "UTC",
     ) -> None:
-        settings = replace(base_settings, activity_timezone=zone, retention_days=5000, hour_retention_days=5000)
+        settings = replace(
+            base_settings,
+            activity_timezone=zone,
+            retention_days=5000,
+            hour_retention_days=5000,
+            member_retention_days=5000,
+        )
         buckets = Buckets()
         for (day, hour), users in active.items():
             for user in users:
@@ -127,7 +133,7 @@ def seed_users(base_settings: Settings, redis_client: redis.Redis) -> Callable[.
         for day, users in created.items():
             for user in users:
                 buckets.add_created(day, user, NOW_MS)
-        ActivityWriter(redis_client, KeySchema(settings.redis_key_prefix, zone), settings).write(buckets)
+        ActivityWriter(redis_client, KeySchema.of(settings), settings).write(buckets)
 
     return store
 

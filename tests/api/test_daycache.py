@@ -1,10 +1,10 @@
-"""The day cache's own rules, without services: validity by cardinality, age limit, byte budget, universes."""
+"""The day cache's own rules, without services: validity by cardinality, age limit, byte budget."""
 
 from __future__ import annotations
 
 from datetime import date, timedelta
 
-from api.daycache import DayCache, Universe
+from api.daycache import DayCache
 
 DAY = date(2026, 3, 1)
 
@@ -69,39 +69,4 @@ def test_zero_bytes_turns_the_cache_off():
     assert not cache.enabled
     cache.put_fragment(DAY, 1, b"x")
     assert cache.fragment(DAY, 1) is None
-    first, second = cache.universe(), cache.universe()
-    assert first is not second  # a throwaway universe per request: nothing grows across requests
-    cache.put_mask(DAY, 1, first, first.mask({"a"}))
-    assert cache.mask(DAY, 1, first) is None
     assert len(cache) == 0
-
-
-def test_masks_belong_to_their_universe():
-    cache = DayCache(1 << 20, 60)
-    universe = cache.universe()
-    bits = universe.mask({"a", "b"})
-    cache.put_mask(DAY, 2, universe, bits)
-    assert cache.mask(DAY, 2, universe) == bits
-    assert cache.mask(DAY, 2, Universe()) is None
-    assert cache.mask(DAY, 3, universe) is None
-
-
-def test_the_universe_starts_over_past_half_the_budget():
-    cache = DayCache(40_000, 600)
-    universe = cache.universe()
-    cache.put_mask(DAY, 1, universe, universe.mask({"early"}))
-    cache.put_fragment(DAY, 1, b"kept")
-    big = {f"user-{i}" for i in range(200)}
-    bits = universe.mask(big)
-    assert universe.bytes > cache.max_bytes // 2
-    cache.put_mask(DAY + timedelta(days=1), len(big), universe, bits)
-    fresh = cache.universe()
-    assert fresh is not universe and len(fresh) == 0
-    # Masks of the old universe are gone (they cannot mix with new numbering); other entries stay.
-    assert cache.mask(DAY, 1, universe) is None
-    assert cache.mask(DAY + timedelta(days=1), len(big), universe) is None
-    assert cache.fragment(DAY, 1) == b"kept"
-    # A request that still holds the old universe cannot store into the cache any more.
-    cache.put_mask(DAY, 1, universe, universe.mask({"early"}))
-    assert cache.mask(DAY, 1, universe) is None
-    assert cache.size_bytes <= cache.max_bytes

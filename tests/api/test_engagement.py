@@ -193,7 +193,9 @@ async def test_exact_body_of_the_contract_example(api, admin, seed):
     )
 
 
-async def test_month_and_year_ends_and_zero_days_omitted(api, admin, seed):
+async def test_month_and_year_ends_and_zero_days_omitted(make_api, seed):
+    api = await make_api(member_retention_days=400)
+    admin = await api.token("admin-user-1")
     data = {
         date(2025, 12, 30): {"a", "b"},
         date(2025, 12, 31): {"b"},
@@ -235,7 +237,7 @@ async def test_dst_zone_truncates_to_local_days(make_api, seed):
 
 
 async def test_dst_end_day_in_new_york(make_api, seed):
-    ny = await make_api(activity_timezone="America/New_York")
+    ny = await make_api(activity_timezone="America/New_York", member_retention_days=400)
     headers = await ny.token("admin-user-1")
     data = {date(2025, 11, 1): {"a"}, date(2025, 11, 2): {"b"}, date(2025, 11, 3): {"c"}}
     seed(data, "America/New_York")
@@ -292,3 +294,21 @@ async def test_large_day_set(api, admin, seed):
     seed({date(2026, 3, 10): users})
     answer = await api.get(q(start="2026-03-10T00:00:00.000Z", end="2026-03-10T00:00:00.000Z"), admin)
     assert_answer(answer, 200, expected({date(2026, 3, 10): users}))
+
+
+TODAY = date(2026, 3, 15)  # the apps' clock (tests/api/conftest.py)
+
+
+async def test_days_past_the_member_retention_answer_counts_without_ids(make_api, seed):
+    api = await make_api(retention_days=60, member_retention_days=10)
+    headers = await api.token("admin-user-1")
+    seed({TODAY: {"a", "b"}, TODAY - timedelta(days=10): {"c"}, TODAY - timedelta(days=11): {"d", "e", "f"}})
+    seed({TODAY - timedelta(days=61): {"expired"}})
+    answer = await api.get(q(start="2025-12-01T00:00:00.000Z", end="2026-03-15T23:59:59.999Z"), headers)
+    old = TODAY - timedelta(days=11)
+    assert answer.json()["month"] == [
+        {"usersList": ["a", "b"], "users": 2, "day": 15, "month": 3, "year": 2026},
+        {"usersList": ["c"], "users": 1, "day": 5, "month": 3, "year": 2026},
+        # The set is still in Redis here (the seed keeps it), but past MEMBER_RETENTION_DAYS only counts answer.
+        {"usersList": [], "users": 3, "day": old.day, "month": old.month, "year": old.year},
+    ]

@@ -234,23 +234,19 @@ async def test_weekly_users_equal_active_users(api, admin, seed):
 
 @pytest.fixture
 def counted_keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Every key the apps of the test count (SCARD, or union sizes counted in Redis), and no member read at all."""
+    """Every index key of user bucket 0 the apps of the test read (counted or fetched: every index read goes
+    through ``ActivityReader._calls``, bucket by bucket), and no member read at all."""
     keys: list[str] = []
-    real_counts, real_unions = ActivityReader._counts, ActivityReader.hour_union_counts
+    real_calls = ActivityReader._calls
 
-    async def counts(self: ActivityReader, names: list[str]) -> list[int]:
-        keys.extend(names)
-        return await real_counts(self, names)
-
-    async def unions(self: ActivityReader, groups: Any) -> list[int]:
-        keys.extend(self._keys.hour(d, h) for group in groups for d, h in group)
-        return await real_unions(self, groups)
+    def calls(self: ActivityReader, keys_of: Any, chunk: int) -> Any:
+        keys.extend(keys_of(0))
+        return real_calls(self, keys_of, chunk)
 
     async def no_members(self: ActivityReader, days: Any) -> dict[date, set[str]]:
         raise AssertionError("members read by a counting endpoint")
 
-    monkeypatch.setattr(ActivityReader, "_counts", counts)
-    monkeypatch.setattr(ActivityReader, "hour_union_counts", unions)
+    monkeypatch.setattr(ActivityReader, "_calls", calls)
     monkeypatch.setattr(ActivityReader, "active_users", no_members)
     yield keys
 
@@ -296,7 +292,9 @@ async def test_ranges_read_only_retained_keys_and_answer_the_empty_shape(
     day_oldest, newest = retained_days(now_ms, api.settings.zone, 30)
     hour_oldest, _ = retained_days(now_ms, api.settings.zone, 3)
     for key in counted_keys:
-        kind, _, stamp = key.removeprefix(api.settings.redis_key_prefix).split(":", 2)
+        tag = api.settings.redis_key_prefix + "{64.0}:"
+        assert key.startswith(tag), key
+        kind, _, stamp = key.removeprefix(tag).split(":", 2)
         day = date.fromisoformat(stamp[:10])
         assert day <= newest, key
         assert day >= (hour_oldest if kind == "hour" else day_oldest), key
