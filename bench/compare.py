@@ -75,6 +75,7 @@ SLOW_COMMAND_TARGET_US = 5_000
 MEMORY_TARGET = 0.35
 INGEST_TARGET = 0.75
 WARMUP = 3
+MIN_SAMPLES = 3
 DOCS_KEYS = REPO_ROOT / "docs" / "keys.md"
 SIZING_TITLE = "## Sizing"
 RAW_SHARE = re.compile(r"active-users vs raw read: \*\*(\d+)%\*\*")
@@ -148,18 +149,24 @@ def cold_once(side: Side, url: str, headers: dict[str, str], logs: Path) -> floa
     return seconds
 
 
-def warm(side: Side, url: str, headers: dict[str, str], count: int, logs: Path) -> tuple[list[float], bytes]:
-    """The first request after a start (a cold sample), then ``count`` timed after warm-up, and the body."""
+def warm(
+    side: Side, url: str, headers: dict[str, str], count: int, budget_s: float, logs: Path
+) -> tuple[list[float], bytes]:
+    """The first request after a start (a cold sample), then up to ``count`` timed after warm-up (fewer, but at
+    least MIN_SAMPLES, when they take longer than ``budget_s``), and the body."""
     with side.api(logs, "warm") as server:
         client = HttpClient(server.host, server.port, headers)
         try:
             times, body = [], b""
+            started = time.monotonic()
             for i in range(1 + WARMUP + count):
                 status, body, seconds = client.get(url)
                 if status != 200:
                     raise RuntimeError(f"{side.label} {url}: HTTP {status}: {body[:200]!r}")
                 if i == 0 or i > WARMUP:
                     times.append(seconds)
+                if len(times) > MIN_SAMPLES and time.monotonic() - started > budget_s:
+                    break
         finally:
             client.close()
     return times, body
@@ -173,18 +180,22 @@ def run_row(
     warm_counts: dict[str, int],
     logs: Path,
     label: str,
+    budget_s: float,
 ) -> tuple[dict[str, Latency], bool]:
-    """Warm then cold samples of one row on both sides; whether the two sides' parsed bodies are equal."""
+    """Warm then cold samples of one row on both sides; whether the two sides' parsed bodies are equal. Sampling
+    stops early (at least MIN_SAMPLES each) once the row has taken ``budget_s`` (about half warm, half cold)."""
     found = {side.label: Latency() for side in both}
     bodies = {}
     for side in both:
         sys.stderr.write(f"{label}: {side.label} warm ({warm_counts[side.label]} requests)...\n")
-        times, bodies[side.label] = warm(side, url, headers[side.label], warm_counts[side.label], logs)
+        times, bodies[side.label] = warm(side, url, headers[side.label], warm_counts[side.label], budget_s / 2, logs)
         found[side.label].cold.append(times[0])
         found[side.label].warm = times[1:]
     equal = len({orjson.dumps(orjson.loads(b), option=orjson.OPT_SORT_KEYS) for b in bodies.values()}) == 1
     started = time.monotonic()
     for i in range(1, max(cold_counts.values())):
+        if i >= MIN_SAMPLES and time.monotonic() - started > budget_s:
+            break
         for side in both:
             if i < cold_counts[side.label]:
                 found[side.label].cold.append(cold_once(side, url, headers[side.label], logs))
@@ -367,6 +378,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--baseline-cold-samples", type=int, default=None, help="baseline starts per row (20)")
     parser.add_argument("--warm", type=int, default=None, help="new side's warm requests per row (default 200)")
     parser.add_argument("--baseline-warm", type=int, default=None, help="baseline warm requests per row (30)")
+    parser.add_argument(
+        "--row-budget-s", type=float, default=600, help="seconds per row after which sampling stops (at least 3)"
+    )
     parser.add_argument("--slowlog-us", type=int, default=100, help="SLOWLOG threshold in microseconds")
     parser.add_argument("--ingest", action="store_true", help="also bench/ingest.py --quick of both trees")
     parser.add_argument("--no-latency", action="store_true", help="memory and sizing only")
@@ -426,7 +440,14 @@ def main() -> int:
                         label = f"{name} {days or 'today'}"
                         try:
                             found, equal = run_row(
-                                both, row_url(path, today, days), headers, cold_counts, warm_counts, logs, label
+                                both,
+                                row_url(path, today, days),
+                                headers,
+                                cold_counts,
+                                warm_counts,
+                                logs,
+                                label,
+                                args.row_budget_s,
                             )
                         except RuntimeError as exc:  # a side answering an error: reported, the other rows still run
                             sys.stderr.write(f"{label}: {exc}\n")
