@@ -1,7 +1,7 @@
 """Sizing: Redis memory at 10k, 100k, 1M and 10M daily active users, computed from measured per-key figures.
 
 Pure functions over the :class:`~memory.KindFigures` that ``bench/memory.py`` measures (``bench/compare.py``
-calls them for both sides and writes the table into ``docs/keys.md`` and BENCHMARKS.md). The model, per kind:
+calls them for both sides and writes the table into ``docs/sizing.md`` and BENCHMARKS.md). The model, per kind:
 
 - sets (day sets, and today's hour and new-user sets): measured bytes per member times members per day, which
   scale with the daily active users;
