@@ -193,8 +193,8 @@ def run_row(
     label: str,
     budget_s: float,
 ) -> tuple[dict[str, Latency], bool]:
-    """Warm then cold samples of one row on both sides; whether the two sides' parsed bodies are equal. Sampling
-    stops early (at least MIN_SAMPLES each) once the row has taken ``budget_s`` (about half warm, half cold)."""
+    """Warm then cold samples of one row on both sides; whether the two sides' parsed bodies are equal. A side's
+    sampling stops early (at least MIN_SAMPLES) once it has taken ``budget_s`` / 2 warm and as much cold."""
     found = {side.label: Latency() for side in both}
     bodies = {}
     for side in both:
@@ -204,12 +204,13 @@ def run_row(
         found[side.label].warm = times[1:]
     equal = len({orjson.dumps(orjson.loads(b), option=orjson.OPT_SORT_KEYS) for b in bodies.values()}) == 1
     started = time.monotonic()
+    spent = dict.fromkeys(cold_counts, 0.0)  # each side's own time: a slow side does not cut the other's samples
     for i in range(1, max(cold_counts.values())):
-        if i >= MIN_SAMPLES and time.monotonic() - started > budget_s:
-            break
         for side in both:
-            if i < cold_counts[side.label]:
+            if i < cold_counts[side.label] and (i < MIN_SAMPLES or spent[side.label] < budget_s / 2):
+                begun = time.monotonic()
                 found[side.label].cold.append(cold_once(side, url, headers[side.label], logs))
+                spent[side.label] += time.monotonic() - begun
         done = ", ".join(f"{s.label} {len(found[s.label].cold)}/{cold_counts[s.label]}" for s in both)
         last = ", ".join(f"{ms(found[s.label].cold[-1])} ms" for s in both if found[s.label].cold)
         sys.stderr.write(f"\r{label} cold: {done} (last {last}; {time.monotonic() - started:,.0f} s)   ")
