@@ -7,6 +7,9 @@ Layout (``P`` is the configured prefix, ``Z`` the activity time zone name, ``N``
 - ``P{N.b}:day:Z:YYYY-MM-DD``: bitmap, bit ``n`` set when user number ``n`` of bucket ``b`` was active that day.
 - ``P{N.b}:hour:Z:YYYY-MM-DDTHH``: bitmap of the users active in that local hour (a repeated DST hour is one).
 - ``P{N.b}:new:Z:YYYY-MM-DD``: bitmap of the users created on that local day (``user.created`` events).
+- ``P{N.b}:counts:Z:YYYY-MM-DD``: 26 unsigned 32-bit big-endian counters (``BITFIELD u32 #i``): the bits set in
+  that day's hour bitmaps (``#0``-``#23``), day bitmap (``#24``, :data:`DAY_SLOT`) and new-user bitmap (``#25``,
+  :data:`NEW_SLOT`), kept by the same script that sets the bits, so counts need no ``BITCOUNT``.
 - ``Pday:Z:YYYY-MM-DD``: SET of user ids active on that local day (active-users' ``usersList``), kept
   ``MEMBER_RETENTION_DAYS``; the bitmaps are the index and keep ``RETENTION_DAYS`` (hours ``HOUR_RETENTION_DAYS``).
 - ``Ptokens``: HASH of base64(SHA-256(token)) -> JSON record (user id, permissions, creation time, id).
@@ -35,6 +38,10 @@ if TYPE_CHECKING:
     from activeusers.settings import Settings
 
 DEFAULT_BUCKETS: Final = 64
+# The counters of a day's counts key: hours 0-23 are their own slots.
+DAY_SLOT: Final = 24
+NEW_SLOT: Final = 25
+SLOTS: Final = 26
 
 
 def bucket_of(user_id: str, buckets: int) -> int:
@@ -69,15 +76,40 @@ class KeySchema:
 
     def day_bits(self, day: date, bucket: int) -> str:
         """Bitmap of the users of ``bucket`` active on ``day``."""
-        return f"{self.tag(bucket)}day:{self.zone_name}:{day.isoformat()}"
+        return self.tag(bucket) + self.day_part(day)
 
     def hour_bits(self, day: date, hour: int, bucket: int) -> str:
         """Bitmap of the users of ``bucket`` active during local ``hour`` (0-23) of ``day``."""
-        return f"{self.tag(bucket)}hour:{self.zone_name}:{day.isoformat()}T{hour:02d}"
+        return self.tag(bucket) + self.hour_part(day, hour)
 
     def new_bits(self, day: date, bucket: int) -> str:
         """Bitmap of the users of ``bucket`` created on ``day``."""
-        return f"{self.tag(bucket)}new:{self.zone_name}:{day.isoformat()}"
+        return self.tag(bucket) + self.new_part(day)
+
+    def counts(self, day: date, bucket: int) -> str:
+        """The counters of ``day`` in ``bucket``: users of each hour, of the day, and created that day."""
+        return self.tag(bucket) + self.counts_part(day)
+
+    def day_part(self, day: date) -> str:
+        """What follows the bucket's tag in :meth:`day_bits`."""
+        return f"day:{self.zone_name}:{day.isoformat()}"
+
+    def hour_part(self, day: date, hour: int) -> str:
+        """What follows the bucket's tag in :meth:`hour_bits`."""
+        return f"hour:{self.zone_name}:{day.isoformat()}T{hour:02d}"
+
+    def new_part(self, day: date) -> str:
+        """What follows the bucket's tag in :meth:`new_bits`."""
+        return f"new:{self.zone_name}:{day.isoformat()}"
+
+    def counts_part(self, day: date) -> str:
+        """What follows the bucket's tag in :meth:`counts`."""
+        return f"counts:{self.zone_name}:{day.isoformat()}"
+
+    def in_bucket(self, bucket: int, parts: list[str]) -> list[str]:
+        """The keys of ``bucket`` for many parts at once (a reader's days; the parts built once for all buckets)."""
+        tag = self.tag(bucket)
+        return [tag + part for part in parts]
 
     def old_hour(self, day: date, hour: int) -> str:
         """The pre-index set of users active during ``hour`` of ``day`` (read by ``reindex`` only)."""

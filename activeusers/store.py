@@ -11,13 +11,13 @@ import asyncio
 import hashlib
 import socket
 import ssl
+import struct
 import time
 import urllib.parse
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from functools import partial
 from typing import Any, Final, TypeVar, cast
 
 import hiredis
@@ -30,7 +30,7 @@ from redis.retry import Retry
 
 from activeusers.days import day_expiry_s
 from activeusers.errors import ConfigError, StoreUnavailable
-from activeusers.keys import KeySchema, bucket_of
+from activeusers.keys import DAY_SLOT, NEW_SLOT, SLOTS, KeySchema, bucket_of
 from activeusers.settings import Settings, redacted_url
 
 # Bounds the size of one Redis command: a huge SADD or a pipeline of hundreds of SMEMBERS would hold the
@@ -66,14 +66,23 @@ NUMBER_USERS: Final = Script(
     "return r"
 )
 NUMBER_CHUNK = 1000
-# BITCOUNT of every key given (keys of one bucket), replies in key order; COUNT_CHUNK keys bound one call.
-BITCOUNTS: Final = Script("local r = {} for i, k in ipairs(KEYS) do r[i] = redis.call('BITCOUNT', k) end return r")
-COUNT_CHUNK = 512
-# Bitmaps fetched per MGET (keys of one bucket): about a kilobyte each at the large dataset.
+# One user bucket's share of a batch (KEYS: that bucket's bitmaps and counts keys). ARGV[1] is the number of bit
+# records, each "bitmap, counts key (KEYS indexes), counter, n, n bit offsets": the script sets the bits and adds
+# how many were not set before to the counter, atomically, so a repeated write counts nothing and the counters
+# stay exact under replays and concurrent writers (counting needs no BITCOUNT). Pairs "key index, expiry" follow
+# (EXPIREAT after the bits, when the key exists). BITS_CHUNK bits bound one call's time on Redis' thread.
+SET_BITS: Final = Script(
+    "local a = 2 for _ = 1, tonumber(ARGV[1]) do "
+    "local key, counts, n, new = KEYS[tonumber(ARGV[a])], KEYS[tonumber(ARGV[a + 1])], tonumber(ARGV[a + 3]), 0 "
+    "for i = a + 4, a + 3 + n do if redis.call('SETBIT', key, ARGV[i], 1) == 0 then new = new + 1 end end "
+    "if new > 0 then redis.call('BITFIELD', counts, 'INCRBY', 'u32', '#' .. ARGV[a + 2], new) end a = a + 4 + n end "
+    "while a < #ARGV do redis.call('EXPIREAT', KEYS[tonumber(ARGV[a])], ARGV[a + 1]) a = a + 2 end return 0"
+)
+BITS_CHUNK = 2000
+SCRIPTS: Final = (NUMBER_USERS, SET_BITS)
+# Keys fetched per MGET (keys of one bucket): a bitmap is about a kilobyte at the large dataset, counts 104 bytes.
 FETCH_CHUNK = 256
-SCRIPTS: Final = (NUMBER_USERS, BITCOUNTS)
-# Bits set per BITFIELD command, so a backfill's biggest key is still a short command.
-BITS_CHUNK = 10_000
+COUNTS_BYTES: Final = 4 * SLOTS
 # How many user numbers the writer remembers (about 100 bytes each) before it starts over.
 NUMBER_MEMO_USERS = 2_000_000
 # A remembered number packs the bucket into its low bits (USER_BUCKETS is at most 2**BUCKET_BITS).
@@ -260,6 +269,56 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0][:200] if text.strip() else "no detail"
 
 
+class _BucketCall:
+    """One user bucket's share of a batch, as the arguments of :data:`SET_BITS` calls (``BITS_CHUNK`` bits each)."""
+
+    __slots__ = ("calls", "expiries", "index", "keys", "tag")
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.keys: list[str] = []
+        self.index: dict[str, int] = {}
+        self.calls: list[_Call] = [_Call()]
+        self.expiries: list[int] = []
+
+    def key(self, part: str) -> int:
+        """The KEYS index (1-based) of this bucket's key ``part``."""
+        found = self.index.get(part)
+        if found is None:
+            self.keys.append(self.tag + part)
+            found = self.index[part] = len(self.keys)
+        return found
+
+    def add(self, bitmap: int, counts: int, slot: int, numbers: list[int]) -> None:
+        """Set the bits ``numbers`` of KEYS[bitmap] and count the new ones in counter ``slot`` of KEYS[counts]."""
+        for start in range(0, len(numbers), BITS_CHUNK):
+            chunk = numbers[start : start + BITS_CHUNK]
+            call = self.calls[-1]
+            if call.bits and call.bits + len(chunk) > BITS_CHUNK:
+                call = _Call()
+                self.calls.append(call)
+            call.records += 1
+            call.bits += len(chunk)
+            call.args += (bitmap, counts, slot, len(chunk), *chunk)
+
+    def commands(self) -> list[Routed]:
+        """The packed script calls (the expiries go with the last, after every bit is set)."""
+        self.calls[-1].args += self.expiries
+        return [
+            (self.keys[0], pack_command(("EVALSHA", SET_BITS.sha, len(self.keys), *self.keys, c.records, *c.args)))
+            for c in self.calls
+        ]
+
+
+@dataclass(slots=True)
+class _Call:
+    """The arguments of one :data:`SET_BITS` call after KEYS and the record count."""
+
+    bits: int = 0
+    records: int = 0
+    args: list[int] = field(default_factory=list)
+
+
 class ActivityWriter:
     """Writes batches of buckets, expiry included: the day sets and the index's bitmaps in one pipelined round
     trip, after one more for the numbers of users it has not seen before."""
@@ -306,6 +365,7 @@ class ActivityWriter:
 
     def _store(self, buckets: Buckets, *, members: bool) -> None:
         commands: list[Routed] = []
+        calls: dict[int, _BucketCall] = {}
         now = self._clock()
         wall_s = self._wall()
         expiring: list[tuple[str, int]] = []
@@ -313,18 +373,27 @@ class ActivityWriter:
         try:
             self._number([user for group in (buckets.days, buckets.created) for u in group.values() for user in u])
             for day, users in buckets.days.items():
+                long = self._expiry(day, self._retention_days)
                 if members:
-                    expiry = self._expiry(day, self._member_days)
-                    self._add(commands, keys.day(day), users, expiry, wall_s, now, expiring)
-                expiry = self._expiry(day, self._retention_days)
-                self._bits(commands, partial(keys.day_bits, day), users, expiry, wall_s, now, expiring)
+                    members_until = self._expiry(day, self._member_days)
+                    self._add(commands, keys.day(day), users, members_until, wall_s, now, expiring)
+                counts = keys.counts_part(day)
+                self._bits(calls, (keys.day_part(day), counts, DAY_SLOT), users, (long, long), wall_s, now, expiring)
             for (day, hour), users in buckets.hours.items():
-                expiry = self._expiry(day, self._hour_retention_days)
-                self._bits(commands, partial(keys.hour_bits, day, hour), users, expiry, wall_s, now, expiring)
+                hour_expiry = (self._expiry(day, self._hour_retention_days), self._expiry(day, self._retention_days))
+                target = (keys.hour_part(day, hour), keys.counts_part(day), hour)
+                self._bits(calls, target, users, hour_expiry, wall_s, now, expiring)
             for day, users in buckets.created.items():
-                expiry = self._expiry(day, self._retention_days)
-                self._bits(commands, partial(keys.new_bits, day), users, expiry, wall_s, now, expiring)
-            self._send(commands)
+                long = self._expiry(day, self._retention_days)
+                target = (keys.new_part(day), keys.counts_part(day), NEW_SLOT)
+                self._bits(calls, target, users, (long, long), wall_s, now, expiring)
+            for call in calls.values():
+                commands += call.commands()
+            try:
+                self._send(commands)
+            except redis.exceptions.NoScriptError:  # a new or restarted Redis: load the script, send it again
+                self._client.script_load(SET_BITS.source)
+                self._send(commands)  # idempotent: bits set before count nothing again
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis write failed: {exc}") from exc
         if len(self._expiry_sent) > EXPIRY_MEMO_KEYS:
@@ -415,38 +484,50 @@ class ActivityWriter:
 
     def _bits(
         self,
-        commands: list[Routed],
-        key_of: Callable[[int], str],
+        calls: dict[int, _BucketCall],
+        target: tuple[str, str, int],
         users: set[str],
-        expire_at: int,
+        expiry: tuple[int, int],
         wall_s: float,
         now: float,
         expiring: list[tuple[str, int]],
     ) -> None:
-        """Set the bits of ``users`` in the bitmaps ``key_of(bucket)``: one BITFIELD per bucket (idempotent)."""
-        if expire_at <= wall_s:
+        """Set the bits of ``users`` in the bitmaps of ``target`` (key part, counts key part, counter) of their
+        buckets; ``expiry``: the bitmap's and the counts key's. Past its retention a bitmap is not written."""
+        if expiry[0] <= wall_s:
             return
+        part, counts_part, slot = target
         memo = self._numbers
-        offsets: defaultdict[int, list[str | int]] = defaultdict(list)
+        offsets: defaultdict[int, list[int]] = defaultdict(list)
         for user in users:
             packed = memo[user]
-            offsets[packed & BUCKET_MASK] += ("SET", "u1", packed >> BUCKET_BITS, 1)
-        for bucket, fields in offsets.items():
-            key = key_of(bucket)
-            for start in range(0, len(fields), 4 * BITS_CHUNK):
-                commands.append((key, pack_command(("BITFIELD", key, *fields[start : start + 4 * BITS_CHUNK]))))
-            self._expire(commands, key, expire_at, now, expiring)
+            offsets[packed & BUCKET_MASK].append(packed >> BUCKET_BITS)
+        keys = self._keys
+        for bucket, numbers in offsets.items():
+            call = calls.get(bucket)
+            if call is None:
+                call = calls[bucket] = _BucketCall(keys.tag(bucket))
+            bitmap, counts = call.key(part), call.key(counts_part)
+            call.add(bitmap, counts, slot, numbers)
+            for index, expire_at in ((bitmap, expiry[0]), (counts, expiry[1])):
+                key = call.keys[index - 1]
+                if self._expiry_due(key, expire_at, now):
+                    call.expiries += (index, expire_at)
+                    expiring.append((key, expire_at))
 
     def _expire(
         self, commands: list[Routed], key: str, expire_at: int, now: float, expiring: list[tuple[str, int]]
     ) -> None:
+        if self._expiry_due(key, expire_at, now):
+            commands.append((key, pack_command(("EXPIREAT", key, expire_at))))
+            expiring.append((key, expire_at))
+
+    def _expiry_due(self, key: str, expire_at: int, now: float) -> bool:
         # Each command costs the client microseconds of Python, and a backfill batch touches hundreds of keys: a
         # key's (deterministic) expiry is sent once and then again only every EXPIRY_REFRESH_S, which also
         # restores it on a key that lost it (a Redis restarted without persistence, a manual PERSIST).
         sent = self._expiry_sent.get(key)
-        if sent is None or sent[0] != expire_at or now - sent[1] >= EXPIRY_REFRESH_S:
-            commands.append((key, pack_command(("EXPIREAT", key, expire_at))))
-            expiring.append((key, expire_at))
+        return sent is None or sent[0] != expire_at or now - sent[1] >= EXPIRY_REFRESH_S
 
     def heartbeat(self, member: str, state: dict[str, object], now_ms: int) -> None:
         """Publish this consumer's liveness record (read by the API's readiness check) for ``CONSUMER_STALE``.
@@ -498,35 +579,45 @@ class ActivityReader:
         return dict(zip(days, map(int, replies), strict=True))
 
     async def day_counts(self, days: Sequence[date]) -> dict[date, int]:
-        """Distinct users active on each day (0 for a day without data), from the day bitmaps."""
-        return dict(zip(days, await self._bit_counts(lambda b: [self._keys.day_bits(d, b) for d in days]), strict=True))
+        """Distinct users active on each day (0 for a day without data), from the index's counters."""
+        return dict(zip(days, (counters[DAY_SLOT] for counters in await self._counters(days)), strict=True))
 
     async def new_user_counts(self, days: Sequence[date]) -> dict[date, int]:
-        """How many users were created on each day (0 for a day without data), from the new-user bitmaps."""
-        return dict(zip(days, await self._bit_counts(lambda b: [self._keys.new_bits(d, b) for d in days]), strict=True))
+        """How many users were created on each day (0 for a day without data), from the index's counters."""
+        return dict(zip(days, (counters[NEW_SLOT] for counters in await self._counters(days)), strict=True))
 
     async def hour_counts(self, hours: Sequence[tuple[date, int]]) -> dict[tuple[date, int], int]:
-        """Distinct users of each local hour bucket ``(day, hour)`` (0 without data), from the hour bitmaps."""
-        counts = await self._bit_counts(lambda b: [self._keys.hour_bits(d, h, b) for d, h in hours])
-        return dict(zip(hours, counts, strict=True))
+        """Distinct users of each local hour bucket ``(day, hour)`` (0 without data), from the index's counters."""
+        days = sorted({day for day, _ in hours})
+        counters = dict(zip(days, await self._counters(days), strict=True))
+        return {(day, hour): counters[day][hour] for day, hour in hours}
+
+    async def _counters(self, days: Sequence[date]) -> list[tuple[int, ...]]:
+        """The counters of each day summed over the user buckets (in the order of ``days``).
+
+        Each bucket's counts key is 26 big-endian 32-bit counters; read as one big integer, the sum over the
+        buckets adds every counter in its own 32 bits (no carry: a total is at most the number of users, far
+        below 2**32), so the sum costs one integer addition per bucket and day.
+        """
+        parts = [self._keys.counts_part(d) for d in days]
+        size, calls = self._calls(lambda b: self._keys.in_bucket(b, parts), FETCH_CHUNK)
+        replies = await self._guarded(self._send([(keys[0], pack_command(("MGET", *keys))) for _, _, keys in calls]))
+        totals = [0] * size
+        for (_, offset, _), values in zip(calls, replies, strict=True):
+            for position, value in enumerate(values, offset):
+                if value:
+                    totals[position] += int.from_bytes(value.ljust(COUNTS_BYTES, b"\0"), "big")
+        return [struct.unpack(f">{SLOTS}I", total.to_bytes(COUNTS_BYTES, "big")) for total in totals]
 
     async def day_masks(self, days: Sequence[date]) -> list[int]:
         """Each day's active users as one bitmask (0 for a day without data), in the order of ``days``."""
-        return await self._masks(lambda b: [self._keys.day_bits(d, b) for d in days])
+        parts = [self._keys.day_part(d) for d in days]
+        return await self._masks(lambda b: self._keys.in_bucket(b, parts))
 
     async def hour_masks(self, hours: Sequence[tuple[date, int]]) -> list[int]:
         """Each local hour bucket's active users as one bitmask, in the order of ``hours``."""
-        return await self._masks(lambda b: [self._keys.hour_bits(d, h, b) for d, h in hours])
-
-    async def _bit_counts(self, keys_of: Callable[[int], list[str]]) -> list[int]:
-        """Sum over the user buckets of the BITCOUNT of each bucket's ``keys_of(bucket)``, position by position."""
-        size, calls = self._calls(keys_of, COUNT_CHUNK)
-        totals = [0] * size
-        replies = await self._guarded(self._eval(BITCOUNTS, [keys for _, _, keys in calls]))
-        for (_, offset, _), counts in zip(calls, replies, strict=True):
-            for position, count in enumerate(counts, offset):
-                totals[position] += int(count)
-        return totals
+        parts = [self._keys.hour_part(d, h) for d, h in hours]
+        return await self._masks(lambda b: self._keys.in_bucket(b, parts))
 
     async def _masks(self, keys_of: Callable[[int], list[str]]) -> list[int]:
         """Per position of ``keys_of(bucket)``: the bitmaps of every bucket, side by side in one int.
@@ -557,15 +648,6 @@ class ActivityReader:
             size = len(keys)
             calls += [(bucket, start, keys[start : start + chunk]) for start in range(0, size, chunk)]
         return size, calls
-
-    async def _eval(self, script: Script, calls: Sequence[Sequence[str]]) -> list[Any]:
-        """One EVALSHA of ``script`` per group of keys (each group of one bucket), in one round trip."""
-        commands = [(keys[0], pack_command(("EVALSHA", script.sha, len(keys), *keys))) for keys in calls]
-        try:
-            return await self._send(commands)
-        except redis.exceptions.NoScriptError:  # a new or restarted Redis: load it once, then ask again
-            await self._client.script_load(script.source)
-            return await self._send(commands)
 
     async def _send(self, commands: Sequence[Routed]) -> list[Any]:
         """Send pre-packed commands (each with its routing key) and return their replies in order; raise the
@@ -602,14 +684,6 @@ class ActivityReader:
             return await call
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis read failed: {exc}") from exc
-
-    async def load_scripts(self) -> None:
-        """Load the scripts into Redis ahead of the first request (raises :class:`StoreUnavailable`)."""
-        try:
-            for script in SCRIPTS:
-                await self._client.script_load(script.source)
-        except REDIS_ERRORS as exc:
-            raise StoreUnavailable(f"Redis script load failed: {exc}") from exc
 
     async def heartbeats(self) -> dict[str, dict[str, Any]]:
         """The liveness record of every consumer whose heartbeat has not expired, by member id (at most

@@ -96,7 +96,7 @@ async def _refuse_bodies(request: web.Request, handler: Handler) -> web.StreamRe
 
 
 async def _warm_up(reader: ActivityReader, settings: Settings, clock: Callable[[], float]) -> None:
-    """Make the first request as fast as the next: a pooled connection open, the read script loaded and the hour
+    """Make the first request as fast as the next: a pooled connection open and the hour
     buckets of the hour-retention window computed. Best effort: an API whose Redis is down still starts (its
     readiness check says so) and pays these costs on its first request instead."""
     now_ms = int(clock() * 1000)
@@ -105,7 +105,6 @@ async def _warm_up(reader: ActivityReader, settings: Settings, clock: Callable[[
         hour_spans(day, settings.zone)
     try:
         await reader.ping()
-        await reader.load_scripts()
     except StoreUnavailable as exc:
         log.warning("Redis not reachable at startup", extra={"error": str(exc)})
 

@@ -148,7 +148,11 @@ def values_of(polled: Mapping[Any, Sequence[Record]]) -> list[list[bytes | None]
 
 
 class Classifier:
-    """Decodes, validates and buckets records with the settings' zone, retention and limits."""
+    """Decodes, validates and buckets records with the settings' zone, retention and limits.
+
+    An event older than ``RETENTION_DAYS`` (the index's retention, the longest) is ``too_old``; one that is only
+    past ``MEMBER_RETENTION_DAYS`` is stored, and the writer leaves its day set out (expired keys are not
+    written)."""
 
     def __init__(self, settings: Settings) -> None:
         self._bucketer = Bucketer(settings.zone)

@@ -12,6 +12,7 @@ import random
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -168,6 +169,7 @@ def oracle(
     """Expected day sets and index contents (as :func:`bucket_state` names them) for the events (anonymous,
     unknown and expired ones left out; day sets only for the days inside ``member_days``, by default the
     settings' rule: 45 days, at most ``retention_days``)."""
+    events = list(events)
     found = activity(events, zone, now_ms, retention_days)
     members = activity(events, zone, now_ms, member_days or min(DEFAULT_MEMBER_RETENTION_DAYS, retention_days))
     return {
@@ -186,12 +188,14 @@ def index_label(kind: str, when: str) -> str:
 def bucket_state(client: Any, keys: KeySchema) -> dict[str, set[str]]:
     """The day sets under the schema's prefix, as stored, and the index decoded back into user ids: every
     bitmap of a day, hour or creation day, its bits mapped through its bucket's ids hash and the buckets
-    unioned (labelled by :func:`index_label`). Asserts that every bucket's numbering is dense and that every bit
-    set names a numbered user."""
+    unioned (labelled by :func:`index_label`). Asserts that every bucket's numbering is dense, that every bit
+    set names a numbered user, and that every counter of the counts keys equals the bits of its bitmap."""
     found: dict[str, set[str]] = {}
     for key in client.scan_iter(match=keys.day_pattern(), count=1000):
         name = _text(key)
         found[name] = {_text(m) for m in client.smembers(name)}
+    counted: dict[tuple[str, str], int] = {}
+    bitmaps: dict[tuple[str, str], int] = {}
     users: list[dict[int, str]] = []
     for bucket in range(keys.buckets):
         numbers = {int(n): _text(u) for u, n in client.hgetall(keys.ids(bucket)).items()}
@@ -207,6 +211,13 @@ def bucket_state(client: Any, keys: KeySchema) -> dict[str, set[str]]:
         kind, _, when = name[name.index("}") + 2 :].partition(":")
         when = when.removeprefix(keys.zone_name + ":")
         bits: bytes = client.execute_command("GET", name, NEVER_DECODE=True)
+        if kind == "counts":
+            counters = struct.unpack(">26I", bits.ljust(104, b"\0"))
+            slots = [("hour", f"{when}T{hour:02d}") for hour in range(24)] + [("day", when), ("new", when)]
+            for slot, count in zip(slots, counters, strict=True):
+                counted[slot] = counted.get(slot, 0) + count
+            continue
+        bitmaps[(kind, when)] = bitmaps.get((kind, when), 0) + sum(bin(byte).count("1") for byte in bits)
         decoded = found.setdefault(index_label(kind, when), set())
         for position, byte in enumerate(bits):
             for bit in range(8):
@@ -214,6 +225,7 @@ def bucket_state(client: Any, keys: KeySchema) -> dict[str, set[str]]:
                     number = position * 8 + bit
                     assert number in users[bucket], f"{name}: bit {number} names no user"
                     decoded.add(users[bucket][number])
+    assert {slot: n for slot, n in counted.items() if n} == {slot: n for slot, n in bitmaps.items() if n}, "counters"
     return {label: ids for label, ids in found.items() if ids}
 
 

@@ -28,6 +28,7 @@ NY = KeySchema("au:", "America/New_York")
         (KEYS.hour_bits(date(2024, 3, 10), 0, 0), "au:{64.0}:hour:UTC:2024-03-10T00"),
         (NY.hour_bits(date(2024, 11, 3), 1, 63), "au:{64.63}:hour:America/New_York:2024-11-03T01"),
         (KEYS.new_bits(date(2026, 12, 1), 17), "au:{64.17}:new:UTC:2026-12-01"),
+        (KEYS.counts(date(2026, 12, 1), 17), "au:{64.17}:counts:UTC:2026-12-01"),
         (KeySchema("au:", "UTC", 1).ids(0), "au:{1.0}:ids"),
         (KeySchema("", "UTC", 16384).day_bits(date(2024, 2, 29), 16383), "{16384.16383}:day:UTC:2024-02-29"),
         (KEYS.old_hour(date(2024, 3, 10), 7), "au:hour:UTC:2024-03-10T07"),
@@ -120,7 +121,7 @@ def test_keys_of_one_bucket_share_one_hash_tag() -> None:
     day = date(2026, 12, 1)
     for bucket in (0, 17, 63):
         tagged = [KEYS.ids(bucket), KEYS.day_bits(day, bucket), KEYS.hour_bits(day, 9, bucket)]
-        tagged.append(KEYS.new_bits(day, bucket))
+        tagged += [KEYS.new_bits(day, bucket), KEYS.counts(day, bucket)]
         assert {key[key.index("{") : key.index("}") + 1] for key in tagged} == {f"{{64.{bucket}}}"}
 
 
@@ -155,3 +156,10 @@ def test_scan_patterns_of_the_sets() -> None:
     assert keys.day_pattern() == "a\\*:day:UTC:*"
     assert keys.old_hour_pattern() == "a\\*:hour:UTC:*"
     assert keys.old_new_users_pattern() == "a\\*:new:UTC:*"
+
+
+def test_parts_in_a_bucket_are_the_bucket_keys() -> None:
+    day = date(2024, 2, 29)
+    parts = [KEYS.day_part(day), KEYS.hour_part(day, 7), KEYS.new_part(day), KEYS.counts_part(day)]
+    want = [KEYS.day_bits(day, 5), KEYS.hour_bits(day, 7, 5), KEYS.new_bits(day, 5), KEYS.counts(day, 5)]
+    assert KEYS.in_bucket(5, parts) == want

@@ -77,7 +77,6 @@ async def test_chunked_calls_and_a_script_flush(
 ) -> None:
     keys = KeySchema(redis_prefix, "UTC", 3)
     per_day, _ = _seed(stack, keys, 20)
-    monkeypatch.setattr(store, "COUNT_CHUNK", 3)
     monkeypatch.setattr(store, "FETCH_CHUNK", 4)
     days = [DAY + timedelta(days=n) for n in range(20)]
     redis_client.script_flush()  # a Redis that never saw the script: the reader loads it and asks again

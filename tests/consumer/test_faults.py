@@ -168,8 +168,10 @@ def _env(bootstrap: str, redis_url: str, topic: str, prefix: str, **extra: str) 
 
 
 def _assert_exact(client: redis.Redis, sent: list[Sent], prefix: str, now: int) -> None:
+    """The day sets and the index (bitmaps decoded through the ids hashes, numbering dense) equal the oracle."""
     expected = expected_buckets(sent, prefix, ZONE, now, RETENTION_DAYS)
     assert len(expected) > 50
+    assert sum(label.startswith("index:") for label in expected) > 50  # days, hours and new users of the index
     assert bucket_state(client, KeySchema(prefix, ZONE)) == expected
 
 
