@@ -13,7 +13,7 @@ Then, side by side:
   write phase and in each query row (entries are told apart by the key prefix in their arguments);
 - memory: every key measured and grouped by the kinds of each tree's own KeySchema (``bench/memory.py``), bytes
   per day by kind, and the sizing table for 10k..10M daily active users (``bench/sizing.py``), also written into
-  ``docs/sizing.md`` (section "Sizing") unless ``--no-docs``;
+  ``docs/keys.md`` (section "Sizing") unless ``--no-docs``;
 - with ``--ingest``: ``bench/ingest.py --quick`` of each tree (its own script and consumer), rate as a share of
   the raw read rate of the same run.
 
@@ -76,19 +76,12 @@ MEMORY_TARGET = 0.35
 INGEST_TARGET = 0.75
 WARMUP = 3
 MIN_SAMPLES = 3
-# A file of its own (not a section of docs/keys.md, the key layout's page), so a rerun rewrites only the table.
-DOCS_SIZING = REPO_ROOT / "docs" / "sizing.md"
-SIZING_TITLE = "## Sizing"
-SIZING_DOC_HEAD = """# Sizing Redis
-
-What Redis holds for a deployment of a given size, from figures measured on the large benchmark dataset
-(`bench/compare.py`, which rewrites the section below). The key layout itself is described in `docs/keys.md`
-and `activeusers/keys.py`. Member sets (the day sets `usersList` is read from) cost bytes per active user and day
-and are kept `MEMBER_RETENTION_DAYS`; the index (bitmaps per user bucket) costs bits per *numbered* user (every
-user seen) and day, kept `RETENTION_DAYS` (hour bitmaps `HOUR_RETENTION_DAYS`); the numbering (a hash per bucket,
-user id -> number) costs bytes per numbered user and is kept for good.
-
-"""
+DOCS_KEYS = REPO_ROOT / "docs" / "keys.md"
+# The measured table stands between these lines in docs/keys.md (its "Sizing" section), rewritten by every run
+# that writes docs; a first run replaces the placeholder line that section keeps for it.
+TABLE_BEGIN = "<!-- SIZING TABLE: measured by bench/compare.py, rewritten by it -->"
+TABLE_END = "<!-- /SIZING TABLE -->"
+PLACEHOLDER = "<!-- SIZING TABLE:"
 RAW_SHARE = re.compile(r"active-users vs raw read: \*\*(\d+)%\*\*")
 
 
@@ -347,16 +340,20 @@ def sizing_lines(figures: dict[str, list[KindFigures]], new: Side, old: Side, da
 
 
 def write_sizing_doc(lines: list[str], command: str) -> None:
-    """Replace (or add) the "Sizing" section of docs/sizing.md with the table."""
-    text = DOCS_SIZING.read_text() if DOCS_SIZING.exists() else SIZING_DOC_HEAD
-    section = "\n".join([SIZING_TITLE, "", f"Measured by `{command}` ({stamp('bench/compare.py')})", "", *lines, ""])
-    if SIZING_TITLE in text:
-        head, rest = text.split(SIZING_TITLE, 1)
-        tail = rest.split("\n## ", 1)
-        text = head + section + ("\n## " + tail[1] if len(tail) > 1 else "")
+    """Put the measured table into docs/keys.md's "Sizing" section (between TABLE_BEGIN and TABLE_END)."""
+    text = DOCS_KEYS.read_text()
+    block = "\n".join(
+        [TABLE_BEGIN, "", f"Measured by `{command}` ({stamp('bench/compare.py')})", "", *lines, "", TABLE_END]
+    )
+    if TABLE_BEGIN in text and TABLE_END in text:
+        head, rest = text.split(TABLE_BEGIN, 1)
+        text = head + block + rest.split(TABLE_END, 1)[1]
+    elif PLACEHOLDER in text:
+        head, rest = text.split(PLACEHOLDER, 1)
+        text = head + block + rest.split("-->", 1)[1]
     else:
-        text = text.rstrip() + "\n\n" + section
-    DOCS_SIZING.write_text(text)
+        text = text.rstrip() + "\n\n## Sizing\n\n" + block + "\n"
+    DOCS_KEYS.write_text(text)
 
 
 def ingest_share(side: Side) -> tuple[str, float | None]:
@@ -396,7 +393,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--slowlog-us", type=int, default=100, help="SLOWLOG threshold in microseconds")
     parser.add_argument("--ingest", action="store_true", help="also bench/ingest.py --quick of both trees")
     parser.add_argument("--no-latency", action="store_true", help="memory and sizing only")
-    parser.add_argument("--no-docs", action="store_true", help="do not write the sizing table into docs/sizing.md")
+    parser.add_argument("--no-docs", action="store_true", help="do not write the sizing table into docs/keys.md")
     parser.add_argument("--record", action="store_true", help="append the report to BENCHMARKS.md")
     args = parser.parse_args()
     quick = args.quick

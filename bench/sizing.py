@@ -1,14 +1,15 @@
 """Sizing: Redis memory at 10k, 100k, 1M and 10M daily active users, computed from measured per-key figures.
 
 Pure functions over the :class:`~memory.KindFigures` that ``bench/memory.py`` measures (``bench/compare.py``
-calls them for both sides and writes the table into ``docs/sizing.md`` and BENCHMARKS.md). The model, per kind:
+calls them for both sides and writes the table into ``docs/keys.md`` and BENCHMARKS.md). The model, per kind:
 
 - sets (day sets, and today's hour and new-user sets): measured bytes per member times members per day, which
   scale with the daily active users;
 - bitmaps: measured per-key overhead times keys per day, plus the measured bitmap bytes per day, which scale
   with the *numbered* users (every user ever seen, not only the day's): numbered = daily active times the
   dataset's ratio (500k users for 100k daily active: 5);
-- hashes (a numbering: user id -> number): measured bytes per field times the numbered users, kept for good;
+- undated hashes (a numbering: user id -> number): measured bytes per field times the numbered users, kept for
+  good; dated hashes (counters per bucket and day): their measured bytes per day, whatever the users;
 - retention: the days each kind is kept, measured from the keys' expiry (EXPIRETIME minus the end of the key's
   day), so the table follows what the writer does rather than what a setting is believed to do.
 """
@@ -43,6 +44,8 @@ def scaled_day_bytes(f: KindFigures, dau: int, measured_dau: int, numbered_ratio
         overhead = (f.bytes - f.payload) / f.keys
         target_numbered = dau * numbered_ratio
         return keys_per_day * overhead + f.payload / f.ndays * target_numbered / numbered
+    if f.type != "set":  # dated hashes (counters per bucket and day): a fixed size per key, whatever the users
+        return f.bytes / f.ndays
     return f.bytes / f.ndays * dau / measured_dau
 
 

@@ -85,3 +85,8 @@ def test_sets_scale_with_daily_active_users_and_hashes_with_numbered_users():
     assert per_day(ids, 90) == 40_000 / 90
     assert per_day(sets, 90) == 7_200
     assert retention_of(sets) == 45
+
+
+def test_counters_per_bucket_and_day_keep_their_size_whatever_the_users():
+    counts = figures("counts", "hash", keys=128, days=2, elements=256, used=13_312, payload=0)
+    assert scaled_day_bytes(counts, dau=10_000_000, measured_dau=100, numbered_ratio=5, numbered=500) == 6_656
