@@ -185,30 +185,47 @@ def run_row(
     logs: Path,
     label: str,
     budget_s: float,
+    failures: list[str],
 ) -> tuple[dict[str, Latency], bool]:
     """Warm then cold samples of one row on both sides; whether the two sides' parsed bodies are equal. A side's
     sampling stops early (at least MIN_SAMPLES) once it has taken ``budget_s`` / 2 warm and as much cold."""
     found = {side.label: Latency() for side in both}
     bodies = {}
+    failed: dict[str, str] = {}
     for side in both:
         sys.stderr.write(f"{label}: {side.label} warm ({warm_counts[side.label]} requests)...\n")
-        times, bodies[side.label] = warm(side, url, headers[side.label], warm_counts[side.label], budget_s / 2, logs)
+        try:
+            times, bodies[side.label] = warm(
+                side, url, headers[side.label], warm_counts[side.label], budget_s / 2, logs
+            )
+        except RuntimeError as exc:  # this side answered an error: reported; the other side is still measured
+            failed[side.label] = str(exc)
+            continue
         found[side.label].cold.append(times[0])
         found[side.label].warm = times[1:]
-    equal = len({orjson.dumps(orjson.loads(b), option=orjson.OPT_SORT_KEYS) for b in bodies.values()}) == 1
+    equal = (
+        not failed and len({orjson.dumps(orjson.loads(b), option=orjson.OPT_SORT_KEYS) for b in bodies.values()}) == 1
+    )
     started = time.monotonic()
     spent = dict.fromkeys(cold_counts, 0.0)  # each side's own time: a slow side does not cut the other's samples
     for i in range(1, max(cold_counts.values())):
         for side in both:
-            if i < cold_counts[side.label] and (i < MIN_SAMPLES or spent[side.label] < budget_s / 2):
+            if side.label in failed or i >= cold_counts[side.label]:
+                continue
+            if i < MIN_SAMPLES or spent[side.label] < budget_s / 2:
                 begun = time.monotonic()
-                found[side.label].cold.append(cold_once(side, url, headers[side.label], logs))
+                try:
+                    found[side.label].cold.append(cold_once(side, url, headers[side.label], logs))
+                except RuntimeError as exc:
+                    failed[side.label] = str(exc)
                 spent[side.label] += time.monotonic() - begun
         done = ", ".join(f"{s.label} {len(found[s.label].cold)}/{cold_counts[s.label]}" for s in both)
         last = ", ".join(f"{ms(found[s.label].cold[-1])} ms" for s in both if found[s.label].cold)
         sys.stderr.write(f"\r{label} cold: {done} (last {last}; {time.monotonic() - started:,.0f} s)   ")
         sys.stderr.flush()
     sys.stderr.write("\n")
+    for side_label, message in failed.items():
+        failures.append(f"- {label}, {side_label}: **FAILED**: {message}")
     return found, equal
 
 
@@ -224,7 +241,9 @@ def latency_lines(
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     targets = []
-    for (name, days, found, equal, slow), (_, _, _, cold_target, warm_target) in zip(results, ROWS, strict=True):
+    limits = {(row[0], row[2]): row[3:] for row in ROWS}
+    for name, days, found, equal, slow in results:
+        cold_target, warm_target = limits[(name, days)]
         for side in (new, old):
             lat = found[side.label]
             entry = slow[side.label]
@@ -387,6 +406,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--baseline-cold-samples", type=int, default=None, help="baseline starts per row (20)")
     parser.add_argument("--warm", type=int, default=None, help="new side's warm requests per row (default 200)")
     parser.add_argument("--baseline-warm", type=int, default=None, help="baseline warm requests per row (30)")
+    parser.add_argument("--rows", nargs="+", choices=sorted({row[0] for row in ROWS}), help="only these query rows")
     parser.add_argument(
         "--row-budget-s", type=float, default=600, help="seconds per row after which sampling stops (at least 3)"
     )
@@ -447,21 +467,19 @@ def main() -> int:
                     warm_counts = {new.label: args.warm, old.label: args.baseline_warm}
                     for name, path, days, _, _ in ROWS:
                         label = f"{name} {days or 'today'}"
-                        try:
-                            found, equal = run_row(
-                                both,
-                                row_url(path, today, days),
-                                headers,
-                                cold_counts,
-                                warm_counts,
-                                logs,
-                                label,
-                                args.row_budget_s,
-                            )
-                        except RuntimeError as exc:  # a side answering an error: reported, the other rows still run
-                            sys.stderr.write(f"{label}: {exc}\n")
-                            failures.append(f"- {label}: **FAILED**: {exc}")
-                            found, equal = {side.label: Latency() for side in both}, False
+                        if args.rows and name not in args.rows:
+                            continue
+                        found, equal = run_row(
+                            both,
+                            row_url(path, today, days),
+                            headers,
+                            cold_counts,
+                            warm_counts,
+                            logs,
+                            label,
+                            args.row_budget_s,
+                            failures,
+                        )
                         results.append((name, days, found, equal, slowest(client, both)))
         finally:
             for side in both:

@@ -34,6 +34,7 @@ from common import REPO_ROOT, Server, service_env
 from activeusers.settings import Settings
 
 SIDE_SCRIPT = Path(__file__).resolve().parent / "side.py"
+API_REDIS_TIMEOUT_S = "60"
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,9 @@ class Side:
 
     def env(self, **extra: str) -> dict[str, str]:
         """The environment of this side's processes: its settings, and its tree first on the path."""
-        env = service_env(self.settings, BENCH_SIDE=self.label, **extra)
+        # Today's API reading 100k-member day sets on a loaded machine can exceed the default 2 s Redis timeout
+        # (answering 503): both sides get a long one, so a slow side is measured instead of failing.
+        env = service_env(self.settings, BENCH_SIDE=self.label, REDIS_TIMEOUT=API_REDIS_TIMEOUT_S, **extra)
         if self.baseline:
             env["PYTHONPATH"] = str(self.root)
         else:
