@@ -11,7 +11,6 @@ import asyncio
 import http.client
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -19,17 +18,19 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import redis
+from dataset import LARGE as LARGE
+from dataset import STANDARD as STANDARD
+from dataset import Dataset
+from dataset import user_ids as user_ids
+from side import write_dataset
 
-from activeusers.days import day_start_ms
 from activeusers.keys import KeySchema
 from activeusers.redisconn import async_redis_client
 from activeusers.settings import Settings
-from activeusers.store import ActivityWriter, Buckets
 from api.auth import VIEW_ENGAGEMENT_DASHBOARD
 from api.tokens import TokenStore
 
@@ -42,30 +43,7 @@ NEW_USERS_PATH = USERS_PREFIX + "new-users"
 BY_TIME_OF_DAY_PATH = USERS_PREFIX + "users-by-time-of-the-day-in-a-week"
 HOURLY_PATH = USERS_PREFIX + "chat-busier/hourly-data"
 WEEKLY_PATH = USERS_PREFIX + "chat-busier/weekly-data"
-# One user in NEW_SHARE of each day's active users is also created that day (new-user sets).
-NEW_SHARE = 50
-# Rocket.Chat's id alphabet (Random.id(): 17 characters without look-alikes), so sets hold realistic members.
-ID_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz"
-ID_CHARS = 17
 BENCH_USER = "bench-admin"
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """A seeded population: ``dau`` of ``users`` active on each of the ``days`` days ending today."""
-
-    name: str
-    users: int
-    dau: int
-    days: int
-    seed: int = 20260
-
-    def describe(self) -> str:
-        return f"{self.users:,} users, {self.dau:,} daily active, {self.days} days, seed {self.seed}"
-
-
-STANDARD = Dataset("standard", users=50_000, dau=10_000, days=90)
-LARGE = Dataset("large", users=500_000, dau=100_000, days=90)
 
 
 def require_env() -> None:
@@ -90,47 +68,6 @@ def keys_of(settings: Settings) -> KeySchema:
 
 def today_utc() -> date:
     return datetime.now(UTC).date()
-
-
-def user_ids(count: int, seed: int) -> list[str]:
-    """``count`` distinct Rocket.Chat-style ids, the same for the same seed."""
-    rng = random.Random(seed)
-    seen: set[str] = set()
-    ids: list[str] = []
-    while len(ids) < count:
-        candidate = "".join(rng.choices(ID_ALPHABET, k=ID_CHARS))
-        if candidate not in seen:
-            seen.add(candidate)
-            ids.append(candidate)
-    return ids
-
-
-def write_dataset(settings: Settings, data: Dataset, last_day: date) -> int:
-    """Store the dataset (days ending ``last_day``) through the consumer's writer; returns (user, day) pairs."""
-    population = user_ids(data.users, data.seed)
-    rng = random.Random(data.seed + 1)
-    client = redis.Redis.from_url(settings.redis_url)
-    writer = ActivityWriter(client, keys_of(settings), settings)
-    zone = settings.zone
-    started = time.monotonic()
-    pairs = 0
-    try:
-        for i in range(data.days):
-            day = last_day - timedelta(days=data.days - 1 - i)
-            base_ms = day_start_ms(day, zone)
-            buckets = Buckets()
-            hours = rng.choices(range(24), k=data.dau)
-            for user, hour in zip(rng.sample(population, data.dau), hours, strict=True):
-                buckets.add_active(day, hour, user, base_ms + hour * 3_600_000)
-            for user in rng.sample(population, data.dau // NEW_SHARE):
-                buckets.add_created(day, user, base_ms)
-            writer.write(buckets)
-            pairs += data.dau
-            progress(f"writing {data.name} dataset", i + 1, data.days, started)
-    finally:
-        client.close()
-    sys.stderr.write("\n")
-    return pairs
 
 
 def delete_prefix(redis_url: str, prefix: str) -> None:
@@ -197,13 +134,18 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
 class Server:
     """A child HTTP server that logs its URL as a JSON line field ``url`` (``active-users serve`` does)."""
 
-    def __init__(self, argv: Sequence[str], env: Mapping[str, str], log_path: Path, timeout_s: float = 30) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        log_path: Path,
+        timeout_s: float = 30,
+        cwd: Path = REPO_ROOT,
+    ) -> None:
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            list(argv), env=dict(env), cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT
-        )
+        self.process = subprocess.Popen(list(argv), env=dict(env), cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT)
         self.url = self._wait_url(timeout_s)
         self.host, port = self.url.removeprefix("http://").rsplit(":", 1)
         self.port = int(port)

@@ -1,9 +1,12 @@
-"""Memory benchmark: Redis bytes per stored (user, day) and per day, on the large dataset.
+"""Memory benchmark: Redis bytes per key kind, per day and per stored (user, day), on the large dataset.
 
-The dataset is written through the consumer's writer (one day set and one hour set entry per active user per
-day, with expiry), then every key of the bench prefix is measured with ``MEMORY USAGE key SAMPLES 0`` (exact:
-every element counted) and ``OBJECT ENCODING``. ``used_memory`` before and after the write is shown too; it also
-counts allocator overhead and anything other clients of the shared Redis did meanwhile.
+The dataset is written through the consumer's writer, then every key of the bench prefix is measured with
+``MEMORY USAGE key SAMPLES 0`` (exact: every element counted), ``TYPE``, ``OBJECT ENCODING`` and its size
+(``SCARD``, ``HLEN``, or ``STRLEN`` and ``BITCOUNT`` for bitmaps). Keys are grouped by kind: the tree's own
+``KeySchema`` methods, turned into patterns by ``bench/side.py schema`` (no key name is written here), so the
+same code measures any layout. ``used_memory`` before and after the write is shown too; it also counts allocator
+overhead and anything other clients of the shared Redis did meanwhile. ``bench/compare.py`` measures this tree
+and a baseline ref the same way, side by side.
 
 Usage: python bench/memory.py [--quick] [--record] [--days N]
 Needs REDIS_URL.
@@ -12,31 +15,139 @@ Needs REDIS_URL.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections import Counter
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
 
 import redis
 from common import LARGE, bench_settings, dataset_in_redis, emit, keys_of, require_env, stamp, today_utc
+from side import kinds
+from sizing import per_day
+
+BATCH = 500
+SIZE_COMMAND = {"set": "SCARD", "hash": "HLEN", "zset": "ZCARD", "list": "LLEN", "string": "STRLEN"}
 
 
-def measure(client: redis.Redis, pattern: str) -> tuple[int, int, int, Counter[str]]:
-    """Keys, members, bytes and encodings of the keys matching ``pattern``."""
-    keys = list(client.scan_iter(match=pattern, count=1000))
-    members = used = 0
-    encodings: Counter[str] = Counter()
-    for start in range(0, len(keys), 100):
+@dataclass
+class KindFigures:
+    """What the keys of one kind (a KeySchema method) and one Redis type hold."""
+
+    kind: str
+    type: str
+    keys: int = 0
+    elements: int = 0  # set members, hash fields, or bits set in bitmaps
+    bytes: int = 0  # MEMORY USAGE
+    payload: int = 0  # STRLEN of strings (the bitmap bytes themselves)
+    encodings: Counter[str] = field(default_factory=Counter)
+    days: set[str] = field(default_factory=set)
+    retention: Counter[int] = field(default_factory=Counter)  # days kept after the key's day ends -> keys
+
+    @property
+    def ndays(self) -> int:
+        return len(self.days)
+
+    def encoding_text(self) -> str:
+        return ", ".join(f"{name} x{count:,}" for name, count in self.encodings.most_common())
+
+
+def day_end_s(day: str) -> int:
+    """Epoch seconds at the end of a UTC day (the benchmarks store UTC days)."""
+    start = datetime.fromisoformat(day).replace(tzinfo=UTC)
+    return int(start.timestamp()) + 86_400
+
+
+def classify(key: str, patterns: Sequence[tuple[str, re.Pattern[str]]]) -> tuple[str, str | None]:
+    for name, pattern in patterns:
+        match = pattern.fullmatch(key)
+        if match:
+            return name, match.groupdict().get("date")
+    return "other", None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def measure_kinds(client: redis.Redis, prefix: str, schema_kinds: Sequence[dict[str, Any]]) -> list[KindFigures]:
+    """Every key under ``prefix``, measured and grouped by (kind, type); kinds as ``bench/side.py schema`` gives."""
+    patterns = [(kind["name"], re.compile(kind["regex"])) for kind in schema_kinds]
+    escaped = "".join("\\" + c if c in "*?[]\\" else c for c in prefix)
+    keys = [_text(k) for k in client.scan_iter(match=escaped + "*", count=1000)]
+    found: dict[tuple[str, str], KindFigures] = {}
+    for start in range(0, len(keys), BATCH):
+        chunk = keys[start : start + BATCH]
         pipe = client.pipeline(transaction=False)
-        for key in keys[start : start + 100]:
-            pipe.scard(key)
+        for key in chunk:
+            pipe.type(key)
             pipe.memory_usage(key, samples=0)
             pipe.object("encoding", key)
-        replies = pipe.execute()
-        for i in range(0, len(replies), 3):
-            members += int(replies[i])
-            used += int(replies[i + 1] or 0)
-            encodings[replies[i + 2].decode() if isinstance(replies[i + 2], bytes) else str(replies[i + 2])] += 1
-    return len(keys), members, used, encodings
+            pipe.execute_command("EXPIRETIME", key)
+        first = pipe.execute()
+        types = [_text(first[i]) for i in range(0, len(first), 4)]
+        pipe = client.pipeline(transaction=False)
+        for key, kind in zip(chunk, types, strict=True):
+            pipe.execute_command(SIZE_COMMAND.get(kind, "EXISTS"), key)
+            if kind == "string":
+                pipe.bitcount(key)
+        sizes = iter(pipe.execute())
+        for i, (key, kind) in enumerate(zip(chunk, types, strict=True)):
+            name, day = classify(key, patterns)
+            figures = found.setdefault((name, kind), KindFigures(name, kind))
+            size = int(next(sizes))
+            figures.keys += 1
+            figures.bytes += int(first[4 * i + 1] or 0)
+            figures.encodings[_text(first[4 * i + 2])] += 1
+            if kind == "string":
+                figures.payload += size
+                figures.elements += int(next(sizes))
+            else:
+                figures.elements += size
+            if day is not None:
+                figures.days.add(day)
+                expire_at = int(first[4 * i + 3])
+                if expire_at > 0:
+                    figures.retention[round((expire_at - day_end_s(day)) / 86_400)] += 1
+    return sorted(found.values(), key=lambda f: (-f.bytes, f.kind))
+
+
+def layout_rows(figures: Sequence[KindFigures], dataset_days: int, label: str = "") -> list[str]:
+    """Table rows (one per kind and type) for :func:`layout_header`; ``label`` fills a leading column if given."""
+    rows = []
+    for f in figures:
+        per_element = f"{f.bytes / f.elements:,.2f}" if f.elements else "-"
+        cells = [label] if label else []
+        cells += [
+            f"`{f.kind}`",
+            f"{f.type.upper()}, {f.encoding_text()}",
+            f"{f.keys:,}",
+            f"{f.ndays or '-'}",
+            f"{f.elements:,}",
+            per_element,
+            f"{f.bytes:,}",
+            f"{per_day(f, dataset_days):,.0f}",
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
+def layout_header(with_label: bool) -> list[str]:
+    lead = "| side " if with_label else ""
+    return [
+        lead + "| kind (KeySchema method) | type, encoding | keys | days | elements | bytes per element | bytes"
+        " | bytes per day |",
+        ("|---" if with_label else "") + "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+
+
+LAYOUT_NOTE = (
+    "Elements: set members, hash fields, bits set (bitmaps). Bytes: `MEMORY USAGE key SAMPLES 0` summed. Bytes per"
+    " day: a dated kind's bytes over its days; an undated kind (e.g. a numbering hash, kept for good) amortized"
+    " over the dataset's days."
+)
 
 
 def main() -> int:
@@ -50,42 +161,28 @@ def main() -> int:
     require_env()
     data = replace(LARGE, days=30 if args.quick else args.days)
     settings = bench_settings("memory")
-    keys = keys_of(settings)
     client = redis.Redis.from_url(settings.redis_url)
     version = client.info("server")["redis_version"]
     before = int(client.info("memory")["used_memory"])
-    found: dict[str, tuple[int, int, int, Counter[str]]] = {}
     with dataset_in_redis(settings, data, today_utc()) as pairs:
         after = int(client.info("memory")["used_memory"])
-        for kind in ("day", "hour"):
-            found[kind] = measure(client, f"{keys.pattern()[:-1]}{kind}:*")
+        figures = measure_kinds(client, settings.redis_key_prefix, kinds(keys_of(settings)))
     client.close()
-    day_keys, day_members, day_bytes, day_enc = found["day"]
-    hour_keys, hour_members, hour_bytes, hour_enc = found["hour"]
-    assert day_members == pairs, (day_members, pairs)
-    total = day_bytes + hour_bytes
-
-    def enc(counter: Counter[str]) -> str:
-        return ", ".join(f"{name} x{count}" for name, count in counter.most_common())
-
+    total = sum(per_day(f, data.days) for f in figures)
     lines = [
         f"### Redis memory ({data.describe()})",
         "",
         stamp("bench/memory.py"),
-        f"redis-server {version}, default set encodings; ids are 17-character Rocket.Chat-style ids; each active"
-        " user is in one hour set of its day.",
+        f"redis-server {version}, default encodings; ids are 17-character Rocket.Chat-style ids; each active"
+        " user is active in one hour of its day.",
         "",
-        "| key (prefix `P`, zone `Z`) | type, encoding | keys | members | bytes per member | bytes per day |",
-        "|---|---|---:|---:|---:|---:|",
-        f"| `Pday:Z:YYYY-MM-DD` | SET, {enc(day_enc)} | {day_keys:,} | {day_members:,} |"
-        f" {day_bytes / max(day_members, 1):.1f} | {day_bytes // max(day_keys, 1):,} |",
-        f"| `Phour:Z:YYYY-MM-DDTHH` | SET, {enc(hour_enc)} | {hour_keys:,} | {hour_members:,} |"
-        f" {hour_bytes / max(hour_members, 1):.1f} | {hour_bytes // max(data.days, 1):,} |",
-        f"| all | | {day_keys + hour_keys:,} | {day_members + hour_members:,} | | {total // max(data.days, 1):,} |",
+        *layout_header(False),
+        *layout_rows(figures, data.days),
         "",
-        f"- Redis bytes per stored (user, day), day and hour sets together: **{total / max(pairs, 1):.1f}**"
-        f" (day set alone {day_bytes / max(pairs, 1):.1f}; MEMORY USAGE SAMPLES 0)",
-        f"- Redis bytes per day at {data.dau:,} daily active: **{total / max(data.days, 1) / 1e6:,.1f} MB**;"
+        LAYOUT_NOTE,
+        "",
+        f"- Redis bytes per stored (user, day), every kind: **{total * data.days / max(pairs, 1):.1f}**",
+        f"- Redis bytes per day at {data.dau:,} daily active: **{total / 1e6:,.2f} MB**;"
         f" used_memory grew by {(after - before) / 1e6:,.1f} MB for {data.days} days"
         f" ({(after - before) / max(data.days, 1) / 1e6:,.1f} MB per day, allocator overhead included)",
         "",
