@@ -28,6 +28,10 @@ from consumer.kafka import KAFKA_TIMEOUT_S, security_config
 # ApiVersions v0: api key 18, version 0, a correlation id, a client id; empty body. Every broker since 0.10
 # answers it on every listener, before SASL.
 _API_VERSIONS = 18
+# SaslHandshake v1: api key 17; its answer lists the listener's enabled mechanisms (error 33 when the requested one
+# is not among them), before any credentials are sent.
+_SASL_HANDSHAKE = 17
+_UNSUPPORTED_SASL_MECHANISM = 33
 _CORRELATION_ID = 0x61750001
 _CLIENT_ID = b"active-users-check"
 # OpenSSL's verification codes for a certificate that is not for the host (name or IP address).
@@ -44,15 +48,48 @@ def check_broker(settings: Settings, timeout_s: float = KAFKA_TIMEOUT_S) -> None
         return  # unreachable: the clients wait for it
     problem = transport_problem(settings, raw, f"{host}:{port}", security.get("ssl_context"))
     if problem is None and settings.kafka_security_protocol.startswith("SASL_"):
-        problem = _sasl_problem(settings, security, timeout_s)
+        problem = _mechanism_problem(settings, (host, port), security.get("ssl_context"), timeout_s)
+        problem = problem or _sasl_problem(settings, security, timeout_s)
     if problem is not None:
         raise ConfigError(problem)
 
 
+def _request(api_key: int, version: int, body: bytes = b"") -> bytes:
+    """A request with header v1 (api key, version, correlation id, client id) and its size prefix."""
+    header = struct.pack(">hhih", api_key, version, _CORRELATION_ID, len(_CLIENT_ID)) + _CLIENT_ID
+    return struct.pack(">i", len(header) + len(body)) + header + body
+
+
+def _mechanism_problem(
+    settings: Settings, address: tuple[str, int], context: ssl.SSLContext | None, timeout_s: float
+) -> str | None:
+    """Whether the listener enables ``KAFKA_SASL_MECHANISM``, from its SaslHandshake answer (``None`` when it does,
+    or when the exchange itself fails: the client attempt that follows says why)."""
+    mechanism = settings.kafka_sasl_mechanism.encode()
+    try:
+        with socket.create_connection(address, timeout=timeout_s) as raw:
+            sock = context.wrap_socket(raw, server_hostname=address[0]) if context is not None else raw
+            with sock:
+                sock.sendall(_request(_SASL_HANDSHAKE, 1, struct.pack(">h", len(mechanism)) + mechanism))
+                size, correlation_id = struct.unpack(">ii", _recv_exact(sock, 8))
+                error, count = struct.unpack(">hi", _recv_exact(sock, 6))
+                enabled = []
+                for _ in range(max(0, min(count, 64))):
+                    (length,) = struct.unpack(">h", _recv_exact(sock, 2))
+                    enabled.append(_recv_exact(sock, length).decode(errors="replace"))
+    except (OSError, struct.error):
+        return None
+    if correlation_id != _CORRELATION_ID or size < 6 or error != _UNSUPPORTED_SASL_MECHANISM:
+        return None
+    return (
+        f"KAFKA_SASL_MECHANISM={settings.kafka_sasl_mechanism} is not enabled on the broker's listener "
+        f"(it enables {', '.join(enabled) or 'none'})"
+    )
+
+
 def api_versions_request() -> bytes:
     """An ApiVersions v0 request with its size prefix."""
-    header = struct.pack(">hhih", _API_VERSIONS, 0, _CORRELATION_ID, len(_CLIENT_ID)) + _CLIENT_ID
-    return struct.pack(">i", len(header)) + header
+    return _request(_API_VERSIONS, 0)
 
 
 def transport_problem(
@@ -199,6 +236,14 @@ def _refusal(settings: Settings, messages: list[str], timeout_s: float) -> str |
             )
         if "UnsupportedSaslMechanism" in message:
             return f"KAFKA_SASL_MECHANISM={mechanism} is not enabled on the broker's listener"
+    # The transport and the mechanism were accepted just before, so a broker that closes every connection during
+    # authentication is refusing the credentials (kafka-python 3.0.12 over TLS may read the close before the
+    # broker's error answer, and then logs only the disconnection).
+    if any("socket disconnected" in m for m in messages):
+        return (
+            f"KAFKA_SASL_USERNAME/KAFKA_SASL_PASSWORD: the broker closed every connection while authenticating "
+            f"user {settings.kafka_sasl_username!r} ({mechanism}): it refuses the credentials"
+        )
     return (
         f"KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol}: no authenticated connection to "
         f"{settings.kafka_bootstrap_servers} within {timeout_s:.0f} s"

@@ -17,7 +17,13 @@ import pytest
 
 from activeusers.errors import ConfigError
 from activeusers.settings import Secret, Settings
-from consumer.brokercheck import _refusal, api_versions_request, check_broker, transport_problem
+from consumer.brokercheck import (
+    _mechanism_problem,
+    _refusal,
+    api_versions_request,
+    check_broker,
+    transport_problem,
+)
 from consumer.kafka import consumer_config, security_config
 
 
@@ -133,6 +139,44 @@ def test_refusals_from_the_clients_log() -> None:
     assert mechanism == "KAFKA_SASL_MECHANISM=SCRAM-SHA-512 is not enabled on the broker's listener"
     silent = _refusal(settings, [], 10)
     assert silent is not None and silent.startswith("KAFKA_SECURITY_PROTOCOL=SASL_SSL: no authenticated connection")
+    # kafka-python over TLS may read the broker's close before its error answer and log only the disconnection.
+    closed = "<KafkaSSLTransport [127.0.0.1:19094<-58376]>: Abort (KafkaConnectionError: socket disconnected)"
+    dropped = _refusal(settings, ["Attempting bootstrap", closed], 10)
+    assert dropped is not None and dropped.startswith("KAFKA_SASL_USERNAME/KAFKA_SASL_PASSWORD: the broker closed")
+
+
+def _answering_listener(answer: bytes) -> tuple[socket.socket, threading.Thread]:
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            (size,) = struct.unpack(">i", conn.recv(4))
+            request = b""
+            while len(request) < size:
+                request += conn.recv(size - len(request))
+            conn.sendall(struct.pack(">i", len(answer)) + answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return server, thread
+
+
+def test_a_mechanism_the_listener_does_not_enable_is_named_with_those_it_does() -> None:
+    correlation = struct.unpack(">i", api_versions_request()[8:12])[0]
+    mechanisms = [b"SCRAM-SHA-512", b"PLAIN"]
+    body = struct.pack(">ihi", correlation, 33, len(mechanisms))
+    body += b"".join(struct.pack(">h", len(m)) + m for m in mechanisms)
+    server, thread = _answering_listener(body)
+    settings = Settings(kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_mechanism="SCRAM-SHA-256")
+    try:
+        problem = _mechanism_problem(settings, server.getsockname()[:2], None, 5)
+    finally:
+        thread.join(5)
+        server.close()
+    assert problem == (
+        "KAFKA_SASL_MECHANISM=SCRAM-SHA-256 is not enabled on the broker's listener (it enables SCRAM-SHA-512, PLAIN)"
+    )
 
 
 def test_bootstrap_servers_that_are_not_host_port() -> None:
