@@ -358,12 +358,10 @@ def sizing_lines(figures: dict[str, list[KindFigures]], new: Side, old: Side, da
     ]
 
 
-def write_sizing_doc(lines: list[str], command: str) -> None:
+def write_sizing_doc(lines: list[str]) -> None:
     """Put the measured table into docs/keys.md's "Sizing" section (between TABLE_BEGIN and TABLE_END)."""
     text = DOCS_KEYS.read_text()
-    block = "\n".join(
-        [TABLE_BEGIN, "", f"Measured by `{command}` ({stamp('bench/compare.py')})", "", *lines, "", TABLE_END]
-    )
+    block = "\n".join([TABLE_BEGIN, "", f"Measured by {stamp('bench/compare.py')}", "", *lines, "", TABLE_END])
     if TABLE_BEGIN in text and TABLE_END in text:
         head, rest = text.split(TABLE_BEGIN, 1)
         text = head + block + rest.split(TABLE_END, 1)[1]
@@ -433,7 +431,6 @@ def main() -> int:
     data = replace(base, days=args.days or (30 if args.quick else base.days))
     today = today_utc()
     ref = args.baseline_ref or default_ref()
-    command = "python bench/compare.py " + " ".join(sys.argv[1:])
     with sides(ref) as (new, old), tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
         logs = Path(tmp)
         both = (new, old)
@@ -536,7 +533,7 @@ def main() -> int:
             )
             lines.append("")
     if not args.no_docs:
-        write_sizing_doc(sizing, command.strip())
+        write_sizing_doc(sizing)
     emit(lines, args.record)
     return 0
 

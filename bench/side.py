@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import importlib.util
 import inspect
 import json
 import os
@@ -28,6 +27,7 @@ import time
 import typing
 from dataclasses import fields, is_dataclass, replace
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -56,7 +56,10 @@ SCHEMA_FACTORIES = ("of", "from_settings")
 def _async_redis_client(settings: Settings) -> Any:
     """The tree's asyncio client factory: in ``activeusers.redisconn`` since issue 14, in ``activeusers.store``
     before (a baseline tree)."""
-    owner = "activeusers.redisconn" if importlib.util.find_spec("activeusers.redisconn") else "activeusers.store"
+    # Looked up in the imported package's own directory: the editable install's finder would find this tree's
+    # module for a baseline tree too.
+    has_redisconn = (Path(activeusers.__file__).parent / "redisconn.py").exists()
+    owner = "activeusers.redisconn" if has_redisconn else "activeusers.store"
     return importlib.import_module(owner).async_redis_client(settings)
 
 
