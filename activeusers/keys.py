@@ -12,6 +12,10 @@ Layout (``P`` is the configured prefix, ``Z`` the activity time zone name, ``N``
   :data:`NEW_SLOT`), kept by the same script that sets the bits, so counts need no ``BITCOUNT``.
 - ``Pday:Z:YYYY-MM-DD``: SET of user ids active on that local day (active-users' ``usersList``), kept
   ``MEMBER_RETENTION_DAYS``; the bitmaps are the index and keep ``RETENTION_DAYS`` (hours ``HOUR_RETENTION_DAYS``).
+- ``Pversions:N:Z``: HASH of YYYY-MM-DD -> a token the writer replaces after every acknowledged write of that
+  day's bitmaps and counters, so an API process knows which of its cached masks and counters still hold.
+- ``Ppoints:N:Z``: HASH of YYYY-MM-DD -> "digest DAU WAU MAU", the summary's counts of that day as an API process
+  computed them, valid while the digest of the versions of the 30 days they cover matches.
 - ``Ptokens``: HASH of base64(SHA-256(token)) -> JSON record (user id, permissions, creation time, id).
 - ``Pheartbeat:<member>``: STRING, one consumer's JSON heartbeat (time, last stored event time, assignment),
   written with a time to live (``CONSUMER_STALE``), so a consumer that died stops counting when it expires.
@@ -37,7 +41,7 @@ from typing import TYPE_CHECKING, Final
 if TYPE_CHECKING:
     from activeusers.settings import Settings
 
-DEFAULT_BUCKETS: Final = 64
+DEFAULT_BUCKETS: Final = 16
 # The counters of a day's counts key: hours 0-23 are their own slots.
 DAY_SLOT: Final = 24
 NEW_SLOT: Final = 25
@@ -105,6 +109,21 @@ class KeySchema:
     def counts_part(self, day: date) -> str:
         """What follows the bucket's tag in :meth:`counts`."""
         return f"counts:{self.zone_name}:{day.isoformat()}"
+
+    def versions(self) -> str:
+        """Hash of day -> the index version of that day (:meth:`day_field`), replaced by the writer after
+        every acknowledged write of the day's bitmaps (readers' caches check it)."""
+        return f"{self.prefix}versions:{self.buckets}:{self.zone_name}"
+
+    @staticmethod
+    def day_field(day: date) -> str:
+        """The field of ``day`` in the hashes of :meth:`versions` and :meth:`points`."""
+        return day.isoformat()
+
+    def points(self) -> str:
+        """Hash of day -> the summary's DAU, WAU and MAU of that day with the versions of the days they were
+        computed from, shared by the API processes (a new process finds them instead of computing them)."""
+        return f"{self.prefix}points:{self.buckets}:{self.zone_name}"
 
     def in_bucket(self, bucket: int, parts: list[str]) -> list[str]:
         """The keys of ``bucket`` for many parts at once (a reader's days; the parts built once for all buckets)."""

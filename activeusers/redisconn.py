@@ -301,23 +301,32 @@ def _read_replies(read: Callable[[], Any], count: int, asking: bool) -> list[Any
     return replies
 
 
-def send_commands(client: SyncClient, commands: Sequence[Routed], scripts: Sequence[str] = ()) -> list[Any]:
+def send_commands(
+    client: SyncClient, commands: Sequence[Routed], scripts: Sequence[str] = (), then: Routed | None = None
+) -> list[Any]:
     """Send the packed ``commands`` (each with its routing key) and return their replies in order,
     refusals as :class:`redis.ResponseError` objects. On a single server: one write on one pooled connection.
-    ``scripts`` (Lua sources) are loaded when a reply is ``NOSCRIPT``, and those commands sent again. Connection
-    failures raise (``REDIS_ERRORS``)."""
-    if not commands:
+    ``scripts`` (Lua sources) are loaded when a reply is ``NOSCRIPT``, and those commands sent again. ``then``
+    runs once every command has taken effect (its reply last): in the same write on a single server, which runs
+    a connection's commands in order, else (a cluster's nodes, commands sent again) after their replies.
+    Connection failures raise (``REDIS_ERRORS``)."""
+    single = not isinstance(client, RedisCluster)
+    batch = [*commands, then] if then is not None and single else list(commands)
+    if not batch:
         return []
     if isinstance(client, RedisCluster):
-        replies = _cluster_send(client, commands)
+        replies = _cluster_send(client, batch)
     else:
-        replies = _pool_send(client.connection_pool, commands)
-    if scripts and any(isinstance(reply, NoScriptError) for reply in replies):
+        replies = _pool_send(client.connection_pool, batch)
+    again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)] if scripts else []
+    if again:
         for source in scripts:  # a cluster client loads it on every primary
             client.script_load(source)
-        again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-        for position, reply in zip(again, send_commands(client, [commands[i] for i in again]), strict=True):
+        for position, reply in zip(again, send_commands(client, [batch[i] for i in again]), strict=True):
             replies[position] = reply
+    if then is not None and (again or not single):
+        follow = send_commands(client, [then])
+        replies = [*replies[: len(commands)], *follow]
     return replies
 
 

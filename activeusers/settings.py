@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from activeusers.errors import ConfigError
+from activeusers.keys import DEFAULT_BUCKETS
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -104,7 +105,7 @@ class Settings:
     hour_retention_days: int = 90
     # 0: DEFAULT_MEMBER_RETENTION_DAYS, or RETENTION_DAYS when that is shorter (see member_days).
     member_retention_days: int = 0
-    user_buckets: int = 64
+    user_buckets: int = DEFAULT_BUCKETS
     max_future_skew_s: float = 300.0
     max_event_bytes: int = 16384
     batch_size: int = 5000

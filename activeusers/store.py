@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
+import secrets
 import struct
 import time
 from collections import defaultdict, deque
@@ -75,8 +77,9 @@ SET_BITS: Final = Script(
 )
 BITS_CHUNK = 2000
 SCRIPTS: Final = (NUMBER_USERS, SET_BITS)
-# Keys fetched per MGET (keys of one bucket): a bitmap is about a kilobyte at the large dataset, counts 104 bytes.
-FETCH_CHUNK = 256
+# Keys fetched per MGET (keys of one bucket): a bitmap is about 4 kB at the large dataset, counts 104 bytes, so
+# one MGET stays far below a millisecond of Redis' thread.
+FETCH_CHUNK = 32
 COUNTS_BYTES: Final = 4 * SLOTS
 # How many user numbers the writer remembers (about 100 bytes each) before it starts over.
 NUMBER_MEMO_USERS = 2_000_000
@@ -163,6 +166,9 @@ class ActivityWriter:
         self._numbers: dict[str, int] = {}
         self._tags = [keys.tag(bucket) for bucket in range(keys.buckets)]
         self._heartbeat_ttl_ms = max(1, int(settings.consumer_stale_s * 1000))
+        # Versions are this writer's id and a sequence number: unique among writers and across restarts.
+        self._writer_id = secrets.token_hex(8)
+        self._writes = itertools.count()
 
     def write(self, buckets: Buckets) -> None:
         """Store every bucket of the batch; raise :class:`StoreUnavailable` if Redis fails (nothing is partial
@@ -209,13 +215,23 @@ class ActivityWriter:
             commands += [call.packed() for bucket_calls in calls.values() for call in bucket_calls]
             # NOSCRIPT (a new or restarted Redis): the script is loaded and sent again; idempotent, so bits set
             # before count nothing again.
-            self._send(commands, (SET_BITS.source,))
+            # The days' new version is set once their bits are: a reader that sees it finds every bit it vouches for.
+            self._send(commands, (SET_BITS.source,), self._new_version({*buckets.days, *buckets.created}))
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis write failed: {exc}") from exc
         if len(self._expiry_sent) > EXPIRY_MEMO_KEYS:
             self._expiry_sent.clear()
         for key, expire_at in expiring:
             self._expiry_sent[key] = (expire_at, now)
+
+    def _new_version(self, days: Collection[date]) -> Routed | None:
+        """The command that gives ``days`` a new index version (a token unique to this write), if any."""
+        if not days:
+            return None
+        token = f"{self._writer_id}.{next(self._writes)}"
+        key = self._keys.versions()
+        fields = [part for day in days for part in (self._keys.day_field(day), token)]
+        return key, pack_command(("HSET", key, *fields))
 
     def _number(self, users: Collection[str]) -> None:
         """Make sure every user of ``users`` has its number in the memo: one round trip for the unknown ones."""
@@ -250,13 +266,14 @@ class ActivityWriter:
             found = self._expiry_of[(day, retention_days)] = day_expiry_s(day, self._zone, retention_days)
         return found
 
-    def _send(self, commands: Sequence[Routed], scripts: Sequence[str] = ()) -> list[Any]:
-        """Send pre-packed commands (each with its routing key) and return their replies in order; raise the
-        first error reply once every reply is read. The one place that talks to Redis for batches."""
+    def _send(self, commands: Sequence[Routed], scripts: Sequence[str] = (), then: Routed | None = None) -> list[Any]:
+        """Send pre-packed commands (each with its routing key; ``then`` after they took effect) and return their
+        replies in order; raise the first error reply once every reply is read. The one place that talks to
+        Redis for batches."""
         # Pre-packed and sent in one write per Redis node: redis-py's Pipeline spends microseconds of Python per
         # command on bookkeeping and reply callbacks, and a backfill batch sends hundreds of commands: this halves
         # the client's CPU per stored event (measured 1.5 us -> 0.8 us), on the store worker's busy core.
-        replies = send_commands(self._client, commands, scripts)
+        replies = send_commands(self._client, commands, scripts, then)
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
@@ -375,22 +392,37 @@ class ActivityReader:
         replies = await self._guarded(self._send([(key, pack_command(("SCARD", key))) for key in keys]))
         return dict(zip(days, map(int, replies), strict=True))
 
-    async def day_counts(self, days: Sequence[date]) -> dict[date, int]:
-        """Distinct users active on each day (0 for a day without data), from the index's counters."""
-        return dict(zip(days, (counters[DAY_SLOT] for counters in await self._counters(days)), strict=True))
+    async def day_versions(self, days: Sequence[date]) -> dict[date, str | None]:
+        """Each day's index version: a token the writer replaces after every acknowledged write of that day's
+        bitmaps and counters (``None`` for a day never written), in one round trip. Read it before the data it
+        vouches for: a write in between then leaves the old token, so what was read is never taken as newer
+        than it is."""
+        return await self._by_day(self._keys.versions(), days)
 
-    async def new_user_counts(self, days: Sequence[date]) -> dict[date, int]:
-        """How many users were created on each day (0 for a day without data), from the index's counters."""
-        return dict(zip(days, (counters[NEW_SLOT] for counters in await self._counters(days)), strict=True))
+    async def saved_points(self, days: Sequence[date]) -> dict[date, str | None]:
+        """What :meth:`save_points` kept for each day (``None`` where nothing was), in one round trip."""
+        return await self._by_day(self._keys.points(), days)
 
-    async def hour_counts(self, hours: Sequence[tuple[date, int]]) -> dict[tuple[date, int], int]:
-        """Distinct users of each local hour bucket ``(day, hour)`` (0 without data), from the index's counters."""
-        days = sorted({day for day, _ in hours})
-        counters = dict(zip(days, await self._counters(days), strict=True))
-        return {(day, hour): counters[day][hour] for day, hour in hours}
+    async def _by_day(self, key: str, days: Sequence[date]) -> dict[date, str | None]:
+        """The fields of the days in hash ``key`` (``None`` where there is none), by one ``HMGET``."""
+        if not days:
+            return {}
+        fields = [self._keys.day_field(day) for day in days]
+        (reply,) = await self._guarded(self._send([(key, pack_command(("HMGET", key, *fields)))]))
+        return {day: None if value is None else _text(value) for day, value in zip(days, reply, strict=True)}
 
-    async def _counters(self, days: Sequence[date]) -> list[tuple[int, ...]]:
-        """The counters of each day summed over the user buckets (in the order of ``days``).
+    async def save_points(self, points: dict[date, str]) -> None:
+        """Keep a text per day for every API process (the summary's points; see :meth:`KeySchema.points`)."""
+        if not points:
+            return
+        key = self._keys.points()
+        fields = [part for day, text in points.items() for part in (self._keys.day_field(day), text)]
+        await self._guarded(self._send([(key, pack_command(("HSET", key, *fields)))]))
+
+    async def day_counters(self, days: Sequence[date]) -> list[tuple[int, ...]]:
+        """The counters of each day summed over the user buckets (in the order of ``days``): the users of each
+        local hour (``[0]``-``[23]``), of the day (:data:`~activeusers.keys.DAY_SLOT`) and created that day
+        (:data:`~activeusers.keys.NEW_SLOT`).
 
         Each bucket's counts key is 26 big-endian 32-bit counters; read as one big integer, the sum over the
         buckets adds every counter in its own 32 bits (no carry: a total is at most the number of users, far
@@ -406,34 +438,25 @@ class ActivityReader:
                     totals[position] += int.from_bytes(value.ljust(COUNTS_BYTES, b"\0"), "big")
         return [struct.unpack(f">{SLOTS}I", total.to_bytes(COUNTS_BYTES, "big")) for total in totals]
 
-    async def day_masks(self, days: Sequence[date]) -> list[int]:
-        """Each day's active users as one bitmask (0 for a day without data), in the order of ``days``."""
+    async def day_bitmaps(self, days: Sequence[date]) -> list[list[bytes]]:
+        """Each user bucket's bitmap of the users active on each day: ``[bucket][position in days]`` (``b""`` for a
+        bitmap that does not exist)."""
         parts = [self._keys.day_part(d) for d in days]
-        return await self._masks(lambda b: self._keys.in_bucket(b, parts))
+        return await self._bitmaps(lambda b: self._keys.in_bucket(b, parts))
 
-    async def hour_masks(self, hours: Sequence[tuple[date, int]]) -> list[int]:
-        """Each local hour bucket's active users as one bitmask, in the order of ``hours``."""
+    async def hour_bitmaps(self, hours: Sequence[tuple[date, int]]) -> list[list[bytes]]:
+        """Each user bucket's bitmap of the users active in each local hour bucket ``(day, hour)``, as
+        :meth:`day_bitmaps`."""
         parts = [self._keys.hour_part(d, h) for d, h in hours]
-        return await self._masks(lambda b: self._keys.in_bucket(b, parts))
+        return await self._bitmaps(lambda b: self._keys.in_bucket(b, parts))
 
-    async def _masks(self, keys_of: Callable[[int], list[str]]) -> list[int]:
-        """Per position of ``keys_of(bucket)``: the bitmaps of every bucket, side by side in one int.
-
-        Each bucket gets the same span of bits in every mask (its longest bitmap among those read), so ORs of
-        masks are unions of users and ``int.bit_count()`` counts them. Bit order inside a span is Redis' own
-        (the most significant bit of a byte first): counting does not care.
-        """
-        size, calls = self._calls(keys_of, FETCH_CHUNK)
+    async def _bitmaps(self, keys_of: Callable[[int], list[str]]) -> list[list[bytes]]:
+        _, calls = self._calls(keys_of, FETCH_CHUNK)
         replies = await self._guarded(self._send([(keys[0], pack_command(("MGET", *keys))) for _, _, keys in calls]))
         values: list[list[bytes]] = [[] for _ in range(self._keys.buckets)]
         for (bucket, _, _), reply in zip(calls, replies, strict=True):
             values[bucket] += [value or b"" for value in reply]
-        spans: list[list[bytes]] = []
-        for found in values:
-            width = max(map(len, found), default=0)
-            if width:
-                spans.append([value.ljust(width, b"\0") for value in found])
-        return [int.from_bytes(b"".join(span[i] for span in spans), "big") for i in range(size)]
+        return values
 
     def _calls(self, keys_of: Callable[[int], list[str]], chunk: int) -> tuple[int, list[tuple[int, int, list[str]]]]:
         """The keys of every user bucket in chunks, as (bucket, position of the first, keys), and how many

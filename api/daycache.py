@@ -1,12 +1,20 @@
-"""A per-process cache of what the API derives from each day set, checked against the set's cardinality.
+"""A per-process cache of what the API derives from each day's data, each entry checked against a version.
 
-Why a cardinality is enough: the service's day sets only ever grow. The consumer only adds members (``SADD``),
-nothing removes single members, and a key disappears only by expiry (its ``SCARD`` is then 0). So a day set whose
-cardinality equals the one it had when an entry was made still holds exactly the same members, and one pipelined
-``SCARD`` over the requested days (a single round trip) says which entries are still exact; only the days whose
-cardinality changed are read again. If an operator removes members by hand (``SREM``) or restores an older copy
-of Redis, restart the API processes: until then an entry may be served for up to ``API_CACHE_TTL``, the age after
-which every entry is read again whatever its cardinality (the safety net for such cases).
+Two kinds of version, both read in one round trip for every requested day:
+
+- a day set's cardinality, for the encoded active-users elements. The service's day sets only ever grow: the
+  consumer only adds members (``SADD``), nothing removes single members, and a key disappears only by expiry (its
+  ``SCARD`` is then 0). So a day set whose cardinality equals the one it had when an entry was made still holds
+  exactly the same members.
+- a day's index version (:meth:`~activeusers.store.ActivityReader.day_versions`), for what the API derives from
+  the index's bitmaps and counters: the writer replaces it with a new unique token after every write of that
+  day's bitmaps has been acknowledged, so an unchanged token means unchanged bitmaps, provided the token is read
+  before the bitmaps (a write in between leaves the old token, and the next request reads the day again).
+
+Only the entries whose version changed are read again. If an operator removes members or bits by hand or
+restores an older copy of Redis without its versions, restart the API processes: until then an entry may be
+served for up to ``API_CACHE_TTL``, the age after which every entry is read again whatever its version (the
+safety net for such cases).
 
 Memory is bounded: the entries are a least-recently-used list whose estimated sizes add up to at most
 ``API_CACHE_BYTES`` (0 turns the cache off). The cache belongs to one app (``api.state.DAY_CACHE``); nothing is
@@ -17,10 +25,10 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import date
-from typing import Final
+from typing import Any, Final
 
 # Rough per-entry bookkeeping (the OrderedDict slot, the key tuple, the entry object), added to a value's size.
 _ENTRY_OVERHEAD: Final = 200
@@ -28,25 +36,27 @@ _ENTRY_OVERHEAD: Final = 200
 
 @dataclass(slots=True)
 class _Entry:
-    cardinality: int
-    value: bytes
+    version: Hashable
+    value: Any
     size: int
     stored_at: float
 
 
 class DayCache:
-    """The encoded active-users element of each day (``{"usersList":[...],...}``), each valid while its day set
-    keeps the cardinality it was made from. ``clock`` returns monotonic seconds.
+    """Values derived from each day's data, each valid while the version it was made from holds. ``clock``
+    returns monotonic seconds.
 
-    It earns its memory there: encoding 100k sorted ids costs tens of milliseconds, and a day only changes while
-    it is today. Counts need no cache: they come from the index's bitmaps, a few kilobytes a day.
+    It earns its memory where deriving costs more than checking: encoding 100k sorted ids into an active-users
+    element costs tens of milliseconds, and joining a day's bitmaps of every user bucket into one mask (or
+    summing its counters over the buckets) costs more than the one round trip that reads every day's version.
+    A day only changes while it is today (or when late events arrive).
     """
 
     def __init__(self, max_bytes: int, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_bytes = max_bytes
         self.ttl_s = ttl_s
         self._clock = clock
-        self._entries: OrderedDict[date, _Entry] = OrderedDict()
+        self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         self._bytes = 0
 
     @property
@@ -64,23 +74,26 @@ class DayCache:
 
     def fragment(self, day: date, cardinality: int) -> bytes | None:
         """The cached encoded element of ``day`` if its set still has ``cardinality`` members."""
-        return self._get(day, cardinality)
+        found: bytes | None = self.get(("fragment", day), cardinality)
+        return found
 
     def put_fragment(self, day: date, cardinality: int, fragment: bytes) -> None:
         """Keep the encoded element of ``day``, made from a set of ``cardinality`` members."""
-        self._put(day, cardinality, fragment, len(fragment))
+        self.put(("fragment", day), cardinality, fragment, len(fragment))
 
-    def _get(self, key: date, cardinality: int) -> bytes | None:
+    def get(self, key: Hashable, version: Hashable) -> Any:
+        """The value kept under ``key`` if it was made from ``version`` and is younger than the TTL, else None."""
         entry = self._entries.get(key)
         if entry is None:
             return None
-        if entry.cardinality != cardinality or self._clock() - entry.stored_at >= self.ttl_s:
+        if entry.version != version or self._clock() - entry.stored_at >= self.ttl_s:
             self._drop(key)
             return None
         self._entries.move_to_end(key)
         return entry.value
 
-    def _put(self, key: date, cardinality: int, value: bytes, size: int) -> None:
+    def put(self, key: Hashable, version: Hashable, value: Any, size: int) -> None:
+        """Keep ``value`` (about ``size`` bytes) under ``key``, made from ``version``."""
         if not self.enabled:
             return
         if key in self._entries:
@@ -88,10 +101,10 @@ class DayCache:
         size += _ENTRY_OVERHEAD
         if size > self.max_bytes:
             return
-        self._entries[key] = _Entry(cardinality, value, size, self._clock())
+        self._entries[key] = _Entry(version, value, size, self._clock())
         self._bytes += size
         while self.size_bytes > self.max_bytes and self._entries:
             self._drop(next(iter(self._entries)))
 
-    def _drop(self, key: date) -> None:
+    def _drop(self, key: Hashable) -> None:
         self._bytes -= self._entries.pop(key).size

@@ -26,6 +26,7 @@ from api.dashboard import (
 )
 from api.dates import DATE_PARAMS, START_PARAMS, iso_ms
 from api.dayreads import day_fragments, encode_day
+from api.indexreads import day_counts, hour_counts, hour_masks, new_user_counts
 from api.responses import json_bytes_response, json_response
 from api.routes.common import authorized_query, requested_days, stored_days
 from api.state import DAY_CACHE, READER, SETTINGS
@@ -47,7 +48,7 @@ async def active_users(request: web.Request) -> web.Response:
     listed = stored_days(request, first, last, "members")
     found = await day_fragments(request.app[READER], request.app[DAY_CACHE], listed)
     counted = [day for day in stored_days(request, first, last) if not listed or day < listed[0]]
-    for day, count in (await request.app[READER].day_counts(counted)).items():
+    for day, count in (await day_counts(request.app[READER], request.app[DAY_CACHE], counted)).items():
         if count:
             found[day] = encode_day(day, (), count)
     fragments = [found[day] for day in sorted(found, reverse=True)]
@@ -70,7 +71,8 @@ async def new_users(request: web.Request) -> web.Response:
     window = new_users_window(iso_ms(query["start"]), iso_ms(query["end"]), zone)
     counts = {}
     if window.limit > 0:
-        counts = await request.app[READER].new_user_counts(stored_days(request, window.oldest, window.last))
+        days = stored_days(request, window.oldest, window.last)
+        counts = await new_user_counts(request.app[READER], request.app[DAY_CACHE], days)
     return json_response(new_users_answer(window, counts, zone))
 
 
@@ -83,7 +85,8 @@ async def users_by_time_of_day(request: web.Request) -> web.Response:
         first, last = requested_days(request, query["start"], query["end"])
         days = stored_days(request, first, last, "hours")
         spans = hours_overlapping(days, start_ms, end_ms, request.app[SETTINGS].zone)
-        counts = await request.app[READER].hour_counts([(span.day, span.hour) for span in spans])
+        hours = [(span.day, span.hour) for span in spans]
+        counts = await hour_counts(request.app[READER], request.app[DAY_CACHE], hours)
     return json_response(by_time_of_day_answer(counts))
 
 
@@ -94,7 +97,7 @@ async def hourly_data(request: web.Request) -> web.Response:
     after, until, first, last = hourly_window(iso_ms(query["start"]), zone)
     spans = hours_starting_in(stored_days(request, first, last, "hours"), after, until, zone)
     hours = [(span.day, span.hour) for span in spans]
-    masks = dict(zip(hours, await request.app[READER].hour_masks(hours), strict=True))
+    masks = dict(zip(hours, await hour_masks(request.app[READER], request.app[DAY_CACHE], hours), strict=True))
     return json_response(hourly_answer(slot_users(slot_groups(spans), masks)))
 
 
@@ -102,5 +105,5 @@ async def weekly_data(request: web.Request) -> web.Response:
     """Distinct active users of each of the 8 days ``day(start) - 7 .. day(start)`` that had any."""
     query = await authorized_query(request, START_PARAMS)
     first, last = weekly_days(iso_ms(query["start"]), request.app[SETTINGS].zone)
-    counts = await request.app[READER].day_counts(stored_days(request, first, last))
+    counts = await day_counts(request.app[READER], request.app[DAY_CACHE], stored_days(request, first, last))
     return json_response(weekly_answer(counts))

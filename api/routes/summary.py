@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import hashlib
+import logging
+from collections.abc import Sequence
+from datetime import date, timedelta
 from typing import Final
 
 from aiohttp import web
 
+from activeusers.errors import StoreUnavailable
 from api.dates import DATE_PARAMS, Param
+from api.indexreads import day_masks
 from api.responses import csv_response, json_response
 from api.routes.common import authorized_query, requested_days, stored_days
-from api.state import READER, SETTINGS
-from api.summary import LOOKBACK_DAYS, DayPoint, summarize
+from api.state import DAY_CACHE, READER, SETTINGS
+from api.summary import LOOKBACK_DAYS, DayPoint, decoded_point, encoded_point, summarize
 
 PATH: Final = "/api/v1/active-users/summary"
 FORMATS: Final = ("json", "csv")
 PARAMS: Final = (*DATE_PARAMS, Param("format", False, FORMATS.__contains__))
 CSV_HEADER: Final = "date,dau,wau,mau"
+# Estimated bytes of one cached point.
+POINT_SIZE: Final = 200
+DIGEST_BYTES: Final = 12
+LOG = logging.getLogger(__name__)
 
 
 async def summary(request: web.Request) -> web.Response:
@@ -27,10 +36,7 @@ async def summary(request: web.Request) -> web.Response:
     points: list[DayPoint] = []
     distinct = 0
     if days:
-        # Windows reach back before the range: the 29 days before it feed the first days' WAU and MAU.
-        feed = stored_days(request, days[0] - timedelta(days=LOOKBACK_DAYS), days[-1])
-        masks = await request.app[READER].day_masks(feed)
-        points, distinct = summarize(feed[0], masks, days[0])
+        points, distinct = await _points(request, days)
     if query.get("format") == "csv":
         rows = [CSV_HEADER, *(f"{p.day.isoformat()},{p.dau},{p.wau},{p.mau}" for p in points)]
         return csv_response("".join(row + "\r\n" for row in rows))
@@ -44,3 +50,41 @@ async def summary(request: web.Request) -> web.Response:
             "success": True,
         }
     )
+
+
+async def _points(request: web.Request, days: Sequence[date]) -> tuple[list[DayPoint], int]:
+    """The points of ``days`` and their distinct users.
+
+    A point depends only on the days of its windows, so it is kept, with the digest of those days' index
+    versions, in this process' cache and in Redis for every process (a new one then computes only the points of
+    changed days: today's while it is today, and late events' days). The distinct count of the range needs the
+    range's masks; the windows' 29 days before the range are read only for points to compute.
+    """
+    reader, cache = request.app[READER], request.app[DAY_CACHE]
+    # Windows reach back before the range: the 29 days before it feed the first days' WAU and MAU.
+    feed = stored_days(request, days[0] - timedelta(days=LOOKBACK_DAYS), days[-1])
+    versions = await reader.day_versions(feed)
+    offset = feed.index(days[0])
+    digests: dict[date, str] = {}
+    for i in range(offset, len(feed)):
+        window = feed[max(0, i - LOOKBACK_DAYS) : i + 1]
+        seen = repr((window[0], *(versions[day] for day in window))).encode()
+        digests[feed[i]] = hashlib.blake2b(seen, digest_size=DIGEST_BYTES).hexdigest()
+    known = {day: point for day, digest in digests.items() if (point := cache.get(("point", day), digest))}
+    if len(known) < len(days):
+        for day, text in (await reader.saved_points([day for day in days if day not in known])).items():
+            if (point := decoded_point(day, text, digests[day])) is not None:
+                known[day] = point
+                cache.put(("point", day), digests[day], point, POINT_SIZE)
+    if len(known) == len(days):
+        return summarize(days[0], await day_masks(reader, cache, days, versions), days[0], known)
+    points, distinct = summarize(feed[0], await day_masks(reader, cache, feed, versions), days[0], known)
+    computed = [point for point in points if point.day not in known]
+    for point in computed:
+        cache.put(("point", point.day), digests[point.day], point, POINT_SIZE)
+    try:
+        await reader.save_points({point.day: encoded_point(point, digests[point.day]) for point in computed})
+    except StoreUnavailable as exc:
+        # The answer is complete without sharing it (a read-only replica, an ACL without HSET): log and go on.
+        LOG.warning("summary points not saved", extra={"error": str(exc)})
+    return points, distinct

@@ -11,8 +11,8 @@ import pytest
 from activeusers.keys import KeySchema, bucket_of
 from activeusers.settings import Settings
 
-KEYS = KeySchema("au:", "UTC")
-NY = KeySchema("au:", "America/New_York")
+KEYS = KeySchema("au:", "UTC", 64)
+NY = KeySchema("au:", "America/New_York", 64)
 
 
 @pytest.mark.parametrize(
@@ -31,6 +31,9 @@ NY = KeySchema("au:", "America/New_York")
         (KEYS.counts(date(2026, 12, 1), 17), "au:{64.17}:counts:UTC:2026-12-01"),
         (KeySchema("au:", "UTC", 1).ids(0), "au:{1.0}:ids"),
         (KeySchema("", "UTC", 16384).day_bits(date(2024, 2, 29), 16383), "{16384.16383}:day:UTC:2024-02-29"),
+        (KEYS.versions(), "au:versions:64:UTC"),
+        (NY.points(), "au:points:64:America/New_York"),
+        (KeySchema.day_field(date(2024, 2, 29)), "2024-02-29"),
         (KEYS.old_hour(date(2024, 3, 10), 7), "au:hour:UTC:2024-03-10T07"),
         (KEYS.old_new_users(date(2024, 1, 1)), "au:new:UTC:2024-01-01"),
         (KEYS.tokens(), "au:tokens"),
@@ -128,7 +131,7 @@ def test_keys_of_one_bucket_share_one_hash_tag() -> None:
 def test_schema_of_the_settings() -> None:
     keys = KeySchema.of(Settings(redis_key_prefix="x:", activity_timezone="Asia/Kathmandu", user_buckets=8))
     assert keys == KeySchema("x:", "Asia/Kathmandu", 8)
-    assert KeySchema.of(Settings()).buckets == 64
+    assert KeySchema.of(Settings()).buckets == 16
 
 
 @pytest.mark.parametrize(

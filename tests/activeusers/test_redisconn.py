@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -109,6 +110,27 @@ def test_send_commands_on_one_server_returns_replies_and_refusals_in_order() -> 
     assert isinstance(replies[1], redis.ResponseError) and "WRONGTYPE" in str(replies[1])
     assert send_commands(client, []) == []
     assert client.ping()  # the connection stayed in step
+
+
+# Sets KEYS[1] to ARGV[1]: run before ``then`` (which sets the same key), the key ends as ``then`` left it.
+MARK = "redis.call('SET', KEYS[1], ARGV[1]) return 1"
+
+
+def _then_runs_last(client: Any, key: str) -> None:
+    sha = hashlib.sha1(MARK.encode()).hexdigest()
+    client.script_flush()  # every script command is refused (NOSCRIPT) and sent again after the load
+    script = (key, pack_command(("EVALSHA", sha, 1, key, "script")))
+    replies = send_commands(client, [script], (MARK,), cmd("SET", key, "then"))
+    assert replies == [1, b"OK"]
+    assert client.get(key) == b"then"
+    replies = send_commands(client, [script], (MARK,), cmd("SET", key, "again"))
+    assert replies == [1, b"OK"] and client.get(key) == b"again"  # loaded: one write, still in order
+
+
+def test_then_runs_after_every_command_even_one_sent_again(stack: Any, redis_prefix: str) -> None:
+    client = redis.Redis.from_url(stack.redis_url)
+    _then_runs_last(client, f"{redis_prefix}mark")
+    client.close()
 
 
 async def test_send_commands_async_on_one_server() -> None:
@@ -303,6 +325,12 @@ def test_cluster_send_spreads_over_every_node_in_order(redis_cluster: str, clust
     assert replies[:7] + replies[8:60] == [1] * 59 and isinstance(replies[67], redis.ResponseError)
     assert replies[60:67] + replies[68:] == [1] * 59
     assert cluster_client.smembers(keys[42]) == {"m42"}
+    client.close()
+
+
+def test_then_runs_after_every_node_answered(redis_cluster: str, cluster_prefix: str) -> None:
+    client = redis_client(_cluster_settings(redis_cluster))
+    _then_runs_last(client, f"{cluster_prefix}mark")
     client.close()
 
 

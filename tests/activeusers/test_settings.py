@@ -45,7 +45,7 @@ DEFAULTS = {
     "retention_days": 400,
     "hour_retention_days": 90,
     "member_retention_days": 0,
-    "user_buckets": 64,
+    "user_buckets": 16,
     "max_future_skew_s": 300.0,
     "max_event_bytes": 16384,
     "batch_size": 5000,

@@ -9,7 +9,9 @@ from datetime import date, timedelta
 
 import orjson
 
+from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema
+from activeusers.store import ActivityReader
 from api.state import DAY_CACHE
 
 ACTIVE = "/api/v1/engagement-dashboard/users/active-users"
@@ -139,6 +141,9 @@ async def test_answers_with_and_without_the_cache_are_byte_identical(make_api, s
         if truth and rng.random() < 0.2:
             gone = rng.choice(sorted(truth))
             redis_client.delete(keys.day(gone), *(keys.day_bits(gone, b) for b in range(keys.buckets)))
+            # Removing a day's bitmaps by hand also removes its index version (docs/keys.md), as expiry needs not:
+            # a day past retention is never asked for.
+            redis_client.hdel(keys.versions(), keys.day_field(gone))
             del truth[gone]
         for _ in range(3):
             first = TODAY - timedelta(days=rng.randint(-1, 70))
@@ -149,3 +154,44 @@ async def test_answers_with_and_without_the_cache_are_byte_identical(make_api, s
                 assert (mine.status, mine.body) == (theirs.status, theirs.body), path
             retained = {d: u for d, u in truth.items() if d >= TODAY - timedelta(days=60)}
             assert (await cached.get(url(ACTIVE, first, last), headers)).body == expected(retained, first, last)
+
+
+async def test_a_new_process_takes_the_points_another_one_computed(make_api, seed, redis_client, redis_prefix):
+    """The summary's points are shared through Redis, each valid while the versions of its window's days hold:
+    a point kept there (here altered, to tell it from a computed one) is served by a new process, until a write
+    to a day of its windows."""
+    seed({TODAY - timedelta(days=3): {"a", "b"}, TODAY - timedelta(days=1): {"b", "c"}})
+    first = await make_api()
+    headers = await first.token("admin-user-1")
+    path = url(SUMMARY, TODAY - timedelta(days=2), TODAY - timedelta(days=1))
+    computed = (await first.get(path, headers)).json()
+    assert [(d["date"], d["dau"], d["wau"]) for d in computed["days"]] == [
+        ((TODAY - timedelta(days=2)).isoformat(), 0, 2),
+        ((TODAY - timedelta(days=1)).isoformat(), 2, 3),
+    ]
+    points = KeySchema(redis_prefix, "UTC").points()
+    field = (TODAY - timedelta(days=2)).isoformat()
+    digest, *_ = redis_client.hget(points, field).split(" ")
+    redis_client.hset(points, field, f"{digest} 7 7 7")
+    second = await make_api()
+    shared = (await second.get(path, headers)).json()
+    assert shared["days"][0] == {"date": field, "dau": 7, "wau": 7, "mau": 7}
+    assert shared["days"][1] == computed["days"][1] and shared["distinctUsers"] == 2
+    seed({TODAY - timedelta(days=4): {"d"}})  # a day inside both points' windows: new versions, new digests
+    third = (await (await make_api()).get(path, headers)).json()
+    assert [(d["dau"], d["wau"], d["mau"]) for d in third["days"]] == [(0, 3, 3), (2, 4, 4)]
+    assert redis_client.hget(points, field).split(" ")[1:] == ["0", "3", "3"]
+
+
+async def test_points_that_cannot_be_shared_still_answer(make_api, seed, monkeypatch, caplog):
+    seed({TODAY: {"a"}})
+    api = await make_api()
+    headers = await api.token("admin-user-1")
+
+    async def refused(self, points):
+        raise StoreUnavailable("NOPERM this user has no permissions to run the 'hset' command")
+
+    monkeypatch.setattr(ActivityReader, "save_points", refused)
+    answer = (await api.get(url(SUMMARY, TODAY, TODAY), headers)).json()
+    assert answer["days"] == [{"date": TODAY.isoformat(), "dau": 1, "wau": 1, "mau": 1}]
+    assert any(r.getMessage() == "summary points not saved" and "NOPERM" in r.error for r in caplog.records)

@@ -292,7 +292,7 @@ async def test_ranges_read_only_retained_keys_and_answer_the_empty_shape(
     day_oldest, newest = retained_days(now_ms, api.settings.zone, 30)
     hour_oldest, _ = retained_days(now_ms, api.settings.zone, 3)
     for key in counted_keys:
-        tag = api.settings.redis_key_prefix + "{64.0}:"
+        tag = api.settings.redis_key_prefix + f"{{{api.settings.user_buckets}.0}}:"
         assert key.startswith(tag), key
         kind, _, stamp = key.removeprefix(tag).split(":", 2)
         day = date.fromisoformat(stamp[:10])

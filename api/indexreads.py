@@ -1,0 +1,104 @@
+"""Reading the index through the app's :class:`~api.daycache.DayCache`: one ``HMGET`` of the days' index versions
+first, then only the days whose version changed (or that are not cached) are read from Redis.
+
+What is kept: each day's counters summed over the user buckets, and each day's (or local hour's) bitmaps joined
+into one mask (:mod:`api.masks`). See :mod:`api.daycache` for why an unchanged version means unchanged data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from datetime import date
+from typing import Final, TypeVar
+
+from activeusers.keys import DAY_SLOT, NEW_SLOT
+from activeusers.store import ActivityReader
+from api.daycache import DayCache
+from api.masks import Layout, joined, layout_for
+
+# The layout every cached mask was joined in is kept in the cache itself, under its own name as key and version.
+LAYOUT: Final = ("mask layout",)
+# Estimated bytes of one day's cached counters (a tuple of 26 small ints).
+COUNTERS_SIZE: Final = 1_000
+
+T = TypeVar("T", bound=Hashable)
+
+
+async def day_counts(reader: ActivityReader, cache: DayCache, days: Sequence[date]) -> dict[date, int]:
+    """Distinct users active on each day (0 for a day without data)."""
+    counters = await day_counters(reader, cache, days, await reader.day_versions(days))
+    return {day: found[DAY_SLOT] for day, found in zip(days, counters, strict=True)}
+
+
+async def new_user_counts(reader: ActivityReader, cache: DayCache, days: Sequence[date]) -> dict[date, int]:
+    """How many users were created on each day (0 for a day without data)."""
+    counters = await day_counters(reader, cache, days, await reader.day_versions(days))
+    return {day: found[NEW_SLOT] for day, found in zip(days, counters, strict=True)}
+
+
+async def hour_counts(
+    reader: ActivityReader, cache: DayCache, hours: Sequence[tuple[date, int]]
+) -> dict[tuple[date, int], int]:
+    """Distinct users of each local hour bucket ``(day, hour)`` (0 without data)."""
+    days = sorted({day for day, _ in hours})
+    counters = dict(zip(days, await day_counters(reader, cache, days, await reader.day_versions(days)), strict=True))
+    return {(day, hour): counters[day][hour] for day, hour in hours}
+
+
+async def day_counters(
+    reader: ActivityReader, cache: DayCache, days: Sequence[date], versions: dict[date, str | None]
+) -> list[tuple[int, ...]]:
+    """Each day's counters summed over the user buckets (:meth:`ActivityReader.day_counters`), in the order of
+    ``days``; ``versions`` (read before) says which cached ones still hold."""
+    found: list[tuple[int, ...] | None] = [cache.get(("counters", day), versions[day]) for day in days]
+    missing = [i for i, value in enumerate(found) if value is None]
+    if missing:
+        for i, counters in zip(missing, await reader.day_counters([days[i] for i in missing]), strict=True):
+            found[i] = counters
+            cache.put(("counters", days[i]), versions[days[i]], counters, COUNTERS_SIZE)
+    return [value for value in found if value is not None]
+
+
+async def day_masks(
+    reader: ActivityReader, cache: DayCache, days: Sequence[date], versions: dict[date, str | None]
+) -> list[int]:
+    """Each day's active users as one mask (0 for a day without data), in the order of ``days``, all in one
+    layout; ``versions`` (read before) says which cached ones still hold."""
+    return await _masks(cache, [("day", d) for d in days], [versions[d] for d in days], days, reader.day_bitmaps)
+
+
+async def hour_masks(reader: ActivityReader, cache: DayCache, hours: Sequence[tuple[date, int]]) -> list[int]:
+    """Each local hour bucket's active users as one mask, in the order of ``hours``, all in one layout."""
+    versions = await reader.day_versions(sorted({day for day, _ in hours}))
+    keys = [("hour", day, hour) for day, hour in hours]
+    return await _masks(cache, keys, [versions[day] for day, _ in hours], hours, reader.hour_bitmaps)
+
+
+async def _masks(
+    cache: DayCache,
+    keys: Sequence[Hashable],
+    stamps: Sequence[str | None],
+    items: Sequence[T],
+    fetch: Callable[[Sequence[T]], Awaitable[list[list[bytes]]]],
+) -> list[int]:
+    """The masks of ``items`` (cached under ``keys``, valid for ``stamps``): the cached ones of the current
+    layout, the others fetched and joined. When a bucket outgrew its span every mask is joined again, in the new
+    layout: masks of two layouts cannot be combined."""
+    layout: Layout | None = cache.get(LAYOUT, LAYOUT)
+    found: list[int | None] = [None] * len(items)
+    if layout is not None:
+        found = [cache.get(key, (stamp, layout)) for key, stamp in zip(keys, stamps, strict=True)]
+    missing = [i for i, mask in enumerate(found) if mask is None]
+    if not missing:
+        return [mask for mask in found if mask is not None]
+    bitmaps = await fetch([items[i] for i in missing])
+    wider = layout_for(bitmaps, layout)
+    if wider != layout and len(missing) < len(items):
+        missing = list(range(len(items)))
+        bitmaps = await fetch(items)
+        wider = layout_for(bitmaps, wider)
+    for i, mask in zip(missing, joined(bitmaps, wider), strict=True):
+        found[i] = mask
+        cache.put(keys[i], (stamps[i], wider), mask, wider.size)
+    cache.put(LAYOUT, LAYOUT, wider, 64 * len(wider.spans))
+    return [mask for mask in found if mask is not None]

@@ -1,0 +1,172 @@
+"""Counts and masks from the index through the app's cache, against the real Redis, written by the real writer
+and checked against Python sets: per-day, per-hour and new-user counts, unions from the masks, chunked MGETs,
+and what a later write, a new layout and a Redis that lost everything do to the cached values."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+import redis
+
+from activeusers import store
+from activeusers.keys import KeySchema
+from activeusers.redisconn import async_redis_client
+from activeusers.settings import Settings
+from activeusers.store import ActivityReader, ActivityWriter, Buckets
+from api import masks as mask_module
+from api.daycache import DayCache
+from api.indexreads import day_counts, day_masks, hour_counts, hour_masks, new_user_counts
+
+DAY = date(2031, 3, 15)
+SETTINGS = Settings(retention_days=400, hour_retention_days=400, member_retention_days=45)
+
+
+Oracle = tuple[dict[date, set[str]], dict[tuple[date, int], set[str]]]
+
+
+def _seed(stack: Any, keys: KeySchema, days: int, users: int = 200, seed: int = 0) -> Oracle:
+    rng = random.Random(days + seed)
+    per_day: dict[date, set[str]] = {}
+    per_hour: dict[tuple[date, int], set[str]] = {}
+    buckets = Buckets()
+    for offset in range(days):
+        day = DAY + timedelta(days=offset)
+        if offset % 4 == 3:
+            continue  # a day without data
+        for _ in range(rng.randrange(1, 60)):
+            user, hour = f"u{rng.randrange(users)}", rng.randrange(3)
+            buckets.add_active(day, hour, user, 1)
+            per_day.setdefault(day, set()).add(user)
+            per_hour.setdefault((day, hour), set()).add(user)
+        buckets.add_created(day, f"new{offset}", 1)
+    client = redis.Redis.from_url(stack.redis_url)
+    ActivityWriter(client, keys, SETTINGS).write(buckets)
+    client.close()
+    return per_day, per_hour
+
+
+async def _check(reader: ActivityReader, cache: DayCache, oracle: Oracle, days: list[date]) -> None:
+    per_day, per_hour = oracle
+    hours = [(d, h) for d in days for h in range(4)]
+    assert await day_counts(reader, cache, days) == {d: len(per_day.get(d, ())) for d in days}
+    assert await hour_counts(reader, cache, hours) == {h: len(per_hour.get(h, ())) for h in hours}
+    masks = await day_masks(reader, cache, days, await reader.day_versions(days))
+    for start in range(len(days)):
+        for end in range(start, len(days)):
+            union = 0
+            for mask in masks[start : end + 1]:
+                union |= mask
+            want = set().union(*(per_day.get(d, set()) for d in days[start : end + 1]))
+            assert union.bit_count() == len(want)
+    found = await hour_masks(reader, cache, hours)
+    assert [m.bit_count() for m in found] == [len(per_hour.get(h, ())) for h in hours]
+    assert (found[8] | found[9]).bit_count() == len(per_hour.get(hours[8], set()) | per_hour.get(hours[9], set()))
+
+
+@pytest.mark.parametrize("buckets", [1, 5, 16])
+@pytest.mark.parametrize("cache_bytes", [0, 1 << 26])
+async def test_counts_and_masks_equal_set_unions(stack: Any, redis_prefix: str, buckets: int, cache_bytes: int) -> None:
+    keys = KeySchema(redis_prefix, "UTC", buckets)
+    oracle = _seed(stack, keys, 12)
+    days = [DAY + timedelta(days=n) for n in range(-2, 13)]
+    client = async_redis_client(Settings(redis_url=stack.redis_url))
+    cache = DayCache(cache_bytes, 60)
+    try:
+        reader = ActivityReader(client, keys)
+        for _ in range(2):  # the second time from the cache, when there is one
+            await _check(reader, cache, oracle, days)
+        assert bool(len(cache)) == bool(cache_bytes)
+        assert await new_user_counts(reader, cache, days) == {d: int(d in oracle[0]) for d in days}
+        assert await reader.cardinalities(days) == {d: len(oracle[0].get(d, ())) for d in days}
+        assert await day_counts(reader, cache, []) == {} and await hour_masks(reader, cache, []) == []
+    finally:
+        await client.aclose()
+
+
+class CountingReader(ActivityReader):
+    """The real reader, counting the bitmaps and counters it fetches (what the cache saves)."""
+
+    fetched = 0
+
+    async def day_bitmaps(self, days: Any) -> list[list[bytes]]:
+        self.fetched += len(days)
+        return await super().day_bitmaps(days)
+
+    async def day_counters(self, days: Any) -> list[tuple[int, ...]]:
+        self.fetched += len(days)
+        return await super().day_counters(days)
+
+
+@pytest.mark.parametrize("span_step", [1, 256])
+async def test_a_later_write_is_read_again_and_nothing_else(
+    stack: Any, redis_prefix: str, monkeypatch: pytest.MonkeyPatch, span_step: int
+) -> None:
+    """A cached day is served until a write gives it a new version; then it alone is read again, unless its
+    new users outgrew a bucket's span (``span_step`` 1: every new user does), when every mask is joined again."""
+    monkeypatch.setattr(mask_module, "SPAN_STEP", span_step)
+    keys = KeySchema(redis_prefix, "UTC", 4)
+    per_day, per_hour = _seed(stack, keys, 6)
+    days = [DAY + timedelta(days=n) for n in range(6)]
+    client = async_redis_client(Settings(redis_url=stack.redis_url))
+    cache = DayCache(1 << 26, 60)
+    try:
+        reader = CountingReader(client, keys)
+        await _check(reader, cache, (per_day, per_hour), days)
+        reader.fetched = 0
+        await _check(reader, cache, (per_day, per_hour), days)
+        assert reader.fetched == 0
+        versions = await reader.day_versions(days)
+        later = Buckets()
+        for user in ("u1", "late-a", "late-b"):  # a known user and two new ones, on the third day
+            later.add_active(days[2], 1, user, 1)
+            per_day.setdefault(days[2], set()).add(user)
+            per_hour.setdefault((days[2], 1), set()).add(user)
+        sync = redis.Redis.from_url(stack.redis_url)
+        ActivityWriter(sync, keys, SETTINGS).write(later)
+        sync.close()
+        after = await reader.day_versions(days)
+        assert [d for d in days if after[d] != versions[d]] == [days[2]]
+        await _check(reader, cache, (per_day, per_hour), days)
+        # The changed day's counters once (day_counts; hour_counts finds them cached), its bitmaps once, and with
+        # a new layout every day's bitmaps again.
+        assert reader.fetched == (2 + len(days) if span_step == 1 else 2)
+    finally:
+        await client.aclose()
+
+
+async def test_a_redis_that_lost_everything_is_not_served_from_the_cache(
+    stack: Any, redis_prefix: str, redis_client: redis.Redis
+) -> None:
+    keys = KeySchema(redis_prefix, "UTC", 2)
+    oracle = _seed(stack, keys, 4)
+    days = [DAY + timedelta(days=n) for n in range(4)]
+    client = async_redis_client(Settings(redis_url=stack.redis_url))
+    cache = DayCache(1 << 26, 60)
+    try:
+        reader = ActivityReader(client, keys)
+        await _check(reader, cache, oracle, days)
+        for key in redis_client.scan_iter(match=keys.pattern()):
+            redis_client.delete(key)
+        await _check(reader, cache, ({}, {}), days)
+        other = _seed(stack, keys, 4, users=50, seed=1)  # new data, new versions
+        await _check(reader, cache, other, days)
+    finally:
+        await client.aclose()
+
+
+async def test_chunked_fetches_and_a_script_flush(
+    stack: Any, redis_prefix: str, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = KeySchema(redis_prefix, "UTC", 3)
+    oracle = _seed(stack, keys, 20)
+    monkeypatch.setattr(store, "FETCH_CHUNK", 4)
+    days = [DAY + timedelta(days=n) for n in range(20)]
+    redis_client.script_flush()  # a Redis that never saw the script: the reader loads it and asks again
+    client = async_redis_client(Settings(redis_url=stack.redis_url))
+    try:
+        await _check(ActivityReader(client, keys), DayCache(0, 60), oracle, days)
+    finally:
+        await client.aclose()
