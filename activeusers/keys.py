@@ -10,6 +10,7 @@ Layout (``P`` is the configured prefix, ``Z`` the activity time zone name, ``N``
 - ``P{N.b}:counts:Z:YYYY-MM-DD``: 26 unsigned 32-bit big-endian counters (``BITFIELD u32 #i``): the bits set in
   that day's hour bitmaps (``#0``-``#23``), day bitmap (``#24``, :data:`DAY_SLOT`) and new-user bitmap (``#25``,
   :data:`NEW_SLOT`), kept by the same script that sets the bits, so counts need no ``BITCOUNT``.
+- ``P{N.b}:scratch``: a union of the bucket's bitmaps, made and deleted inside one reader's script call.
 - ``Pday:Z:YYYY-MM-DD``: SET of user ids active on that local day (active-users' ``usersList``), kept
   ``MEMBER_RETENTION_DAYS``; the bitmaps are the index and keep ``RETENTION_DAYS`` (hours ``HOUR_RETENTION_DAYS``).
 - ``Pversions:N:Z``: HASH of YYYY-MM-DD -> a token the writer replaces after every acknowledged write of that
@@ -93,6 +94,10 @@ class KeySchema:
     def counts(self, day: date, bucket: int) -> str:
         """The counters of ``day`` in ``bucket``: users of each hour, of the day, and created that day."""
         return self.tag(bucket) + self.counts_part(day)
+
+    def scratch(self, bucket: int) -> str:
+        """Scratch key of ``bucket`` for the readers' unions in Redis: written and deleted inside one script call."""
+        return self.tag(bucket) + "scratch"
 
     def day_part(self, day: date) -> str:
         """What follows the bucket's tag in :meth:`day_bits`."""

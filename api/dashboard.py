@@ -1,5 +1,4 @@
-"""The Users tab's windows and answers, from bucket counts and bitmasks: pure functions of explicit instants,
-counts and masks.
+"""The Users tab's windows and answers, from the index's counts: pure functions of explicit instants and counts.
 
 The handlers (``api.routes.engagement``) decide which buckets can hold data, read their counts, and pass them
 here. Rules and shapes are the wire contract's section 3 (see ``docs/api.md``); every function is unit-tested
@@ -93,17 +92,6 @@ def slot_groups(spans: Sequence[HourSpan]) -> list[list[tuple[date, int]]]:
     for span in spans:
         groups[len(SLOT_HOURS) - 1 - span.hour // 2].append((span.day, span.hour))
     return groups
-
-
-def slot_users(groups: Sequence[Sequence[tuple[date, int]]], masks: Mapping[tuple[date, int], int]) -> list[int]:
-    """The distinct users of each slot: the union (OR) of its buckets' bitmasks, counted."""
-    counts = []
-    for group in groups:
-        union = 0
-        for bucket in group:
-            union |= masks[bucket]
-        counts.append(union.bit_count())
-    return counts
 
 
 def hourly_answer(slot_users: Sequence[int]) -> dict[str, Any]:

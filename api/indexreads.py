@@ -1,8 +1,9 @@
 """Reading the index through the app's :class:`~api.daycache.DayCache`: one ``HMGET`` of the days' index versions
 first, then only the days whose version changed (or that are not cached) are read from Redis.
 
-What is kept: each day's counters summed over the user buckets, and each day's (or local hour's) bitmaps joined
-into one mask (:mod:`api.masks`). See :mod:`api.daycache` for why an unchanged version means unchanged data.
+What is kept: each day's counters summed over the user buckets, each day's bitmaps joined into one mask
+(:mod:`api.masks`), and the counts of unions made in Redis (a range's distinct users, hourly-data's slots).
+See :mod:`api.daycache` for why an unchanged version means unchanged data.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from api.masks import Layout, joined, layout_for
 
 # The layout every cached mask was joined in is kept in the cache itself, under its own name as key and version.
 LAYOUT: Final = ("mask layout",)
-# Estimated bytes of one day's cached counters (a tuple of 26 small ints).
+# Estimated bytes of one day's cached counters (a tuple of 26 small ints), of a few union counts and their key.
 COUNTERS_SIZE: Final = 1_000
+UNIONS_SIZE: Final = 4_000
 
 T = TypeVar("T", bound=Hashable)
 
@@ -67,11 +69,52 @@ async def day_masks(
     return await _masks(cache, [("day", d) for d in days], [versions[d] for d in days], days, reader.day_bitmaps)
 
 
-async def hour_masks(reader: ActivityReader, cache: DayCache, hours: Sequence[tuple[date, int]]) -> list[int]:
-    """Each local hour bucket's active users as one mask, in the order of ``hours``, all in one layout."""
-    versions = await reader.day_versions(sorted({day for day, _ in hours}))
-    keys = [("hour", day, hour) for day, hour in hours]
-    return await _masks(cache, keys, [versions[day] for day, _ in hours], hours, reader.hour_bitmaps)
+async def day_union_counts(
+    reader: ActivityReader, cache: DayCache, groups: Sequence[Sequence[date]], versions: dict[date, str | None]
+) -> list[int]:
+    """The distinct users of each group of days (unioned in Redis), kept while the days keep their versions."""
+    key, version = _day_unions(groups, versions)
+    return await _union_counts(cache, key, version, reader.day_union_counts, groups)
+
+
+def keep_union_count(
+    cache: DayCache, groups: Sequence[Sequence[date]], versions: dict[date, str | None], counts: list[int]
+) -> None:
+    """Keep the counts of :func:`day_union_counts` computed otherwise (from masks at hand)."""
+    key, version = _day_unions(groups, versions)
+    cache.put(key, version, counts, UNIONS_SIZE)
+
+
+def _day_unions(groups: Sequence[Sequence[date]], versions: dict[date, str | None]) -> tuple[Hashable, Hashable]:
+    return ("day unions", _frozen(groups)), tuple(versions[day] for group in groups for day in group)
+
+
+async def hour_union_counts(
+    reader: ActivityReader, cache: DayCache, groups: Sequence[Sequence[tuple[date, int]]]
+) -> list[int]:
+    """The distinct users of each group of local hour buckets (unioned in Redis), kept while their days keep
+    their versions."""
+    versions = await reader.day_versions(sorted({day for group in groups for day, _ in group}))
+    version = tuple(versions[day] for group in groups for day, _ in group)
+    return await _union_counts(cache, ("hour unions", _frozen(groups)), version, reader.hour_union_counts, groups)
+
+
+def _frozen(groups: Sequence[Sequence[T]]) -> tuple[tuple[T, ...], ...]:
+    return tuple(tuple(group) for group in groups)
+
+
+async def _union_counts(
+    cache: DayCache,
+    key: Hashable,
+    version: Hashable,
+    count: Callable[[Sequence[Sequence[T]]], Awaitable[list[int]]],
+    groups: Sequence[Sequence[T]],
+) -> list[int]:
+    found: list[int] | None = cache.get(key, version)
+    if found is None:
+        found = await count(groups)
+        cache.put(key, version, found, UNIONS_SIZE)
+    return found
 
 
 async def _masks(

@@ -20,13 +20,12 @@ from api.dashboard import (
     new_users_answer,
     new_users_window,
     slot_groups,
-    slot_users,
     weekly_answer,
     weekly_days,
 )
 from api.dates import DATE_PARAMS, START_PARAMS, iso_ms
 from api.dayreads import day_fragments, encode_day
-from api.indexreads import day_counts, hour_counts, hour_masks, new_user_counts
+from api.indexreads import day_counts, hour_counts, hour_union_counts, new_user_counts
 from api.responses import json_bytes_response, json_response
 from api.routes.common import authorized_query, requested_days, stored_days
 from api.state import DAY_CACHE, READER, SETTINGS
@@ -96,9 +95,8 @@ async def hourly_data(request: web.Request) -> web.Response:
     zone = request.app[SETTINGS].zone
     after, until, first, last = hourly_window(iso_ms(query["start"]), zone)
     spans = hours_starting_in(stored_days(request, first, last, "hours"), after, until, zone)
-    hours = [(span.day, span.hour) for span in spans]
-    masks = dict(zip(hours, await hour_masks(request.app[READER], request.app[DAY_CACHE], hours), strict=True))
-    return json_response(hourly_answer(slot_users(slot_groups(spans), masks)))
+    counts = await hour_union_counts(request.app[READER], request.app[DAY_CACHE], slot_groups(spans))
+    return json_response(hourly_answer(counts))
 
 
 async def weekly_data(request: web.Request) -> web.Response:

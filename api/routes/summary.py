@@ -12,7 +12,7 @@ from aiohttp import web
 
 from activeusers.errors import StoreUnavailable
 from api.dates import DATE_PARAMS, Param
-from api.indexreads import day_masks
+from api.indexreads import day_masks, day_union_counts, keep_union_count
 from api.responses import csv_response, json_response
 from api.routes.common import authorized_query, requested_days, stored_days
 from api.state import DAY_CACHE, READER, SETTINGS
@@ -57,8 +57,9 @@ async def _points(request: web.Request, days: Sequence[date]) -> tuple[list[DayP
 
     A point depends only on the days of its windows, so it is kept, with the digest of those days' index
     versions, in this process' cache and in Redis for every process (a new one then computes only the points of
-    changed days: today's while it is today, and late events' days). The distinct count of the range needs the
-    range's masks; the windows' 29 days before the range are read only for points to compute.
+    changed days: today's while it is today, and late events' days). The range's distinct users come with the
+    points computed, else from a union in Redis (kept in the process like the points); the masks of the range
+    and of the windows' 29 days before it are read only for points to compute.
     """
     reader, cache = request.app[READER], request.app[DAY_CACHE]
     # Windows reach back before the range: the 29 days before it feed the first days' WAU and MAU.
@@ -77,8 +78,10 @@ async def _points(request: web.Request, days: Sequence[date]) -> tuple[list[DayP
                 known[day] = point
                 cache.put(("point", day), digests[day], point, POINT_SIZE)
     if len(known) == len(days):
-        return summarize(days[0], await day_masks(reader, cache, days, versions), days[0], known)
+        (distinct,) = await day_union_counts(reader, cache, [days], versions)
+        return [known[day] for day in days], distinct
     points, distinct = summarize(feed[0], await day_masks(reader, cache, feed, versions), days[0], known)
+    keep_union_count(cache, [days], versions, [distinct])
     computed = [point for point in points if point.day not in known]
     for point in computed:
         cache.put(("point", point.day), digests[point.day], point, POINT_SIZE)

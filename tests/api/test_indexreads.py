@@ -1,5 +1,6 @@
 """Counts and masks from the index through the app's cache, against the real Redis, written by the real writer
-and checked against Python sets: per-day, per-hour and new-user counts, unions from the masks, chunked MGETs,
+and checked against Python sets: per-day, per-hour and new-user counts, unions from the masks and in Redis,
+chunked MGETs,
 and what a later write, a new layout and a Redis that lost everything do to the cached values."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from activeusers.settings import Settings
 from activeusers.store import ActivityReader, ActivityWriter, Buckets
 from api import masks as mask_module
 from api.daycache import DayCache
-from api.indexreads import day_counts, day_masks, hour_counts, hour_masks, new_user_counts
+from api.indexreads import day_counts, day_masks, day_union_counts, hour_counts, hour_union_counts, new_user_counts
 
 DAY = date(2031, 3, 15)
 SETTINGS = Settings(retention_days=400, hour_retention_days=400, member_retention_days=45)
@@ -61,9 +62,13 @@ async def _check(reader: ActivityReader, cache: DayCache, oracle: Oracle, days: 
                 union |= mask
             want = set().union(*(per_day.get(d, set()) for d in days[start : end + 1]))
             assert union.bit_count() == len(want)
-    found = await hour_masks(reader, cache, hours)
-    assert [m.bit_count() for m in found] == [len(per_hour.get(h, ())) for h in hours]
-    assert (found[8] | found[9]).bit_count() == len(per_hour.get(hours[8], set()) | per_hour.get(hours[9], set()))
+    # Unions in Redis: groups of any size (one empty), overlapping, of days with and without data.
+    day_groups = [days, days[2:5], [], days[-1:], days[::3]]
+    want = [len(set().union(*(per_day.get(d, set()) for d in group))) for group in day_groups]
+    assert await day_union_counts(reader, cache, day_groups, await reader.day_versions(days)) == want
+    hour_groups = [hours[8:10], hours, hours[1::4], []]
+    want = [len(set().union(*(per_hour.get(h, set()) for h in group))) for group in hour_groups]
+    assert await hour_union_counts(reader, cache, hour_groups) == want
 
 
 @pytest.mark.parametrize("buckets", [1, 5, 16])
@@ -81,15 +86,23 @@ async def test_counts_and_masks_equal_set_unions(stack: Any, redis_prefix: str, 
         assert bool(len(cache)) == bool(cache_bytes)
         assert await new_user_counts(reader, cache, days) == {d: int(d in oracle[0]) for d in days}
         assert await reader.cardinalities(days) == {d: len(oracle[0].get(d, ())) for d in days}
-        assert await day_counts(reader, cache, []) == {} and await hour_masks(reader, cache, []) == []
+        assert await day_counts(reader, cache, []) == {} and await hour_union_counts(reader, cache, [[]]) == [0]
     finally:
         await client.aclose()
 
 
 class CountingReader(ActivityReader):
-    """The real reader, counting the bitmaps and counters it fetches (what the cache saves)."""
+    """The real reader, counting the bitmaps, counters and unions it reads (what the cache saves)."""
 
     fetched = 0
+
+    async def day_union_counts(self, groups: Any) -> list[int]:
+        self.fetched += len(groups)
+        return await super().day_union_counts(groups)
+
+    async def hour_union_counts(self, groups: Any) -> list[int]:
+        self.fetched += len(groups)
+        return await super().hour_union_counts(groups)
 
     async def day_bitmaps(self, days: Any) -> list[list[bytes]]:
         self.fetched += len(days)
@@ -130,9 +143,9 @@ async def test_a_later_write_is_read_again_and_nothing_else(
         after = await reader.day_versions(days)
         assert [d for d in days if after[d] != versions[d]] == [days[2]]
         await _check(reader, cache, (per_day, per_hour), days)
-        # The changed day's counters once (day_counts; hour_counts finds them cached), its bitmaps once, and with
-        # a new layout every day's bitmaps again.
-        assert reader.fetched == (2 + len(days) if span_step == 1 else 2)
+        # The changed day's counters once (day_counts; hour_counts finds them cached), its bitmaps once (with a new
+        # layout every day's bitmaps again), and both kinds of unions again (each involves the changed day).
+        assert reader.fetched == (2 + len(days) if span_step == 1 else 2) + 5 + 4
     finally:
         await client.aclose()
 
