@@ -12,6 +12,9 @@ one JSON document on stdout:
 - ``schema``: the tree's key kinds as regular expressions, derived from its ``KeySchema`` methods (each called
   with sentinel arguments), and the retention settings (days) the tree has.
 - ``token``: a token with the dashboard permission, created through the tree's token store.
+- ``touch YYYY-MM-DD``: write one activity of the user ``TOUCH_USER`` on that day (what a consumer does all day
+  long while users are active: after the first time the data stays the same, but a tree with index versions
+  gets a new one for that day).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from activeusers.store import ActivityWriter, Buckets
 from api.auth import VIEW_ENGAGEMENT_DASHBOARD
 from api.tokens import TokenStore
 
+TOUCH_USER = "bench-touch-user"
 SENTINEL_DATE = date(1999, 12, 31)
 SENTINEL_INT = 987_654_321
 SENTINEL_TEXT = "QQsentinelQQ"
@@ -102,6 +106,18 @@ def write_dataset(settings: Settings, data: Dataset, last_day: date, label: str 
         client.close()
     sys.stderr.write("\n")
     return pairs
+
+
+def touch(day: date) -> dict[str, Any]:
+    settings = Settings.from_env(os.environ)
+    buckets = Buckets()
+    buckets.add_active(day, 0, TOUCH_USER, day_start_ms(day, settings.zone))
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        ActivityWriter(client, schema_of(settings), settings).write(buckets)
+    finally:
+        client.close()
+    return {"user": TOUCH_USER}
 
 
 def seed(name: str, days: int, last_day: date) -> dict[str, Any]:
@@ -180,8 +196,10 @@ def main() -> int:
         result = schema()
     elif command == "token":
         result = token()
+    elif command == "touch":
+        result = touch(date.fromisoformat(rest[0]))
     else:
-        sys.exit(f"unknown subcommand {command!r}: seed, schema or token")
+        sys.exit(f"unknown subcommand {command!r}: seed, schema, token or touch")
     print(json.dumps(result))
     return 0
 
