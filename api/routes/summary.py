@@ -11,7 +11,9 @@ from typing import Final
 from aiohttp import web
 
 from activeusers.errors import StoreUnavailable
+from activeusers.store import ActivityReader
 from api.dates import DATE_PARAMS, Param
+from api.daycache import DayCache
 from api.indexreads import day_masks, day_union_counts, keep_union_count
 from api.responses import csv_response, json_response
 from api.routes.common import authorized_query, requested_days, stored_days
@@ -57,32 +59,30 @@ async def _points(request: web.Request, days: Sequence[date]) -> tuple[list[DayP
 
     A point depends only on the days of its windows, so it is kept, with the digest of those days' index
     versions, in this process' cache and in Redis for every process (a new one then computes only the points of
-    changed days: today's while it is today, and late events' days). The range's distinct users come with the
-    points computed, else from a union in Redis (kept in the process like the points); the masks of the range
-    and of the windows' 29 days before it are read only for points to compute.
+    changed days: today's while it is today, and late events' days), from the masks of their windows only. The
+    range's distinct users come with the points when every day is computed, else from a union in Redis (kept in
+    the process like the points).
     """
     reader, cache = request.app[READER], request.app[DAY_CACHE]
     # Windows reach back before the range: the 29 days before it feed the first days' WAU and MAU.
     feed = stored_days(request, days[0] - timedelta(days=LOOKBACK_DAYS), days[-1])
     versions = await reader.day_versions(feed)
-    offset = feed.index(days[0])
-    digests: dict[date, str] = {}
-    for i in range(offset, len(feed)):
-        window = feed[max(0, i - LOOKBACK_DAYS) : i + 1]
-        seen = repr((window[0], *(versions[day] for day in window))).encode()
-        digests[feed[i]] = hashlib.blake2b(seen, digest_size=DIGEST_BYTES).hexdigest()
-    known = {day: point for day, digest in digests.items() if (point := cache.get(("point", day), digest))}
-    if len(known) < len(days):
-        for day, text in (await reader.saved_points([day for day in days if day not in known])).items():
-            if (point := decoded_point(day, text, digests[day])) is not None:
-                known[day] = point
-                cache.put(("point", day), digests[day], point, POINT_SIZE)
-    if len(known) == len(days):
+    digests = _window_digests(feed, versions, feed.index(days[0]))
+    known = await _known_points(reader, cache, digests)
+    missing = [day for day in days if day not in known]
+    distinct = None
+    if missing:
+        # Only the windows of the points to compute: today's 30 days when only today changed.
+        window = feed[max(feed.index(missing[0]) - LOOKBACK_DAYS, 0) : feed.index(missing[-1]) + 1]
+        masks = await day_masks(reader, cache, window, versions)
+        computed, union = summarize(window[0], masks, missing[0], known)
+        if (missing[0], missing[-1]) == (days[0], days[-1]):
+            distinct = union
+            keep_union_count(cache, [days], versions, [distinct])
+        known.update((point.day, point) for point in computed)
+    if distinct is None:
         (distinct,) = await day_union_counts(reader, cache, [days], versions)
-        return [known[day] for day in days], distinct
-    points, distinct = summarize(feed[0], await day_masks(reader, cache, feed, versions), days[0], known)
-    keep_union_count(cache, [days], versions, [distinct])
-    computed = [point for point in points if point.day not in known]
+    computed = [known[day] for day in missing]
     for point in computed:
         cache.put(("point", point.day), digests[point.day], point, POINT_SIZE)
     try:
@@ -90,4 +90,27 @@ async def _points(request: web.Request, days: Sequence[date]) -> tuple[list[DayP
     except StoreUnavailable as exc:
         # The answer is complete without sharing it (a read-only replica, an ACL without HSET): log and go on.
         LOG.warning("summary points not saved", extra={"error": str(exc)})
-    return points, distinct
+    return [known[day] for day in days], distinct
+
+
+def _window_digests(feed: Sequence[date], versions: dict[date, str | None], first: int) -> dict[date, str]:
+    """For each day of ``feed[first:]``: the digest of what its point is computed from (its windows' first day
+    and every window day's index version)."""
+    digests: dict[date, str] = {}
+    for i in range(first, len(feed)):
+        window = feed[max(0, i - LOOKBACK_DAYS) : i + 1]
+        seen = repr((window[0], *(versions[day] for day in window))).encode()
+        digests[feed[i]] = hashlib.blake2b(seen, digest_size=DIGEST_BYTES).hexdigest()
+    return digests
+
+
+async def _known_points(reader: ActivityReader, cache: DayCache, digests: dict[date, str]) -> dict[date, DayPoint]:
+    """The points of the days of ``digests`` computed before from the same data: this process' first, then
+    those any process saved in Redis."""
+    known = {day: point for day, digest in digests.items() if (point := cache.get(("point", day), digest))}
+    if len(known) < len(digests):
+        for day, text in (await reader.saved_points([day for day in digests if day not in known])).items():
+            if (point := decoded_point(day, text, digests[day])) is not None:
+                known[day] = point
+                cache.put(("point", day), digests[day], point, POINT_SIZE)
+    return known

@@ -8,6 +8,7 @@ import random
 from datetime import date, timedelta
 
 import orjson
+import pytest
 
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema
@@ -195,3 +196,53 @@ async def test_points_that_cannot_be_shared_still_answer(make_api, seed, monkeyp
     answer = (await api.get(url(SUMMARY, TODAY, TODAY), headers)).json()
     assert answer["days"] == [{"date": TODAY.isoformat(), "dau": 1, "wau": 1, "mau": 1}]
     assert any(r.getMessage() == "summary points not saved" and "NOPERM" in r.error for r in caplog.records)
+
+
+def summary_oracle(sets: dict[date, set[str]], first: date, last: date) -> dict:
+    def union(a: date, b: date) -> set[str]:
+        return set().union(*(users for day, users in sets.items() if a <= day <= b))
+
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    points = [
+        {
+            "date": d.isoformat(),
+            "dau": len(sets.get(d, ())),
+            "wau": len(union(d - timedelta(days=6), d)),
+            "mau": len(union(d - timedelta(days=29), d)),
+        }
+        for d in days
+    ]
+    return {"distinctUsers": len(union(first, last)), "days": points}
+
+
+async def test_a_write_today_recomputes_todays_point_from_its_window_only(
+    api, admin, seed, make_api, monkeypatch: pytest.MonkeyPatch
+):
+    rng = random.Random(7)
+    sets = {TODAY - timedelta(days=n): {f"u{rng.randrange(30)}" for _ in range(5)} for n in range(50)}
+    seed(sets)
+    path = url(SUMMARY, TODAY - timedelta(days=34), TODAY)
+    first = (await api.get(path, admin)).json()
+    assert {k: first[k] for k in ("distinctUsers", "days")} == summary_oracle(sets, TODAY - timedelta(days=34), TODAY)
+    fetched: list[date] = []
+    original = ActivityReader.day_bitmaps
+
+    async def spied(self, days):
+        fetched.extend(days)
+        return await original(self, days)
+
+    monkeypatch.setattr(ActivityReader, "day_bitmaps", spied)
+    seed({TODAY: {"late-1", "u3"}, TODAY - timedelta(days=3): {"late-2"}})
+    sets[TODAY] |= {"late-1", "u3"}
+    sets[TODAY - timedelta(days=3)] |= {"late-2"}
+    again = (await api.get(path, admin)).json()
+    assert {k: again[k] for k in ("distinctUsers", "days")} == summary_oracle(sets, TODAY - timedelta(days=34), TODAY)
+    assert sorted(fetched) == [TODAY - timedelta(days=3), TODAY]  # the changed days' masks; the others cached
+    # A new process, after another write today: every point but today's is in Redis, today's is computed from its
+    # window's 30 days, and the distinct users come from a union in Redis.
+    fetched.clear()
+    seed({TODAY: {"late-3"}})
+    sets[TODAY] |= {"late-3"}
+    fresh = (await (await make_api()).get(path, admin)).json()
+    assert {k: fresh[k] for k in ("distinctUsers", "days")} == summary_oracle(sets, TODAY - timedelta(days=34), TODAY)
+    assert sorted(fetched) == [TODAY - timedelta(days=n) for n in range(29, -1, -1)]
