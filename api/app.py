@@ -67,7 +67,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
 
     ``clock`` returns epoch seconds; tests pass a fixed one to pin "today".
     """
-    metrics = ApiMetrics()
+    cache = DayCache(settings.api_cache_bytes, settings.api_cache_ttl_s)
+    metrics = ApiMetrics(cache)
     app = web.Application(
         middlewares=[metrics.middleware(), error_middleware, _refuse_bodies],
         client_max_size=MAX_BODY_BYTES,
@@ -80,7 +81,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app[KEYS] = KeySchema.of(settings)
     app[METRICS] = metrics
     app[page.PAGE] = page.Page()
-    app[DAY_CACHE] = DayCache(settings.api_cache_bytes, settings.api_cache_ttl_s)
+    app[DAY_CACHE] = cache
     app.cleanup_ctx.append(_redis_pool)
     for route in ROUTES:
         app.router.add_get(route.path, route.handler, name=route.name, allow_head=not route.guarded)

@@ -58,6 +58,8 @@ class DayCache:
         self._clock = clock
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         self._bytes = 0
+        self.hits = 0
+        self.misses = 0
 
     @property
     def enabled(self) -> bool:
@@ -85,11 +87,14 @@ class DayCache:
         """The value kept under ``key`` if it was made from ``version`` and is younger than the TTL, else None."""
         entry = self._entries.get(key)
         if entry is None:
+            self.misses += 1
             return None
         if entry.version != version or self._clock() - entry.stored_at >= self.ttl_s:
             self._drop(key)
+            self.misses += 1
             return None
         self._entries.move_to_end(key)
+        self.hits += 1
         return entry.value
 
     def put(self, key: Hashable, version: Hashable, value: Any, size: int) -> None:

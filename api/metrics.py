@@ -1,4 +1,4 @@
-"""Prometheus metrics of the API: requests by route and status, and request latency.
+"""Prometheus metrics of the API: requests by route and status, request latency, and the day cache.
 
 Each app owns its registry, so several apps (tests) never collide in the process-global default registry.
 Labels are the route's canonical path (``/api/v1/...``), never the raw URL, and never a user id or token.
@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from api.daycache import DayCache
 
 UNMATCHED: Final = "unmatched"
 # nginx's "client closed request": the client went away before the answer was ready.
@@ -25,8 +30,10 @@ _BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 class ApiMetrics:
     """The API's collectors, in a registry of their own."""
 
-    def __init__(self) -> None:
+    def __init__(self, cache: DayCache | None = None) -> None:
         self.registry = CollectorRegistry()
+        if cache is not None:
+            self.registry.register(_CacheCollector(cache))
         self.requests = Counter(
             "activeusers_api_requests",
             "HTTP requests answered, by route, method and status.",
@@ -69,6 +76,26 @@ class ApiMetrics:
                 self.requests.labels(route, method, str(status)).inc()
 
         return measure
+
+
+class _CacheCollector(Collector):
+    """The day cache's size and lookups, read at each scrape."""
+
+    def __init__(self, cache: DayCache) -> None:
+        self._cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        cache = self._cache
+        yield GaugeMetricFamily("activeusers_api_cache_bytes", "Estimated bytes the day cache holds.", cache.size_bytes)
+        yield GaugeMetricFamily("activeusers_api_cache_entries", "Entries the day cache holds.", len(cache))
+        lookups = CounterMetricFamily(
+            "activeusers_api_cache_lookups",
+            "Day cache lookups: hit (valid for the version asked), miss (absent, of another version or too old).",
+            labels=["result"],
+        )
+        lookups.add_metric(["hit"], cache.hits)
+        lookups.add_metric(["miss"], cache.misses)
+        yield lookups
 
 
 def route_label(request: web.Request) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from activeusers.settings import Settings
 from api.app import create_app
 from api.state import METRICS
@@ -34,6 +36,22 @@ async def test_odd_methods_fold_into_one_label(api):
     assert "PROPFIND" not in text
 
 
+async def test_the_day_cache_is_measured(api, admin, seed):
+    seed({date(2026, 3, 14): {"a", "b"}})
+    path = "/api/v1/active-users/summary?start=2026-03-01T00:00:00.000Z&end=2026-03-14T23:59:59.999Z"
+    first = (await api.get("/metrics")).body.decode()
+    assert (
+        "activeusers_api_cache_entries 0.0" in first
+        and 'activeusers_api_cache_lookups_total{result="hit"} 0.0' in first
+    )
+    await api.get(path, admin)
+    await api.get(path, admin)  # every point and the distinct count from the cache
+    text = (await api.get("/metrics")).body.decode()
+    lines = dict(line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("activeusers_api_cache"))
+    assert float(lines['activeusers_api_cache_lookups_total{result="hit"}']) >= 15
+    assert float(lines["activeusers_api_cache_entries"]) > 0 and float(lines["activeusers_api_cache_bytes"]) > 0
+
+
 def test_each_app_has_its_own_registry():
     # Two apps in one process would raise "Duplicated timeseries" with a shared registry.
     first, second = create_app(Settings()), create_app(Settings())
@@ -41,7 +59,8 @@ def test_each_app_has_its_own_registry():
 
 
 def test_every_api_metric_is_in_the_activeusers_api_namespace():
+    from api.daycache import DayCache
     from api.metrics import ApiMetrics
 
-    names = [metric.name for metric in ApiMetrics().registry.collect()]
+    names = [metric.name for metric in ApiMetrics(DayCache(1, 1)).registry.collect()]
     assert names and all(name.startswith("activeusers_api_") for name in names), names
