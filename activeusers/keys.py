@@ -15,8 +15,9 @@ Layout (``P`` is the configured prefix, ``Z`` the activity time zone name, ``N``
   ``MEMBER_RETENTION_DAYS``; the bitmaps are the index and keep ``RETENTION_DAYS`` (hours ``HOUR_RETENTION_DAYS``).
 - ``Pversions:N:Z``: HASH of YYYY-MM-DD -> a token the writer replaces after every acknowledged write of that
   day's bitmaps and counters, so an API process knows which of its cached masks and counters still hold.
-- ``Ppoints:N:Z``: HASH of YYYY-MM-DD -> "digest DAU WAU MAU", the summary's counts of that day as an API process
-  computed them, valid while the digest of the versions of the 30 days they cover matches.
+- ``Pderived:N:Z``: HASH of ``point:YYYY-MM-DD`` -> "digest DAU WAU MAU" (the summary's counts of that day, valid
+  while the digest of the versions of the 30 days they cover matches) and ``counters:YYYY-MM-DD`` -> "version
+  c0 .. c25" (the day's counters summed over the buckets), as API processes derived them, for each other.
 - ``Ptokens``: HASH of base64(SHA-256(token)) -> JSON record (user id, permissions, creation time, id).
 - ``Pheartbeat:<member>``: STRING, one consumer's JSON heartbeat (time, last stored event time, assignment),
   written with a time to live (``CONSUMER_STALE``), so a consumer that died stops counting when it expires.
@@ -122,13 +123,19 @@ class KeySchema:
 
     @staticmethod
     def day_field(day: date) -> str:
-        """The field of ``day`` in the hashes of :meth:`versions` and :meth:`points`."""
+        """The field of ``day`` in :meth:`versions`."""
         return day.isoformat()
 
-    def points(self) -> str:
-        """Hash of day -> the summary's DAU, WAU and MAU of that day with the versions of the days they were
-        computed from, shared by the API processes (a new process finds them instead of computing them)."""
-        return f"{self.prefix}points:{self.buckets}:{self.zone_name}"
+    def derived(self) -> str:
+        """Hash of what API processes derived from a day's index data (:meth:`derived_field`), with what it was
+        derived from, shared by them: a new process finds it instead of deriving it again."""
+        return f"{self.prefix}derived:{self.buckets}:{self.zone_name}"
+
+    @staticmethod
+    def derived_field(kind: str, day: date) -> str:
+        """The field of ``kind`` (``point``: the summary's DAU/WAU/MAU; ``counters``: the day's counters summed
+        over the buckets) of ``day`` in :meth:`derived`."""
+        return f"{kind}:{day.isoformat()}"
 
     def in_bucket(self, bucket: int, parts: list[str]) -> list[str]:
         """The keys of ``bucket`` for many parts at once (a reader's days; the parts built once for all buckets)."""

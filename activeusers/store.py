@@ -406,27 +406,26 @@ class ActivityReader:
         bitmaps and counters (``None`` for a day never written), in one round trip. Read it before the data it
         vouches for: a write in between then leaves the old token, so what was read is never taken as newer
         than it is."""
-        return await self._by_day(self._keys.versions(), days)
+        return await self._fields(self._keys.versions(), days, [self._keys.day_field(day) for day in days])
 
-    async def saved_points(self, days: Sequence[date]) -> dict[date, str | None]:
-        """What :meth:`save_points` kept for each day (``None`` where nothing was), in one round trip."""
-        return await self._by_day(self._keys.points(), days)
+    async def derived(self, kind: str, days: Sequence[date]) -> dict[date, str | None]:
+        """What :meth:`keep_derived` kept of ``kind`` for each day (``None`` where nothing was), in one round trip."""
+        return await self._fields(self._keys.derived(), days, [self._keys.derived_field(kind, day) for day in days])
 
-    async def _by_day(self, key: str, days: Sequence[date]) -> dict[date, str | None]:
-        """The fields of the days in hash ``key`` (``None`` where there is none), by one ``HMGET``."""
+    async def keep_derived(self, kind: str, values: dict[date, str]) -> None:
+        """Keep a text of ``kind`` per day for every API process (see :meth:`KeySchema.derived`)."""
+        if not values:
+            return
+        key = self._keys.derived()
+        fields = [part for day, text in values.items() for part in (self._keys.derived_field(kind, day), text)]
+        await self._guarded(self._send([(key, pack_command(("HSET", key, *fields)))]))
+
+    async def _fields(self, key: str, days: Sequence[date], fields: list[str]) -> dict[date, str | None]:
+        """The ``fields`` (one per day) of hash ``key`` (``None`` where there is none), by one ``HMGET``."""
         if not days:
             return {}
-        fields = [self._keys.day_field(day) for day in days]
         (reply,) = await self._guarded(self._send([(key, pack_command(("HMGET", key, *fields)))]))
         return {day: None if value is None else _text(value) for day, value in zip(days, reply, strict=True)}
-
-    async def save_points(self, points: dict[date, str]) -> None:
-        """Keep a text per day for every API process (the summary's points; see :meth:`KeySchema.points`)."""
-        if not points:
-            return
-        key = self._keys.points()
-        fields = [part for day, text in points.items() for part in (self._keys.day_field(day), text)]
-        await self._guarded(self._send([(key, pack_command(("HSET", key, *fields)))]))
 
     async def day_counters(self, days: Sequence[date]) -> list[tuple[int, ...]]:
         """The counters of each day summed over the user buckets (in the order of ``days``): the users of each

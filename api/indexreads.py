@@ -8,11 +8,13 @@ See :mod:`api.daycache` for why an unchanged version means unchanged data.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from datetime import date
 from typing import Final, TypeVar
 
-from activeusers.keys import DAY_SLOT, NEW_SLOT
+from activeusers.errors import StoreUnavailable
+from activeusers.keys import DAY_SLOT, NEW_SLOT, SLOTS
 from activeusers.store import ActivityReader
 from api.daycache import DayCache
 from api.masks import Layout, joined, layout_for
@@ -22,6 +24,10 @@ LAYOUT: Final = ("mask layout",)
 # Estimated bytes of one day's cached counters (a tuple of 26 small ints), of a few union counts and their key.
 COUNTERS_SIZE: Final = 1_000
 UNIONS_SIZE: Final = 4_000
+
+# The kind of the counters kept in Redis for every API process (KeySchema.derived_field).
+COUNTERS: Final = "counters"
+LOG = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=Hashable)
 
@@ -51,14 +57,45 @@ async def day_counters(
     reader: ActivityReader, cache: DayCache, days: Sequence[date], versions: dict[date, str | None]
 ) -> list[tuple[int, ...]]:
     """Each day's counters summed over the user buckets (:meth:`ActivityReader.day_counters`), in the order of
-    ``days``; ``versions`` (read before) says which cached ones still hold."""
-    found: list[tuple[int, ...] | None] = [cache.get(("counters", day), versions[day]) for day in days]
-    missing = [i for i, value in enumerate(found) if value is None]
+    ``days``; ``versions`` (read before) says which ones kept by this process or by any (in Redis) still hold."""
+    found: dict[date, tuple[int, ...]] = {}
+    for day in days:
+        if (hit := cache.get(("counters", day), versions[day])) is not None:
+            found[day] = hit
+    if len(found) < len(days):
+        for day, text in (await reader.derived(COUNTERS, [d for d in days if d not in found])).items():
+            if (counters := _decoded_counters(text, versions[day])) is not None:
+                found[day] = counters
+                cache.put(("counters", day), versions[day], counters, COUNTERS_SIZE)
+    missing = [day for day in days if day not in found]
     if missing:
-        for i, counters in zip(missing, await reader.day_counters([days[i] for i in missing]), strict=True):
-            found[i] = counters
-            cache.put(("counters", days[i]), versions[days[i]], counters, COUNTERS_SIZE)
-    return [value for value in found if value is not None]
+        shared: dict[date, str] = {}
+        for day, counters in zip(missing, await reader.day_counters(missing), strict=True):
+            found[day] = counters
+            cache.put(("counters", day), versions[day], counters, COUNTERS_SIZE)
+            if (version := versions[day]) is not None:
+                shared[day] = " ".join((version, *map(str, counters)))
+        await share(reader, COUNTERS, shared)
+    return [found[day] for day in days]
+
+
+def _decoded_counters(text: str | None, version: str | None) -> tuple[int, ...] | None:
+    """Counters kept as "version c0 .. c25", if they were summed under ``version``."""
+    if text is None or version is None:
+        return None
+    found, *counters = text.split(" ")
+    if found != version or len(counters) != SLOTS or not all(c.isdigit() for c in counters):
+        return None  # of another version, or not ours
+    return tuple(map(int, counters))
+
+
+async def share(reader: ActivityReader, kind: str, values: dict[date, str]) -> None:
+    """Keep ``values`` of ``kind`` in Redis for the other API processes; an answer is complete without (a
+    read-only replica, an ACL without ``HSET``), so a refusal is logged, not raised."""
+    try:
+        await reader.keep_derived(kind, values)
+    except StoreUnavailable as exc:
+        LOG.warning("derived values not shared", extra={"kind": kind, "error": str(exc)})
 
 
 async def day_masks(

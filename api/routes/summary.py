@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Final
 
 from aiohttp import web
 
-from activeusers.errors import StoreUnavailable
 from activeusers.store import ActivityReader
 from api.dates import DATE_PARAMS, Param
 from api.daycache import DayCache
-from api.indexreads import day_masks, day_union_counts, keep_union_count
+from api.indexreads import day_masks, day_union_counts, keep_union_count, share
 from api.responses import csv_response, json_response
 from api.routes.common import authorized_query, requested_days, stored_days
 from api.state import DAY_CACHE, READER, SETTINGS
@@ -27,7 +25,8 @@ CSV_HEADER: Final = "date,dau,wau,mau"
 # Estimated bytes of one cached point.
 POINT_SIZE: Final = 200
 DIGEST_BYTES: Final = 12
-LOG = logging.getLogger(__name__)
+# The kind of the points kept in Redis for every API process (KeySchema.derived_field).
+POINT: Final = "point"
 
 
 async def summary(request: web.Request) -> web.Response:
@@ -85,11 +84,7 @@ async def _points(request: web.Request, days: Sequence[date]) -> tuple[list[DayP
     computed = [known[day] for day in missing]
     for point in computed:
         cache.put(("point", point.day), digests[point.day], point, POINT_SIZE)
-    try:
-        await reader.save_points({point.day: encoded_point(point, digests[point.day]) for point in computed})
-    except StoreUnavailable as exc:
-        # The answer is complete without sharing it (a read-only replica, an ACL without HSET): log and go on.
-        LOG.warning("summary points not saved", extra={"error": str(exc)})
+    await share(reader, POINT, {point.day: encoded_point(point, digests[point.day]) for point in computed})
     return [known[day] for day in days], distinct
 
 
@@ -109,7 +104,7 @@ async def _known_points(reader: ActivityReader, cache: DayCache, digests: dict[d
     those any process saved in Redis."""
     known = {day: point for day, digest in digests.items() if (point := cache.get(("point", day), digest))}
     if len(known) < len(digests):
-        for day, text in (await reader.saved_points([day for day in digests if day not in known])).items():
+        for day, text in (await reader.derived(POINT, [day for day in digests if day not in known])).items():
             if (point := decoded_point(day, text, digests[day])) is not None:
                 known[day] = point
                 cache.put(("point", day), digests[day], point, POINT_SIZE)

@@ -17,6 +17,7 @@ from api.state import DAY_CACHE
 
 ACTIVE = "/api/v1/engagement-dashboard/users/active-users"
 SUMMARY = "/api/v1/active-users/summary"
+WEEKLY = "/api/v1/engagement-dashboard/users/chat-busier/weekly-data"
 TODAY = date(2026, 3, 15)
 
 
@@ -170,13 +171,13 @@ async def test_a_new_process_takes_the_points_another_one_computed(make_api, see
         ((TODAY - timedelta(days=2)).isoformat(), 0, 2),
         ((TODAY - timedelta(days=1)).isoformat(), 2, 3),
     ]
-    points = KeySchema(redis_prefix, "UTC").points()
-    field = (TODAY - timedelta(days=2)).isoformat()
+    keys = KeySchema(redis_prefix, "UTC")
+    points, field = keys.derived(), keys.derived_field("point", TODAY - timedelta(days=2))
     digest, *_ = redis_client.hget(points, field).split(" ")
     redis_client.hset(points, field, f"{digest} 7 7 7")
     second = await make_api()
     shared = (await second.get(path, headers)).json()
-    assert shared["days"][0] == {"date": field, "dau": 7, "wau": 7, "mau": 7}
+    assert shared["days"][0] == {"date": (TODAY - timedelta(days=2)).isoformat(), "dau": 7, "wau": 7, "mau": 7}
     assert shared["days"][1] == computed["days"][1] and shared["distinctUsers"] == 2
     seed({TODAY - timedelta(days=4): {"d"}})  # a day inside both points' windows: new versions, new digests
     third = (await (await make_api()).get(path, headers)).json()
@@ -184,18 +185,21 @@ async def test_a_new_process_takes_the_points_another_one_computed(make_api, see
     assert redis_client.hget(points, field).split(" ")[1:] == ["0", "3", "3"]
 
 
-async def test_points_that_cannot_be_shared_still_answer(make_api, seed, monkeypatch, caplog):
+async def test_values_that_cannot_be_shared_still_answer(make_api, seed, monkeypatch, caplog):
     seed({TODAY: {"a"}})
     api = await make_api()
     headers = await api.token("admin-user-1")
 
-    async def refused(self, points):
+    async def refused(self, kind, values):
         raise StoreUnavailable("NOPERM this user has no permissions to run the 'hset' command")
 
-    monkeypatch.setattr(ActivityReader, "save_points", refused)
+    monkeypatch.setattr(ActivityReader, "keep_derived", refused)
     answer = (await api.get(url(SUMMARY, TODAY, TODAY), headers)).json()
     assert answer["days"] == [{"date": TODAY.isoformat(), "dau": 1, "wau": 1, "mau": 1}]
-    assert any(r.getMessage() == "summary points not saved" and "NOPERM" in r.error for r in caplog.records)
+    weekly = (await api.get(f"{WEEKLY}?start={iso(TODAY)}", headers)).json()
+    assert weekly["month"][0]["users"] == 1
+    refusals = [r for r in caplog.records if r.getMessage() == "derived values not shared" and "NOPERM" in r.error]
+    assert sorted(r.kind for r in refusals) == ["counters", "point"]
 
 
 def summary_oracle(sets: dict[date, set[str]], first: date, last: date) -> dict:

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from activeusers import store
-from activeusers.keys import KeySchema
+from activeusers.keys import DAY_SLOT, KeySchema
 from activeusers.redisconn import async_redis_client
 from activeusers.settings import Settings
 from activeusers.store import ActivityReader, ActivityWriter, Buckets
@@ -181,5 +181,35 @@ async def test_chunked_fetches_and_a_script_flush(
     client = async_redis_client(Settings(redis_url=stack.redis_url))
     try:
         await _check(ActivityReader(client, keys), DayCache(0, 60), oracle, days)
+    finally:
+        await client.aclose()
+
+
+async def test_counters_summed_by_one_process_serve_another(
+    stack: Any, redis_prefix: str, redis_client: redis.Redis
+) -> None:
+    """A day's summed counters are kept in Redis under the day's version: another process (another cache) takes
+    them (here altered, to tell them from summed ones) instead of reading every bucket, until a write."""
+    keys = KeySchema(redis_prefix, "UTC", 4)
+    per_day, _ = _seed(stack, keys, 3)
+    days = [DAY + timedelta(days=n) for n in range(3)]
+    client = async_redis_client(Settings(redis_url=stack.redis_url))
+    try:
+        reader = CountingReader(client, keys)
+        assert await day_counts(reader, DayCache(1 << 20, 60), days) == {d: len(per_day[d]) for d in days}
+        field = keys.derived_field("counters", DAY)
+        version, *counters = redis_client.hget(keys.derived(), field).split(" ")
+        assert int(counters[DAY_SLOT]) == len(per_day[DAY]) and version == (await reader.day_versions([DAY]))[DAY]
+        redis_client.hset(keys.derived(), field, " ".join([version] + ["7"] * len(counters)))
+        reader.fetched = 0
+        assert (await day_counts(reader, DayCache(1 << 20, 60), days))[DAY] == 7
+        assert reader.fetched == 0  # every day's counters from Redis' shared copy
+        later = Buckets()
+        later.add_active(DAY, 1, "late", 1)
+        sync = redis.Redis.from_url(stack.redis_url)
+        ActivityWriter(sync, keys, SETTINGS).write(later)
+        sync.close()
+        assert (await day_counts(reader, DayCache(1 << 20, 60), days))[DAY] == len(per_day[DAY] | {"late"})
+        assert reader.fetched == 1
     finally:
         await client.aclose()
