@@ -108,24 +108,37 @@ def test_a_known_user_costs_no_extra_round_trip(
     assert len(sends) == 3
 
 
-def test_expiry_of_sets_is_sent_once_then_refreshed_and_of_bitmaps_every_time(
-    stack: Any, keys: KeySchema, redis_client
-) -> None:
+def test_expiry_is_sent_once_then_refreshed(stack: Any, keys: KeySchema, redis_client) -> None:
     now = [1000.0]
     writer = ActivityWriter(redis.Redis.from_url(stack.redis_url), keys, SETTINGS, clock=lambda: now[0])
     batch = _batch((DAY, 5, "alice"))
-    bits, counts = keys.day_bits(DAY, bucket_of("alice", 8)), keys.counts(DAY, bucket_of("alice", 8))
+    bucket = bucket_of("alice", 8)
+    bits = [keys.day(DAY), keys.day_bits(DAY, bucket), keys.hour_bits(DAY, 5, bucket), keys.counts(DAY, bucket)]
     writer.write(batch)
-    redis_client.persist(keys.day(DAY))  # as after a restart without persistence: the keys lost their expiry
-    redis_client.persist(bits)
-    redis_client.persist(counts)
+    for key in bits:
+        redis_client.persist(key)  # as after a restart without persistence: the keys lost their expiry
     now[0] += store.EXPIRY_REFRESH_S - 1
     writer.write(batch)
-    assert redis_client.ttl(keys.day(DAY)) == -1, "within the refresh interval a set's expiry is not sent again"
-    assert redis_client.expiretime(bits) == redis_client.expiretime(counts) == day_expiry_s(DAY, SETTINGS.zone, 400)
+    assert [redis_client.ttl(key) for key in bits] == [-1] * 4, "within the refresh interval expiry is not sent"
     now[0] += 1
     writer.write(batch)
-    assert redis_client.expiretime(keys.day(DAY)) == day_expiry_s(DAY, SETTINGS.zone, 45)
+    zone = SETTINGS.zone
+    assert [redis_client.expiretime(key) for key in bits] == [
+        day_expiry_s(DAY, zone, 45),
+        day_expiry_s(DAY, zone, 400),
+        day_expiry_s(DAY, zone, 90),
+        day_expiry_s(DAY, zone, 400),
+    ]
+    assert bucket_state(redis_client, keys)[index_label("hour", "2031-06-01T05")] == {"alice"}
+
+
+def test_another_writer_sends_the_expiry_it_has_not_sent(stack: Any, keys: KeySchema, redis_client) -> None:
+    first = ActivityWriter(redis.Redis.from_url(stack.redis_url), keys, SETTINGS)
+    first.write(_batch((DAY, 5, "alice")))
+    bits = keys.day_bits(DAY, bucket_of("alice", 8))
+    redis_client.persist(bits)
+    ActivityWriter(redis.Redis.from_url(stack.redis_url), keys, SETTINGS).write(_batch((DAY, 5, "alice")))
+    assert redis_client.expiretime(bits) == day_expiry_s(DAY, SETTINGS.zone, 400)
 
 
 def test_each_store_keeps_its_own_retention(stack: Any, keys: KeySchema, redis_client) -> None:
