@@ -93,8 +93,9 @@ def test_a_known_user_costs_no_extra_round_trip(
     original = ActivityWriter._send
 
     def counted(self: ActivityWriter, commands: Any, scripts: Any = ()) -> list[Any]:
-        sends.append(len(commands))
-        return original(self, commands, scripts)
+        sent = list(commands)
+        sends.append(len(sent))
+        return original(self, sent, scripts)
 
     monkeypatch.setattr(ActivityWriter, "_send", counted)
     writer.write(_batch((DAY, 5, "alice"), (DAY, 6, "bob")))
@@ -228,6 +229,70 @@ def test_concurrent_writers_agree_on_dense_numbers(stack: Any, keys: KeySchema, 
         assert numbers == list(range(len(numbers))), f"bucket {bucket} not dense"
         assert redis_client.hlen(keys.ids(bucket)) == len(numbers)
     assert all(b == bucket_of(user, 8) for user, (b, _) in results[0].items())
+
+
+def test_a_new_bitmap_is_created_at_its_buckets_size_with_headroom(stack: Any, redis_prefix: str, redis_client) -> None:
+    one = KeySchema(redis_prefix, ZONE, 1)  # one bucket: every user's number is its place in the list
+    writer = ActivityWriter(redis.Redis.from_url(stack.redis_url), one, SETTINGS)
+    users = [f"user-{n}" for n in range(7812)]
+    writer.numbers(users)
+    writer.write(_batch((DAY, 3, users[0]), (DAY, 3, users[10])))  # low numbers, in a bucket of 7,812 users
+    room = max(store.HEADROOM_MIN_BITS, 7812 / store.HEADROOM_SHARE)
+    size = int((7812 + room) // 8) + 1
+    day, hour = one.day_bits(DAY, 0), one.hour_bits(DAY, 3, 0)
+    assert redis_client.strlen(day) == redis_client.strlen(hour) == size
+    grown = redis_prefix + "grown"
+    for number in (3999, 7811):  # as SETBIT alone builds a bitmap of a growing bucket: room for as much again
+        redis_client.setbit(grown, number, 1)
+    # allocated once at its size: no more than Redis' per-key overhead above its length, less than the grown one
+    assert redis_client.memory_usage(day, samples=0) <= size + 160 < redis_client.memory_usage(grown, samples=0)
+    assert redis_client.strlen(one.counts(DAY, 0)) == 104
+    state = bucket_state(redis_client, one)
+    assert (
+        state[index_label("day", "2031-06-01")]
+        == state[index_label("hour", "2031-06-01T03")]
+        == {
+            users[0],
+            users[10],
+        }
+    )
+    writer.write(_batch(*((DAY, 3, user) for user in users[:500])))  # many bits per bitmap: BITFIELD, same size
+    assert redis_client.strlen(day) == size
+    assert bucket_state(redis_client, one)[index_label("hour", "2031-06-01T03")] == set(users[:500])
+
+
+def test_records_split_across_calls_count_exactly(
+    stack: Any, writer: ActivityWriter, keys: KeySchema, redis_client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store, "RECORD_BITS", 3)
+    monkeypatch.setattr(store, "BITS_CHUNK", 7)
+    users = {f"user-{i}" for i in range(120)}
+    batch = Buckets()
+    for i, user in enumerate(sorted(users)):
+        batch.add_active(DAY + timedelta(days=i % 3), i % 24, user, 1)
+        batch.add_active(DAY, 23, user, 1)
+    writer.write(batch)
+    state = bucket_state(redis_client, keys)  # asserts that every counter equals its bitmap's bits
+    writer.write(batch)
+    ActivityWriter(redis.Redis.from_url(stack.redis_url), keys, SETTINGS).write(batch)  # no memo: every expiry
+    assert bucket_state(redis_client, keys) == state
+    assert state[index_label("hour", "2031-06-01T23")] == users
+
+
+def test_numbering_gives_a_repeated_id_one_number(keys: KeySchema, redis_client) -> None:
+    ids = keys.ids(0)
+    numbers = redis_client.evalsha(redis_client.script_load(store.NUMBER_USERS.source), 1, ids, "a", "b", "a", "c", "b")
+    assert numbers == [0, 1, 0, 2, 1]
+    assert redis_client.evalsha(store.NUMBER_USERS.sha, 1, ids, "c", "d") == [2, 3]
+    assert redis_client.hgetall(ids) == {"a": "0", "b": "1", "c": "2", "d": "3"}
+
+
+def test_a_bitmap_past_its_expiry_on_redis_clock_is_not_written(stack: Any, keys: KeySchema, redis_client) -> None:
+    old = date(2020, 1, 1)  # its retention ended long ago; this writer's clock says otherwise
+    writer = ActivityWriter(redis.Redis.from_url(stack.redis_url), keys, SETTINGS, wall=lambda: 0.0)
+    writer.write(_batch((old, 1, "alice"), created=((old, "alice"),)))
+    left = [key for key in redis_client.scan_iter(match=keys.pattern()) if not key.endswith(":ids")]
+    assert left == [], "no key without a future expiry"
 
 
 def test_server_errors_become_store_unavailable(writer: ActivityWriter, keys: KeySchema, redis_client) -> None:
