@@ -391,21 +391,13 @@ class ActivityWriter:
     ) -> None:
         """Add one bucket's records of a day to its calls (a new call when one would pass BITS_CHUNK)."""
         tag = self._tags[bucket]
-        now, expiring = memo
-        counts_at = self._due(counts, counts_until, now, expiring)
-        sent = self._expiry_sent
+        counts_at = self._due(counts, counts_until, *memo)
         bucket_calls = calls.setdefault(bucket, [])
         call = bucket_calls[-1] if bucket_calls else None
         opened = False
-        # The loop of every (bitmap, bucket) of a batch, thousands in a backfill: the expiry memo inlined.
         for part, slot, expire_at, numbers in bitmaps:
             key = tag + part
-            got = sent.get(key)
-            if got is not None and got[0] == expire_at and now - got[1] < EXPIRY_REFRESH_S:
-                at = 0
-            else:
-                at = expire_at
-                expiring.append((key, expire_at))
+            at = self._due(key, expire_at, *memo)
             for chunk in _chunks(numbers):
                 if call is None or call.bits + len(chunk) > BITS_CHUNK:
                     call = _Call([self._ids[bucket]])
