@@ -130,7 +130,7 @@ def test_a_generator_that_fails_leaves_no_reply_unread() -> None:
     client = fakeredis.FakeRedis()
 
     def commands() -> Iterator[tuple[str, bytes]]:
-        for n in range(100):
+        for _ in range(100):
             yield cmd("RPUSH", "t:l", "x" * 1000)
         raise ValueError("a bug while building")
 
