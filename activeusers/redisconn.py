@@ -19,10 +19,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import socket
 import ssl
 import urllib.parse
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final, TypeAlias, TypeVar, cast
 
 import redis
@@ -282,6 +283,10 @@ def route(
     return [(nodes[name], name[1], positions) for name, positions in groups.items()]
 
 
+# How much of a stream of commands is joined into one write (a batch's commands are sent as they are built).
+STREAM_BYTES: Final = 64 * 1024
+
+
 def _packed(commands: Sequence[Routed], positions: Sequence[int], asking: bool) -> bytes:
     if asking:
         return b"".join(ASKING + commands[i][1] for i in positions)
@@ -302,43 +307,63 @@ def _read_replies(read: Callable[[], Any], count: int, asking: bool) -> list[Any
 
 
 def send_commands(
-    client: SyncClient, commands: Sequence[Routed], scripts: Sequence[str] = (), then: Routed | None = None
+    client: SyncClient, commands: Iterable[Routed], scripts: Sequence[str] = (), then: Routed | None = None
 ) -> list[Any]:
     """Send the packed ``commands`` (each with its routing key) and return their replies in order,
-    refusals as :class:`redis.ResponseError` objects. On a single server: one write on one pooled connection.
-    ``scripts`` (Lua sources) are loaded when a reply is ``NOSCRIPT``, and those commands sent again. ``then``
-    runs once every command has taken effect (its reply last): in the same write on a single server, which runs
-    a connection's commands in order, else (a cluster's nodes, commands sent again) after their replies.
-    Connection failures raise (``REDIS_ERRORS``)."""
+    refusals as :class:`redis.ResponseError` objects. On a single server: written on one pooled connection as
+    ``commands`` yields them (a generator's later commands are built while Redis runs the first ones), then every
+    reply read. ``scripts`` (Lua sources) are loaded when a reply is ``NOSCRIPT``, and those commands sent again.
+    ``then`` runs once every command has taken effect (its reply last): in the same write on a single server,
+    which runs a connection's commands in order, else (a cluster's nodes, commands sent again) after their
+    replies. Connection failures raise (``REDIS_ERRORS``)."""
     single = not isinstance(client, RedisCluster)
-    batch = [*commands, then] if then is not None and single else list(commands)
-    if not batch:
-        return []
     if isinstance(client, RedisCluster):
-        replies = _cluster_send(client, batch)
+        sent = list(commands)
+        replies = _cluster_send(client, sent) if sent else []
     else:
-        replies = _pool_send(client.connection_pool, batch)
+        stream = itertools.chain(commands, [then]) if then is not None else commands
+        sent, replies = _pool_send(client.connection_pool, stream)
+    count = len(sent) - 1 if then is not None and single else len(sent)
     again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)] if scripts else []
     if again:
         for source in scripts:  # a cluster client loads it on every primary
             client.script_load(source)
-        for position, reply in zip(again, send_commands(client, [batch[i] for i in again]), strict=True):
+        for position, reply in zip(again, send_commands(client, [sent[i] for i in again]), strict=True):
             replies[position] = reply
     if then is not None and (again or not single):
-        follow = send_commands(client, [then])
-        replies = [*replies[: len(commands)], *follow]
+        replies = [*replies[:count], *send_commands(client, [then])]
     return replies
 
 
-def _pool_send(pool: redis.ConnectionPool, commands: Sequence[Routed]) -> list[Any]:
-    # One write of the joined commands, then every reply in order: redis-py's Pipeline spends microseconds of
-    # Python per command on bookkeeping and reply callbacks, which a backfill batch of hundreds of commands feels.
-    connection = pool.get_connection()
+def _pool_send(pool: redis.ConnectionPool, commands: Iterable[Routed]) -> tuple[list[Routed], list[Any]]:
+    # Joined writes of STREAM_BYTES, then every reply in order: redis-py's Pipeline spends microseconds of Python
+    # per command on bookkeeping and reply callbacks, which a backfill batch of hundreds of commands feels.
+    sent: list[Routed] = []
+    connection = None
     try:
-        connection.send_packed_command([b"".join(packed for _, packed in commands)])  # type: ignore[no-untyped-call]
-        return _read_replies(connection.read_response, len(commands), asking=False)
+        pending: list[bytes] = []
+        size = 0
+        for routed in commands:
+            if connection is None:
+                connection = pool.get_connection()
+            sent.append(routed)
+            pending.append(routed[1])
+            size += len(routed[1])
+            if size >= STREAM_BYTES:
+                connection.send_packed_command([b"".join(pending)])  # type: ignore[no-untyped-call]
+                pending, size = [], 0
+        if connection is None:
+            return sent, []
+        if pending:
+            connection.send_packed_command([b"".join(pending)])  # type: ignore[no-untyped-call]
+        return sent, _read_replies(connection.read_response, len(sent), asking=False)
+    except BaseException:
+        if connection is not None:
+            connection.disconnect()  # type: ignore[no-untyped-call]  # commands sent whose replies are not read: the connection is out of step
+        raise
     finally:
-        pool.release(connection)
+        if connection is not None:
+            pool.release(connection)
 
 
 def _cluster_send(client: RedisCluster, commands: Sequence[Routed]) -> list[Any]:

@@ -12,9 +12,11 @@ import hashlib
 import itertools
 import secrets
 import struct
+import sys
 import time
+from array import array
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Final, TypeVar, cast
@@ -54,28 +56,70 @@ class Script:
 
 # Numbers the user ids given (ARGV) in one bucket's hash KEYS[1]: a known id keeps its number, an unknown one gets
 # the next free one (the hash's size), in one atomic script, so any number of writers agree and the numbers stay
-# dense. Replies the numbers in ARGV order. NUMBER_CHUNK ids bound one call's time on Redis' thread.
+# dense. Replies the numbers in ARGV order. One HMGET and one HSET for all the ids (each Redis call from Lua costs
+# microseconds, and a backfill meets every user once). NUMBER_CHUNK ids bound one call's time on Redis' thread
+# (and the arguments of Lua's unpack).
 NUMBER_USERS: Final = Script(
-    "local n = redis.call('HLEN', KEYS[1]) local r = {} "
-    "for i, id in ipairs(ARGV) do local v = redis.call('HGET', KEYS[1], id) "
-    "if v then r[i] = tonumber(v) else redis.call('HSET', KEYS[1], id, n) r[i] = n n = n + 1 end end "
+    "local n = redis.call('HLEN', KEYS[1]) local known = redis.call('HMGET', KEYS[1], unpack(ARGV)) "
+    "local r, given, new = {}, {}, {} "
+    "for i, id in ipairs(ARGV) do "
+    "if known[i] then r[i] = tonumber(known[i]) elseif given[id] then r[i] = given[id] "
+    "else given[id] = n r[i] = n new[#new + 1] = id new[#new + 1] = n n = n + 1 end end "
+    "if #new > 0 then redis.call('HSET', KEYS[1], unpack(new)) end "
     "return r"
 )
 NUMBER_CHUNK = 1000
-# One user bucket's share of a batch. ARGV[1] is the number of records; record i sets, in bitmap KEYS[2i - 1], the
-# bits "n, n offsets" that follow "counter, bitmap expiry, counts expiry", adds how many were not set before to that
-# counter of KEYS[2i] (a day's counts key of the same bucket) and gives both keys their (deterministic) expiry.
-# Atomic, so a repeated write counts nothing and the counters stay exact under replays and concurrent writers
-# (counting needs no BITCOUNT). BITS_CHUNK bits bound one call's time on Redis' thread.
+# A new bitmap's room beyond the bucket's numbered users: for the users numbered later that day (SETBIT past a
+# string's end reallocates it with room for as much again).
+HEADROOM_MIN_BITS: Final = 64
+HEADROOM_SHARE: Final = 64
+# One user bucket's share of a batch, in groups of one day. KEYS[1] is the bucket's ids hash; ARGV[1] the number
+# of groups. A group is its counts key (KEYS) with "counts expiry, records" (ARGV), then per record a bitmap (KEYS)
+# with "counter, bitmap expiry, offsets" (ARGV; the offsets as 32-bit big-endian numbers in one string: one
+# argument instead of one per bit costs the client and Redis less). Each record sets its bits (SETBIT for one,
+# else one BITFIELD) and adds how many were not set before to its counter; the group's counters are added by one
+# BITFIELD. Atomic, so a repeated write counts nothing and the counters stay exact under replays and concurrent
+# writers (counting needs no BITCOUNT). An expiry of 0 means the writer sent it recently: the key is left alone.
+# Otherwise a missing key is created at its full size with its expiry in one SET NX EXAT (a bitmap: the bucket's
+# users, HLEN, plus headroom; grown one SETBIT at a time Redis would over-allocate it up to 2x), an existing one
+# gets its EXPIREAT; a record whose expiry Redis' own clock has passed is skipped (a key created after it would
+# never expire). BITS_CHUNK bits bound one call's time on Redis' thread, RECORD_BITS one BITFIELD's arguments
+# (Lua's unpack).
 SET_BITS: Final = Script(
-    "local a = 2 for r = 1, tonumber(ARGV[1]) do "
-    "local key, counts, n, new = KEYS[2 * r - 1], KEYS[2 * r], tonumber(ARGV[a + 3]), 0 "
-    "for i = a + 4, a + 3 + n do if redis.call('SETBIT', key, ARGV[i], 1) == 0 then new = new + 1 end end "
-    "if new > 0 then redis.call('BITFIELD', counts, 'INCRBY', 'u32', '#' .. ARGV[a], new) end "
-    "redis.call('EXPIREAT', key, ARGV[a + 1]) redis.call('EXPIREAT', counts, ARGV[a + 2]) a = a + 4 + n end "
-    "return 0"
+    "local k, a, zeros, now = 2, 2, nil, nil "
+    "local function expire(key, at, blank) "
+    "if not now then now = tonumber(redis.call('TIME')[1]) end "
+    "if tonumber(at) <= now then return false end "
+    "if not redis.call('SET', key, blank(), 'NX', 'EXAT', at) then redis.call('EXPIREAT', key, at) end "
+    "return true end "
+    "local function bitmap() if not zeros then local users = redis.call('HLEN', KEYS[1]) "
+    f"local room = math.max({HEADROOM_MIN_BITS}, users / {HEADROOM_SHARE}) "
+    "zeros = string.rep('\\0', math.floor((users + room) / 8) + 1) end "
+    "return zeros end "
+    "local function offset(s, p) local b1, b2, b3, b4 = string.byte(s, p, p + 3) "
+    "return ((b1 * 256 + b2) * 256 + b3) * 256 + b4 end "
+    f"local function counters() return string.rep('\\0', {4 * SLOTS}) end "
+    "for g = 1, tonumber(ARGV[1]) do "
+    "local counts, at, records, incr = KEYS[k], ARGV[a], tonumber(ARGV[a + 1]), {} k, a = k + 1, a + 2 "
+    "for r = 1, records do "
+    "local key, offsets, new = KEYS[k], ARGV[a + 2], 0 "
+    "if ARGV[a + 1] == '0' or expire(key, ARGV[a + 1], bitmap) then "
+    "if #offsets == 4 then new = 1 - redis.call('SETBIT', key, offset(offsets, 1), 1) else local ops = {} "
+    "for p = 1, #offsets, 4 do ops[#ops + 1] = 'SET' ops[#ops + 1] = 'u1' ops[#ops + 1] = offset(offsets, p) "
+    "ops[#ops + 1] = 1 end "
+    "for _, old in ipairs(redis.call('BITFIELD', key, unpack(ops))) do new = new + 1 - old end end end "
+    "if new > 0 then incr[#incr + 1] = 'INCRBY' incr[#incr + 1] = 'u32' incr[#incr + 1] = '#' .. ARGV[a] "
+    "incr[#incr + 1] = new end "
+    "k, a = k + 1, a + 3 end "
+    "if (at == '0' or expire(counts, at, counters)) and #incr > 0 then "
+    "redis.call('BITFIELD', counts, unpack(incr)) end "
+    "end return 0"
 )
 BITS_CHUNK = 2000
+RECORD_BITS = 1000
+# Bitmap records after which a batch's calls so far are sent (a backfill batch has thousands): a few more calls,
+# and Redis works on them while the client builds the rest.
+STREAM_RECORDS = 1500
 # Counts the users of unions of one bucket's bitmaps (KEYS[2..], in order), ARGV[g] of them in group g: each group
 # is ORed into the bucket's scratch key KEYS[1] (BITOP), counted (BITCOUNT) and the scratch deleted, all inside
 # this call (so concurrent calls never see each other's scratch). Replies the count of each group.
@@ -97,9 +141,11 @@ BUCKET_BITS: Final = 14
 BUCKET_MASK: Final = (1 << BUCKET_BITS) - 1
 
 # hiredis's stub types the argument as a one-element tuple; it takes a command of any length.
-pack_command = cast(Callable[[tuple[str | int, ...]], bytes], hiredis.pack_command)
+pack_command = cast(Callable[[tuple[str | int | bytes, ...]], bytes], hiredis.pack_command)
 
 K = TypeVar("K")
+# A bitmap of a batch: key part, counter, expiry and users.
+_Record = tuple[str, int, int, set[str]]
 
 
 @dataclass(slots=True)
@@ -129,24 +175,35 @@ class Buckets:
 
 @dataclass(slots=True)
 class _Call:
-    """One :data:`SET_BITS` call of one user bucket: its keys (a bitmap and its counts key per record) and the
-    records' arguments."""
+    """One :data:`SET_BITS` call of one user bucket: its keys (the ids hash, then per day group its counts key and
+    bitmaps) and the groups' arguments."""
 
-    keys: list[str] = field(default_factory=list)
-    args: list[int] = field(default_factory=list)
+    keys: list[str]
+    args: list[int | bytes] = field(default_factory=list)
+    groups: int = 0
     bits: int = 0
+    # The open group: where its count of records goes in ``args``, and its counts key's place in ``keys``.
+    records_at: int = -1
+    counts_at: int = 0
+
+    def open(self, counts: str, expire_at: int) -> None:
+        """Start a day group: its counts key and that key's expiry (0: sent recently)."""
+        self._close()
+        self.counts_at = len(self.keys)
+        self.keys.append(counts)
+        self.records_at = len(self.args) + 1
+        self.args += (expire_at, 0)
+        self.groups += 1
 
     def packed(self) -> Routed:
         """The call packed, with its routing key."""
-        command: tuple[str | int, ...] = (
-            "EVALSHA",
-            SET_BITS.sha,
-            len(self.keys),
-            *self.keys,
-            len(self.keys) // 2,
-            *self.args,
-        )
+        self._close()
+        command = ("EVALSHA", SET_BITS.sha, len(self.keys), *self.keys, self.groups, *self.args)
         return self.keys[0], pack_command(command)
+
+    def _close(self) -> None:
+        if self.records_at >= 0:
+            self.args[self.records_at] = len(self.keys) - self.counts_at - 1
 
 
 class ActivityWriter:
@@ -174,6 +231,7 @@ class ActivityWriter:
         # user id -> number << BUCKET_BITS | bucket: numbers never change once given, so a memo is always exact.
         self._numbers: dict[str, int] = {}
         self._tags = [keys.tag(bucket) for bucket in range(keys.buckets)]
+        self._ids = [keys.ids(bucket) for bucket in range(keys.buckets)]
         self._heartbeat_ttl_ms = max(1, int(settings.consumer_stale_s * 1000))
         # Versions are this writer's id and a sequence number: unique among writers and across restarts.
         self._writer_id = secrets.token_hex(8)
@@ -198,33 +256,14 @@ class ActivityWriter:
         return {user: (memo[user] & BUCKET_MASK, memo[user] >> BUCKET_BITS) for user in user_ids}
 
     def _store(self, buckets: Buckets, *, members: bool) -> None:
-        commands: list[Routed] = []
-        calls: dict[int, list[_Call]] = {}
         now = self._clock()
-        wall_s = self._wall()
         expiring: list[tuple[str, int]] = []
-        keys = self._keys
         try:
             self._number([user for group in (buckets.days, buckets.created) for u in group.values() for user in u])
-            for day, users in buckets.days.items():
-                long = self._expiry(day, self._retention_days)
-                if members:
-                    members_until = self._expiry(day, self._member_days)
-                    self._add(commands, keys.day(day), users, members_until, wall_s, now, expiring)
-                counts = keys.counts_part(day)
-                self._bits(calls, (keys.day_part(day), counts, DAY_SLOT), users, (long, long), wall_s)
-            for (day, hour), users in buckets.hours.items():
-                hour_expiry = (self._expiry(day, self._hour_retention_days), self._expiry(day, self._retention_days))
-                target = (keys.hour_part(day, hour), keys.counts_part(day), hour)
-                self._bits(calls, target, users, hour_expiry, wall_s)
-            for day, users in buckets.created.items():
-                long = self._expiry(day, self._retention_days)
-                target = (keys.new_part(day), keys.counts_part(day), NEW_SLOT)
-                self._bits(calls, target, users, (long, long), wall_s)
-            commands += [call.packed() for bucket_calls in calls.values() for call in bucket_calls]
             # NOSCRIPT (a new or restarted Redis): the script is loaded and sent again; idempotent, so bits set
             # before count nothing again.
             # The days' new version is set once their bits are: a reader that sees it finds every bit it vouches for.
+            commands = self._commands(buckets, members, self._wall(), (now, expiring))
             self._send(commands, (SET_BITS.source,), self._new_version({*buckets.days, *buckets.created}))
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis write failed: {exc}") from exc
@@ -241,6 +280,36 @@ class ActivityWriter:
         key = self._keys.versions()
         fields = [part for day in days for part in (self._keys.day_field(day), token)]
         return key, pack_command(("HSET", key, *fields))
+
+    def _commands(
+        self, buckets: Buckets, members: bool, wall_s: float, memo: tuple[float, list[tuple[str, int]]]
+    ) -> Iterator[Routed]:
+        """The batch's commands, built as they are sent: the day sets', then the bits' calls, a few days at a
+        time (Redis sets the first days' bits while the next days' calls are built)."""
+        if members:
+            for day, users in buckets.days.items():
+                yield from self._add(self._keys.day(day), users, self._expiry(day, self._member_days), wall_s, memo)
+        calls: dict[int, list[_Call]] = {}
+        records = 0
+        for day, day_records in self._records(buckets).items():
+            records += self._bits(calls, day, day_records, wall_s, memo)
+            if records >= STREAM_RECORDS:
+                yield from (call.packed() for bucket_calls in calls.values() for call in bucket_calls)
+                calls, records = {}, 0
+        yield from (call.packed() for bucket_calls in calls.values() for call in bucket_calls)
+
+    def _records(self, buckets: Buckets) -> defaultdict[date, list[_Record]]:
+        """The bitmaps of the batch per local day: (key part, counter, expiry, users) of its day, hours and
+        new users."""
+        keys = self._keys
+        records: defaultdict[date, list[_Record]] = defaultdict(list)
+        for day, users in buckets.days.items():
+            records[day].append((keys.day_part(day), DAY_SLOT, self._expiry(day, self._retention_days), users))
+        for (day, hour), users in buckets.hours.items():
+            records[day].append((keys.hour_part(day, hour), hour, self._expiry(day, self._hour_retention_days), users))
+        for day, users in buckets.created.items():
+            records[day].append((keys.new_part(day), NEW_SLOT, self._expiry(day, self._retention_days), users))
+        return records
 
     def _number(self, users: Collection[str]) -> None:
         """Make sure every user of ``users`` has its number in the memo: one round trip for the unknown ones."""
@@ -275,10 +344,10 @@ class ActivityWriter:
             found = self._expiry_of[(day, retention_days)] = day_expiry_s(day, self._zone, retention_days)
         return found
 
-    def _send(self, commands: Sequence[Routed], scripts: Sequence[str] = (), then: Routed | None = None) -> list[Any]:
-        """Send pre-packed commands (each with its routing key; ``then`` after they took effect) and return their
-        replies in order; raise the first error reply once every reply is read. The one place that talks to
-        Redis for batches."""
+    def _send(self, commands: Iterable[Routed], scripts: Sequence[str] = (), then: Routed | None = None) -> list[Any]:
+        """Send pre-packed commands (each with its routing key, built as they are sent when a generator; ``then``
+        after they took effect) and return their replies in order; raise the first error reply once every reply
+        is read. The one place that talks to Redis for batches."""
         # Pre-packed and sent in one write per Redis node: redis-py's Pipeline spends microseconds of Python per
         # command on bookkeeping and reply callbacks, and a backfill batch sends hundreds of commands: this halves
         # the client's CPU per stored event (measured 1.5 us -> 0.8 us), on the store worker's busy core.
@@ -289,68 +358,95 @@ class ActivityWriter:
         return replies
 
     def _add(
-        self,
-        commands: list[Routed],
-        key: str,
-        users: set[str],
-        expire_at: int,
-        wall_s: float,
-        now: float,
-        expiring: list[tuple[str, int]],
-    ) -> None:
+        self, key: str, users: set[str], expire_at: int, wall_s: float, memo: tuple[float, list[tuple[str, int]]]
+    ) -> Iterator[Routed]:
         if expire_at <= wall_s:
             return  # past this key's retention: an old event still counts in the index, but lists no member
         members = list(users)
         for start in range(0, len(members), SADD_CHUNK):
-            commands.append((key, pack_command(("SADD", key, *members[start : start + SADD_CHUNK]))))
-        self._expire(commands, key, expire_at, now, expiring)
+            yield key, pack_command(("SADD", key, *members[start : start + SADD_CHUNK]))
+        if self._due(key, expire_at, *memo):
+            yield key, pack_command(("EXPIREAT", key, expire_at))
 
     def _bits(
         self,
         calls: dict[int, list[_Call]],
-        target: tuple[str, str, int],
-        users: set[str],
-        expiry: tuple[int, int],
+        day: date,
+        records: list[_Record],
         wall_s: float,
+        memo: tuple[float, list[tuple[str, int]]],
+    ) -> int:
+        """Add the ``records`` of ``day`` to each user bucket's calls: one group per bucket (its counts key), one
+        record per bitmap of the bucket, the users' bits. Past its retention a bitmap is not written. ``memo``:
+        now and the keys whose expiry is sent (see :meth:`_due`)."""
+        numbers_of = self._numbers
+        # Per user bucket, its share of each record (users grouped without a dict per record: a backfill batch
+        # has thousands of records of one or two users).
+        found: list[list[tuple[str, int, int, list[int]]]] = [[] for _ in self._tags]
+        owner = [-1] * len(self._tags)
+        current: list[list[int]] = [[] for _ in self._tags]
+        for record, (part, slot, expire_at, users) in enumerate(records):
+            if expire_at <= wall_s:
+                continue
+            for user in users:
+                packed = numbers_of[user]
+                bucket = packed & BUCKET_MASK
+                if owner[bucket] == record:
+                    current[bucket].append(packed >> BUCKET_BITS)
+                else:
+                    owner[bucket] = record
+                    numbers = current[bucket] = [packed >> BUCKET_BITS]
+                    found[bucket].append((part, slot, expire_at, numbers))
+        counts_part = self._keys.counts_part(day)
+        counts_until = self._expiry(day, self._retention_days)
+        added = 0
+        for bucket, bitmaps in enumerate(found):
+            if bitmaps:
+                self._group(calls, bucket, self._tags[bucket] + counts_part, counts_until, bitmaps, memo)
+                added += len(bitmaps)
+        return added
+
+    def _group(
+        self,
+        calls: dict[int, list[_Call]],
+        bucket: int,
+        counts: str,
+        counts_until: int,
+        bitmaps: list[tuple[str, int, int, list[int]]],
+        memo: tuple[float, list[tuple[str, int]]],
     ) -> None:
-        """Set the bits of ``users`` in the bitmaps of ``target`` (key part, counts key part, counter) of their
-        buckets; ``expiry``: the bitmap's and the counts key's (sent with the bits: the script's EXPIREAT costs
-        Redis a microsecond, a memo of every bucket's keys would cost this busy core more). Past its retention a
-        bitmap is not written."""
-        if expiry[0] <= wall_s:
-            return
-        part, counts_part, slot = target
-        memo = self._numbers
-        offsets: defaultdict[int, list[int]] = defaultdict(list)
-        for user in users:
-            packed = memo[user]
-            offsets[packed & BUCKET_MASK].append(packed >> BUCKET_BITS)
-        tags = self._tags
-        for bucket, numbers in offsets.items():
-            bucket_calls = calls.get(bucket)
-            if bucket_calls is None:
-                bucket_calls = calls[bucket] = [_Call()]
-            tag = tags[bucket]
-            for start in range(0, len(numbers), BITS_CHUNK):
-                chunk = numbers[start : start + BITS_CHUNK] if len(numbers) > BITS_CHUNK else numbers
-                call = bucket_calls[-1]
-                if call.bits and call.bits + len(chunk) > BITS_CHUNK:
-                    call = _Call()
+        """Add one bucket's records of a day to its calls (a new call when one would pass BITS_CHUNK)."""
+        tag = self._tags[bucket]
+        counts_at = self._due(counts, counts_until, *memo)
+        bucket_calls = calls.setdefault(bucket, [])
+        call = bucket_calls[-1] if bucket_calls else None
+        opened = False
+        for part, slot, expire_at, numbers in bitmaps:
+            key = tag + part
+            at = self._due(key, expire_at, *memo)
+            for chunk in _chunks(numbers):
+                if call is None or call.bits + len(chunk) > BITS_CHUNK:
+                    call = _Call([self._ids[bucket]])
                     bucket_calls.append(call)
-                call.keys += (tag + part, tag + counts_part)
-                call.args += (slot, expiry[0], expiry[1], len(chunk), *chunk)
+                    opened = False
+                if not opened:
+                    call.open(counts, counts_at)
+                    opened = True
+                call.keys.append(key)
+                call.args += (slot, at, _offsets(chunk))
                 call.bits += len(chunk)
 
-    def _expire(
-        self, commands: list[Routed], key: str, expire_at: int, now: float, expiring: list[tuple[str, int]]
-    ) -> None:
-        # Each command costs the client microseconds of Python, and a backfill batch touches hundreds of day sets:
-        # a key's (deterministic) expiry is sent once and then again only every EXPIRY_REFRESH_S, which also
-        # restores it on a key that lost it (a Redis restarted without persistence, a manual PERSIST).
+    def _due(self, key: str, expire_at: int, now: float, expiring: list[tuple[str, int]]) -> int:
+        """``expire_at`` if ``key``'s expiry is to be sent with this batch, else 0 (sent recently).
+
+        Each command costs Redis (and a backfill batch touches thousands of keys): a key's (deterministic)
+        expiry is sent once and then again only every EXPIRY_REFRESH_S, which also restores it on a key that lost
+        it (a Redis restarted without persistence, a manual PERSIST)."""
         sent = self._expiry_sent.get(key)
-        if sent is None or sent[0] != expire_at or now - sent[1] >= EXPIRY_REFRESH_S:
-            commands.append((key, pack_command(("EXPIREAT", key, expire_at))))
-            expiring.append((key, expire_at))
+        if sent is not None and sent[0] == expire_at and now - sent[1] < EXPIRY_REFRESH_S:
+            return 0
+        expiring.append((key, expire_at))
+        return expire_at
 
     def heartbeat(self, member: str, state: dict[str, object], now_ms: int) -> None:
         """Publish this consumer's liveness record (read by the API's readiness check) for ``CONSUMER_STALE``.
@@ -580,6 +676,24 @@ class ActivityReader:
                 pipe.smembers(key)
             results: list[Any] = await pipe.execute()
         return results
+
+
+def _chunks(numbers: list[int]) -> Sequence[list[int]]:
+    """``numbers`` in slices of at most RECORD_BITS (and BITS_CHUNK)."""
+    step = min(RECORD_BITS, BITS_CHUNK)
+    if len(numbers) <= step:
+        return (numbers,)
+    return [numbers[start : start + step] for start in range(0, len(numbers), step)]
+
+
+def _offsets(numbers: list[int]) -> bytes:
+    """``numbers`` as the script reads them: 32-bit big-endian, one after the other."""
+    if len(numbers) == 1:
+        return numbers[0].to_bytes(4, "big")
+    packed = array("I", numbers)
+    if sys.byteorder == "little":
+        packed.byteswap()
+    return packed.tobytes()
 
 
 def _decoded(members: Collection[bytes | str]) -> set[str]:

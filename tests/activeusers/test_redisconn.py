@@ -133,6 +133,36 @@ def test_then_runs_after_every_command_even_one_sent_again(stack: Any, redis_pre
     client.close()
 
 
+def test_send_commands_writes_a_generator_as_it_yields() -> None:
+    client = fakeredis.FakeRedis()
+    big = "x" * 1000
+    written: list[int] = []
+
+    def commands() -> Iterator[tuple[str, bytes]]:
+        for n in range(200):  # about three times STREAM_BYTES
+            written.append(n)
+            yield cmd("RPUSH", "t:l", f"{n}{big}")
+
+    assert send_commands(client, commands()) == list(range(1, 201))
+    assert written == list(range(200)) and client.llen("t:l") == 200
+    assert send_commands(client, iter(())) == []
+
+
+def test_a_generator_that_fails_leaves_no_reply_unread() -> None:
+    client = fakeredis.FakeRedis()
+
+    def commands() -> Iterator[tuple[str, bytes]]:
+        for _ in range(100):
+            yield cmd("RPUSH", "t:l", "x" * 1000)
+        raise ValueError("a bug while building")
+
+    with pytest.raises(ValueError, match="building"):
+        send_commands(client, commands())
+    stored = client.llen("t:l")
+    assert 0 < stored < 100  # the writes of STREAM_BYTES so far went out, the rest did not
+    assert send_commands(client, [cmd("LLEN", "t:l")]) == [stored]  # not an unread RPUSH reply: in step
+
+
 async def test_send_commands_async_on_one_server() -> None:
     client = fakeredis.FakeAsyncRedis()
     await client.set("t:s", "a string")

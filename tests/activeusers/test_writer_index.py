@@ -93,8 +93,9 @@ def test_a_known_user_costs_no_extra_round_trip(
     original = ActivityWriter._send
 
     def counted(self: ActivityWriter, commands: Any, scripts: Any = (), then: Any = None) -> list[Any]:
-        sends.append(len(commands))
-        return original(self, commands, scripts, then)
+        sent = list(commands)
+        sends.append(len(sent))
+        return original(self, sent, scripts, then)
 
     monkeypatch.setattr(ActivityWriter, "_send", counted)
     writer.write(_batch((DAY, 5, "alice"), (DAY, 6, "bob")))
@@ -108,24 +109,37 @@ def test_a_known_user_costs_no_extra_round_trip(
     assert len(sends) == 3
 
 
-def test_expiry_of_sets_is_sent_once_then_refreshed_and_of_bitmaps_every_time(
-    stack: Any, keys: KeySchema, redis_client
-) -> None:
+def test_expiry_is_sent_once_then_refreshed(stack: Any, keys: KeySchema, redis_client) -> None:
     now = [1000.0]
     writer = ActivityWriter(redis.Redis.from_url(stack.redis_url), keys, SETTINGS, clock=lambda: now[0])
     batch = _batch((DAY, 5, "alice"))
-    bits, counts = keys.day_bits(DAY, bucket_of("alice", 8)), keys.counts(DAY, bucket_of("alice", 8))
+    bucket = bucket_of("alice", 8)
+    bits = [keys.day(DAY), keys.day_bits(DAY, bucket), keys.hour_bits(DAY, 5, bucket), keys.counts(DAY, bucket)]
     writer.write(batch)
-    redis_client.persist(keys.day(DAY))  # as after a restart without persistence: the keys lost their expiry
-    redis_client.persist(bits)
-    redis_client.persist(counts)
+    for key in bits:
+        redis_client.persist(key)  # as after a restart without persistence: the keys lost their expiry
     now[0] += store.EXPIRY_REFRESH_S - 1
     writer.write(batch)
-    assert redis_client.ttl(keys.day(DAY)) == -1, "within the refresh interval a set's expiry is not sent again"
-    assert redis_client.expiretime(bits) == redis_client.expiretime(counts) == day_expiry_s(DAY, SETTINGS.zone, 400)
+    assert [redis_client.ttl(key) for key in bits] == [-1] * 4, "within the refresh interval expiry is not sent"
     now[0] += 1
     writer.write(batch)
-    assert redis_client.expiretime(keys.day(DAY)) == day_expiry_s(DAY, SETTINGS.zone, 45)
+    zone = SETTINGS.zone
+    assert [redis_client.expiretime(key) for key in bits] == [
+        day_expiry_s(DAY, zone, 45),
+        day_expiry_s(DAY, zone, 400),
+        day_expiry_s(DAY, zone, 90),
+        day_expiry_s(DAY, zone, 400),
+    ]
+    assert bucket_state(redis_client, keys)[index_label("hour", "2031-06-01T05")] == {"alice"}
+
+
+def test_another_writer_sends_the_expiry_it_has_not_sent(stack: Any, keys: KeySchema, redis_client) -> None:
+    first = ActivityWriter(redis.Redis.from_url(stack.redis_url), keys, SETTINGS)
+    first.write(_batch((DAY, 5, "alice")))
+    bits = keys.day_bits(DAY, bucket_of("alice", 8))
+    redis_client.persist(bits)
+    ActivityWriter(redis.Redis.from_url(stack.redis_url), keys, SETTINGS).write(_batch((DAY, 5, "alice")))
+    assert redis_client.expiretime(bits) == day_expiry_s(DAY, SETTINGS.zone, 400)
 
 
 def test_each_store_keeps_its_own_retention(stack: Any, keys: KeySchema, redis_client) -> None:
@@ -216,6 +230,70 @@ def test_concurrent_writers_agree_on_dense_numbers(stack: Any, keys: KeySchema, 
         assert numbers == list(range(len(numbers))), f"bucket {bucket} not dense"
         assert redis_client.hlen(keys.ids(bucket)) == len(numbers)
     assert all(b == bucket_of(user, 8) for user, (b, _) in results[0].items())
+
+
+def test_a_new_bitmap_is_created_at_its_buckets_size_with_headroom(stack: Any, redis_prefix: str, redis_client) -> None:
+    one = KeySchema(redis_prefix, ZONE, 1)  # one bucket: every user's number is its place in the list
+    writer = ActivityWriter(redis.Redis.from_url(stack.redis_url), one, SETTINGS)
+    users = [f"user-{n}" for n in range(7812)]
+    writer.numbers(users)
+    writer.write(_batch((DAY, 3, users[0]), (DAY, 3, users[10])))  # low numbers, in a bucket of 7,812 users
+    room = max(store.HEADROOM_MIN_BITS, 7812 / store.HEADROOM_SHARE)
+    size = int((7812 + room) // 8) + 1
+    day, hour = one.day_bits(DAY, 0), one.hour_bits(DAY, 3, 0)
+    assert redis_client.strlen(day) == redis_client.strlen(hour) == size
+    grown = redis_prefix + "grown"
+    for number in (3999, 7811):  # as SETBIT alone builds a bitmap of a growing bucket: room for as much again
+        redis_client.setbit(grown, number, 1)
+    # allocated once at its size: no more than Redis' per-key overhead above its length, less than the grown one
+    assert redis_client.memory_usage(day, samples=0) <= size + 160 < redis_client.memory_usage(grown, samples=0)
+    assert redis_client.strlen(one.counts(DAY, 0)) == 104
+    state = bucket_state(redis_client, one)
+    assert (
+        state[index_label("day", "2031-06-01")]
+        == state[index_label("hour", "2031-06-01T03")]
+        == {
+            users[0],
+            users[10],
+        }
+    )
+    writer.write(_batch(*((DAY, 3, user) for user in users[:500])))  # many bits per bitmap: BITFIELD, same size
+    assert redis_client.strlen(day) == size
+    assert bucket_state(redis_client, one)[index_label("hour", "2031-06-01T03")] == set(users[:500])
+
+
+def test_records_split_across_calls_count_exactly(
+    stack: Any, writer: ActivityWriter, keys: KeySchema, redis_client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store, "RECORD_BITS", 3)
+    monkeypatch.setattr(store, "BITS_CHUNK", 7)
+    users = {f"user-{i}" for i in range(120)}
+    batch = Buckets()
+    for i, user in enumerate(sorted(users)):
+        batch.add_active(DAY + timedelta(days=i % 3), i % 24, user, 1)
+        batch.add_active(DAY, 23, user, 1)
+    writer.write(batch)
+    state = bucket_state(redis_client, keys)  # asserts that every counter equals its bitmap's bits
+    writer.write(batch)
+    ActivityWriter(redis.Redis.from_url(stack.redis_url), keys, SETTINGS).write(batch)  # no memo: every expiry
+    assert bucket_state(redis_client, keys) == state
+    assert state[index_label("hour", "2031-06-01T23")] == users
+
+
+def test_numbering_gives_a_repeated_id_one_number(keys: KeySchema, redis_client) -> None:
+    ids = keys.ids(0)
+    numbers = redis_client.evalsha(redis_client.script_load(store.NUMBER_USERS.source), 1, ids, "a", "b", "a", "c", "b")
+    assert numbers == [0, 1, 0, 2, 1]
+    assert redis_client.evalsha(store.NUMBER_USERS.sha, 1, ids, "c", "d") == [2, 3]
+    assert redis_client.hgetall(ids) == {"a": "0", "b": "1", "c": "2", "d": "3"}
+
+
+def test_a_bitmap_past_its_expiry_on_redis_clock_is_not_written(stack: Any, keys: KeySchema, redis_client) -> None:
+    old = date(2020, 1, 1)  # its retention ended long ago; this writer's clock says otherwise
+    writer = ActivityWriter(redis.Redis.from_url(stack.redis_url), keys, SETTINGS, wall=lambda: 0.0)
+    writer.write(_batch((old, 1, "alice"), created=((old, "alice"),)))
+    left = [key for key in redis_client.scan_iter(match=keys.pattern()) if not key.endswith(":ids")]
+    assert left == [], "no key without a future expiry"
 
 
 def test_server_errors_become_store_unavailable(writer: ActivityWriter, keys: KeySchema, redis_client) -> None:
