@@ -133,7 +133,8 @@ async def test_a_later_write_is_read_again_and_nothing_else(
         assert reader.fetched == 0
         versions = await reader.day_versions(days)
         later = Buckets()
-        for user in ("u1", "late-a", "late-b"):  # a known user and two new ones, on the third day
+        # A known user and 400 new ones on the third day: more than the writer's headroom in every bucket's bitmap.
+        for user in ("u1", *(f"late-{n}" for n in range(400))):
             later.add_active(days[2], 1, user, 1)
             per_day.setdefault(days[2], set()).add(user)
             per_hour.setdefault((days[2], 1), set()).add(user)
