@@ -129,7 +129,6 @@ UNION_COUNTS: Final = Script(
     "c = redis.call('BITCOUNT', KEYS[1]) redis.call('DEL', KEYS[1]) end "
     "counts[g] = c at = at + n end return counts"
 )
-SCRIPTS: Final = (NUMBER_USERS, SET_BITS, UNION_COUNTS)
 # Keys fetched per MGET (keys of one bucket): a bitmap is about 4 kB at the large dataset, counts 104 bytes, so
 # one MGET stays far below a millisecond of Redis' thread.
 FETCH_CHUNK = 32
@@ -533,8 +532,7 @@ class ActivityReader:
         below 2**32), so the sum costs one integer addition per bucket and day.
         """
         parts = [self._keys.counts_part(d) for d in days]
-        size, calls = self._calls(lambda b: self._keys.in_bucket(b, parts), FETCH_CHUNK)
-        replies = await self._guarded(self._send([(keys[0], pack_command(("MGET", *keys))) for _, _, keys in calls]))
+        size, calls, replies = await self._mget(parts)
         totals = [0] * size
         for (_, offset, _), values in zip(calls, replies, strict=True):
             for position, value in enumerate(values, offset):
@@ -545,9 +543,7 @@ class ActivityReader:
     async def day_bitmaps(self, days: Sequence[date]) -> list[list[bytes]]:
         """Each user bucket's bitmap of the users active on each day: ``[bucket][position in days]`` (``b""`` for a
         bitmap that does not exist)."""
-        parts = [self._keys.day_part(d) for d in days]
-        _, calls = self._calls(lambda b: self._keys.in_bucket(b, parts), FETCH_CHUNK)
-        replies = await self._guarded(self._send([(keys[0], pack_command(("MGET", *keys))) for _, _, keys in calls]))
+        _, calls, replies = await self._mget([self._keys.day_part(d) for d in days])
         values: list[list[bytes]] = [[] for _ in range(self._keys.buckets)]
         for (bucket, _, _), reply in zip(calls, replies, strict=True):
             values[bucket] += [value or b"" for value in reply]
@@ -578,16 +574,15 @@ class ActivityReader:
         replies = await self._guarded(self._send(commands, (UNION_COUNTS.source,)))
         return [sum(map(int, column)) for column in zip(*replies, strict=True)]
 
-    def _calls(self, keys_of: Callable[[int], list[str]], chunk: int) -> tuple[int, list[tuple[int, int, list[str]]]]:
-        """The keys of every user bucket in chunks, as (bucket, position of the first, keys), and how many
-        positions ``keys_of`` has."""
+    async def _mget(self, parts: list[str]) -> tuple[int, list[tuple[int, int, list[str]]], list[Any]]:
+        """``MGET`` of the keys of ``parts`` (what follows a bucket's tag) in every user bucket, FETCH_CHUNK keys
+        per command: how many parts, the calls as (bucket, position of the first, keys), and their replies."""
         calls: list[tuple[int, int, list[str]]] = []
-        size = 0
         for bucket in range(self._keys.buckets):
-            keys = keys_of(bucket)
-            size = len(keys)
-            calls += [(bucket, start, keys[start : start + chunk]) for start in range(0, size, chunk)]
-        return size, calls
+            keys = self._keys.in_bucket(bucket, parts)
+            calls += [(bucket, start, keys[start : start + FETCH_CHUNK]) for start in range(0, len(keys), FETCH_CHUNK)]
+        replies = await self._guarded(self._send([(keys[0], pack_command(("MGET", *keys))) for _, _, keys in calls]))
+        return len(parts), calls, replies
 
     async def _send(self, commands: Sequence[Routed], scripts: Sequence[str] = ()) -> list[Any]:
         """Send pre-packed commands (each with its routing key) and return their replies in order; raise the

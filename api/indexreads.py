@@ -102,8 +102,26 @@ async def day_masks(
     reader: ActivityReader, cache: DayCache, days: Sequence[date], versions: dict[date, str | None]
 ) -> list[int]:
     """Each day's active users as one mask (0 for a day without data), in the order of ``days``, all in one
-    layout; ``versions`` (read before) says which cached ones still hold."""
-    return await _masks(cache, [("day", d) for d in days], [versions[d] for d in days], days, reader.day_bitmaps)
+    layout; ``versions`` (read before) says which cached ones still hold. The cached masks of the current layout
+    are taken, the others fetched and joined; when a bucket outgrew its span every mask is joined again, in the
+    new layout: masks of two layouts cannot be combined."""
+    layout: Layout | None = cache.get(LAYOUT, LAYOUT)
+    found: list[int | None] = [None] * len(days)
+    if layout is not None:
+        found = [cache.get(("day", day), (versions[day], layout)) for day in days]
+    missing = [i for i, mask in enumerate(found) if mask is None]
+    if missing:
+        bitmaps = await reader.day_bitmaps([days[i] for i in missing])
+        wider = layout_for(bitmaps, layout)
+        if wider != layout and len(missing) < len(days):
+            missing = list(range(len(days)))
+            bitmaps = await reader.day_bitmaps(days)
+            wider = layout_for(bitmaps, wider)
+        for i, mask in zip(missing, joined(bitmaps, wider), strict=True):
+            found[i] = mask
+            cache.put(("day", days[i]), (versions[days[i]], wider), mask, wider.size)
+        cache.put(LAYOUT, LAYOUT, wider, 64 * len(wider.spans))
+    return [mask for mask in found if mask is not None]
 
 
 async def day_union_counts(
@@ -152,33 +170,3 @@ async def _union_counts(
         found = await count(groups)
         cache.put(key, version, found, UNIONS_SIZE)
     return found
-
-
-async def _masks(
-    cache: DayCache,
-    keys: Sequence[Hashable],
-    stamps: Sequence[str | None],
-    items: Sequence[T],
-    fetch: Callable[[Sequence[T]], Awaitable[list[list[bytes]]]],
-) -> list[int]:
-    """The masks of ``items`` (cached under ``keys``, valid for ``stamps``): the cached ones of the current
-    layout, the others fetched and joined. When a bucket outgrew its span every mask is joined again, in the new
-    layout: masks of two layouts cannot be combined."""
-    layout: Layout | None = cache.get(LAYOUT, LAYOUT)
-    found: list[int | None] = [None] * len(items)
-    if layout is not None:
-        found = [cache.get(key, (stamp, layout)) for key, stamp in zip(keys, stamps, strict=True)]
-    missing = [i for i, mask in enumerate(found) if mask is None]
-    if not missing:
-        return [mask for mask in found if mask is not None]
-    bitmaps = await fetch([items[i] for i in missing])
-    wider = layout_for(bitmaps, layout)
-    if wider != layout and len(missing) < len(items):
-        missing = list(range(len(items)))
-        bitmaps = await fetch(items)
-        wider = layout_for(bitmaps, wider)
-    for i, mask in zip(missing, joined(bitmaps, wider), strict=True):
-        found[i] = mask
-        cache.put(keys[i], (stamps[i], wider), mask, wider.size)
-    cache.put(LAYOUT, LAYOUT, wider, 64 * len(wider.spans))
-    return [mask for mask in found if mask is not None]

@@ -234,19 +234,25 @@ async def test_weekly_users_equal_active_users(api, admin, seed):
 
 @pytest.fixture
 def counted_keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Every index key of user bucket 0 the apps of the test read (counted or fetched: every index read goes
-    through ``ActivityReader._calls``, bucket by bucket), and no member read at all."""
+    """Every index key of user bucket 0 the apps of the test read (fetched with ``ActivityReader._mget`` or
+    unioned in Redis with ``ActivityReader._union_counts``, the same parts in every bucket), and no member read at
+    all."""
     keys: list[str] = []
-    real_calls = ActivityReader._calls
+    real_mget, real_unions = ActivityReader._mget, ActivityReader._union_counts
 
-    def calls(self: ActivityReader, keys_of: Any, chunk: int) -> Any:
-        keys.extend(keys_of(0))
-        return real_calls(self, keys_of, chunk)
+    async def mget(self: ActivityReader, parts: list[str]) -> Any:
+        keys.extend(self._keys.in_bucket(0, parts))
+        return await real_mget(self, parts)
+
+    async def unions(self: ActivityReader, groups: Any) -> Any:
+        keys.extend(self._keys.in_bucket(0, [part for group in groups for part in group]))
+        return await real_unions(self, groups)
 
     async def no_members(self: ActivityReader, days: Any) -> dict[date, set[str]]:
         raise AssertionError("members read by a counting endpoint")
 
-    monkeypatch.setattr(ActivityReader, "_calls", calls)
+    monkeypatch.setattr(ActivityReader, "_mget", mget)
+    monkeypatch.setattr(ActivityReader, "_union_counts", unions)
     monkeypatch.setattr(ActivityReader, "active_users", no_members)
     yield keys
 
