@@ -184,23 +184,24 @@ def test_a_cluster_setting_makes_cluster_clients() -> None:
         redis_client(Settings(redis_url=f"redis://127.0.0.1:{closed_port()}/0", redis_cluster=True))
 
 
-def test_redis_client_uses_the_settings_timeouts() -> None:
-    settings = Settings(redis_url="redis://cache.invalid:6390/3", redis_timeout_s=0.75)
-    client = redis_client(settings)
-    kwargs = client.connection_pool.connection_kwargs
+TIMEOUTS = Settings(redis_url="redis://cache.invalid:6390/3", redis_timeout_s=0.75)
+
+
+def _assert_the_settings_timeouts(kwargs: dict[str, Any]) -> None:
     assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("cache.invalid", 6390, 3)
     assert kwargs["socket_timeout"] == 0.75
     assert kwargs["socket_connect_timeout"] == 0.75
+
+
+def test_redis_client_uses_the_settings_timeouts() -> None:
+    client = redis_client(TIMEOUTS)
+    _assert_the_settings_timeouts(client.connection_pool.connection_kwargs)
     client.close()
 
 
 async def test_async_redis_client_uses_the_settings_timeouts() -> None:
-    settings = Settings(redis_url="redis://cache.invalid:6390/3", redis_timeout_s=0.75)
-    client = async_redis_client(settings)
-    kwargs = client.connection_pool.connection_kwargs
-    assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("cache.invalid", 6390, 3)
-    assert kwargs["socket_timeout"] == 0.75
-    assert kwargs["socket_connect_timeout"] == 0.75
+    client = async_redis_client(TIMEOUTS)
+    _assert_the_settings_timeouts(client.connection_pool.connection_kwargs)
     await client.aclose()
 
 
