@@ -12,9 +12,7 @@ import hashlib
 import itertools
 import secrets
 import struct
-import sys
 import time
-from array import array
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -75,44 +73,42 @@ HEADROOM_MIN_BITS: Final = 64
 HEADROOM_SHARE: Final = 64
 # One user bucket's share of a batch, in groups of one day. KEYS[1] is the bucket's ids hash; ARGV[1] the number
 # of groups. A group is its counts key (KEYS) with "counts expiry, records" (ARGV), then per record a bitmap (KEYS)
-# with "counter, bitmap expiry, offsets" (ARGV; the offsets as 32-bit big-endian numbers in one string: one
-# argument instead of one per bit costs the client and Redis less). Each record sets its bits (SETBIT for one,
-# else one BITFIELD) and adds how many were not set before to its counter; the group's counters are added by one
-# BITFIELD. Atomic, so a repeated write counts nothing and the counters stay exact under replays and concurrent
-# writers (counting needs no BITCOUNT). An expiry of 0 means the writer sent it recently: the key is left alone.
-# Otherwise a missing key is created at its full size with its expiry in one SET NX EXAT (a bitmap: the bucket's
-# users, HLEN, plus headroom; grown one SETBIT at a time Redis would over-allocate it up to 2x), an existing one
-# gets its EXPIREAT; a record whose expiry Redis' own clock has passed is skipped (a key created after it would
-# never expire). BITS_CHUNK bits bound one call's time on Redis' thread, RECORD_BITS one BITFIELD's arguments
-# (Lua's unpack).
+# with "counter field, bitmap expiry, offsets" (ARGV; the offsets in decimal, separated by spaces: they reach SETBIT
+# and BITFIELD as the text they came as, where a number computed in Lua would be formatted back, a printf per bit;
+# one argument per record instead of one per bit costs the client's packing less). Each record sets its bits
+# (SETBIT for one, else one BITFIELD) and adds how many were not set before to its counter; the group's counters
+# are added by one BITFIELD. Atomic, so a repeated write counts nothing and the counters stay exact under replays
+# and concurrent writers (counting needs no BITCOUNT). An expiry of 0 means the writer sent it recently: the key is
+# left alone. Otherwise a missing key is created at its full size with its expiry in one SET NX EXAT (a bitmap: the
+# bucket's users, HLEN, plus headroom; grown one SETBIT at a time Redis would over-allocate it up to 2x), an
+# existing one gets its EXPIREAT; a record whose expiry Redis' own clock has passed is skipped (a key created after
+# it would never expire). BITS_CHUNK bits bound one call's time on Redis' thread, RECORD_BITS one BITFIELD's
+# arguments (Lua's unpack).
 SET_BITS: Final = Script(
     "local k, a, zeros, now = 2, 2, nil, nil "
+    "local call, unpack = redis.call, unpack "
     "local function expire(key, at, blank) "
-    "if not now then now = tonumber(redis.call('TIME')[1]) end "
+    "if not now then now = tonumber(call('TIME')[1]) end "
     "if tonumber(at) <= now then return false end "
-    "if not redis.call('SET', key, blank(), 'NX', 'EXAT', at) then redis.call('EXPIREAT', key, at) end "
+    "if not call('SET', key, blank(), 'NX', 'EXAT', at) then call('EXPIREAT', key, at) end "
     "return true end "
-    "local function bitmap() if not zeros then local users = redis.call('HLEN', KEYS[1]) "
+    "local function bitmap() if not zeros then local users = call('HLEN', KEYS[1]) "
     f"local room = math.max({HEADROOM_MIN_BITS}, users / {HEADROOM_SHARE}) "
     "zeros = string.rep('\\0', math.floor((users + room) / 8) + 1) end "
     "return zeros end "
-    "local function offset(s, p) local b1, b2, b3, b4 = string.byte(s, p, p + 3) "
-    "return ((b1 * 256 + b2) * 256 + b3) * 256 + b4 end "
     f"local function counters() return string.rep('\\0', {4 * SLOTS}) end "
     "for g = 1, tonumber(ARGV[1]) do "
-    "local counts, at, records, incr = KEYS[k], ARGV[a], tonumber(ARGV[a + 1]), {} k, a = k + 1, a + 2 "
+    "local counts, at, records, incr, i = KEYS[k], ARGV[a], tonumber(ARGV[a + 1]), {}, 0 k, a = k + 1, a + 2 "
     "for r = 1, records do "
     "local key, offsets, new = KEYS[k], ARGV[a + 2], 0 "
     "if ARGV[a + 1] == '0' or expire(key, ARGV[a + 1], bitmap) then "
-    "if #offsets == 4 then new = 1 - redis.call('SETBIT', key, offset(offsets, 1), 1) else local ops = {} "
-    "for p = 1, #offsets, 4 do ops[#ops + 1] = 'SET' ops[#ops + 1] = 'u1' ops[#ops + 1] = offset(offsets, p) "
-    "ops[#ops + 1] = 1 end "
-    "for _, old in ipairs(redis.call('BITFIELD', key, unpack(ops))) do new = new + 1 - old end end end "
-    "if new > 0 then incr[#incr + 1] = 'INCRBY' incr[#incr + 1] = 'u32' incr[#incr + 1] = '#' .. ARGV[a] "
-    "incr[#incr + 1] = new end "
+    "if not string.find(offsets, ' ', 1, true) then new = 1 - call('SETBIT', key, offsets, '1') else "
+    "local ops, o = {}, 0 for b in string.gmatch(offsets, '%d+') do "
+    "ops[o + 1] = 'SET' ops[o + 2] = 'u1' ops[o + 3] = b ops[o + 4] = '1' o = o + 4 end "
+    "for _, old in ipairs(call('BITFIELD', key, unpack(ops))) do new = new + 1 - old end end end "
+    "if new > 0 then incr[i + 1] = 'INCRBY' incr[i + 2] = 'u32' incr[i + 3] = ARGV[a] incr[i + 4] = new i = i + 4 end "
     "k, a = k + 1, a + 3 end "
-    "if (at == '0' or expire(counts, at, counters)) and #incr > 0 then "
-    "redis.call('BITFIELD', counts, unpack(incr)) end "
+    "if (at == '0' or expire(counts, at, counters)) and i > 0 then call('BITFIELD', counts, unpack(incr)) end "
     "end return 0"
 )
 BITS_CHUNK = 2000
@@ -135,14 +131,16 @@ FETCH_CHUNK = 32
 COUNTS_BYTES: Final = 4 * SLOTS
 # How many user numbers the writer remembers (about 100 bytes each) before it starts over.
 NUMBER_MEMO_USERS = 2_000_000
-# A remembered number packs the bucket into its low bits (USER_BUCKETS is at most 2**BUCKET_BITS).
-BUCKET_BITS: Final = 14
-BUCKET_MASK: Final = (1 << BUCKET_BITS) - 1
+# A remembered number packs the bucket above the number (a bitmap has at most 2**32 bits).
+NUMBER_BITS: Final = 32
+NUMBER_MASK: Final = (1 << NUMBER_BITS) - 1
 
 # hiredis's stub types the argument as a one-element tuple; it takes a command of any length.
 pack_command = cast(Callable[[tuple[str | int | bytes, ...]], bytes], hiredis.pack_command)
 
 K = TypeVar("K")
+# The counters' BITFIELD offsets (``#slot``: the slot-th 32-bit counter), sent as they are.
+_COUNTERS: Final = tuple(f"#{slot}" for slot in range(SLOTS))
 # A bitmap of a batch: key part, counter, expiry and users.
 _Record = tuple[str, int, int, set[str]]
 
@@ -178,7 +176,7 @@ class _Call:
     bitmaps) and the groups' arguments."""
 
     keys: list[str]
-    args: list[int | bytes] = field(default_factory=list)
+    args: list[int | str] = field(default_factory=list)
     groups: int = 0
     bits: int = 0
     # The open group: where its count of records goes in ``args``, and its counts key's place in ``keys``.
@@ -227,7 +225,7 @@ class ActivityWriter:
         self._wall = wall
         self._expiry_of: dict[tuple[date, int], int] = {}
         self._expiry_sent: dict[str, tuple[int, float]] = {}
-        # user id -> number << BUCKET_BITS | bucket: numbers never change once given, so a memo is always exact.
+        # user id -> bucket << NUMBER_BITS | number: numbers never change once given, so a memo is always exact.
         self._numbers: dict[str, int] = {}
         self._tags = [keys.tag(bucket) for bucket in range(keys.buckets)]
         self._ids = [keys.ids(bucket) for bucket in range(keys.buckets)]
@@ -252,7 +250,7 @@ class ActivityWriter:
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis numbering failed: {exc}") from exc
         memo = self._numbers
-        return {user: (memo[user] & BUCKET_MASK, memo[user] >> BUCKET_BITS) for user in user_ids}
+        return {user: (memo[user] >> NUMBER_BITS, memo[user] & NUMBER_MASK) for user in user_ids}
 
     def _store(self, buckets: Buckets, *, members: bool) -> None:
         now = self._clock()
@@ -317,9 +315,8 @@ class ActivityWriter:
             memo.clear()
         buckets = self._keys.buckets
         unknown: defaultdict[int, set[str]] = defaultdict(set)
-        for user in users:
-            if user not in memo:
-                unknown[bucket_of(user, buckets)].add(user)
+        for user in [user for user in users if user not in memo]:
+            unknown[bucket_of(user, buckets)].add(user)
         if not unknown:
             return
         calls: list[tuple[int, list[str]]] = []
@@ -333,7 +330,7 @@ class ActivityWriter:
         replies = self._send(commands, (NUMBER_USERS.source,))  # NOSCRIPT (a new or restarted Redis): loaded
         for (bucket, ids), numbers in zip(calls, replies, strict=True):
             for user, number in zip(ids, numbers, strict=True):
-                memo[user] = int(number) << BUCKET_BITS | bucket
+                memo[user] = bucket << NUMBER_BITS | int(number)
 
     def _expiry(self, day: date, retention_days: int) -> int:
         found = self._expiry_of.get((day, retention_days))
@@ -378,23 +375,25 @@ class ActivityWriter:
         """Add the ``records`` of ``day`` to each user bucket's calls: one group per bucket (its counts key), one
         record per bitmap of the bucket, the users' bits. Past its retention a bitmap is not written. ``memo``:
         now and the keys whose expiry is sent (see :meth:`_due`)."""
-        numbers_of = self._numbers
-        # Per user bucket, its share of each record (users grouped without a dict per record: a backfill batch
-        # has thousands of records of one or two users).
+        numbers_of = self._numbers.__getitem__
         found: list[list[tuple[str, int, int, list[int]]]] = [[] for _ in self._tags]
         owner = [-1] * len(self._tags)
         current: list[list[int]] = [[] for _ in self._tags]
         for record, (part, slot, expire_at, users) in enumerate(records):
             if expire_at <= wall_s:
                 continue
+            if len(users) == 1:  # most hour records of a backfill batch
+                number = numbers_of(next(iter(users)))
+                found[number >> NUMBER_BITS].append((part, slot, expire_at, [number & NUMBER_MASK]))
+                continue
             for user in users:
-                packed = numbers_of[user]
-                bucket = packed & BUCKET_MASK
+                packed = numbers_of(user)
+                bucket = packed >> NUMBER_BITS
                 if owner[bucket] == record:
-                    current[bucket].append(packed >> BUCKET_BITS)
+                    current[bucket].append(packed & NUMBER_MASK)
                 else:
                     owner[bucket] = record
-                    numbers = current[bucket] = [packed >> BUCKET_BITS]
+                    numbers = current[bucket] = [packed & NUMBER_MASK]
                     found[bucket].append((part, slot, expire_at, numbers))
         counts_part = self._keys.counts_part(day)
         counts_until = self._expiry(day, self._retention_days)
@@ -432,7 +431,7 @@ class ActivityWriter:
                     call.open(counts, counts_at)
                     opened = True
                 call.keys.append(key)
-                call.args += (slot, at, _offsets(chunk))
+                call.args += (_COUNTERS[slot], at, str(chunk[0]) if len(chunk) == 1 else " ".join(map(str, chunk)))
                 call.bits += len(chunk)
 
     def _due(self, key: str, expire_at: int, now: float, expiring: list[tuple[str, int]]) -> int:
@@ -679,16 +678,6 @@ def _chunks(numbers: list[int]) -> Sequence[list[int]]:
     if len(numbers) <= step:
         return (numbers,)
     return [numbers[start : start + step] for start in range(0, len(numbers), step)]
-
-
-def _offsets(numbers: list[int]) -> bytes:
-    """``numbers`` as the script reads them: 32-bit big-endian, one after the other."""
-    if len(numbers) == 1:
-        return numbers[0].to_bytes(4, "big")
-    packed = array("I", numbers)
-    if sys.byteorder == "little":
-        packed.byteswap()
-    return packed.tobytes()
 
 
 def _decoded(members: Collection[bytes | str]) -> set[str]:
