@@ -11,13 +11,17 @@ Layout (``P`` is the configured prefix, ``Z`` the activity time zone name, ``N``
   that day's hour bitmaps (``#0``-``#23``), day bitmap (``#24``, :data:`DAY_SLOT`) and new-user bitmap (``#25``,
   :data:`NEW_SLOT`), kept by the same script that sets the bits, so counts need no ``BITCOUNT``.
 - ``P{N.b}:scratch``: a union of the bucket's bitmaps, made and deleted inside one reader's script call.
+- ``P{N.b}:union:Z:YYYY-MM-DD:YYYY-MM-DD``: bitmap, the union of the bucket's day bitmaps of those days, kept by
+  the API (a day, ``UNION_TTL_S``) for the unions that include them, with ``P{N.b}:unionof:Z:...`` (a STRING: the
+  digest of the days' versions it was made from, and whether it is empty), so it is made again when one changes.
 - ``Pday:Z:YYYY-MM-DD``: SET of user ids active on that local day (active-users' ``usersList``), kept
   ``MEMBER_RETENTION_DAYS``; the bitmaps are the index and keep ``RETENTION_DAYS`` (hours ``HOUR_RETENTION_DAYS``).
 - ``Pversions:N:Z``: HASH of YYYY-MM-DD -> a token the writer replaces after every acknowledged write of that
   day's bitmaps and counters, so an API process knows which of its cached masks and counters still hold.
 - ``Pderived:N:Z``: HASH of ``point:YYYY-MM-DD`` -> "digest DAU WAU MAU" (the summary's counts of that day, valid
   while the digest of the versions of the 30 days they cover matches) and ``counters:YYYY-MM-DD`` -> "version
-  c0 .. c25" (the day's counters summed over the buckets), as API processes derived them, for each other.
+  HEX" (the day's 26 counters summed over the buckets, big-endian 32-bit numbers in hex), as API processes
+  derived them, for each other.
 - ``Ptokens``: HASH of base64(SHA-256(token)) -> JSON record (user id, permissions, creation time, id).
 - ``Pheartbeat:<member>``: STRING, one consumer's JSON heartbeat (time, last stored event time, assignment),
   written with a time to live (``CONSUMER_STALE``), so a consumer that died stops counting when it expires.
@@ -99,6 +103,14 @@ class KeySchema:
     def scratch(self, bucket: int) -> str:
         """Scratch key of ``bucket`` for the readers' unions in Redis: written and deleted inside one script call."""
         return self.tag(bucket) + "scratch"
+
+    def union_part(self, first: date, last: date) -> str:
+        """What follows the bucket's tag in the kept union of its day bitmaps of ``first..last``."""
+        return f"union:{self.zone_name}:{first.isoformat()}:{last.isoformat()}"
+
+    def union_label_part(self, first: date, last: date) -> str:
+        """What follows the bucket's tag in the label of :meth:`union_part`: what the union was made from."""
+        return f"unionof:{self.zone_name}:{first.isoformat()}:{last.isoformat()}"
 
     def day_part(self, day: date) -> str:
         """What follows the bucket's tag in :meth:`day_bits`."""

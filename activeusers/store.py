@@ -116,15 +116,30 @@ RECORD_BITS = 1000
 # Bitmap records after which a batch's calls so far are sent (a backfill batch has thousands): a few more calls,
 # and Redis works on them while the client builds the rest.
 STREAM_RECORDS = 1500
-# Counts the users of unions of one bucket's bitmaps (KEYS[2..], in order), ARGV[g] of them in group g: each group
-# is ORed into the bucket's scratch key KEYS[1] (BITOP), counted (BITCOUNT) and the scratch deleted, all inside
-# this call (so concurrent calls never see each other's scratch). Replies the count of each group.
+# Counts the users of unions of one bucket's bitmaps: KEYS[1] is the bucket's scratch key, ARGV[1] how long a kept
+# union lives, then per group three ARGV "kept, others, digest" and its keys (KEYS, in order): with kept > 0 first a
+# kept union and its label, then its kept bitmaps, then the others. A kept union is the OR of its kept bitmaps, made
+# again only when its label does not hold the digest (of what the bitmaps held) and its state (empty, or made: an
+# evicted union is made again too; an empty one is left out). The group's union (the kept union and the others) is
+# ORed into the scratch key (BITOP; one bitmap is counted as it is), counted (BITCOUNT) and the scratch deleted,
+# all inside this call (so concurrent calls never see each other's scratch). Replies the count of each group.
 UNION_COUNTS: Final = Script(
-    "local counts, at = {}, 2 for g = 1, #ARGV do local n, c = tonumber(ARGV[g]), 0 "
-    "if n > 0 then redis.call('BITOP', 'OR', KEYS[1], unpack(KEYS, at, at + n - 1)) "
-    "c = redis.call('BITCOUNT', KEYS[1]) redis.call('DEL', KEYS[1]) end "
-    "counts[g] = c at = at + n end return counts"
+    "local counts, k, ttl, call = {}, 2, ARGV[1], redis.call "
+    "for g = 2, #ARGV, 3 do local kept, others, parts = tonumber(ARGV[g]), tonumber(ARGV[g + 1]), {} "
+    "if kept > 0 then local union, label, made, empty = KEYS[k], KEYS[k + 1], ARGV[g + 2] .. ' made', "
+    "ARGV[g + 2] .. ' empty' local state = call('GET', label) "
+    "if state ~= empty and not (state == made and call('EXISTS', union) == 1) then state = empty "
+    "if call('BITOP', 'OR', union, unpack(KEYS, k + 2, k + 1 + kept)) > 0 then "
+    "call('EXPIRE', union, ttl) state = made end "
+    "call('SET', label, state, 'EX', ttl) end "
+    "if state == made then parts[1] = union end k = k + 2 + kept end "
+    "for i = k, k + others - 1 do parts[#parts + 1] = KEYS[i] end k = k + others "
+    "local c = 0 if #parts == 1 then c = call('BITCOUNT', parts[1]) elseif #parts > 1 then "
+    "call('BITOP', 'OR', KEYS[1], unpack(parts)) c = call('BITCOUNT', KEYS[1]) call('DEL', KEYS[1]) end "
+    "counts[#counts + 1] = c end return counts"
 )
+# How long a kept union lives: the summary's windows end today all day, and a union of 89 past days is made once.
+UNION_TTL_S: Final = 86_400
 # Keys fetched per MGET (keys of one bucket): a bitmap is about 4 kB at the large dataset, counts 104 bytes, so
 # one MGET stays far below a millisecond of Redis' thread.
 FETCH_CHUNK = 32
@@ -548,28 +563,54 @@ class ActivityReader:
             values[bucket] += [value or b"" for value in reply]
         return values
 
-    async def day_union_counts(self, groups: Sequence[Sequence[date]]) -> list[int]:
-        """The distinct users active on any day of each group of days, unioned in Redis (:meth:`_union_counts`)."""
-        return await self._union_counts([[self._keys.day_part(day) for day in group] for group in groups])
+    async def day_union_counts(
+        self, groups: Sequence[Sequence[date]], kept: Sequence[tuple[int, str] | None] = ()
+    ) -> list[int]:
+        """The distinct users active on any day of each group of days, unioned in Redis (:meth:`_union_counts`).
+
+        ``kept[i]`` ``(n, digest)``: the first ``n`` days of group ``i`` (consecutive) are unioned once and the
+        union kept in Redis, under ``digest`` (of what those days hold: it is made again when it differs)."""
+        specs: list[tuple[int, str, str, str] | None] = []
+        for group, spec in itertools.zip_longest(groups, kept[: len(groups)]):
+            if spec is None or spec[0] < 1:
+                specs.append(None)
+                continue
+            first, last = group[0], group[spec[0] - 1]
+            specs.append(
+                (spec[0], spec[1], self._keys.union_part(first, last), self._keys.union_label_part(first, last))
+            )
+        return await self._union_counts([[self._keys.day_part(day) for day in group] for group in groups], specs)
 
     async def hour_union_counts(self, groups: Sequence[Sequence[tuple[date, int]]]) -> list[int]:
         """The distinct users active in any local hour bucket ``(day, hour)`` of each group, unioned in Redis."""
         return await self._union_counts([[self._keys.hour_part(d, h) for d, h in group] for group in groups])
 
-    async def _union_counts(self, groups: Sequence[Sequence[str]]) -> list[int]:
+    async def _union_counts(
+        self, groups: Sequence[Sequence[str]], kept: Sequence[tuple[int, str, str, str] | None] = ()
+    ) -> list[int]:
         """The distinct users of each group of bitmaps, each named by what follows a bucket's tag: one
         :data:`UNION_COUNTS` call per user bucket, the counts summed over the buckets. For a few unions of many
         bitmaps (a range's distinct users, hourly-data's slots), where fetching every bitmap would move
         megabytes; Redis ORs a bucket's bitmaps of a 90-day range (350 kB at the large dataset) in well under a
-        millisecond."""
+        millisecond. ``kept[i]`` ``(n, digest, union, label)``: the first ``n`` parts of group ``i`` are read
+        from the union they make, kept under the parts ``union`` and ``label`` while ``digest`` holds."""
         if not any(groups):
             return [0] * len(groups)
-        sizes = [len(group) for group in groups]
+        args: list[int | str] = [UNION_TTL_S]
+        parts: list[str] = []
+        for group, spec in itertools.zip_longest(groups, kept[: len(groups)]):
+            if spec is None:
+                args += (0, len(group), "")
+                parts += group
+            else:
+                size, digest, union, label = spec
+                args += (size, len(group) - size, digest)
+                parts += (union, label, *group)
         commands: list[Routed] = []
         for bucket in range(self._keys.buckets):
             scratch = self._keys.scratch(bucket)
-            keys = [scratch, *self._keys.in_bucket(bucket, [part for group in groups for part in group])]
-            commands.append((scratch, pack_command(("EVALSHA", UNION_COUNTS.sha, len(keys), *keys, *sizes))))
+            keys = [scratch, *self._keys.in_bucket(bucket, parts)]
+            commands.append((scratch, pack_command(("EVALSHA", UNION_COUNTS.sha, len(keys), *keys, *args))))
         replies = await self._guarded(self._send(commands, (UNION_COUNTS.source,)))
         return [sum(map(int, column)) for column in zip(*replies, strict=True)]
 

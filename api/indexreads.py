@@ -8,7 +8,9 @@ See :mod:`api.daycache` for why an unchanged version means unchanged data.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import struct
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from datetime import date
 from typing import Final, TypeVar
@@ -24,9 +26,14 @@ LAYOUT: Final = ("mask layout",)
 # Estimated bytes of one day's cached counters (a tuple of 26 small ints), of a few union counts and their key.
 COUNTERS_SIZE: Final = 1_000
 UNIONS_SIZE: Final = 4_000
+# Days a union must keep in Redis to be kept at all (below, ORing the days themselves costs as much), and the bytes
+# of the digest of their versions.
+KEPT_UNION_DAYS: Final = 2
+DIGEST_BYTES: Final = 12
 
 # The kind of the counters kept in Redis for every API process (KeySchema.derived_field).
 COUNTERS: Final = "counters"
+COUNTERS_FORMAT: Final = f">{SLOTS}I"
 LOG = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=Hashable)
@@ -74,19 +81,23 @@ async def day_counters(
             found[day] = counters
             cache.put(("counters", day), versions[day], counters, COUNTERS_SIZE)
             if (version := versions[day]) is not None:
-                shared[day] = " ".join((version, *map(str, counters)))
+                shared[day] = f"{version} {struct.pack(COUNTERS_FORMAT, *counters).hex()}"
         await share(reader, COUNTERS, shared)
     return [found[day] for day in days]
 
 
 def _decoded_counters(text: str | None, version: str | None) -> tuple[int, ...] | None:
-    """Counters kept as "version c0 .. c25", if they were summed under ``version``."""
+    """Counters kept as "version" and their 26 big-endian 32-bit numbers in hex, if summed under ``version``
+    (hex: one conversion per day, where 26 decimal numbers cost 26; a 90-day read decodes 90 days)."""
     if text is None or version is None:
         return None
-    found, *counters = text.split(" ")
-    if found != version or len(counters) != SLOTS or not all(c.isdigit() for c in counters):
+    found, _, packed = text.partition(" ")
+    if found != version or len(packed) != 8 * SLOTS:
         return None  # of another version, or not ours
-    return tuple(map(int, counters))
+    try:
+        return struct.unpack(COUNTERS_FORMAT, bytes.fromhex(packed))
+    except (ValueError, struct.error):
+        return None  # not ours
 
 
 async def share(reader: ActivityReader, kind: str, values: dict[date, str]) -> None:
@@ -127,9 +138,33 @@ async def day_masks(
 async def day_union_counts(
     reader: ActivityReader, cache: DayCache, groups: Sequence[Sequence[date]], versions: dict[date, str | None]
 ) -> list[int]:
-    """The distinct users of each group of days (unioned in Redis), kept while the days keep their versions."""
+    """The distinct users of each group of days (unioned in Redis), kept while the days keep their versions.
+
+    A group of consecutive days is read as the union of all but its newest day, which Redis keeps (while those
+    days keep their versions, for every API process), ORed with the newest day: the days of a range ending
+    today change only today (a late event to a past day makes that union again), so a new process ORs two
+    bitmaps per bucket where it would OR the whole range."""
     key, version = _day_unions(groups, versions)
-    return await _union_counts(cache, key, version, reader.day_union_counts, groups)
+
+    async def count(groups: Sequence[Sequence[date]]) -> list[int]:
+        return await reader.day_union_counts(groups, [_kept(group, versions) for group in groups])
+
+    return await _union_counts(cache, key, version, count, groups)
+
+
+def _kept(group: Sequence[date], versions: dict[date, str | None]) -> tuple[int, str] | None:
+    """How :meth:`ActivityReader.day_union_counts` keeps all but the newest day of ``group``: none when they are
+    fewer than two or not consecutive; else their number and the digest of their versions."""
+    size = len(group) - 1
+    if size < KEPT_UNION_DAYS or (group[size - 1] - group[0]).days != size - 1:
+        return None
+    return size, digest(tuple(versions[day] for day in group[:size]))
+
+
+def digest(values: Hashable) -> str:
+    """A short digest of ``values`` (index versions, and what else a derived value depends on): what a derived
+    value kept for other processes is checked against."""
+    return hashlib.blake2b(repr(values).encode(), digest_size=DIGEST_BYTES).hexdigest()
 
 
 def keep_union_count(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Final
 
@@ -12,11 +12,11 @@ from aiohttp import web
 from activeusers.store import ActivityReader
 from api.dates import DATE_PARAMS, Param
 from api.daycache import DayCache
-from api.indexreads import day_masks, day_union_counts, keep_union_count, share
+from api.indexreads import day_masks, day_union_counts, digest, keep_union_count, share
 from api.responses import csv_response, json_response
 from api.routes.common import authorized_query, requested_days, stored_days
 from api.state import DAY_CACHE, READER, SETTINGS
-from api.summary import LOOKBACK_DAYS, DayPoint, decoded_point, encoded_point, summarize
+from api.summary import LOOKBACK_DAYS, MONTH_DAYS, WEEK_DAYS, DayPoint, decoded_point, encoded_point, summarize
 
 PATH: Final = "/api/v1/active-users/summary"
 FORMATS: Final = ("json", "csv")
@@ -24,9 +24,11 @@ PARAMS: Final = (*DATE_PARAMS, Param("format", False, FORMATS.__contains__))
 CSV_HEADER: Final = "date,dau,wau,mau"
 # Estimated bytes of one cached point.
 POINT_SIZE: Final = 200
-DIGEST_BYTES: Final = 12
 # The kind of the points kept in Redis for every API process (KeySchema.derived_field).
 POINT: Final = "point"
+# Points computed in Redis when at most this many are missing (today's; yesterday's too just after midnight): a
+# few unions per bucket there, where more points cost less from masks (three ORs each).
+REDIS_POINTS: Final = 2
 
 
 async def summary(request: web.Request) -> web.Response:
@@ -53,14 +55,26 @@ async def summary(request: web.Request) -> web.Response:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Work:
+    """What computing a range's missing points works with: the reader and cache, the days feeding the windows
+    (``feed``, the range's and the 29 before), the range, their versions, and the points known so far."""
+
+    reader: ActivityReader
+    cache: DayCache
+    feed: Sequence[date]
+    days: Sequence[date]
+    versions: dict[date, str | None]
+    known: dict[date, DayPoint]
+
+
 async def _points(request: web.Request, days: Sequence[date]) -> tuple[list[DayPoint], int]:
     """The points of ``days`` and their distinct users.
 
     A point depends only on the days of its windows, so it is kept, with the digest of those days' index
-    versions, in this process' cache and in Redis for every process (a new one then computes only the points of
-    changed days: today's while it is today, and late events' days), from the masks of their windows only. The
-    range's distinct users come with the points when every day is computed, else from a union in Redis (kept in
-    the process like the points).
+    versions, in this process' cache and in Redis for every process: a new one computes only the points of
+    changed days (today's while it is today, and late events' days). A few are computed in Redis, many from the
+    masks of their windows (:func:`_points_from_masks`).
     """
     reader, cache = request.app[READER], request.app[DAY_CACHE]
     # Windows reach back before the range: the 29 days before it feed the first days' WAU and MAU.
@@ -69,23 +83,44 @@ async def _points(request: web.Request, days: Sequence[date]) -> tuple[list[DayP
     digests = _window_digests(feed, versions, feed.index(days[0]))
     known = await _known_points(reader, cache, digests)
     missing = [day for day in days if day not in known]
-    distinct = None
-    if missing:
-        # Only the windows of the points to compute: today's 30 days when only today changed.
-        window = feed[max(feed.index(missing[0]) - LOOKBACK_DAYS, 0) : feed.index(missing[-1]) + 1]
-        masks = await day_masks(reader, cache, window, versions)
-        computed, union = summarize(window[0], masks, missing[0], known)
-        if (missing[0], missing[-1]) == (days[0], days[-1]):
-            distinct = union
-            keep_union_count(cache, [days], versions, [distinct])
-        known.update((point.day, point) for point in computed)
-    if distinct is None:
-        (distinct,) = await day_union_counts(reader, cache, [days], versions)
+    work = _Work(reader, cache, feed, days, versions, known)
+    distinct = await (_points_from_masks if len(missing) > REDIS_POINTS else _points_in_redis)(work, missing)
     computed = [known[day] for day in missing]
     for point in computed:
         cache.put(("point", point.day), digests[point.day], point, POINT_SIZE)
     await share(reader, POINT, {point.day: encoded_point(point, digests[point.day]) for point in computed})
     return [known[day] for day in days], distinct
+
+
+async def _points_in_redis(work: _Work, missing: Sequence[date]) -> int:
+    """Add the ``missing`` points to ``known`` from unions in Redis, and return the distinct users of ``days``:
+    each window is the union of its past days (kept in Redis while they keep their versions) and its last day,
+    so today's point costs a few ORs of two bitmaps per bucket (the 30 days of bitmaps of a mask's window
+    would move about 2 MB at the large dataset)."""
+    feed, known = work.feed, work.known
+    groups: list[Sequence[date]] = []
+    for day in missing:
+        end = feed.index(day) + 1
+        groups += [[day], feed[max(0, end - WEEK_DAYS) : end], feed[max(0, end - MONTH_DAYS) : end]]
+    *counts, distinct = await day_union_counts(work.reader, work.cache, [*groups, work.days], work.versions)
+    for n, day in enumerate(missing):
+        known[day] = DayPoint(day, *counts[3 * n : 3 * n + 3])
+    return distinct
+
+
+async def _points_from_masks(work: _Work, missing: Sequence[date]) -> int:
+    """Add the ``missing`` points to ``known`` from the masks of their windows (three ORs per point), and return
+    the distinct users of ``days``: of the masks at hand when every point was computed, else unioned in Redis."""
+    feed, days = work.feed, work.days
+    window = feed[max(feed.index(missing[0]) - LOOKBACK_DAYS, 0) : feed.index(missing[-1]) + 1]
+    masks = await day_masks(work.reader, work.cache, window, work.versions)
+    computed, union = summarize(window[0], masks, missing[0], work.known)
+    work.known.update((point.day, point) for point in computed)
+    if (missing[0], missing[-1]) == (days[0], days[-1]):
+        keep_union_count(work.cache, [days], work.versions, [union])
+        return union
+    (distinct,) = await day_union_counts(work.reader, work.cache, [days], work.versions)
+    return distinct
 
 
 def _window_digests(feed: Sequence[date], versions: dict[date, str | None], first: int) -> dict[date, str]:
@@ -94,8 +129,7 @@ def _window_digests(feed: Sequence[date], versions: dict[date, str | None], firs
     digests: dict[date, str] = {}
     for i in range(first, len(feed)):
         window = feed[max(0, i - LOOKBACK_DAYS) : i + 1]
-        seen = repr((window[0], *(versions[day] for day in window))).encode()
-        digests[feed[i]] = hashlib.blake2b(seen, digest_size=DIGEST_BYTES).hexdigest()
+        digests[feed[i]] = digest((window[0], *(versions[day] for day in window)))
     return digests
 
 

@@ -220,7 +220,7 @@ def summary_oracle(sets: dict[date, set[str]], first: date, last: date) -> dict:
 
 
 async def test_a_write_today_recomputes_todays_point_from_its_window_only(
-    api, admin, seed, make_api, monkeypatch: pytest.MonkeyPatch
+    api, admin, seed, make_api, redis_client, monkeypatch: pytest.MonkeyPatch
 ):
     rng = random.Random(7)
     sets = {TODAY - timedelta(days=n): {f"u{rng.randrange(30)}" for _ in range(5)} for n in range(50)}
@@ -242,11 +242,25 @@ async def test_a_write_today_recomputes_todays_point_from_its_window_only(
     again = (await api.get(path, admin)).json()
     assert {k: again[k] for k in ("distinctUsers", "days")} == summary_oracle(sets, TODAY - timedelta(days=34), TODAY)
     assert sorted(fetched) == [TODAY - timedelta(days=3), TODAY]  # the changed days' masks; the others cached
-    # A new process, after another write today: every point but today's is in Redis, today's is computed from its
-    # window's 30 days, and the distinct users come from a union in Redis.
+    # A new process, after another write today: every point but today's is in Redis; today's and the distinct
+    # users come from unions in Redis, of its windows' past days kept there (made by this first new process) and
+    # today's bitmaps; no bitmap is fetched.
     fetched.clear()
     seed({TODAY: {"late-3"}})
     sets[TODAY] |= {"late-3"}
     fresh = (await (await make_api()).get(path, admin)).json()
     assert {k: fresh[k] for k in ("distinctUsers", "days")} == summary_oracle(sets, TODAY - timedelta(days=34), TODAY)
-    assert sorted(fetched) == [TODAY - timedelta(days=n) for n in range(29, -1, -1)]
+    assert fetched == []
+    # The next new process, after one more write today, finds the kept unions: none is made again (making one
+    # SETs its label).
+    seed({TODAY: {"late-4"}})
+    sets[TODAY] |= {"late-4"}
+    redis_client.config_resetstat()
+    again = (await (await make_api()).get(path, admin)).json()
+    assert {k: again[k] for k in ("distinctUsers", "days")} == summary_oracle(sets, TODAY - timedelta(days=34), TODAY)
+    assert fetched == [] and "cmdstat_set" not in redis_client.info("commandstats")
+    # A late event to a past day makes the kept unions that hold it again (its 21 points come from masks).
+    seed({TODAY - timedelta(days=20): {"late-5"}})
+    sets[TODAY - timedelta(days=20)] |= {"late-5"}
+    late = (await (await make_api()).get(path, admin)).json()
+    assert {k: late[k] for k in ("distinctUsers", "days")} == summary_oracle(sets, TODAY - timedelta(days=34), TODAY)

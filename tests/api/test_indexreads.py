@@ -6,6 +6,7 @@ and what a later write, a new layout and a Redis that lost everything do to the 
 from __future__ import annotations
 
 import random
+import struct
 from datetime import date, timedelta
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 import redis
 
 from activeusers import store
-from activeusers.keys import DAY_SLOT, KeySchema
+from activeusers.keys import DAY_SLOT, SLOTS, KeySchema
 from activeusers.redisconn import async_redis_client
 from activeusers.settings import Settings
 from activeusers.store import ActivityReader, ActivityWriter, Buckets
@@ -96,9 +97,9 @@ class CountingReader(ActivityReader):
 
     fetched = 0
 
-    async def day_union_counts(self, groups: Any) -> list[int]:
+    async def day_union_counts(self, groups: Any, kept: Any = ()) -> list[int]:
         self.fetched += len(groups)
-        return await super().day_union_counts(groups)
+        return await super().day_union_counts(groups, kept)
 
     async def hour_union_counts(self, groups: Any) -> list[int]:
         self.fetched += len(groups)
@@ -199,9 +200,10 @@ async def test_counters_summed_by_one_process_serve_another(
         reader = CountingReader(client, keys)
         assert await day_counts(reader, DayCache(1 << 20, 60), days) == {d: len(per_day[d]) for d in days}
         field = keys.derived_field("counters", DAY)
-        version, *counters = redis_client.hget(keys.derived(), field).split(" ")
-        assert int(counters[DAY_SLOT]) == len(per_day[DAY]) and version == (await reader.day_versions([DAY]))[DAY]
-        redis_client.hset(keys.derived(), field, " ".join([version] + ["7"] * len(counters)))
+        version, packed = redis_client.hget(keys.derived(), field).split(" ")
+        counters = struct.unpack(f">{SLOTS}I", bytes.fromhex(packed))
+        assert counters[DAY_SLOT] == len(per_day[DAY]) and version == (await reader.day_versions([DAY]))[DAY]
+        redis_client.hset(keys.derived(), field, f"{version} {struct.pack(f'>{SLOTS}I', *[7] * SLOTS).hex()}")
         reader.fetched = 0
         assert (await day_counts(reader, DayCache(1 << 20, 60), days))[DAY] == 7
         assert reader.fetched == 0  # every day's counters from Redis' shared copy
@@ -212,5 +214,53 @@ async def test_counters_summed_by_one_process_serve_another(
         sync.close()
         assert (await day_counts(reader, DayCache(1 << 20, 60), days))[DAY] == len(per_day[DAY] | {"late"})
         assert reader.fetched == 1
+    finally:
+        await client.aclose()
+
+
+async def test_kept_unions_are_made_once_and_again_when_lost_or_changed(
+    stack: Any, redis_prefix: str, redis_client: redis.Redis
+) -> None:
+    """A union of consecutive days is read as the union of all but its newest day, kept in Redis, and the newest
+    day: made once (one BITOP per bucket to make it, one to OR it with the newest day), made again when a kept day
+    gets a new version or either of its two keys is gone (evicted), and right when the kept days have no data."""
+    keys = KeySchema(redis_prefix, "UTC", 2)
+    per_day, _ = _seed(stack, keys, 8)
+    days = [DAY + timedelta(days=n) for n in range(8)]
+    empty = [DAY - timedelta(days=n) for n in range(5, 0, -1)] + days[:1]  # no data but on the last day
+    groups = [days, empty]
+    client = async_redis_client(Settings(redis_url=stack.redis_url))
+
+    async def counted() -> tuple[list[int], int]:
+        redis_client.config_resetstat()
+        reader = ActivityReader(client, keys)
+        found = await day_union_counts(reader, DayCache(0, 60), groups, await reader.day_versions(empty + days))
+        return found, redis_client.info("commandstats")["cmdstat_bitop"]["calls"]
+
+    def want() -> list[int]:
+        return [len(set().union(*(per_day.get(d, set()) for d in group))) for group in groups]
+
+    try:
+        assert await counted() == (want(), 2 * 2 + 2)  # days: made and ORed per bucket; empty: made (empty)
+        assert await counted() == (want(), 2)  # kept: only the ORs with the newest days (days[0] is counted)
+        union = keys.tag(1) + keys.union_part(days[0], days[-2])
+        label = keys.tag(0) + keys.union_label_part(days[0], days[-2])
+        assert redis_client.exists(union) and redis_client.get(label).endswith(" made")
+        assert redis_client.get(keys.tag(0) + keys.union_label_part(empty[0], empty[-2])).endswith(" empty")
+        redis_client.delete(union)  # evicted: bucket 1 makes its union again
+        assert await counted() == (want(), 2 + 1)
+        redis_client.delete(label)
+        assert await counted() == (want(), 2 + 1)
+        late = Buckets()
+        late.add_active(days[3], 5, "late-user", 1)
+        late.add_active(empty[2], 5, "late-user", 1)
+        per_day.setdefault(days[3], set()).add("late-user")
+        per_day.setdefault(empty[2], set()).add("late-user")
+        sync = redis.Redis.from_url(stack.redis_url)
+        ActivityWriter(sync, keys, SETTINGS).write(late)
+        sync.close()
+        # Both kept unions made again in both buckets and ORed with the newest day, but the empty days' union in the
+        # bucket without the late user: still empty, its newest day counted alone.
+        assert await counted() == (want(), 2 * 2 + 2 + 1)
     finally:
         await client.aclose()

@@ -244,9 +244,9 @@ def counted_keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
         keys.extend(self._keys.in_bucket(0, parts))
         return await real_mget(self, parts)
 
-    async def unions(self: ActivityReader, groups: Any) -> Any:
+    async def unions(self: ActivityReader, groups: Any, *kept: Any) -> Any:
         keys.extend(self._keys.in_bucket(0, [part for group in groups for part in group]))
-        return await real_unions(self, groups)
+        return await real_unions(self, groups, *kept)
 
     async def no_members(self: ActivityReader, days: Any) -> dict[date, set[str]]:
         raise AssertionError("members read by a counting endpoint")
