@@ -74,8 +74,11 @@ def redis_security(settings: Settings) -> dict[str, Any]:
             ssl_ca_certs=settings.redis_ssl_ca_file or None,
             ssl_certfile=settings.redis_ssl_cert_file or None,
             ssl_keyfile=settings.redis_ssl_key_file or None,
-            ssl_password=settings.redis_ssl_key_password.reveal() or None,
         )
+        if settings.redis_ssl_key_password:
+            # Only when set: redis-py's asyncio cluster client takes no key password (the settings refuse one
+            # with REDIS_CLUSTER), and refuses the keyword even as None.
+            kwargs["ssl_password"] = settings.redis_ssl_key_password.reveal()
     return kwargs
 
 
@@ -145,6 +148,8 @@ def redis_config_problem(settings: Settings, exc: BaseException) -> str | None:
     text = str(exc)
     tls = settings.redis_url.startswith("rediss://")
     has_password = bool(settings.redis_password) or "@" in settings.redis_url.split("://", 1)[-1].split("/", 1)[0]
+    if "Cluster mode is not enabled" in text:
+        return f"REDIS_CLUSTER: {where} is not a Redis Cluster node; unset REDIS_CLUSTER for a single server"
     if "NOAUTH" in text or (isinstance(exc, redis.AuthenticationError) and not has_password):
         return f"REDIS_PASSWORD: {where} requires authentication; set REDIS_USERNAME and REDIS_PASSWORD"
     if isinstance(exc, redis.AuthenticationError) or "WRONGPASS" in text:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import socket
 from collections.abc import Iterator
@@ -219,13 +220,21 @@ def test_clients_get_the_acl_user_password_and_tls_files(tmp_path) -> None:
         redis_ssl_check_hostname=False,
     )
     assert settings.problems() == []
+    # The asyncio cluster client connects at its first command only, so its settings can be looked at here.
+    cluster = async_redis_client(dataclasses.replace(settings, redis_cluster=True))
+    assert isinstance(cluster, redis.asyncio.cluster.RedisCluster)
     for kwargs in (redis_client(settings).connection_pool.connection_kwargs,
-                   async_redis_client(settings).connection_pool.connection_kwargs):  # fmt: skip
+                   async_redis_client(settings).connection_pool.connection_kwargs,
+                   cluster.nodes_manager.connection_kwargs):  # fmt: skip
         assert (kwargs["username"], kwargs["password"]) == ("app", "pw")
         assert kwargs["ssl_ca_certs"] == str(files["ca"]) and kwargs["ssl_cert_reqs"] == "required"
         assert (kwargs["ssl_certfile"], kwargs["ssl_keyfile"]) == (str(files["cert"]), str(files["key"]))
         assert kwargs["ssl_check_hostname"] is False
+    asyncio.run(cluster.aclose())
     assert redis_security(Settings()) == {}  # plaintext, default user: nothing added
+    keyed = dataclasses.replace(settings, redis_ssl_key_password=Secret("kpw"))
+    assert redis_security(keyed)["ssl_password"] == "kpw"
+    assert "ssl_password" not in redis_security(settings)  # the asyncio cluster client refuses even None
 
 
 @pytest.mark.parametrize(
