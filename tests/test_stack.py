@@ -106,6 +106,12 @@ def test_tls_redis_is_tls_only_with_acl_users(devstack: ModuleType, tmp_path: Pa
     assert default == "user default off"
 
 
+def test_the_readme_names_the_acl_users_rights(devstack: ModuleType) -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    rule = readme.split("user active-users on >PASSWORD ", 1)[1].split("```", 1)[0]
+    assert tuple(rule.split()) == devstack.SERVICE_RIGHTS
+
+
 def test_tls_cluster_nodes_are_tls_only_with_the_bus_and_replication_over_tls(
     devstack: ModuleType, tmp_path: Path
 ) -> None:
