@@ -412,3 +412,41 @@ def test_cluster_is_up_every_slot_served_and_reused(stack: Stack, redis_cluster:
     )
     assert "redis-cluster: cluster_state:ok" in status.stdout
     assert all(f"redis-cluster-{i}: running" in status.stdout for i in range(3))
+
+
+def test_tls_cluster_is_tls_only_every_slot_served_and_reused(stack: Stack, secure_cluster_env: dict[str, str]) -> None:
+    """``up --secure --cluster`` again reuses the TLS cluster's nodes; they speak TLS only, on the bus too."""
+    import subprocess
+
+    import redis
+
+    devstack = load_stack_module()
+    paths = devstack.stack_paths()
+    first = int(secure_cluster_env["REDIS_URL"].rsplit(":", 1)[1].split("/")[0])
+    admin = {"username": "stack-admin", "password": (paths.secrets / "redis-admin-password").read_text()}
+    tls = {"ssl": True, "ssl_ca_certs": secure_cluster_env["REDIS_SSL_CA_FILE"]}
+    tls |= {
+        "ssl_certfile": secure_cluster_env["REDIS_SSL_CERT_FILE"],
+        "ssl_keyfile": secure_cluster_env["REDIS_SSL_KEY_FILE"],
+    }
+    for port in devstack.cluster_ports(first):
+        assert devstack.cluster_problem(port, tls=paths) is None
+        assert devstack.redis_ready(port) is not None  # no plaintext answer on the client port
+        node = redis.Redis(host="127.0.0.1", port=port, decode_responses=True, **tls, **admin)
+        settings = {name: node.config_get(name)[name] for name in ("port", "tls-cluster", "tls-replication")}
+        assert settings == {"port": "0", "tls-cluster": "yes", "tls-replication": "yes"}
+        assert "off" in node.acl_getuser("default")["flags"]  # no passwordless user
+        node.close()
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "dev" / "stack"), "up", "--secure", "--cluster"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "redis-cluster-tls: reused pids" in result.stderr and "created" not in result.stderr
+    secure = devstack.parse_env(paths.secure_env_file.read_text())
+    assert secure["REDIS_CLUSTER_URL"] == secure_cluster_env["REDIS_URL"]
+    status = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "dev" / "stack"), "status"], capture_output=True, text=True, check=False
+    )
+    assert "redis-cluster-tls: cluster_state:ok" in status.stdout
+    assert all(f"redis-cluster-tls-{i}: running" in status.stdout for i in range(3))
