@@ -12,6 +12,10 @@ the map and resends that command to the new owner, an ``ASK`` reply (a slot bein
 Refusals come back as exception objects in their place, never raised mid-stream, so a connection stays in step
 with its replies. A command sent again runs after the others of its call: the commands of one call must not
 depend on each other's order (the writer's are idempotent additions; a reader's are reads).
+
+What a cluster client met on that path (the commands sent again after ``MOVED``, ``ASK`` or ``TRYAGAIN``, the
+slot-map reloads and the failed ones) is counted per client, :class:`ClusterStats`; :func:`cluster_counts` reads
+those counts with the nodes of the client's slot map, for the metrics, without sending anything.
 """
 
 from __future__ import annotations
@@ -22,8 +26,12 @@ import functools
 import itertools
 import socket
 import ssl
+import threading
 import urllib.parse
+import weakref
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, TypeAlias, TypeVar, cast
 
 import redis
@@ -32,7 +40,7 @@ from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
-from redis.cluster import ClusterNode, RedisCluster
+from redis.cluster import PRIMARY, ClusterNode, RedisCluster
 from redis.crc import key_slot as _key_slot
 from redis.exceptions import AskError, MovedError, NoScriptError, RedisClusterException, TryAgainError
 from redis.retry import Retry
@@ -74,8 +82,11 @@ def redis_security(settings: Settings) -> dict[str, Any]:
             ssl_ca_certs=settings.redis_ssl_ca_file or None,
             ssl_certfile=settings.redis_ssl_cert_file or None,
             ssl_keyfile=settings.redis_ssl_key_file or None,
-            ssl_password=settings.redis_ssl_key_password.reveal() or None,
         )
+        if settings.redis_ssl_key_password:
+            # Only when set: redis-py's asyncio cluster client takes no key password (the settings refuse one
+            # with REDIS_CLUSTER), and refuses the keyword even as None.
+            kwargs["ssl_password"] = settings.redis_ssl_key_password.reveal()
     return kwargs
 
 
@@ -145,6 +156,8 @@ def redis_config_problem(settings: Settings, exc: BaseException) -> str | None:
     text = str(exc)
     tls = settings.redis_url.startswith("rediss://")
     has_password = bool(settings.redis_password) or "@" in settings.redis_url.split("://", 1)[-1].split("/", 1)[0]
+    if "Cluster mode is not enabled" in text:
+        return f"REDIS_CLUSTER: {where} is not a Redis Cluster node; unset REDIS_CLUSTER for a single server"
     if "NOAUTH" in text or (isinstance(exc, redis.AuthenticationError) and not has_password):
         return f"REDIS_PASSWORD: {where} requires authentication; set REDIS_USERNAME and REDIS_PASSWORD"
     if isinstance(exc, redis.AuthenticationError) or "WRONGPASS" in text:
@@ -212,6 +225,80 @@ def _answers_plaintext(settings: Settings) -> bool:
 
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0][:200] if text.strip() else "no detail"
+
+
+# --------------------------------------------------------------------------------------------- cluster counts
+
+# The kinds of reply after which a packed command is sent again, as the metrics label them.
+REDIRECTS: Final = ("moved", "ask", "tryagain")
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterCounts:
+    """What one Redis Cluster client knows and has met, for the metrics (small and picklable: the consumer's
+    store worker sends it to the member): the nodes of its slot map by role and, on the packed-command path,
+    the commands sent again per kind of reply (``REDIRECTS``) and the slot-map reloads, ok and failed."""
+
+    primaries: int
+    replicas: int
+    redirects: tuple[tuple[str, int], ...]
+    reloads: int
+    failed_reloads: int
+
+
+class ClusterStats:
+    """The counters of one cluster client; threads may share the client, so the counters take a lock (only
+    redirections and reloads count, which are rare)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+
+    def add(self, event: str, count: int = 1) -> None:
+        """Count ``count`` more of ``event`` (a ``REDIRECTS`` kind, ``reload`` or ``failed_reload``)."""
+        with self._lock:
+            self._counts[event] += count
+
+    def get(self, event: str) -> int:
+        """How many times ``event`` was counted."""
+        with self._lock:
+            return self._counts[event]
+
+
+_STATS: weakref.WeakKeyDictionary[RedisCluster | AsyncRedisCluster, ClusterStats] = weakref.WeakKeyDictionary()
+_STATS_LOCK = threading.Lock()
+
+
+def cluster_stats(client: RedisCluster | AsyncRedisCluster) -> ClusterStats:
+    """The counters of ``client`` (made at its first use; they go with the client)."""
+    with _STATS_LOCK:
+        found = _STATS.get(client)
+        if found is None:
+            found = _STATS[client] = ClusterStats()
+        return found
+
+
+def cluster_counts(client: SyncClient | AsyncClient) -> ClusterCounts | None:
+    """The counts of a cluster client and the nodes of its slot map as it holds them now (no command is sent;
+    an asyncio client knows no node before its first command); ``None`` for a single server's client."""
+    if not isinstance(client, RedisCluster | AsyncRedisCluster):
+        return None
+    nodes = list(cast(dict[str, ClusterNode | AsyncClusterNode], client.nodes_manager.nodes_cache).values())
+    primaries = sum(node.server_type == PRIMARY for node in nodes)
+    stats = cluster_stats(client)
+    return ClusterCounts(
+        primaries=primaries,
+        replicas=len(nodes) - primaries,
+        redirects=tuple((kind, stats.get(kind)) for kind in REDIRECTS),
+        reloads=stats.get("reload"),
+        failed_reloads=stats.get("failed_reload"),
+    )
+
+
+def _count_redirects(stats: ClusterStats, replies: Sequence[Any], again: Sequence[int]) -> None:
+    for position in again:
+        reply = replies[position]
+        stats.add("moved" if isinstance(reply, MovedError) else "ask" if isinstance(reply, AskError) else "tryagain")
 
 
 # --------------------------------------------------------------------------------------------- packed commands
@@ -366,7 +453,17 @@ def _pool_send(pool: redis.ConnectionPool, commands: Iterable[Routed]) -> tuple[
             pool.release(connection)
 
 
+def _reload(client: RedisCluster, stats: ClusterStats) -> None:
+    try:
+        client.nodes_manager.initialize()
+    except BaseException:
+        stats.add("failed_reload")
+        raise
+    stats.add("reload")
+
+
 def _cluster_send(client: RedisCluster, commands: Sequence[Routed]) -> list[Any]:
+    stats = cluster_stats(client)
     replies: list[Any] = [None] * len(commands)
     todo: list[int] = list(range(len(commands)))
     asks: dict[int, tuple[str, int]] = {}
@@ -391,15 +488,16 @@ def _cluster_send(client: RedisCluster, commands: Sequence[Routed]) -> list[Any]
         except (redis.ConnectionError, redis.TimeoutError, OSError):
             # A node gone or replaced: the next send starts from a fresh slot map.
             with contextlib.suppress(*REDIS_ERRORS):
-                client.nodes_manager.initialize()
+                _reload(client, stats)
             raise
         finally:
             for pool, connection, _, _ in sent:
                 pool.release(connection)
         if not again:
             break
+        _count_redirects(stats, replies, again)
         if moved:
-            client.nodes_manager.initialize()
+            _reload(client, stats)
         todo = sorted(again)
     return replies
 
@@ -450,8 +548,18 @@ async def _read_replies_async(read: Callable[[], Awaitable[Any]], count: int, as
     return replies
 
 
+async def _async_reload(client: AsyncRedisCluster, stats: ClusterStats) -> None:
+    try:
+        await client.nodes_manager.initialize()
+    except BaseException:
+        stats.add("failed_reload")
+        raise
+    stats.add("reload")
+
+
 async def _async_cluster_send(client: AsyncRedisCluster, commands: Sequence[Routed]) -> list[Any]:
     await client.initialize()  # a no-op once the slot map is known
+    stats = cluster_stats(client)
     replies: list[Any] = [None] * len(commands)
     todo: list[int] = list(range(len(commands)))
     asks: dict[int, tuple[str, int]] = {}
@@ -467,7 +575,7 @@ async def _async_cluster_send(client: AsyncRedisCluster, commands: Sequence[Rout
             )
         except (redis.ConnectionError, redis.TimeoutError, OSError):
             with contextlib.suppress(*REDIS_ERRORS):
-                await client.nodes_manager.initialize()
+                await _async_reload(client, stats)
             raise
         again: list[int] = []
         moved = False
@@ -477,8 +585,9 @@ async def _async_cluster_send(client: AsyncRedisCluster, commands: Sequence[Rout
             moved = moved or refreshed
         if not again:
             break
+        _count_redirects(stats, replies, again)
         if moved:
-            await client.nodes_manager.initialize()
+            await _async_reload(client, stats)
         todo = sorted(again)
     return replies
 

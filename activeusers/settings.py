@@ -278,15 +278,22 @@ class Settings:
         return found
 
     def _redis_cluster_problems(self) -> list[str]:
-        """A Redis Cluster is reached over TCP and has one database only (number 0)."""
+        """A Redis Cluster is reached over TCP and has one database only (number 0); redis-py's asyncio cluster
+        client (the API's) cannot open an encrypted client key."""
         if not self.redis_cluster:
             return []
         if self.redis_url.startswith("unix://"):
             return ["REDIS_CLUSTER needs a redis:// or rediss:// REDIS_URL naming a seed node, not a unix socket"]
+        found: list[str] = []
         database = urllib.parse.urlsplit(self.redis_url).path.strip("/")
         if database not in ("", "0"):
-            return [f"REDIS_URL names database {database}, but a Redis Cluster has database 0 only"]
-        return []
+            found.append(f"REDIS_URL names database {database}, but a Redis Cluster has database 0 only")
+        if self.redis_ssl_key_password:
+            found.append(
+                "REDIS_SSL_KEY_PASSWORD is not supported with REDIS_CLUSTER (redis-py's asyncio cluster client "
+                "takes no key password): give REDIS_SSL_KEY_FILE an unencrypted key"
+            )
+        return found
 
 
 def variable_name(field_name: str) -> str:

@@ -115,6 +115,7 @@ async def _redis_pool(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     keys = app[KEYS]
     client = async_redis_client(settings)
+    app[METRICS].track_redis(client)
     app[READER] = reader = ActivityReader(client, keys)
     app[TOKENS] = TokenStore(client, keys)
     app[LIMITER] = RateLimiter(client, keys, settings.api_rate_limit, settings.api_rate_limit_window_s)

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the API: requests by route and status, request latency, and the day cache.
+"""Prometheus metrics of the API: requests by route and status, request latency, the day cache, and on a Redis
+Cluster its client's nodes, redirections and slot-map reloads (:mod:`activeusers.clustermetrics`).
 
 Each app owns its registry, so several apps (tests) never collide in the process-global default registry.
 Labels are the route's canonical path (``/api/v1/...``), never the raw URL, and never a user id or token.
@@ -17,8 +18,11 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from activeusers.clustermetrics import ClusterCollector
+from activeusers.redisconn import AsyncClient, cluster_counts
 from api.daycache import DayCache
 
+NAMESPACE: Final = "activeusers_api_"
 UNMATCHED: Final = "unmatched"
 # nginx's "client closed request": the client went away before the answer was ready.
 CLIENT_CLOSED: Final = 499
@@ -47,6 +51,10 @@ class ApiMetrics:
             buckets=_BUCKETS,
             registry=self.registry,
         )
+
+    def track_redis(self, client: AsyncClient) -> None:
+        """Export what the Redis Cluster client ``client`` knows and met (nothing for a single server's client)."""
+        self.registry.register(ClusterCollector(lambda: cluster_counts(client), NAMESPACE))
 
     def render(self) -> bytes:
         """The registry in Prometheus' text exposition format."""

@@ -17,13 +17,13 @@ import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
-from typing import Any
+from typing import Any, TypeVar
 
 from kafka.errors import KafkaTimeoutError
 
 from activeusers.errors import ListenError
 from activeusers.keys import KeySchema
-from activeusers.redisconn import redis_client
+from activeusers.redisconn import REDIS_ERRORS, cluster_counts, redis_client
 from activeusers.settings import Settings
 from activeusers.store import ActivityWriter
 from consumer.assignment import Assignment
@@ -41,6 +41,7 @@ from consumer.undecodable import UndecodableFetch
 from consumer.worker import Stored, StoreWorker
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class IngestLoop:
@@ -157,7 +158,7 @@ def run_consumer(settings: Settings, stop: StopRequest) -> int:
     member = member_id()
     metrics = ConsumerMetrics()
     health: list[Callable[[], tuple[bool, dict[str, object]]]] = [
-        lambda: (False, {"error": "no Kafka broker has answered yet", "member": member})
+        lambda: (False, {"error": "Redis has not answered yet", "member": member})
     ]
     host, port = settings.consumer_metrics_host, settings.consumer_metrics_port
     try:
@@ -172,10 +173,22 @@ def run_consumer(settings: Settings, stop: StopRequest) -> int:
         worker = StoreWorker(settings)
         worker.start()
         resources.callback(lambda: worker.close(max(0.5, stop.remaining())))
-        redis = redis_client(settings)
+        # A single server's client connects at its first command; a cluster's reads the slot map now.
+        redis = _when_reachable(
+            "redis", lambda: redis_client(settings), REDIS_ERRORS, stop, lambda: metrics.redis_up.set(0)
+        )
+        if redis is None:
+            log.info("consumer stopped before Redis answered", extra={"member": member})
+            return 0
         resources.callback(redis.close)
+        # The store worker's client does the writes: its counts once it reported them, this process's before.
+        metrics.track_redis(lambda: worker.cluster or cluster_counts(redis))
         writer = ActivityWriter(redis, KeySchema.of(settings), settings)
-        kafka_consumer = _connect(settings, f"active-users-{member}", stop, metrics)
+        health[0] = lambda: (False, {"error": "no Kafka broker has answered yet", "member": member})
+        client_id = f"active-users-{member}"
+        kafka_consumer = _when_reachable(
+            "kafka", lambda: new_consumer(settings, client_id), (KafkaTimeoutError,), stop, metrics.kafka_errors.inc
+        )
         if kafka_consumer is None:
             log.info("consumer stopped before Kafka answered", extra={"member": member})
             return 0
@@ -192,17 +205,24 @@ def run_consumer(settings: Settings, stop: StopRequest) -> int:
     return code
 
 
-def _connect(settings: Settings, client_id: str, stop: StopRequest, metrics: ConsumerMetrics) -> Any | None:
-    """The Kafka consumer once a broker answers (brokers that are down are waited for); None if stopped first."""
-    made: list[Any] = []
+def _when_reachable(
+    service: str,
+    make: Callable[[], T],
+    retry_on: tuple[type[BaseException], ...],
+    stop: StopRequest,
+    on_failure: Callable[[], object],
+) -> T | None:
+    """``make()`` once ``service`` answers (while it is down, each failure is counted by ``on_failure``, logged
+    and retried with backoff); None if stopped first."""
+    made: list[T] = []
 
     def attempt() -> None:
-        made.append(new_consumer(settings, client_id))
+        made.append(make())
 
     def failed(exc: BaseException) -> None:
-        metrics.kafka_errors.inc()
-        log.warning("kafka unreachable; retrying", extra={"error": f"{type(exc).__name__}: {exc}"})
+        on_failure()
+        log.warning(f"{service} unreachable; retrying", extra={"error": f"{type(exc).__name__}: {exc}"})
 
-    if until_done(attempt, (KafkaTimeoutError,), stop.wait, failed):
+    if until_done(attempt, retry_on, stop.wait, failed):
         return made[0]
     return None

@@ -9,7 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from activeusers.clustermetrics import ClusterCollector
 from activeusers.events import MALFORMED_REASONS
+from activeusers.redisconn import ClusterCounts
 
 SKIP_REASONS = ("unknown_type", "anonymous", "too_old")
 
@@ -61,6 +63,10 @@ class ConsumerMetrics:
             self.skipped.labels(reason)
         for reason in MALFORMED_REASONS:
             self.dead_lettered.labels(reason)
+
+    def track_redis(self, counts: Callable[[], ClusterCounts | None]) -> None:
+        """Export what ``counts`` says at each scrape about the Redis Cluster client (nothing for ``None``)."""
+        self.registry.register(ClusterCollector(counts, "activeusers_"))
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""

@@ -27,7 +27,7 @@ from kafka.errors import KafkaError
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema
 from activeusers.logs import configure
-from activeusers.redisconn import redis_client
+from activeusers.redisconn import REDIS_ERRORS, ClusterCounts, SyncClient, cluster_counts, redis_client
 from activeusers.settings import Settings
 from activeusers.store import ActivityWriter
 from consumer.deadletter import DeadLetterQueue
@@ -70,10 +70,12 @@ class Stored:
 
 
 class StoreWorker:
-    """The parent's handle on the worker process: submit one batch, wait for it, repeat."""
+    """The parent's handle on the worker process: submit one batch, wait for it, repeat. ``cluster`` holds what
+    the worker's Redis Cluster client reported last (None until then, and for a single server)."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self.cluster: ClusterCounts | None = None
         self._conn, child = _CONTEXT.Pipe()
         self._stop = _CONTEXT.Event()
         self._process = _CONTEXT.Process(
@@ -126,6 +128,8 @@ class StoreWorker:
                 on_redis(message[1], message[2])
             elif kind == "kafka":
                 on_kafka(message[1])
+            elif kind == "cluster":
+                self.cluster = message[1]
             elif kind == "stored":
                 return message[1]  # type: ignore[no-any-return]
             elif kind == "dropped":
@@ -167,8 +171,11 @@ class _Storer:
         self._settings = settings
         self._stop = stop
         self._parent_pid = parent_pid
-        self._redis = redis_client(settings)
-        self._writer = ActivityWriter(self._redis, KeySchema.of(settings), settings)
+        # Made at the first write, inside its retries: a cluster client reads the slot map when it is made, so a
+        # cluster that is unreachable then is waited for like a single server that is down.
+        self._redis: SyncClient | None = None
+        self._writer: ActivityWriter | None = None
+        self._reported: ClusterCounts | None = None
         self._classifier = Classifier(settings)
         self._dead_letters: DeadLetterQueue | None = None  # connected at the first malformed record
 
@@ -179,13 +186,16 @@ class _Storer:
 
         def write() -> None:
             if batch.buckets:
-                self._writer.write(batch.buckets)
+                self._store_writer().write(batch.buckets)
 
         def redis_failure(exc: BaseException) -> None:
             redis_failed.append(exc)
+            self._report_cluster()
             self._conn.send(("redis", False, str(exc)))
 
-        if not until_done(write, (StoreUnavailable,), self._wait_for_stop, redis_failure):
+        done = until_done(write, (StoreUnavailable,), self._wait_for_stop, redis_failure)
+        self._report_cluster()
+        if not done:
             self._conn.send(("dropped",))
             return
         if redis_failed:
@@ -205,7 +215,24 @@ class _Storer:
         """Flush the dead-letter producer and close the connections."""
         if self._dead_letters is not None:
             self._dead_letters.close(KAFKA_TIMEOUT_S)
-        self._redis.close()
+        if self._redis is not None:
+            self._redis.close()
+
+    def _store_writer(self) -> ActivityWriter:
+        if self._writer is None:
+            try:
+                self._redis = redis_client(self._settings)
+            except REDIS_ERRORS as exc:
+                raise StoreUnavailable(f"Redis unreachable: {exc}") from exc
+            self._writer = ActivityWriter(self._redis, KeySchema.of(self._settings), self._settings)
+        return self._writer
+
+    def _report_cluster(self) -> None:
+        """Send the parent the cluster client's counts when they changed (nothing for a single server)."""
+        counts = cluster_counts(self._redis) if self._redis is not None else None
+        if counts is not None and counts != self._reported:
+            self._reported = counts
+            self._conn.send(("cluster", counts))
 
     def _dead_letter_queue(self) -> DeadLetterQueue:
         if self._dead_letters is None:

@@ -17,6 +17,10 @@
 * ``redis_cluster`` (session): the seed URL of the real 3-master Redis Cluster (``REDIS_CLUSTER_URL`` from the
   environment, as ``.ci/run`` exports it, else from ``$STACK_DIR/env`` after ``dev/stack up --cluster``, which
   is run when it names none). Unavailable: fails under CI, as for ``stack``.
+* ``secure_cluster_env`` (session): the settings that reach the TLS-only Redis Cluster with its ACL user
+  (``REDIS_URL`` its seed node, ``REDIS_CLUSTER=true``, the TLS Redis's user, password and certificates), from
+  ``REDIS_CLUSTER_URL`` in ``$STACK_DIR/secure.env`` (``dev/stack up --secure --cluster``, run when it names none).
+  Unavailable: fails under CI, as for ``stack``. ``module_secure_cluster_prefix``: a module's key prefix there.
 * ``cluster_client`` (function): a sync ``redis.cluster.RedisCluster`` (``decode_responses=True``) for it, and
   ``cluster_prefix`` (function): a unique key prefix whose keys are deleted from the cluster after the test
   (``module_cluster_prefix``: after the module).
@@ -39,7 +43,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 from streams import in_ci
@@ -182,17 +186,43 @@ def redis_cluster(stack: Stack) -> str:
         _unavailable("dev/stack up --cluster wrote no REDIS_CLUSTER_URL")
     import redis.cluster
 
+    timeouts = {"socket_connect_timeout": 5, "socket_timeout": 5}
+    _check_cluster("Redis Cluster", url, lambda: redis.cluster.RedisCluster.from_url(url, **timeouts))
+    return url
+
+
+def _check_cluster(what: str, url: str, connect: Callable[[], Any]) -> None:
+    """Unavailable unless the cluster ``connect()`` reaches serves every slot (``cluster_state:ok``)."""
+    import redis.cluster
+
     try:
-        client = redis.cluster.RedisCluster.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+        client = connect()
         try:
             state = client.cluster_info().get("cluster_state")
         finally:
             client.close()
     except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
-        _unavailable(f"Redis Cluster at {url} does not answer: {type(exc).__name__}: {exc}")
+        _unavailable(f"{what} at {url} does not answer: {type(exc).__name__}: {exc}")
     if state != "ok":
-        _unavailable(f"Redis Cluster at {url} reports cluster_state {state}")
-    return url
+        _unavailable(f"{what} at {url} reports cluster_state {state}")
+
+
+@pytest.fixture(scope="session")
+def secure_cluster_env(secure_env: dict[str, str]) -> dict[str, str]:
+    """Settings for the TLS-only Redis Cluster with its ACL user (``dev/stack up --secure --cluster``)."""
+    url = secure_env.get("REDIS_CLUSTER_URL", "")
+    if not url:
+        _stack_up("--secure", "--cluster")
+        url = _parse_env(_read_or_empty(_stack_env_file().with_name("secure.env"))).get("REDIS_CLUSTER_URL", "")
+    if not url.startswith("rediss://"):
+        _unavailable("dev/stack up --secure --cluster wrote no rediss:// REDIS_CLUSTER_URL into secure.env")
+    values = {name: value for name, value in secure_env.items() if name != "REDIS_CLUSTER_URL"}
+    values |= {"REDIS_URL": url, "REDIS_CLUSTER": "true"}
+    from activeusers.redisconn import redis_client
+    from activeusers.settings import Settings
+
+    _check_cluster("TLS Redis Cluster", url, lambda: redis_client(Settings.from_env(values)))
+    return values
 
 
 def _read_or_empty(path: Path) -> str:
@@ -225,6 +255,20 @@ def module_cluster_prefix(redis_cluster: str) -> Iterator[str]:
     import redis.cluster
 
     client = redis.cluster.RedisCluster.from_url(redis_cluster, decode_responses=True)
+    try:
+        with _fresh_prefix(client) as prefix:
+            yield prefix
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def module_secure_cluster_prefix(secure_cluster_env: dict[str, str]) -> Iterator[str]:
+    """``module_cluster_prefix`` on the TLS cluster (deleted as its ACL user: it may SCAN and DEL)."""
+    from activeusers.redisconn import redis_client
+    from activeusers.settings import Settings
+
+    client = redis_client(Settings.from_env(secure_cluster_env))
     try:
         with _fresh_prefix(client) as prefix:
             yield prefix

@@ -1,6 +1,7 @@
-"""The same pipeline against a single Redis and against the real Redis Cluster (``dev/stack up --cluster``): one
-stream in Kafka, consumed by two real consumer processes (one group each) into either store, queried through two
-real API processes; every endpoint answers byte for byte the same."""
+"""The same pipeline against a single Redis and against each real Redis Cluster of ``dev/stack up --cluster``
+(plaintext) and ``--cluster --secure`` (TLS only, client certificates, the least-privileged ACL user): one stream in
+Kafka, consumed by a real consumer process per store (one group each), queried through a real API process per
+store; every endpoint answers byte for byte the same. Both services export the cluster client's metrics."""
 
 from __future__ import annotations
 
@@ -14,7 +15,18 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
-from streams import ConsumerProcess, cli_token, consumer_env, generate, http_get, iso, produce, start_api, wait_drained
+from streams import (
+    ConsumerProcess,
+    cli_token,
+    consumer_env,
+    free_port,
+    generate,
+    http_get,
+    iso,
+    produce,
+    start_api,
+    wait_drained,
+)
 
 ZONE = "America/New_York"
 RETENTION_DAYS = 30
@@ -23,71 +35,86 @@ HOUR_RETENTION_DAYS = 10
 
 @dataclass(frozen=True)
 class Served:
-    """One API process over one store."""
+    """One API process over one store, and what that store's consumer served on ``/metrics`` before it stopped."""
 
     base: str
     headers: dict[str, str]
+    consumer_metrics: str
 
     def get(self, path: str) -> tuple[int, bytes]:
         return http_get(f"{self.base}{path}", self.headers)
 
 
 @dataclass(frozen=True)
-class Pair:
-    """The API over the single Redis and the API over the cluster, fed by the same stream at ``now``."""
+class Stream:
+    """The topic every store's consumer reads, the settings they share, and when it was produced."""
 
-    single: Served
-    cluster: Served
+    topic: str
     now: int
+    common: dict[str, str]
+    folder: Path
 
 
 @pytest.fixture(scope="module")
-def pair(
-    stack, redis_cluster, module_topic, module_redis_prefix, module_cluster_prefix, tmp_path_factory
-) -> Iterator[Pair]:
+def stream(stack, module_topic, tmp_path_factory) -> Stream:
     name = module_topic(3)
     now = int(time.time() * 1000)
     sent = generate(
         505, 5000, now, users=300, days=40, malformed_share=0.02, avoid_days_ago=(29, 32),
         also_avoid=((HOUR_RETENTION_DAYS - 1, 12),),
     )  # fmt: skip
+    produce(stack.kafka_bootstrap, name, sent)
     common = {
         "ACTIVITY_TIMEZONE": ZONE,
         "RETENTION_DAYS": str(RETENTION_DAYS),
         "HOUR_RETENTION_DAYS": str(HOUR_RETENTION_DAYS),
         "API_RATE_LIMIT": "100000",  # the rate limiter's keys go through each store too
     }
-    single_env = consumer_env(stack, name, module_redis_prefix, f"g-{uuid.uuid4().hex[:8]}", **common)
-    cluster_env = consumer_env(
-        stack, name, module_cluster_prefix, f"g-{uuid.uuid4().hex[:8]}", REDIS_URL=redis_cluster, REDIS_CLUSTER="true",
-        **common,
-    )  # fmt: skip
-    folder = tmp_path_factory.mktemp("cluster")
-    produce(stack.kafka_bootstrap, name, sent)
-    for env, label in ((single_env, "single"), (cluster_env, "cluster")):
-        consume_all(env, folder / f"consumer-{label}.log")
-    apis = []
+    return Stream(name, now, common, tmp_path_factory.mktemp("cluster"))
+
+
+def serve(stack, stream: Stream, prefix: str, label: str, **redis: str) -> Iterator[Served]:
+    """Consume the whole stream into one store with a real consumer, then serve it with a real API process."""
+    env = consumer_env(stack, stream.topic, prefix, f"g-{uuid.uuid4().hex[:8]}", **redis, **stream.common)
+    metrics = consume_all(env, stream.folder / f"consumer-{label}.log")
+    headers = cli_token(env, "e2e-admin")
+    api, base = start_api(env, stream.folder / f"api-{label}.log")
     try:
-        served = []
-        for env, label in ((single_env, "single"), (cluster_env, "cluster")):
-            headers = cli_token(env, "e2e-admin")
-            api, base = start_api(env, folder / f"api-{label}.log")
-            apis.append(api)
-            served.append(Served(base, headers))
-        yield Pair(served[0], served[1], now)
+        yield Served(base, headers, metrics)
     finally:
-        for api in apis:
-            api.terminate()
-            assert api.wait(timeout=15) == 0
+        api.terminate()
+        assert api.wait(timeout=15) == 0
 
 
-def consume_all(env: dict[str, str], log: Path) -> None:
-    """Run the real consumer process until its group has consumed the whole topic."""
-    consumer = ConsumerProcess(env, log)
+@pytest.fixture(scope="module")
+def single(stack, stream, module_redis_prefix) -> Iterator[Served]:
+    yield from serve(stack, stream, module_redis_prefix, "single")
+
+
+@pytest.fixture(scope="module", params=["plaintext", "tls-acl"])
+def cluster(request, stack, stream) -> Iterator[Served]:
+    """The same stream in a real Redis Cluster: the plaintext one, or the TLS-only one with the ACL user."""
+    if request.param == "plaintext":
+        redis = {"REDIS_URL": request.getfixturevalue("redis_cluster"), "REDIS_CLUSTER": "true"}
+        prefix = request.getfixturevalue("module_cluster_prefix")
+    else:
+        secure = request.getfixturevalue("secure_cluster_env")
+        redis = {name: value for name, value in secure.items() if name.startswith("REDIS_")}
+        prefix = request.getfixturevalue("module_secure_cluster_prefix")
+    yield from serve(stack, stream, prefix, f"cluster-{request.param}", **redis)
+
+
+def consume_all(env: dict[str, str], log: Path) -> str:
+    """Run the real consumer process until its group has consumed the whole topic; its last ``/metrics``."""
+    port = free_port()
+    consumer = ConsumerProcess({**env, "CONSUMER_METRICS_PORT": str(port)}, log)
     try:
         wait_drained(env["KAFKA_BOOTSTRAP_SERVERS"], env["KAFKA_GROUP_ID"], env["KAFKA_TOPIC"])
+        status, metrics = http_get(f"http://127.0.0.1:{port}/metrics")
+        assert status == 200
     finally:
         assert consumer.stop() == 0
+    return metrics.decode()
 
 
 def _local_ms(day: date, *clock: int) -> int:
@@ -118,22 +145,47 @@ ENDPOINTS = list(_requests(0))
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
-def test_the_cluster_answers_byte_for_byte_like_the_single_redis(pair: Pair, endpoint: str) -> None:
+def test_the_cluster_answers_byte_for_byte_like_the_single_redis(
+    single: Served, cluster: Served, stream: Stream, endpoint: str
+) -> None:
     answered = 0
-    for path in _requests(pair.now)[endpoint]:
-        single, cluster = pair.single.get(path), pair.cluster.get(path)
-        assert cluster == single, path
-        answered += single[0] == 200 and len(single[1]) > 0
+    for path in _requests(stream.now)[endpoint]:
+        alone, clustered = single.get(path), cluster.get(path)
+        assert clustered == alone, path
+        answered += alone[0] == 200 and len(alone[1]) > 0
     assert answered >= 4  # mostly real answers (a reversed range may be refused alike)
 
 
-def test_the_answers_are_not_empty(pair: Pair) -> None:
-    status, body = pair.cluster.get(_requests(pair.now)["active-users"][2])
+def test_the_answers_are_not_empty(cluster: Served, stream: Stream) -> None:
+    status, body = cluster.get(_requests(stream.now)["active-users"][2])
     assert status == 200 and sum(day["users"] for day in orjson.loads(body)["month"]) > 100
 
 
-def test_the_cluster_api_is_ready_with_its_consumer_heartbeats(pair: Pair) -> None:
-    status, body = pair.cluster.get("/readyz")
+def test_the_cluster_api_is_ready_with_its_consumer_heartbeats(cluster: Served) -> None:
+    status, body = cluster.get("/readyz")
     # The consumer has stopped: its heartbeat is withdrawn, so the consumer check says so; Redis is fine.
     assert orjson.loads(body)["checks"]["redis"] == {"ok": True, "error": None}
     assert status in (200, 503)
+
+
+def _samples(text: str, name: str) -> dict[str, float]:
+    """The samples of metric ``name`` in a Prometheus exposition, by their label part."""
+    found = {}
+    for line in text.splitlines():
+        if line.startswith(name):
+            labels, _, value = line[len(name) :].rpartition(" ")
+            found[labels] = float(value)
+    return found
+
+
+def test_both_services_export_the_cluster_clients_nodes_and_redirects(single: Served, cluster: Served) -> None:
+    api = cluster.get("/metrics")[1].decode()
+    for text, namespace in ((cluster.consumer_metrics, "activeusers_"), (api, "activeusers_api_")):
+        name = namespace + "redis_cluster_"
+        assert _samples(text, name + "nodes") == {'{role="primary"}': 3.0, '{role="replica"}': 0.0}
+        # A cluster whose slots did not move: no command had to be sent again, the slot map never reloaded.
+        assert _samples(text, name + "redirects_total") == dict.fromkeys(
+            ('{reply="moved"}', '{reply="ask"}', '{reply="tryagain"}'), 0.0
+        )
+        assert _samples(text, name + "slot_map_reloads_total") == {'{result="ok"}': 0.0, '{result="failed"}': 0.0}
+    assert "redis_cluster" not in single.consumer_metrics + single.get("/metrics")[1].decode()

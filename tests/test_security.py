@@ -1,6 +1,8 @@
 """Secured Kafka and Redis, against the real ones (``dev/stack up --secure``): the pipeline end to end through the
 broker's SASL_SSL listener (SCRAM-SHA-512, client certificates) and the TLS Redis with its ACL user, and the
-misconfigurations that must stop the real CLI at start-up with one line naming the setting, never hanging."""
+misconfigurations that must stop the real CLI at start-up with one line naming the setting, never hanging (the
+Redis ones also against the TLS Redis Cluster, ``--secure --cluster``). The ACL user may do what the service
+does and nothing more."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import redis
 from streams import REPO_ROOT, consumer_env, free_port, http_get, start_api
 from test_end_to_end import assert_pipeline_matches_oracle
 
@@ -86,27 +89,37 @@ def _start_up_failure(command: str, env: dict[str, str]) -> tuple[int, list[str]
     return result.returncode, result.stderr.strip().splitlines(), time.monotonic() - started
 
 
-@pytest.mark.parametrize(
-    ("case", "command", "setting"),
-    [
-        ("kafka wrong password", "consume", "KAFKA_SASL_PASSWORD"),
-        ("kafka unknown user", "consume", "KAFKA_SASL_USERNAME"),
-        ("kafka untrusted certificate", "consume", "KAFKA_SSL_CAFILE"),
-        ("kafka plaintext client on the TLS port", "consume", "KAFKA_SECURITY_PROTOCOL"),
-        ("kafka TLS client on the plaintext port", "produce", "KAFKA_SECURITY_PROTOCOL"),
-        ("kafka without a client certificate", "produce", "KAFKA_SSL_CERTFILE"),
-        ("kafka mechanism the listener lacks", "consume", "KAFKA_SASL_MECHANISM"),
-        ("redis wrong password", "serve", "REDIS_PASSWORD"),
-        ("redis untrusted certificate", "serve", "REDIS_SSL_CA_FILE"),
-        ("redis plaintext client on the TLS port", "serve", "REDIS_URL"),
-        ("redis without credentials", "consume", "REDIS_PASSWORD"),
-        ("redis without a client certificate", "consume", "REDIS_SSL_CERT_FILE"),
-    ],
-)
+KAFKA_CASES = [
+    ("kafka wrong password", "consume", "KAFKA_SASL_PASSWORD"),
+    ("kafka unknown user", "consume", "KAFKA_SASL_USERNAME"),
+    ("kafka untrusted certificate", "consume", "KAFKA_SSL_CAFILE"),
+    ("kafka plaintext client on the TLS port", "consume", "KAFKA_SECURITY_PROTOCOL"),
+    ("kafka TLS client on the plaintext port", "produce", "KAFKA_SECURITY_PROTOCOL"),
+    ("kafka without a client certificate", "produce", "KAFKA_SSL_CERTFILE"),
+    ("kafka mechanism the listener lacks", "consume", "KAFKA_SASL_MECHANISM"),
+]
+# Each against the TLS Redis and against the TLS Redis Cluster (the same user, password and certificates).
+REDIS_CASES = [
+    ("redis wrong password", "serve", "REDIS_PASSWORD"),
+    ("redis untrusted certificate", "serve", "REDIS_SSL_CA_FILE"),
+    ("redis plaintext client on the TLS port", "serve", "REDIS_URL"),
+    ("redis without credentials", "consume", "REDIS_PASSWORD"),
+    ("redis without a client certificate", "consume", "REDIS_SSL_CERT_FILE"),
+]
+CASES = [
+    *((*case, "single") for case in KAFKA_CASES),
+    *((*case, store) for case in REDIS_CASES for store in ("single", "cluster")),
+    ("redis cluster setting on a single server", "consume", "REDIS_CLUSTER", "single"),
+]
+
+
+@pytest.mark.parametrize(("case", "command", "setting", "store"), CASES)
 def test_misconfiguration_stops_at_start_up_with_one_line(
-    case, command, setting, stack, secure_env, secure_consumer_env, untrusted_ca
+    case, command, setting, store, stack, secure_env, secure_consumer_env, untrusted_ca, request
 ):
     env = dict(secure_consumer_env) | {"API_PORT": str(free_port())}
+    if store == "cluster":
+        env |= {name: request.getfixturevalue("secure_cluster_env")[name] for name in ("REDIS_URL", "REDIS_CLUSTER")}
     wrong = f"wrong-{uuid.uuid4().hex}"
     if case == "kafka wrong password":
         env["KAFKA_SASL_PASSWORD"] = wrong
@@ -134,6 +147,8 @@ def test_misconfiguration_stops_at_start_up_with_one_line(
         del env["REDIS_USERNAME"], env["REDIS_PASSWORD_FILE"]
     elif case == "redis without a client certificate":
         del env["REDIS_SSL_CERT_FILE"], env["REDIS_SSL_KEY_FILE"]
+    elif case == "redis cluster setting on a single server":
+        env["REDIS_CLUSTER"] = "true"
 
     code, lines, seconds = _start_up_failure(command, env)
 
@@ -178,3 +193,18 @@ def test_an_encrypted_client_key_with_its_password(secure_consumer_env, encrypte
             lines = result.stderr.strip().splitlines()
             assert len(lines) == 1 and lines[0].startswith(f"active-users {argv[0]}: {setting}"), lines
             assert "not-the-password" not in result.stderr
+
+
+@pytest.mark.parametrize("store", ["single", "cluster"])
+def test_the_acl_user_may_do_what_the_service_does_and_nothing_more(store, secure_env, request):
+    from activeusers.redisconn import redis_client
+
+    env = secure_env if store == "single" else request.getfixturevalue("secure_cluster_env")
+    client = redis_client(Settings.from_env(env))
+    try:
+        assert client.ping()  # the end-to-end tests run every other command the services send
+        for command in (("FLUSHALL",), ("CONFIG", "GET", "maxmemory"), ("KEYS", "*"), ("EVAL", "return 1", "0")):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                client.execute_command(*command)
+    finally:
+        client.close()

@@ -97,8 +97,39 @@ def test_tls_redis_is_tls_only_with_acl_users(devstack: ModuleType, tmp_path: Pa
     assert cmd[cmd.index("--tls-auth-clients") + 1] == "yes"
     assert cmd[cmd.index("--aclfile") + 1] == str(tmp_path / "secrets" / "redis-users.acl")
     assert not any("pw" in part for part in cmd)  # the password lives in the ACL file, not in ps
-    acl = devstack.render_redis_acl("svc", "pw")
-    assert acl.splitlines() == ["user svc on >pw ~* &* +@all", "user default off"]
+    service, admin, default = devstack.render_redis_acl("pw", "admin-pw").splitlines()
+    assert service.startswith("user active-users on >pw resetchannels ~* -@all +")  # nothing but what is named
+    rights = set(service.split()[6:])
+    assert {"+evalsha", "+script|load", "+cluster|slots", "+asking", "+sadd", "+bitfield"} <= rights
+    assert not {"+@all", "+flushall", "+flushdb", "+config", "+keys", "+debug", "+eval"} & rights
+    assert admin == "user stack-admin on >admin-pw ~* &* +@all"
+    assert default == "user default off"
+
+
+def test_the_readme_names_the_acl_users_rights(devstack: ModuleType) -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    rule = readme.split("user active-users on >PASSWORD ", 1)[1].split("```", 1)[0]
+    assert tuple(rule.split()) == devstack.SERVICE_RIGHTS
+
+
+def test_tls_cluster_nodes_are_tls_only_with_the_bus_and_replication_over_tls(
+    devstack: ModuleType, tmp_path: Path
+) -> None:
+    paths = devstack.Paths(tmp_path)
+    node_dir = paths.cluster_node_dir(devstack.TLS_CLUSTER, 2)
+    assert node_dir == tmp_path / "redis-cluster-tls" / "node-2"
+    cmd = devstack.redis_cluster_command("redis-server", 6397, node_dir, paths.log_file("n"), paths)
+    options = dict(zip(cmd[1::2], cmd[2::2], strict=False))
+    assert (options["--port"], options["--tls-port"]) == ("0", "6397")
+    assert (options["--tls-cluster"], options["--tls-replication"], options["--tls-auth-clients"]) == ("yes",) * 3
+    assert options["--tls-client-cert-file"] == str(tmp_path / "tls" / "client.pem")  # the bus's client side
+    assert options["--aclfile"] == str(tmp_path / "secrets" / "redis-users.acl")
+    assert options["--cluster-enabled"] == "yes" and options["--dir"] == str(node_dir)
+    create = devstack.cluster_create_command("redis-cli", 6395, paths)
+    assert create[:2] == ["redis-cli", "--tls"] and create[create.index("--user") + 1] == "stack-admin"
+    assert create[create.index("create") + 1 :][:3] == ["127.0.0.1:6395", "127.0.0.1:6396", "127.0.0.1:6397"]
+    assert [cluster.services[0] for cluster in devstack.CLUSTERS] == ["redis-cluster-0", "redis-cluster-tls-0"]
+    assert devstack.TLS_CLUSTER.env_var == "STACK_REDIS_CLUSTER_TLS_PORT"
 
 
 def test_secure_env_names_the_services_settings(devstack: ModuleType, tmp_path: Path) -> None:
@@ -106,6 +137,8 @@ def test_secure_env_names_the_services_settings(devstack: ModuleType, tmp_path: 
 
     values = devstack.parse_env(devstack.render_secure_env(19094, 6391, devstack.Paths(tmp_path)))
     assert set(values) <= variable_names()
+    with_cluster = devstack.parse_env(devstack.render_secure_env(19094, 6391, devstack.Paths(tmp_path), 6395))
+    assert with_cluster == {**values, "REDIS_CLUSTER_URL": "rediss://127.0.0.1:6395/0"}
     assert values["KAFKA_BOOTSTRAP_SERVERS"] == "127.0.0.1:19094"
     assert (values["KAFKA_SECURITY_PROTOCOL"], values["KAFKA_SASL_MECHANISM"]) == ("SASL_SSL", "SCRAM-SHA-512")
     assert values["REDIS_URL"] == "rediss://127.0.0.1:6391/0"
@@ -135,7 +168,9 @@ def test_env_file_names_the_cluster_when_it_runs(devstack: ModuleType) -> None:
 
 def test_cluster_nodes_are_cluster_mode_on_loopback_without_persistence(devstack: ModuleType, tmp_path: Path) -> None:
     paths = devstack.Paths(tmp_path)
-    cmd = devstack.redis_cluster_command("redis-server", 6393, paths.cluster_node_dir(1), paths.log_file("n"))
+    cmd = devstack.redis_cluster_command(
+        "redis-server", 6393, paths.cluster_node_dir(devstack.PLAIN_CLUSTER, 1), paths.log_file("n")
+    )
     assert cmd[cmd.index("--port") + 1] == "6393" and cmd[cmd.index("--bind") + 1] == "127.0.0.1"
     assert cmd[cmd.index("--cluster-enabled") + 1] == "yes"
     assert cmd[cmd.index("--cluster-config-file") + 1] == "nodes.conf"
@@ -377,3 +412,41 @@ def test_cluster_is_up_every_slot_served_and_reused(stack: Stack, redis_cluster:
     )
     assert "redis-cluster: cluster_state:ok" in status.stdout
     assert all(f"redis-cluster-{i}: running" in status.stdout for i in range(3))
+
+
+def test_tls_cluster_is_tls_only_every_slot_served_and_reused(stack: Stack, secure_cluster_env: dict[str, str]) -> None:
+    """``up --secure --cluster`` again reuses the TLS cluster's nodes; they speak TLS only, on the bus too."""
+    import subprocess
+
+    import redis
+
+    devstack = load_stack_module()
+    paths = devstack.stack_paths()
+    first = int(secure_cluster_env["REDIS_URL"].rsplit(":", 1)[1].split("/")[0])
+    admin = {"username": "stack-admin", "password": (paths.secrets / "redis-admin-password").read_text()}
+    tls = {"ssl": True, "ssl_ca_certs": secure_cluster_env["REDIS_SSL_CA_FILE"]}
+    tls |= {
+        "ssl_certfile": secure_cluster_env["REDIS_SSL_CERT_FILE"],
+        "ssl_keyfile": secure_cluster_env["REDIS_SSL_KEY_FILE"],
+    }
+    for port in devstack.cluster_ports(first):
+        assert devstack.cluster_problem(port, tls=paths) is None
+        assert devstack.redis_ready(port) is not None  # no plaintext answer on the client port
+        node = redis.Redis(host="127.0.0.1", port=port, decode_responses=True, **tls, **admin)
+        settings = {name: node.config_get(name)[name] for name in ("port", "tls-cluster", "tls-replication")}
+        assert settings == {"port": "0", "tls-cluster": "yes", "tls-replication": "yes"}
+        assert "off" in node.acl_getuser("default")["flags"]  # no passwordless user
+        node.close()
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "dev" / "stack"), "up", "--secure", "--cluster"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "redis-cluster-tls: reused pids" in result.stderr and "created" not in result.stderr
+    secure = devstack.parse_env(paths.secure_env_file.read_text())
+    assert secure["REDIS_CLUSTER_URL"] == secure_cluster_env["REDIS_URL"]
+    status = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "dev" / "stack"), "status"], capture_output=True, text=True, check=False
+    )
+    assert "redis-cluster-tls: cluster_state:ok" in status.stdout
+    assert all(f"redis-cluster-tls-{i}: running" in status.stdout for i in range(3))

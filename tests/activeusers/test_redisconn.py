@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import socket
 from collections.abc import Iterator
@@ -18,8 +19,10 @@ from redis.exceptions import AskError, MovedError, NoScriptError, TryAgainError
 
 from activeusers.errors import ConfigError, StoreUnavailable
 from activeusers.redisconn import (
+    ClusterCounts,
     async_redis_client,
     check_redis,
+    cluster_counts,
     group_by_owner,
     key_slot,
     redis_client,
@@ -219,13 +222,21 @@ def test_clients_get_the_acl_user_password_and_tls_files(tmp_path) -> None:
         redis_ssl_check_hostname=False,
     )
     assert settings.problems() == []
+    # The asyncio cluster client connects at its first command only, so its settings can be looked at here.
+    cluster = async_redis_client(dataclasses.replace(settings, redis_cluster=True))
+    assert isinstance(cluster, redis.asyncio.cluster.RedisCluster)
     for kwargs in (redis_client(settings).connection_pool.connection_kwargs,
-                   async_redis_client(settings).connection_pool.connection_kwargs):  # fmt: skip
+                   async_redis_client(settings).connection_pool.connection_kwargs,
+                   cluster.nodes_manager.connection_kwargs):  # fmt: skip
         assert (kwargs["username"], kwargs["password"]) == ("app", "pw")
         assert kwargs["ssl_ca_certs"] == str(files["ca"]) and kwargs["ssl_cert_reqs"] == "required"
         assert (kwargs["ssl_certfile"], kwargs["ssl_keyfile"]) == (str(files["cert"]), str(files["key"]))
         assert kwargs["ssl_check_hostname"] is False
+    asyncio.run(cluster.aclose())
     assert redis_security(Settings()) == {}  # plaintext, default user: nothing added
+    keyed = dataclasses.replace(settings, redis_ssl_key_password=Secret("kpw"))
+    assert redis_security(keyed)["ssl_password"] == "kpw"
+    assert "ssl_password" not in redis_security(settings)  # the asyncio cluster client refuses even None
 
 
 @pytest.mark.parametrize(
@@ -382,6 +393,8 @@ def test_cluster_send_follows_moved_and_ask(moving_slot, redis_cluster: str, clu
     assert send_commands(client, [cmd("SET", key, "3")]) == [b"OK"]
     assert _node(other).get(key) == "3" and _owner_port(owner, slot) == other
     assert client.nodes_manager.get_node_from_slot(slot).port == other
+    # What the metrics show: one ASK and one MOVED followed, the slot map read again once (after the MOVED).
+    assert cluster_counts(client) == ClusterCounts(3, 0, (("moved", 1), ("ask", 1), ("tryagain", 0)), 1, 0)
     client.close()
 
 
@@ -404,14 +417,36 @@ async def test_async_cluster_send_follows_moved_and_loads_scripts(moving_slot, r
     got = await send_commands_async(client, [evalsha, cmd("GET", key)], [script.source])
     assert got == [1, None]
     assert _node(other).get(key) == "1"
+    # Both commands of the moved slot came back MOVED; one reload answered both.
+    assert cluster_counts(client) == ClusterCounts(3, 0, (("moved", 2), ("ask", 0), ("tryagain", 0)), 1, 0)
     await client.aclose()
 
 
-def test_check_redis_on_the_cluster(redis_cluster: str) -> None:
+def test_check_redis_on_the_cluster(redis_cluster: str, stack: Any) -> None:
     check_redis(_cluster_settings(redis_cluster))  # no raise
     bad = _cluster_settings(redis_cluster.replace("redis://", "redis://nobody:wrong@"))
     with pytest.raises(ConfigError, match="REDIS_USERNAME/REDIS_PASSWORD"):
         check_redis(bad)
+    with pytest.raises(ConfigError, match=r"^REDIS_CLUSTER: .* is not a Redis Cluster node"):
+        check_redis(_cluster_settings(stack.redis_url))
+
+
+def test_a_cluster_whose_seed_is_down_is_counted_as_a_failed_reload(redis_cluster: str, cluster_prefix: str) -> None:
+    client = redis_client(_cluster_settings(redis_cluster))
+    assert cluster_counts(redis_client(Settings(redis_url=redis_cluster))) is None  # a single server's client
+    assert cluster_counts(client) == ClusterCounts(3, 0, (("moved", 0), ("ask", 0), ("tryagain", 0)), 0, 0)
+    dead = closed_port()
+    for node in client.get_primaries():  # every node gone at once: the send fails, and so does the reload
+        pool = node.redis_connection.connection_pool
+        pool.disconnect()
+        pool.connection_kwargs["port"] = dead
+        pool.reset()  # no connection object kept: each new one is made with the dead port
+    client.nodes_manager.startup_nodes = {f"127.0.0.1:{dead}": redis.cluster.ClusterNode("127.0.0.1", dead)}
+    with pytest.raises(redis.ConnectionError):
+        send_commands(client, [cmd("SET", f"{cluster_prefix}k", "1")])
+    counts = cluster_counts(client)
+    assert counts is not None and (counts.reloads, counts.failed_reloads) == (0, 1)
+    client.close()
 
 
 def test_single_server_scripts_are_loaded_on_noscript(stack: Any, redis_prefix: str) -> None:

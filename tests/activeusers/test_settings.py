@@ -279,6 +279,20 @@ def test_a_cluster_needs_a_tcp_seed_node_and_database_0(url: str, problem: str) 
     assert Settings.from_env({"REDIS_URL": url}).redis_cluster is False  # a single server may use either
 
 
+def test_a_cluster_takes_no_encrypted_client_key(tmp_path) -> None:
+    (tmp_path / "cert.pem").write_text("x")
+    (tmp_path / "key.pem").write_text("x")
+    env = {
+        "REDIS_URL": "rediss://node1:7000/0",
+        "REDIS_SSL_CERT_FILE": str(tmp_path / "cert.pem"),
+        "REDIS_SSL_KEY_FILE": str(tmp_path / "key.pem"),
+        "REDIS_SSL_KEY_PASSWORD": "secret-pw",
+    }
+    assert Settings.from_env(env).redis_ssl_key_password  # a single server opens an encrypted key
+    problem = config_error({**env, "REDIS_CLUSTER": "true"})
+    assert "REDIS_SSL_KEY_PASSWORD is not supported with REDIS_CLUSTER" in problem and "secret-pw" not in problem
+
+
 @pytest.mark.parametrize("url", ["redis://node1:7000", "redis://node1:7000/", "rediss://u:pw@node1:7000/0"])
 def test_cluster_seed_urls_that_are_valid(url: str) -> None:
     assert Settings.from_env({"REDIS_CLUSTER": "yes", "REDIS_URL": url}).redis_cluster is True

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import socket
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -25,6 +28,7 @@ from streams import (
     produce,
     read_topic,
     wait_drained,
+    wait_until,
 )
 
 from activeusers.keys import KeySchema
@@ -362,3 +366,62 @@ def test_an_undecodable_fetch_stops_the_loop_without_polling_again():
     metrics = loop._poller._metrics
     assert metrics.undecodable.labels("t-1")._value.get() == 1
     assert metrics.kafka_errors._value.get() == 0
+
+
+class _LateSeed:
+    """A TCP forwarder to a cluster node on a port of its own that listens only once :meth:`open` is called: a
+    seed node that is unreachable first, then answers (the other nodes are reached directly, as the slot map
+    names them)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.port = free_port()
+        self._target = target_port
+        self._server: socket.socket | None = None
+
+    def open(self) -> None:
+        self._server = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self._server,), daemon=True).start()
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    def _accept(self, server: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                near, _ = server.accept()
+                far = socket.create_connection(("127.0.0.1", self._target))
+                for source, sink in ((near, far), (far, near)):
+                    threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError), source, sink:
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+
+
+def test_a_consumer_started_while_the_cluster_is_unreachable_waits_for_it(
+    stack, topic, redis_cluster, cluster_prefix, cluster_client, tmp_path
+):
+    name = topic(2)
+    now = _now_ms()
+    sent = generate(97, 1500, now, days=40, avoid_days_ago=(29, 32))
+    seed = _LateSeed(int(redis_cluster.rsplit(":", 1)[1].split("/")[0]))
+    port = free_port()
+    env = _env(stack, name, cluster_prefix, CONSUMER_METRICS_PORT=str(port), REDIS_CLUSTER="true")
+    env["REDIS_URL"] = f"redis://127.0.0.1:{seed.port}/0"  # nothing listens there yet
+    produce(stack.kafka_bootstrap, name, sent)
+    member = ConsumerProcess(env, tmp_path / "consumer.log")
+    try:
+        wait_until(lambda: member.log_text().count("redis unreachable; retrying") >= 2, 30, "no retried slot map")
+        assert member.process.poll() is None, "the consumer must wait for the cluster, not exit"
+        status, body = http_get(f"http://127.0.0.1:{port}/healthz")
+        assert (status, orjson.loads(body)["error"]) == (503, "Redis has not answered yet")
+        seed.open()
+        wait_drained(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name)
+    finally:
+        code = member.stop()
+        seed.close()
+    assert code == 0, member.log_text()[-3000:]
+    assert bucket_state(cluster_client, KeySchema(cluster_prefix, ZONE)) == _expected(sent, cluster_prefix, now)
