@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Final
 
 import orjson
@@ -59,6 +60,14 @@ _fromisoformat = datetime.fromisoformat
 def parse_ts(value: object) -> int:
     """Epoch milliseconds from an ISO-8601 string with ``Z`` or an offset, or from integer epoch milliseconds."""
     if type(value) is str:
+        # JavaScript's toISOString form (what producers send): the minute parsed once, then the seconds and
+        # milliseconds added; anything else, or a minute the full parser refuses, takes the full path.
+        if len(value) == 24 and value[23] == "Z" and value[19] == "." and value[16] == ":" and value.isascii():
+            seconds, millis = value[17:19], value[20:23]
+            if seconds.isdigit() and millis.isdigit() and seconds < "60":
+                minute = _minute_ms(value[:16])
+                if minute is not None:
+                    return minute + int(seconds) * 1000 + int(millis)
         if not 16 <= len(value) <= 40 or ("T" not in value and "t" not in value):
             raise MalformedEvent("invalid_ts", f"ts {value[:40]!r} is not an ISO-8601 date-time")
         try:
@@ -78,6 +87,15 @@ def parse_ts(value: object) -> int:
     if not _MIN_MS <= epoch_ms <= _MAX_MS:
         raise MalformedEvent("invalid_ts", f"ts {epoch_ms} ms is outside 1970-01-01..9999-12-31")
     return epoch_ms
+
+
+@lru_cache(maxsize=65_536)
+def _minute_ms(minute: str) -> int | None:
+    """Epoch milliseconds of ``YYYY-MM-DDTHH:MM`` (UTC) as :func:`parse_ts` reads it, None if it refuses it."""
+    try:
+        return parse_ts(minute + ":00.000+00:00")
+    except MalformedEvent:
+        return None
 
 
 def decode_fields(value: bytes | None, max_bytes: int) -> tuple[str, str, int, list[str] | None]:

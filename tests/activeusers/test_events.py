@@ -320,3 +320,43 @@ def test_decode_raises_only_malformed_event(raw: bytes) -> None:
         assert exc.reason != "future_ts"
     else:
         assert [type(field) for field in fields[:3]] == [str, str, int]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-11-05T13:22:11.123Z",
+        "2024-02-29T23:59:59.999Z",
+        "1970-01-01T00:00:00.000Z",
+        "9999-12-31T23:59:59.999Z",
+        "2023-02-29T10:00:00.000Z",
+        "2026-11-05T24:00:00.000Z",
+        "2026-11-05T13:60:00.000Z",
+        "2026-11-05T13:22:60.000Z",
+        "2026-11-05T13:22:1a.123Z",
+        "2026-11-05T13:22:+1.123Z",
+        "2026-11-05T13:22:11.+23Z",
+        "2026-11-05T13:22:1 .123Z",
+        "2026-1\uff11-05T13:22:11.123Z",
+        "1969-12-31T23:59:59.999Z",
+        "2026-11-05t13:22:11.123Z",
+        "2026-11-05T13:22:11.123z",
+    ],
+)
+def test_the_to_iso_string_shortcut_agrees_with_the_full_parser(value: str) -> None:
+    """The 24-character ``toISOString`` form (a minute parsed once, seconds and milliseconds added) answers what
+    the full parser answers, for valid instants and for every near miss."""
+
+    def full(text: str) -> int | str:
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            return "invalid"
+        epoch_ms = round(parsed.timestamp() * 1000)
+        return epoch_ms if 0 <= epoch_ms <= 253_402_300_799_999 else "invalid"
+
+    try:
+        found: int | str = parse_ts(value)
+    except MalformedEvent:
+        found = "invalid"
+    assert found == full(value)
