@@ -139,7 +139,9 @@ def _sample(annotation: Any) -> object | None:
 
 def _regex(text: str) -> str:
     pattern = re.escape(text)
-    pattern = pattern.replace(re.escape(SENTINEL_DATE.isoformat()), r"(?P<date>\d{4}-\d{2}-\d{2})")
+    # A key of two days (a kept union: first and last) is dated by its first.
+    day = re.escape(SENTINEL_DATE.isoformat())
+    pattern = pattern.replace(day, r"(?P<date>\d{4}-\d{2}-\d{2})", 1).replace(day, r"\d{4}-\d{2}-\d{2}")
     pattern = pattern.replace(re.escape(str(SENTINEL_INT)), r"\d+")
     return pattern.replace(re.escape(SENTINEL_TEXT), r".+")
 
