@@ -1,11 +1,41 @@
-"""Stand-ins for pure-logic unit tests of the member's parts (``consumer/``): a store worker that answers from a
-script."""
+"""Stand-ins for pure-logic unit tests of the member's parts (``consumer/``): an assignment in a known state,
+and a store worker that answers from a script."""
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from typing import Any
 
+from consumer.assignment import Assignment
 from consumer.worker import Stored
+
+
+async def _nothing_to_hand_over(partitions: set[Any]) -> None:
+    return None
+
+
+def _complete(callback: Coroutine[Any, Any, None]) -> None:
+    # These callbacks never wait (nothing to hand over): run them to the end here, in sync and async tests alike.
+    try:
+        callback.send(None)
+    except StopIteration:
+        return
+    callback.close()
+    raise AssertionError("a rebalance callback waited")
+
+
+def owning(*partitions: Any) -> Assignment:
+    """An assignment that owns ``partitions``, as kafka-python's callbacks leave it; partitions it gives up
+    later (:func:`give_up`) are handed over with nothing to do."""
+    assignment = Assignment(lambda owned: None, _nothing_to_hand_over, lambda lost: None)
+    _complete(assignment.on_partitions_assigned(set(partitions)))
+    return assignment
+
+
+def give_up(assignment: Assignment, *partitions: Any) -> None:
+    """Revoke ``partitions`` as a rebalance does."""
+    _complete(assignment.on_partitions_revoked(set(partitions)))
+
 
 HELD = "held"
 

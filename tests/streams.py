@@ -352,7 +352,7 @@ class ConsumerProcess:
             entry = orjson.loads(line)
             if entry.get("event") == "partitions assigned":
                 held |= set(entry["partitions"])
-            elif entry.get("event") == "partitions revoked":
+            elif entry.get("event") in ("partitions revoked", "partitions lost"):
                 held -= set(entry["partitions"])
         return held
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import time
 import uuid
+from collections import namedtuple
 from pathlib import Path
+from types import SimpleNamespace
 
 import orjson
 import pytest
 import redis
+from kafka.future import Future
+from parts import HELD, ScriptedWorker, stored
 from streams import (
     MALFORMED_SAMPLES,
     ConsumerProcess,
@@ -278,23 +283,33 @@ def test_health_and_metrics_endpoints_report_progress(stack, topic, redis_prefix
 
 
 class _IdleConsumer:
-    """Enough of a KafkaConsumer for the loop's own logic: subscribing, polling, committing (recorded)."""
+    """Enough of a KafkaConsumer for the loop's own logic: subscribing, polling, committing (recorded, and
+    answered at once), positions (none known), and the sleep of kafka-python's IO loop (asyncio's here)."""
 
     def __init__(self):
         self.commits: list[dict] = []
+        self.sync_commits: list[dict] = []
         self.polls = 0
+        self._net = SimpleNamespace(sleep=asyncio.sleep)
 
     def subscribe(self, topics, listener):
         self.topics = topics
 
-    def commit_async(self, offsets, callback):
+    def commit_async(self, offsets, callback=None):
         self.commits.append({tp: meta.offset for tp, meta in offsets.items()})
+        return Future().success(None)
+
+    def commit(self, offsets, timeout_ms):
+        self.sync_commits.append({tp: meta.offset for tp, meta in offsets.items()})
+
+    def position(self, tp, timeout_ms):
+        return None
 
     def highwater(self, tp):
         return None
 
 
-def _loop(consumer, stop):
+def _loop(consumer, stop, worker=None):
     import fakeredis
 
     from activeusers.settings import Settings
@@ -303,7 +318,89 @@ def _loop(consumer, stop):
     from consumer.metrics import ConsumerMetrics
 
     writer = ActivityWriter(fakeredis.FakeRedis(), KeySchema("t:", "UTC"), Settings())  # heartbeats
-    return IngestLoop(Settings(), consumer, None, writer, ConsumerMetrics(), stop, "m")
+    return IngestLoop(Settings(), consumer, worker, writer, ConsumerMetrics(), stop, "m")
+
+
+TP = namedtuple("TP", "topic partition")
+Record = namedtuple("Record", "topic partition offset key value")
+P0, P1 = TP("t", 0), TP("t", 1)
+
+
+def _poll(**offsets: int) -> dict:
+    """One poll's records: ``p0=5`` is partition 0's record at offset 5."""
+    return {
+        TP("t", int(name[1:])): [Record("t", int(name[1:]), offset, None, b"{}")] for name, offset in offsets.items()
+    }
+
+
+async def test_a_revocation_finishes_the_batches_in_flight_and_commits_them_before_the_group_moves_on():
+    from consumer.shutdown import StopRequest
+
+    consumer, worker = _IdleConsumer(), ScriptedWorker([HELD, stored(1), stored(1)])
+    loop = _loop(consumer, StopRequest(), worker)
+    await loop.assignment.on_partitions_assigned({P0, P1})
+    loop.process(_poll(p0=5))
+    loop.process(_poll(p0=6, p1=9))
+    asyncio.get_running_loop().call_later(0.05, worker.release)  # the store answers while the group waits
+    await loop.assignment.on_partitions_revoked({P0, P1})
+    # Each batch's own commit, then the hand-over's, answered before the listener returns.
+    assert consumer.commits == [{P0: 6}, {P0: 7, P1: 10}, {P0: 7, P1: 10}]
+    assert loop.assignment.owned == set()
+
+
+async def test_batches_not_answered_in_time_are_given_up_and_commit_nothing_when_answered(monkeypatch, caplog):
+    from consumer import loop as module
+    from consumer.shutdown import StopRequest
+
+    monkeypatch.setattr(module, "HAND_OVER_WAIT_S", 0.05)
+    consumer, worker = _IdleConsumer(), ScriptedWorker([stored(1), HELD, stored(1)])
+    loop = _loop(consumer, StopRequest(), worker)
+    await loop.assignment.on_partitions_assigned({P0, P1})
+    loop.process(_poll(p0=3))
+    assert loop.drain() and consumer.commits == [{P0: 4}]
+    loop.process(_poll(p0=4, p1=9))  # stuck: Redis is down
+    await loop.assignment.on_partitions_revoked({P0, P1})
+    assert consumer.commits[1:] == [{P0: 4}], "the hand-over commits what was stored, nothing more"
+    assert "batches in flight given up at a rebalance; they will be read again" in caplog.messages
+    await loop.assignment.on_partitions_assigned({P0})  # kafka-python keeps its fetch position past offset 4
+    worker.release()
+    assert loop.drain()
+    assert consumer.commits[2:] == [], "the batch is stored now, but polled before the rebalance"
+
+
+async def test_lost_partitions_give_the_batches_in_flight_up_without_waiting():
+    from consumer.shutdown import StopRequest
+
+    consumer, worker = _IdleConsumer(), ScriptedWorker([HELD, stored(1)])
+    loop = _loop(consumer, StopRequest(), worker)
+    await loop.assignment.on_partitions_assigned({P0})
+    loop.process(_poll(p0=3))
+    await loop.assignment.on_partitions_lost({P0})  # returns although the batch is held: nothing waited for
+    await loop.assignment.on_partitions_assigned({P0})
+    worker.release()
+    assert loop.drain()
+    assert consumer.commits == []
+
+
+async def test_the_revocation_at_close_after_the_final_commit_sends_nothing_more():
+    from consumer.shutdown import StopRequest
+
+    class OnePollConsumer(_IdleConsumer):
+        def poll(self, timeout_ms):
+            self.polls += 1
+            if self.polls == 1:
+                return _poll(p0=3)
+            stop.set()
+            return {}
+
+    stop = StopRequest()
+    consumer = OnePollConsumer()
+    loop = _loop(consumer, stop, ScriptedWorker([stored(1)]))
+    await loop.assignment.on_partitions_assigned({P0})
+    await asyncio.to_thread(loop.run)
+    assert consumer.sync_commits == [{P0: 4}]
+    await loop.assignment.on_partitions_revoked({P0})  # what KafkaConsumer.close() calls
+    assert consumer.sync_commits == [{P0: 4}] and len(consumer.commits) == 1
 
 
 def test_a_poll_that_raises_is_retried_not_fatal():
