@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+import threading
 import time
 import uuid
 from collections import namedtuple
@@ -19,10 +20,13 @@ from parts import HELD, ScriptedWorker, stored
 from streams import (
     MALFORMED_SAMPLES,
     ConsumerProcess,
+    Feeder,
     Sent,
+    SlowRelay,
     bucket_state,
     committed_offsets,
     consumer_env,
+    end_offsets,
     expected_buckets,
     free_port,
     generate,
@@ -30,6 +34,7 @@ from streams import (
     produce,
     read_topic,
     wait_drained,
+    wait_until,
 )
 
 from activeusers.keys import KeySchema
@@ -101,6 +106,101 @@ def test_sigkill_mid_stream_then_restart_still_exact(stack, topic, redis_prefix,
     finally:
         assert second.stop() == 0
     assert bucket_state(redis_client, KeySchema(redis_prefix, ZONE)) == _expected(sent, redis_prefix, now)
+
+
+class _OffsetWatch:
+    """The group's committed offsets of one topic, read every 50 ms on a thread; ``regressions`` lists every
+    time a partition's committed offset went down."""
+
+    def __init__(self, bootstrap: str, group: str, topic_name: str) -> None:
+        from kafka.admin import KafkaAdminClient
+
+        self._admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="tests-offset-watch")
+        self._group, self._topic = group, topic_name
+        self.latest: dict[int, int] = {}
+        self.regressions: list[tuple[int, int, int]] = []  # partition, from, to
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.05):
+            offsets = self._admin.list_group_offsets(self._group).get(self._group, {})
+            now = {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == self._topic}
+            for partition, offset in now.items():
+                if offset < self.latest.get(partition, -1):
+                    self.regressions.append((partition, self.latest[partition], offset))
+            self.latest = {**self.latest, **now}
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._admin.close()
+
+
+def _consumed(port: int) -> float:
+    metrics = http_get(f"http://127.0.0.1:{port}/metrics")[1].decode()
+    return next(
+        float(line.split()[1]) for line in metrics.splitlines() if line.startswith("activeusers_events_consumed_total ")
+    )
+
+
+@pytest.mark.parametrize("release", ["during the hand-over", "after the new owner committed"])
+def test_a_rebalance_while_batches_are_stored_never_sets_the_group_back(
+    stack, topic, redis_prefix, redis_client, tmp_path, release
+):
+    """Member A stores slowly (its Redis is behind a relay that delays each request by half a second), so whenever it
+    polls a steady stream it has batches in flight, each reaching both partitions (polls are not full). Member B
+    joins; as soon as A's partitions are revoked the relay holds A's store entirely, and releases it either a
+    second into A's hand-over (which then finishes the batches and commits them before B starts) or only once
+    B has stored and committed its partition (A gives its batches up after HAND_OVER_WAIT_S). Either way no
+    commit of A's for B's partition lands after B's: the group's offsets never go back and end at the end."""
+    name = topic(2)
+    now = _now_ms()
+    sent = generate(43, 20_000, now, days=5)
+    env = _env(stack, name, redis_prefix, KAFKA_SESSION_TIMEOUT="6s")
+    relay = SlowRelay(stack.redis_url, delay_s=0.5)
+    feeder = Feeder(stack.kafka_bootstrap, name, sent, chunk=20, pause_s=0.05)
+    a_port, b_port = free_port(), free_port()
+    a_env = {**env, "REDIS_URL": relay.url, "REDIS_TIMEOUT": "60s", "CONSUMER_METRICS_PORT": str(a_port)}
+    # A's own heartbeat is written once, at its start: afterwards only its store worker waits for the relay.
+    a = ConsumerProcess({**a_env, "CONSUMER_HEARTBEAT": "1h", "CONSUMER_STALE": "2h"}, tmp_path / "a.log")
+    b: ConsumerProcess | None = None
+    watch = _OffsetWatch(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name)
+    feeder.start()
+    try:
+        wait_until(lambda: len(watch.latest) == 2, 60, "A committed nothing")
+        b = ConsumerProcess({**env, "CONSUMER_METRICS_PORT": str(b_port)}, tmp_path / "b.log")
+        wait_until(lambda: "partitions revoked" in a.log_text(), 60, "A's partitions were never revoked")
+        relay.pause()
+        if release == "during the hand-over":
+            time.sleep(1.0)  # the scenario: the store comes back while the group waits for A
+            relay.resume()
+        wait_until(lambda: bool(b.owned()), 60, "B was assigned nothing")
+        (moved,) = {int(label.rsplit("-", 1)[1]) for label in b.owned()}
+        kept = 1 - moved
+        feeder.stop()
+        ends = end_offsets(stack.kafka_bootstrap, name)
+        wait_until(lambda: watch.latest.get(moved) == ends[moved], 60, f"B did not commit the end: {watch.latest}")
+        relay.resume()
+        # A answers its batches in order, those in flight at the rebalance first: once A has committed the end of
+        # its own partition, whatever A commits for them has landed.
+        wait_until(lambda: watch.latest.get(kept) == ends[kept], 90, f"A did not commit the end: {watch.latest}")
+        settled = committed_offsets(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name)
+        consumed = _consumed(a_port) + _consumed(b_port)
+    finally:
+        feeder.stop()
+        codes = [a.stop()] + ([b.stop()] if b else [])
+        watch.close()
+        relay.close()
+    assert codes == [0, 0], [a.log_text()[-3000:], b.log_text()[-3000:] if b else ""]
+    assert settled == ends, f"partition {moved}, which went from A to B, was set back"
+    assert watch.regressions == []
+    assert bucket_state(redis_client, KeySchema(redis_prefix, ZONE)) == _expected(
+        sent[: feeder.done], redis_prefix, now
+    )
+    if release == "during the hand-over":
+        assert consumed == sum(ends.values()), "B read again what A had stored before the rebalance"
 
 
 class _OwnRedis:
