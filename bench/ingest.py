@@ -20,7 +20,6 @@ import json
 import os
 import random
 import sys
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -37,6 +36,7 @@ from activeusers.store import ActivityWriter
 from consumer.kafka import consumer_config, new_consumer, security_config
 from consumer.loop import IngestLoop
 from consumer.metrics import ConsumerMetrics
+from consumer.shutdown import StopRequest
 from consumer.worker import StoreWorker
 
 PARTITIONS = 4
@@ -111,7 +111,7 @@ def ours(settings: Settings, total: int) -> float:
     worker.start()
     consumer = new_consumer(settings, "bench-ours")
     metrics = ConsumerMetrics()
-    stop = threading.Event()
+    stop = StopRequest()
     loop = IngestLoop(settings, consumer, worker, writer, metrics, stop, "bench")
     consumer.subscribe([settings.kafka_topic], listener=loop.assignment)  # commits go to owned partitions only
     started = None

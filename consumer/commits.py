@@ -4,7 +4,8 @@ A batch commits, per partition, past its last record and up to the client's fetc
 its poll: the position is also past what the client skipped without returning it (transaction markers,
 aborted records), so a partition whose last offset is a marker still reaches its end (lag 0). Commits are
 asynchronous (a failed one is harmless: stored records are only re-read and re-stored) and made again a second
-later after a failure; the last one, on the way out, waits for the broker.
+later after a failure; two wait for the broker: the hand-over of partitions about to be revoked, and the last
+one, on the way out.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 
 from consumer.assignment import Assignment
 from consumer.ingest import Record
-from consumer.kafka import KAFKA_TIMEOUT_S
+from consumer.kafka import KAFKA_TIMEOUT_S, Tick
 from consumer.metrics import ConsumerMetrics
 from consumer.shutdown import StopRequest
 
@@ -43,12 +44,14 @@ class Reach:
 
 
 class Commits:
-    """Commits what stored batches reach, in batch order.
+    """Commits what stored batches reach, in batch order, for the partitions the member owns at commit time.
 
-    A batch polled before a rebalance and stored after it still commits its partitions, also those now owned by
-    another member: usually harmless (the new owner re-reads stored records), but a late commit that lands after
-    the new owner's would set the group's offset back, and an idle owner does not commit again (a known gap: see
-    docs/consumer.md, rebalance).
+    Kafka accepts a commit from any current member for any partition, so a commit for a partition that has
+    moved on would set the group's offset back once it lands after the new owner's (and an idle owner does not
+    commit again). None is sent: before a partition is given up, :meth:`hand_over` commits it and waits for the
+    broker, after the member has finished or voided every batch in flight (see ``IngestLoop``); every commit
+    after that is filtered by the assignment. Commits sent before the hand-over's reach the coordinator before
+    it on the same connection, so none of them can land after the new owner's either.
     """
 
     def __init__(
@@ -69,10 +72,11 @@ class Commits:
         return Reach(next_offsets, self._positions() if with_positions else {})
 
     def stored(self, reach: Reach) -> dict[Any, int]:
-        """Commit what a stored batch reaches; return the offsets committed (per partition)."""
-        offsets = dict(reach.next_offsets)
+        """Commit what a stored batch reaches in the partitions still owned; return the offsets committed."""
+        owned = self._assignment.owned
+        offsets = {tp: offset for tp, offset in reach.next_offsets.items() if tp in owned}
         for tp, position in reach.positions.items():
-            if position > max(offsets.get(tp, -1), self._committed.get(tp, -1)):
+            if tp in owned and position > max(offsets.get(tp, -1), self._committed.get(tp, -1)):
                 offsets[tp] = position
         if offsets:
             self._commit(offsets)
@@ -93,11 +97,53 @@ class Commits:
         offsets = self._owned_offsets()
         if not offsets:
             return
-        timeout_s = min(KAFKA_TIMEOUT_S, max(0.5, self._stop.remaining(FINAL_COMMIT_RESERVE_S)))
         try:
-            self._consumer.commit(offsets, timeout_ms=int(timeout_s * 1000))
+            self._consumer.commit(offsets, timeout_ms=int(self._timeout_s() * 1000))
         except KafkaError as exc:
             self._on_failure(exc)
+
+    async def hand_over(self, revoked: set[Any], tick: Tick) -> dict[Any, int]:
+        """Commit the latest stored offsets of partitions about to be revoked and wait for the broker's answer
+        (bounded like the final commit); then forget them. Returns the offsets the broker acknowledged.
+
+        Runs inside kafka-python's rebalance, on its IO thread: the answer is awaited there, a ``tick`` of the IO
+        loop at a time (so heartbeats go on), instead of blocking. An answer that has not come in time is not
+        waited for: the request went out before this member rejoins, so it still lands before the new owner
+        reads the group's offsets, or fails and the new owner re-reads from the previous commit.
+        """
+        offsets = {tp: self._committed[tp] for tp in revoked if tp in self._committed}
+        self.forget(revoked)
+        if not offsets:
+            return {}
+        try:
+            future = self._consumer.commit_async({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
+        except KafkaError as exc:
+            self._hand_over_failed(exc)
+            return {}
+        deadline = time.monotonic() + self._timeout_s()
+        while not future.is_done:
+            if time.monotonic() >= deadline:
+                self._hand_over_failed(KafkaTimeoutError("no answer to the hand-over commit in time"))
+                return {}
+            await tick()
+        if future.failed():
+            self._hand_over_failed(future.exception)
+            return {}
+        return offsets
+
+    def forget(self, partitions: set[Any]) -> None:
+        """Drop the stored offsets of partitions no longer owned (revoked, or lost with the membership)."""
+        for tp in partitions:
+            self._committed.pop(tp, None)
+
+    def _timeout_s(self) -> float:
+        return min(KAFKA_TIMEOUT_S, max(0.5, self._stop.remaining(FINAL_COMMIT_RESERVE_S)))
+
+    def _hand_over_failed(self, exc: BaseException) -> None:
+        # Not retried: the partitions are no longer this member's. Their next owner re-reads from the previous
+        # commit, which only repeats stored (idempotent) writes.
+        self._metrics.kafka_errors.inc()
+        log.warning("hand-over commit failed", extra={"error": f"{type(exc).__name__}: {exc}"})
 
     def _positions(self) -> dict[Any, int]:
         positions = {}

@@ -8,6 +8,7 @@ clients) gets the connection security of :func:`security_config`.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
@@ -27,6 +28,10 @@ KAFKA_TIMEOUT_S = 10.0
 BOOTSTRAP_TIMEOUT_S = 5.0
 # kafka-python's network client class, which the consumer builds through its `kafka_client` option.
 _NETWORK_CLIENT = KafkaConsumer.DEFAULT_CONFIG["kafka_client"]
+# How long a rebalance listener that waits for something gives kafka-python's IO loop before it looks again.
+LISTENER_TICK_S = 0.05
+
+Tick = Callable[[], Awaitable[object]]
 
 
 def security_config(settings: Settings) -> dict[str, Any]:
@@ -135,3 +140,14 @@ def new_producer(settings: Settings, client_id: str) -> Any:
         max_block_ms=10000,
         request_timeout_ms=15000,
     )
+
+
+def listener_tick(kafka_consumer: Any) -> Tick:
+    """A short wait (``LISTENER_TICK_S``) for a rebalance listener to await on the consumer's IO loop.
+
+    kafka-python awaits an asynchronous listener on that loop, which also sends the heartbeats; the loop only
+    understands its own awaitables (not asyncio's), and its sleep, which keeps the heartbeats going, is not
+    public API: this is the one place that reaches for it.
+    """
+    net = kafka_consumer._net
+    return lambda: net.sleep(LISTENER_TICK_S)

@@ -5,6 +5,10 @@ acknowledged, and a batch that cannot be stored is retried (fetching stopped mea
 dropped uncommitted so that the next owner of the partition reads it again. Set additions are idempotent, so
 replaying a batch changes nothing and the stored result is exact.
 
+Before a rebalance moves partitions on, the member finishes its batches in flight and commits them, waiting for
+the broker (``IngestLoop._hand_over``), so the next owner starts where this one stopped and no commit of this
+member's lands after the next owner's.
+
 A fetch the client cannot decode ends the member (see :mod:`consumer.undecodable`): what was stored before it
 is committed, nothing after, and ``consume`` exits with ``EXIT_UNDECODABLE`` for a supervisor to act on.
 """
@@ -26,10 +30,10 @@ from activeusers.keys import KeySchema
 from activeusers.redisconn import REDIS_ERRORS, cluster_counts, redis_client
 from activeusers.settings import Settings
 from activeusers.store import ActivityWriter
-from consumer.assignment import Assignment
+from consumer.assignment import Assignment, label, labels
 from consumer.commits import Commits, Reach
 from consumer.ingest import Record
-from consumer.kafka import new_consumer
+from consumer.kafka import listener_tick, new_consumer
 from consumer.liveness import Liveness
 from consumer.metrics import ConsumerMetrics, HealthServer
 from consumer.pipeline import Pipeline
@@ -42,6 +46,10 @@ from consumer.worker import Stored, StoreWorker
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# How long a rebalance waits for the batches in flight before it gives them up (the whole group waits meanwhile;
+# far below the rebalance timeout, kafka-python's max_poll_interval_ms of 300 s).
+HAND_OVER_WAIT_S = 5.0
 
 
 class IngestLoop:
@@ -66,12 +74,13 @@ class IngestLoop:
         self._consumer = kafka_consumer
         self._stop = stop
         self._member_id = member_id
-        self.assignment = Assignment(lambda owned: metrics.assigned.set(len(owned)))
+        self.assignment = Assignment(lambda owned: metrics.assigned.set(len(owned)), self._hand_over, self._lose)
         self._poller = Poller(kafka_consumer, metrics, stop)
         self._commits = Commits(kafka_consumer, self.assignment, metrics, stop)
         self._throughput = Throughput(kafka_consumer, self.assignment, metrics)
         self._liveness = Liveness(settings, writer, self.assignment, metrics, member_id, clock)
         self._pipeline = Pipeline(worker, stop, metrics, self._on_stored, self._on_redis, clock)
+        self._finished = False
 
     def run(self) -> None:
         """Consume until ``stop`` is set. Every committed offset has its effects stored."""
@@ -97,6 +106,7 @@ class IngestLoop:
                 self._liveness.beat_if_due(self._throughput.newest_event_ms)
                 self._throughput.log_if_due()
         finally:
+            self._finished = True
             if self.drain():
                 self._commits.commit_final()
 
@@ -135,6 +145,49 @@ class IngestLoop:
     def _reach(self, polled: Mapping[Any, Sequence[Record]]) -> Reach:
         full = sum(map(len, polled.values())) >= self._settings.batch_size
         return self._commits.reach(polled, with_positions=not full and self._poller.failure is None)
+
+    async def _hand_over(self, revoked: set[Any]) -> None:
+        """Before ``revoked`` goes to the group: finish the batches in flight, then commit the revoked partitions
+        and wait for the broker, so that their next owner starts from everything stored.
+
+        kafka-python awaits this on its IO thread while :meth:`run` waits inside ``poll()`` (or ``close()``), so
+        the pipeline and the commits are this coroutine's alone meanwhile. The batches are waited for at most
+        ``HAND_OVER_WAIT_S`` (the group waits meanwhile; the store worker retries Redis for as long as it is
+        down): those still in flight are voided (answered later, they commit nothing, and their records are read
+        again by the partitions' next owner: uncommitted means re-read). A stop request instead bounds the wait
+        by the stop budget, as for the final commit.
+        """
+        if self._finished:
+            return  # close(): run() has finished (or dropped) every batch and made the final commit
+        tick = listener_tick(self._consumer)
+        deadline = time.monotonic() + HAND_OVER_WAIT_S
+        while not self._pipeline.finish_answered(0.0):
+            if time.monotonic() >= deadline and not self._stop.is_set():
+                voided = self._pipeline.void()
+                log.warning(
+                    "batches in flight given up at a rebalance; they will be read again", extra={"batches": voided}
+                )
+                break
+            await tick()
+        committed = await self._commits.hand_over(revoked, tick)
+        log.info(
+            "partitions handed over",
+            extra={
+                "partitions": labels(revoked),
+                "committed": {label(tp): offset for tp, offset in committed.items()},
+            },
+        )
+
+    def _lose(self, lost: set[Any]) -> None:
+        # The membership is gone (evicted): the group has given the partitions to others already and would refuse
+        # a commit, so nothing is waited for; the batches in flight commit nothing once answered.
+        voided = self._pipeline.void()
+        self._commits.forget(lost)
+        if voided:
+            log.warning(
+                "batches in flight given up with the lost partitions; they will be read again",
+                extra={"batches": voided},
+            )
 
     def _on_stored(self, stored: Stored, reach: Reach, seconds: float) -> None:
         self._throughput.account(stored, self._commits.stored(reach), seconds)

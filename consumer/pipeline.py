@@ -2,7 +2,9 @@
 
 The worker stores batch N while the member fetches N+1 and N+2: with ``IN_FLIGHT`` batches queued the worker
 never waits for the member, and the member waits only when the worker is behind. Offsets are cumulative per
-partition, so after a batch dropped at shutdown (uncommitted) no later batch may be reported as stored.
+partition, so after a batch dropped at shutdown (uncommitted) no later batch may be reported as stored. A batch
+voided at a rebalance is different: still stored and reported in its turn, it just commits nothing (a later
+batch's commit, made once it is stored, covers its records where the member still owns them).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ IN_FLIGHT = 2
 FINISH_RESERVE_S = 4.0
 
 OnStored = Callable[[Stored, Reach, float], None]
+NO_REACH = Reach({}, {})
 
 
 class Pipeline:
@@ -65,9 +68,26 @@ class Pipeline:
             self._finish_oldest()
         return not self.dropped
 
-    def _finish_oldest(self) -> None:
-        reach, started = self._in_flight.popleft()
-        stored = self._worker.wait(self._stop, self._redis_report, self._kafka_report, FINISH_RESERVE_S)
+    def finish_answered(self, timeout_s: float) -> bool:
+        """Finish the batches the worker answers within ``timeout_s``; True once none is in flight."""
+        deadline = time.monotonic() + timeout_s
+        try:
+            while self._in_flight:
+                self._finish_oldest(max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            return False
+        return True
+
+    def void(self) -> int:
+        """Let the batches in flight commit nothing once answered: polled before a rebalance, they may reach
+        partitions that another member now reads from the last commit. Returns how many there were."""
+        self._in_flight = deque((NO_REACH, started) for _, started in self._in_flight)
+        return len(self._in_flight)
+
+    def _finish_oldest(self, timeout_s: float | None = None) -> None:
+        reach, started = self._in_flight[0]
+        stored = self._worker.wait(self._stop, self._redis_report, self._kafka_report, FINISH_RESERVE_S, timeout_s)
+        self._in_flight.popleft()
         if stored is None or self.dropped:
             if not self.dropped:
                 log.warning("batch dropped uncommitted at shutdown; it and later ones will be read again")

@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from consumer.assignment import Assignment, labels
+from consumer.assignment import Assignment, label, labels
 from consumer.metrics import ConsumerMetrics
 from consumer.worker import Stored
 
@@ -58,13 +58,13 @@ class Throughput:
                 continue
             highwater = self._consumer.highwater(tp)
             if highwater is not None:
-                label = f"{tp.topic}-{tp.partition}"
-                self.lag[label] = max(0, highwater - next_offset)
-                self._metrics.lag.labels(label).set(self.lag[label])
+                name = label(tp)
+                self.lag[name] = max(0, highwater - next_offset)
+                self._metrics.lag.labels(name).set(self.lag[name])
         current = set(labels(owned))
-        for label in [label for label in self.lag if label not in current]:
-            del self.lag[label]
-            self._metrics.lag.remove(label)
+        for name in [name for name in self.lag if name not in current]:
+            del self.lag[name]
+            self._metrics.lag.remove(name)
 
     def log_if_due(self) -> None:
         """Log the ``throughput`` line once ``THROUGHPUT_LOG_S`` have passed since the last one."""

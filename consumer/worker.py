@@ -15,6 +15,7 @@ import os
 import queue
 import signal
 import threading
+import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -99,13 +100,17 @@ class StoreWorker:
         on_redis: Callable[[bool, str], None],
         on_kafka: Callable[[str], None],
         reserve_s: float = 0.0,
+        timeout_s: float | None = None,
     ) -> Stored | None:
         """The batch's summary once stored and dead-lettered, or None if dropped because ``stop`` was set.
 
         Once ``stop`` is set the worker stops retrying; should it still be busy (a Redis call or a dead-letter
         send that takes its full timeout) when only ``reserve_s`` of the stop budget is left, the batch is
-        given up as dropped and the worker is killed at :meth:`close`.
+        given up as dropped and the worker is killed at :meth:`close`. With ``timeout_s``, raises
+        ``TimeoutError`` when the worker has not answered by then: the batch is still the worker's, and the
+        next call waits for the same answer.
         """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
             if self._abandoned:
                 return None
@@ -115,9 +120,12 @@ class StoreWorker:
                     log.warning("store worker still busy at the stop deadline; its batch is dropped uncommitted")
                     self._abandoned = True
                     return None
-            if not self._conn.poll(_WAIT_SLICE_S):
+            slice_s = _WAIT_SLICE_S if deadline is None else min(_WAIT_SLICE_S, max(0.0, deadline - time.monotonic()))
+            if not self._conn.poll(slice_s):
                 if not self._process.is_alive():
                     raise WorkerFailed(f"store worker exited with code {self._process.exitcode}")
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError("the store worker has not answered yet")
                 continue
             try:
                 message = self._conn.recv()

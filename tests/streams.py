@@ -15,8 +15,10 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -255,6 +257,49 @@ def produce(bootstrap: str, topic: str, records: Iterable[Sent], security: Mappi
     return count
 
 
+class Feeder(threading.Thread):
+    """Produces a stream in small chunks at a steady pace; a chunk is re-sent until Kafka acknowledges all of it
+    (duplicates are harmless: they are what an at-least-once producer does). ``stop`` ends it after the chunk
+    being sent; ``sent[:done]`` is what it produced."""
+
+    def __init__(self, bootstrap: str, topic: str, sent: list[Sent], chunk: int = 200, pause_s: float = 0.05) -> None:
+        super().__init__(daemon=True)
+        self.bootstrap, self.topic, self.sent = bootstrap, topic, sent
+        self.chunk, self.pause_s = chunk, pause_s
+        self.done = 0
+        self.error: BaseException | None = None
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        try:
+            for start in range(0, len(self.sent), self.chunk):
+                if self._halt.is_set():
+                    return
+                deadline = time.monotonic() + 120
+                while True:
+                    try:
+                        produce(self.bootstrap, self.topic, self.sent[start : start + self.chunk])
+                        break
+                    except Exception:
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.5)
+                self.done = min(len(self.sent), start + self.chunk)
+                time.sleep(self.pause_s)
+        except BaseException as exc:
+            self.error = exc
+
+    def stop(self) -> None:
+        """Produce no further chunk, and wait for the one being sent."""
+        self._halt.set()
+        self.finish()
+
+    def finish(self, timeout_s: float = 180) -> None:
+        self.join(timeout_s)
+        assert not self.is_alive(), "the feeder did not finish"
+        assert self.error is None, repr(self.error)
+
+
 def require_tool(name: str) -> str:
     """The path of a command-line tool; a missing one fails the test under CI and skips it otherwise."""
     import pytest
@@ -352,9 +397,71 @@ class ConsumerProcess:
             entry = orjson.loads(line)
             if entry.get("event") == "partitions assigned":
                 held |= set(entry["partitions"])
-            elif entry.get("event") == "partitions revoked":
+            elif entry.get("event") in ("partitions revoked", "partitions lost"):
                 held -= set(entry["partitions"])
         return held
+
+
+class SlowRelay:
+    """A TCP relay on 127.0.0.1 to a real server (a Redis URL's): what a client sends reaches the server
+    ``delay_s`` late, and nothing passes while paused. A slow network path on demand, the server untouched."""
+
+    def __init__(self, url: str, delay_s: float) -> None:
+        parts = urllib.parse.urlsplit(url)
+        self._target = (parts.hostname or "127.0.0.1", parts.port or 6379)
+        self._delay_s = delay_s
+        self._server = socket.create_server(("127.0.0.1", 0))
+        port = self._server.getsockname()[1]
+        credentials = parts.netloc.rpartition("@")[0]
+        netloc = f"{credentials}@127.0.0.1:{port}" if credentials else f"127.0.0.1:{port}"
+        self.url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+        self._open = threading.Event()
+        self._open.set()
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, name="relay-accept", daemon=True).start()
+
+    def pause(self) -> None:
+        """Hold everything not yet passed on (what a client sent less than ``delay_s`` ago, too)."""
+        self._open.clear()
+
+    def resume(self) -> None:
+        """Pass on what was held, and everything after it."""
+        self._open.set()
+
+    def close(self) -> None:
+        """Stop accepting and cut every relayed connection."""
+        self._open.set()
+        self._server.close()
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self._target)
+            with self._lock:
+                self._sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, self._delay_s), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, 0.0), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, delay_s: float) -> None:
+        try:
+            while data := source.recv(65536):
+                time.sleep(delay_s)
+                self._open.wait()
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                target.shutdown(socket.SHUT_WR)
 
 
 def committed_offsets(

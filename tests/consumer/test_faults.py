@@ -12,7 +12,6 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from streams import (
     MALFORMED_SAMPLES,
     REPO_ROOT,
     ConsumerProcess,
+    Feeder,
     Sent,
     bucket_state,
     cli_token,
@@ -107,40 +107,6 @@ def private_stack(stack, tmp_path_factory) -> Iterator[PrivateStack]:
         yield private
     finally:
         private.down()
-
-
-class Feeder(threading.Thread):
-    """Produces a stream in small chunks at a steady pace; a chunk is re-sent until Kafka acknowledges all of it
-    (duplicates are harmless: they are what an at-least-once producer does)."""
-
-    def __init__(self, bootstrap: str, topic: str, sent: list[Sent], chunk: int = 200, pause_s: float = 0.05) -> None:
-        super().__init__(daemon=True)
-        self.bootstrap, self.topic, self.sent = bootstrap, topic, sent
-        self.chunk, self.pause_s = chunk, pause_s
-        self.done = 0
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            for start in range(0, len(self.sent), self.chunk):
-                deadline = time.monotonic() + 120
-                while True:
-                    try:
-                        produce(self.bootstrap, self.topic, self.sent[start : start + self.chunk])
-                        break
-                    except Exception:
-                        if time.monotonic() > deadline:
-                            raise
-                        time.sleep(0.5)
-                self.done = start + self.chunk
-                time.sleep(self.pause_s)
-        except BaseException as exc:
-            self.error = exc
-
-    def finish(self, timeout_s: float = 180) -> None:
-        self.join(timeout_s)
-        assert not self.is_alive(), "the feeder did not finish"
-        assert self.error is None, repr(self.error)
 
 
 def _create_topic(bootstrap: str, partitions: int) -> str:

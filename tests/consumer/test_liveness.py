@@ -6,12 +6,12 @@ import logging
 from collections import namedtuple
 
 import fakeredis
+from parts import owning
 
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
 from activeusers.store import ActivityWriter
-from consumer.assignment import Assignment
 from consumer.liveness import Liveness
 from consumer.metrics import ConsumerMetrics
 
@@ -27,8 +27,7 @@ class _DownWriter:
 
 
 def _liveness(writer, settings=None):
-    assignment = Assignment(lambda parts: None)
-    assignment.on_partitions_assigned({TP("t", 1), TP("t", 0)})
+    assignment = owning(TP("t", 1), TP("t", 0))
     metrics = ConsumerMetrics()
     liveness = Liveness(settings or Settings(), writer, assignment, metrics, "m1", clock=lambda: 1_700_000_000.0)
     return liveness, metrics

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import socket
@@ -9,18 +10,25 @@ import subprocess
 import threading
 import time
 import uuid
+from collections import namedtuple
 from pathlib import Path
+from types import SimpleNamespace
 
 import orjson
 import pytest
 import redis
+from kafka.future import Future
+from parts import HELD, ScriptedWorker, stored
 from streams import (
     MALFORMED_SAMPLES,
     ConsumerProcess,
+    Feeder,
     Sent,
+    SlowRelay,
     bucket_state,
     committed_offsets,
     consumer_env,
+    end_offsets,
     expected_buckets,
     free_port,
     generate,
@@ -70,10 +78,19 @@ def test_two_consumers_store_exactly_the_oracle(stack, topic, redis_prefix, redi
     assert len(expected) > 100
     assert bucket_state(redis_client, KeySchema(redis_prefix, ZONE)) == expected
 
-    malformed = [s for s in sent if s.event is None]
+    # Delivery is at least once: a batch given up at a rebalance (or committed too late to count) is read and
+    # dead-lettered again by the next owner. Every malformed record is dead-lettered, nothing else, each at
+    # least once and always with its own bytes.
+    malformed = {s.key for s in sent if s.event is None}
     assert malformed
-    dead = read_topic(stack.kafka_bootstrap, env["KAFKA_DLQ_TOPIC"], len(malformed))
-    assert sorted(r.value or b"" for r in dead) == sorted(s.value or b"" for s in malformed)
+    source = read_topic(stack.kafka_bootstrap, name, sum(end_offsets(stack.kafka_bootstrap, name).values()))
+    expected_dead = {(r.partition, r.offset): r.value for r in source if r.key in malformed}
+    assert len(expected_dead) == len(malformed)
+    dlq = env["KAFKA_DLQ_TOPIC"]
+    dead = read_topic(stack.kafka_bootstrap, dlq, sum(end_offsets(stack.kafka_bootstrap, dlq).values()))
+    origins = [(int(dict(r.headers)[HEADER_PARTITION]), int(dict(r.headers)[HEADER_OFFSET])) for r in dead]
+    assert set(origins) == expected_dead.keys()
+    assert all(r.value == expected_dead[origin] for r, origin in zip(dead, origins, strict=True))
     logs = "".join(m.log_text() for m in members)
     assert "partitions assigned" in logs and "consumer stopped" in logs
 
@@ -100,6 +117,101 @@ def test_sigkill_mid_stream_then_restart_still_exact(stack, topic, redis_prefix,
     finally:
         assert second.stop() == 0
     assert bucket_state(redis_client, KeySchema(redis_prefix, ZONE)) == _expected(sent, redis_prefix, now)
+
+
+class _OffsetWatch:
+    """The group's committed offsets of one topic, read every 50 ms on a thread; ``regressions`` lists every
+    time a partition's committed offset went down."""
+
+    def __init__(self, bootstrap: str, group: str, topic_name: str) -> None:
+        from kafka.admin import KafkaAdminClient
+
+        self._admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="tests-offset-watch")
+        self._group, self._topic = group, topic_name
+        self.latest: dict[int, int] = {}
+        self.regressions: list[tuple[int, int, int]] = []  # partition, from, to
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.05):
+            offsets = self._admin.list_group_offsets(self._group).get(self._group, {})
+            now = {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == self._topic}
+            for partition, offset in now.items():
+                if offset < self.latest.get(partition, -1):
+                    self.regressions.append((partition, self.latest[partition], offset))
+            self.latest = {**self.latest, **now}
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._admin.close()
+
+
+def _consumed(port: int) -> float:
+    metrics = http_get(f"http://127.0.0.1:{port}/metrics")[1].decode()
+    return next(
+        float(line.split()[1]) for line in metrics.splitlines() if line.startswith("activeusers_events_consumed_total ")
+    )
+
+
+@pytest.mark.parametrize("release", ["during the hand-over", "after the new owner committed"])
+def test_a_rebalance_while_batches_are_stored_never_sets_the_group_back(
+    stack, topic, redis_prefix, redis_client, tmp_path, release
+):
+    """Member A stores slowly (its Redis is behind a relay that delays each request by half a second), so whenever it
+    polls a steady stream it has batches in flight, each reaching both partitions (polls are not full). Member B
+    joins; as soon as A's partitions are revoked the relay holds A's store entirely, and releases it either a
+    second into A's hand-over (which then finishes the batches and commits them before B starts) or only once
+    B has stored and committed its partition (A gives its batches up after HAND_OVER_WAIT_S). Either way no
+    commit of A's for B's partition lands after B's: the group's offsets never go back and end at the end."""
+    name = topic(2)
+    now = _now_ms()
+    sent = generate(43, 20_000, now, days=5)
+    env = _env(stack, name, redis_prefix, KAFKA_SESSION_TIMEOUT="6s")
+    relay = SlowRelay(stack.redis_url, delay_s=0.5)
+    feeder = Feeder(stack.kafka_bootstrap, name, sent, chunk=20, pause_s=0.05)
+    a_port, b_port = free_port(), free_port()
+    a_env = {**env, "REDIS_URL": relay.url, "REDIS_TIMEOUT": "60s", "CONSUMER_METRICS_PORT": str(a_port)}
+    # A's own heartbeat is written once, at its start: afterwards only its store worker waits for the relay.
+    a = ConsumerProcess({**a_env, "CONSUMER_HEARTBEAT": "1h", "CONSUMER_STALE": "2h"}, tmp_path / "a.log")
+    b: ConsumerProcess | None = None
+    watch = _OffsetWatch(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name)
+    feeder.start()
+    try:
+        wait_until(lambda: len(watch.latest) == 2, 60, "A committed nothing")
+        b = ConsumerProcess({**env, "CONSUMER_METRICS_PORT": str(b_port)}, tmp_path / "b.log")
+        wait_until(lambda: "partitions revoked" in a.log_text(), 60, "A's partitions were never revoked")
+        relay.pause()
+        if release == "during the hand-over":
+            time.sleep(1.0)  # the scenario: the store comes back while the group waits for A
+            relay.resume()
+        wait_until(lambda: bool(b.owned()), 60, "B was assigned nothing")
+        (moved,) = {int(label.rsplit("-", 1)[1]) for label in b.owned()}
+        kept = 1 - moved
+        feeder.stop()
+        ends = end_offsets(stack.kafka_bootstrap, name)
+        wait_until(lambda: watch.latest.get(moved) == ends[moved], 60, f"B did not commit the end: {watch.latest}")
+        relay.resume()
+        # A answers its batches in order, those in flight at the rebalance first: once A has committed the end of
+        # its own partition, whatever A commits for them has landed.
+        wait_until(lambda: watch.latest.get(kept) == ends[kept], 90, f"A did not commit the end: {watch.latest}")
+        settled = committed_offsets(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name)
+        consumed = _consumed(a_port) + _consumed(b_port)
+    finally:
+        feeder.stop()
+        codes = [a.stop()] + ([b.stop()] if b else [])
+        watch.close()
+        relay.close()
+    assert codes == [0, 0], [a.log_text()[-3000:], b.log_text()[-3000:] if b else ""]
+    assert settled == ends, f"partition {moved}, which went from A to B, was set back"
+    assert watch.regressions == []
+    assert bucket_state(redis_client, KeySchema(redis_prefix, ZONE)) == _expected(
+        sent[: feeder.done], redis_prefix, now
+    )
+    if release == "during the hand-over":
+        assert consumed == sum(ends.values()), "B read again what A had stored before the rebalance"
 
 
 class _OwnRedis:
@@ -282,23 +394,33 @@ def test_health_and_metrics_endpoints_report_progress(stack, topic, redis_prefix
 
 
 class _IdleConsumer:
-    """Enough of a KafkaConsumer for the loop's own logic: subscribing, polling, committing (recorded)."""
+    """Enough of a KafkaConsumer for the loop's own logic: subscribing, polling, committing (recorded, and
+    answered at once), positions (none known), and the sleep of kafka-python's IO loop (asyncio's here)."""
 
     def __init__(self):
         self.commits: list[dict] = []
+        self.sync_commits: list[dict] = []
         self.polls = 0
+        self._net = SimpleNamespace(sleep=asyncio.sleep)
 
     def subscribe(self, topics, listener):
         self.topics = topics
 
-    def commit_async(self, offsets, callback):
+    def commit_async(self, offsets, callback=None):
         self.commits.append({tp: meta.offset for tp, meta in offsets.items()})
+        return Future().success(None)
+
+    def commit(self, offsets, timeout_ms):
+        self.sync_commits.append({tp: meta.offset for tp, meta in offsets.items()})
+
+    def position(self, tp, timeout_ms):
+        return None
 
     def highwater(self, tp):
         return None
 
 
-def _loop(consumer, stop):
+def _loop(consumer, stop, worker=None):
     import fakeredis
 
     from activeusers.settings import Settings
@@ -307,7 +429,89 @@ def _loop(consumer, stop):
     from consumer.metrics import ConsumerMetrics
 
     writer = ActivityWriter(fakeredis.FakeRedis(), KeySchema("t:", "UTC"), Settings())  # heartbeats
-    return IngestLoop(Settings(), consumer, None, writer, ConsumerMetrics(), stop, "m")
+    return IngestLoop(Settings(), consumer, worker, writer, ConsumerMetrics(), stop, "m")
+
+
+TP = namedtuple("TP", "topic partition")
+Record = namedtuple("Record", "topic partition offset key value")
+P0, P1 = TP("t", 0), TP("t", 1)
+
+
+def _poll(**offsets: int) -> dict:
+    """One poll's records: ``p0=5`` is partition 0's record at offset 5."""
+    return {
+        TP("t", int(name[1:])): [Record("t", int(name[1:]), offset, None, b"{}")] for name, offset in offsets.items()
+    }
+
+
+async def test_a_revocation_finishes_the_batches_in_flight_and_commits_them_before_the_group_moves_on():
+    from consumer.shutdown import StopRequest
+
+    consumer, worker = _IdleConsumer(), ScriptedWorker([HELD, stored(1), stored(1)])
+    loop = _loop(consumer, StopRequest(), worker)
+    await loop.assignment.on_partitions_assigned({P0, P1})
+    loop.process(_poll(p0=5))
+    loop.process(_poll(p0=6, p1=9))
+    asyncio.get_running_loop().call_later(0.05, worker.release)  # the store answers while the group waits
+    await loop.assignment.on_partitions_revoked({P0, P1})
+    # Each batch's own commit, then the hand-over's, answered before the listener returns.
+    assert consumer.commits == [{P0: 6}, {P0: 7, P1: 10}, {P0: 7, P1: 10}]
+    assert loop.assignment.owned == set()
+
+
+async def test_batches_not_answered_in_time_are_given_up_and_commit_nothing_when_answered(monkeypatch, caplog):
+    from consumer import loop as module
+    from consumer.shutdown import StopRequest
+
+    monkeypatch.setattr(module, "HAND_OVER_WAIT_S", 0.05)
+    consumer, worker = _IdleConsumer(), ScriptedWorker([stored(1), HELD, stored(1)])
+    loop = _loop(consumer, StopRequest(), worker)
+    await loop.assignment.on_partitions_assigned({P0, P1})
+    loop.process(_poll(p0=3))
+    assert loop.drain() and consumer.commits == [{P0: 4}]
+    loop.process(_poll(p0=4, p1=9))  # stuck: Redis is down
+    await loop.assignment.on_partitions_revoked({P0, P1})
+    assert consumer.commits[1:] == [{P0: 4}], "the hand-over commits what was stored, nothing more"
+    assert "batches in flight given up at a rebalance; they will be read again" in caplog.messages
+    await loop.assignment.on_partitions_assigned({P0})  # kafka-python keeps its fetch position past offset 4
+    worker.release()
+    assert loop.drain()
+    assert consumer.commits[2:] == [], "the batch is stored now, but polled before the rebalance"
+
+
+async def test_lost_partitions_give_the_batches_in_flight_up_without_waiting():
+    from consumer.shutdown import StopRequest
+
+    consumer, worker = _IdleConsumer(), ScriptedWorker([HELD, stored(1)])
+    loop = _loop(consumer, StopRequest(), worker)
+    await loop.assignment.on_partitions_assigned({P0})
+    loop.process(_poll(p0=3))
+    await loop.assignment.on_partitions_lost({P0})  # returns although the batch is held: nothing waited for
+    await loop.assignment.on_partitions_assigned({P0})
+    worker.release()
+    assert loop.drain()
+    assert consumer.commits == []
+
+
+async def test_the_revocation_at_close_after_the_final_commit_sends_nothing_more():
+    from consumer.shutdown import StopRequest
+
+    class OnePollConsumer(_IdleConsumer):
+        def poll(self, timeout_ms):
+            self.polls += 1
+            if self.polls == 1:
+                return _poll(p0=3)
+            stop.set()
+            return {}
+
+    stop = StopRequest()
+    consumer = OnePollConsumer()
+    loop = _loop(consumer, stop, ScriptedWorker([stored(1)]))
+    await loop.assignment.on_partitions_assigned({P0})
+    await asyncio.to_thread(loop.run)
+    assert consumer.sync_commits == [{P0: 4}]
+    await loop.assignment.on_partitions_revoked({P0})  # what KafkaConsumer.close() calls
+    assert consumer.sync_commits == [{P0: 4}] and len(consumer.commits) == 1
 
 
 def test_a_poll_that_raises_is_retried_not_fatal():

@@ -4,39 +4,14 @@ from __future__ import annotations
 
 from collections import namedtuple
 
+from parts import HELD, ScriptedWorker, stored
+
 from consumer.commits import Reach
 from consumer.metrics import ConsumerMetrics
-from consumer.pipeline import IN_FLIGHT, Pipeline
+from consumer.pipeline import IN_FLIGHT, NO_REACH, Pipeline
 from consumer.shutdown import StopRequest
-from consumer.worker import Stored
 
 Record = namedtuple("Record", "topic partition offset key value")
-
-
-class _ScriptedWorker:
-    """Answers batches in order from a script: a Stored summary, None for a batch dropped at shutdown; before
-    an answer, ``("redis", ok, error)`` and ``("kafka", error)`` reports as the worker sends them."""
-
-    def __init__(self, answers):
-        self.answers = list(answers)
-        self.submitted: list[list] = []
-
-    def submit(self, now_ms, slices):
-        self.submitted.append(slices)
-
-    def wait(self, stop, on_redis, on_kafka, reserve_s=0.0):
-        answer = self.answers.pop(0)
-        while isinstance(answer, tuple):
-            if answer[0] == "redis":
-                on_redis(*answer[1:])
-            else:
-                on_kafka(*answer[1:])
-            answer = self.answers.pop(0)
-        return answer
-
-
-def _stored(records: int) -> Stored:
-    return Stored(records=records, stored_events=records, skipped={}, dead_lettered={}, newest_event_ms=1)
 
 
 def _reach(offset: int) -> Reach:
@@ -49,7 +24,7 @@ def _pipeline(worker, redis_reports=None):
         worker,
         StopRequest(),
         ConsumerMetrics(),
-        lambda stored, reach, seconds: finished.append(reach),
+        lambda summary, reach, seconds: finished.append(reach),
         (redis_reports if redis_reports is not None else []).append,
     )
     return pipeline, finished
@@ -61,7 +36,7 @@ def _poll(offset: int):
 
 def test_batches_are_reported_in_order_with_two_in_flight():
     assert IN_FLIGHT == 2
-    worker = _ScriptedWorker([_stored(1), _stored(1), _stored(1)])
+    worker = ScriptedWorker([stored(1), stored(1), stored(1)])
     pipeline, finished = _pipeline(worker)
     pipeline.submit(_poll(10), _reach(10))
     pipeline.submit(_poll(11), _reach(11))
@@ -78,7 +53,7 @@ def test_batches_are_reported_in_order_with_two_in_flight():
 
 
 def test_after_a_dropped_batch_no_later_batch_is_reported():
-    pipeline, finished = _pipeline(_ScriptedWorker([None, _stored(1)]))
+    pipeline, finished = _pipeline(ScriptedWorker([None, stored(1)]))
     pipeline.submit(_poll(10), _reach(10))
     pipeline.submit(_poll(11), _reach(11))
     assert not pipeline.drain()
@@ -88,7 +63,7 @@ def test_after_a_dropped_batch_no_later_batch_is_reported():
 
 def test_worker_reports_reach_the_metrics_and_the_redis_flag():
     reports: list[bool] = []
-    worker = _ScriptedWorker([("redis", False, "down"), ("redis", True, ""), ("kafka", "dlq down"), _stored(2)])
+    worker = ScriptedWorker([("redis", False, "down"), ("redis", True, ""), ("kafka", "dlq down"), stored(2)])
     pipeline, finished = _pipeline(worker, reports)
     pipeline.submit(_poll(1), _reach(1))
     assert pipeline.drain()
@@ -97,3 +72,31 @@ def test_worker_reports_reach_the_metrics_and_the_redis_flag():
     metrics = pipeline._metrics
     assert metrics.store_errors._value.get() == 1
     assert metrics.kafka_errors._value.get() == 1
+
+
+def test_finishing_what_is_answered_stops_at_the_first_batch_not_answered_yet():
+    worker = ScriptedWorker([stored(1), HELD, stored(1)])
+    pipeline, finished = _pipeline(worker)
+    pipeline.submit(_poll(10), _reach(10))
+    pipeline.submit(_poll(11), _reach(11))
+    assert not pipeline.finish_answered(0.0)
+    assert finished == [_reach(10)]
+    assert not pipeline.finish_answered(0.0), "the same batch is waited for again"
+    worker.release()
+    assert pipeline.finish_answered(0.0)
+    assert finished == [_reach(10), _reach(11)]
+    assert pipeline.finish_answered(0.0), "nothing in flight"
+
+
+def test_voided_batches_are_still_reported_in_order_but_commit_nothing():
+    worker = ScriptedWorker([HELD, stored(1), stored(1), stored(1)])
+    pipeline, finished = _pipeline(worker)
+    pipeline.submit(_poll(10), _reach(10))
+    pipeline.submit(_poll(11), _reach(11))
+    assert not pipeline.finish_answered(0.0)
+    assert pipeline.void() == 2
+    worker.release()
+    pipeline.submit(_poll(12), _reach(12))  # polled after the rebalance
+    assert pipeline.drain()
+    assert finished == [NO_REACH, NO_REACH, _reach(12)]
+    assert NO_REACH.next_offsets == {} and NO_REACH.positions == {}

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from collections import namedtuple
 
+from parts import give_up, owning
+
 from consumer import throughput as module
-from consumer.assignment import Assignment
 from consumer.metrics import ConsumerMetrics
 from consumer.throughput import Throughput
 from consumer.worker import Stored
@@ -24,8 +25,7 @@ class _Client:
 
 
 def _throughput(highwater, *owned):
-    assignment = Assignment(lambda parts: None)
-    assignment.on_partitions_assigned(set(owned))
+    assignment = owning(*owned)
     metrics = ConsumerMetrics()
     return Throughput(_Client(highwater), assignment, metrics), assignment, metrics
 
@@ -52,7 +52,7 @@ def test_lag_is_kept_for_owned_partitions_only():
     counter, assignment, metrics = _throughput({P0: 10, P1: 20}, P0, P1)
     counter.update_lag({P0: 10, P1: 15})
     assert counter.lag == {"t-0": 0, "t-1": 5}
-    assignment.on_partitions_revoked({P1})
+    give_up(assignment, P1)
     counter.update_lag({P1: 20})
     assert counter.lag == {"t-0": 0}
     assert metrics.lag.labels("t-0")._value.get() == 0

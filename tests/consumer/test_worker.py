@@ -3,7 +3,9 @@ drops on shutdown."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -59,10 +61,20 @@ def test_worker_stores_a_batch_dead_letters_and_summarises_it(stack, topic, redi
     ]
 
 
-def test_worker_reports_redis_down_and_drops_the_batch_on_stop():
-    settings = Settings(redis_url="redis://127.0.0.1:1/0", redis_timeout_s=0.2)
-    worker = StoreWorker(settings)
+@contextlib.contextmanager
+def _storing_without_redis() -> Iterator[StoreWorker]:
+    """A worker whose Redis does not answer, given one batch (which it retries until stopped)."""
+    worker = StoreWorker(Settings(redis_url="redis://127.0.0.1:1/0", redis_timeout_s=0.2))
     worker.start()
+    try:
+        now_ms = int(time.time() * 1000)
+        worker.submit(now_ms, _slices(now_ms))
+        yield worker
+    finally:
+        worker.close()
+
+
+def test_worker_reports_redis_down_and_drops_the_batch_on_stop():
     reports: list[bool] = []
     stop = StopRequest()
 
@@ -71,13 +83,27 @@ def test_worker_reports_redis_down_and_drops_the_batch_on_stop():
         assert error
         stop.set()
 
-    try:
-        now_ms = int(time.time() * 1000)
-        worker.submit(now_ms, _slices(now_ms))
+    with _storing_without_redis() as worker:
         assert worker.wait(stop, on_redis, _ignore) is None
-    finally:
-        worker.close()
     assert reports and not any(reports)
+
+
+def test_a_wait_with_a_timeout_ends_without_the_answer_and_the_next_wait_gets_it():
+    reports: list[bool] = []
+    stop = StopRequest()
+    with _storing_without_redis() as worker:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            worker.wait(stop, lambda ok, error: reports.append(ok), _ignore, timeout_s=1.0)
+        assert 1.0 <= time.monotonic() - started < 3
+        deadline = time.monotonic() + 30  # the worker process may still be starting
+        while not reports:
+            assert time.monotonic() < deadline, "the worker never reported the failed write"
+            with pytest.raises(TimeoutError):
+                worker.wait(stop, lambda ok, error: reports.append(ok), _ignore, timeout_s=0.2)
+        assert not any(reports), "a report that comes before the answer is passed on"
+        stop.set()
+        assert worker.wait(stop, _ignore, _ignore) is None  # the same batch's answer: dropped at the stop
 
 
 def test_a_dead_worker_is_an_error_not_a_hang():
