@@ -341,10 +341,15 @@ def test_decode_raises_only_malformed_event(raw: bytes) -> None:
         "1969-12-31T23:59:59.999Z",
         "2026-11-05t13:22:11.123Z",
         "2026-11-05T13:22:11.123z",
+        "2026-11-05T13:22:\uff11\uff11.123Z",
+        "2026-11-05T13:22:11.12\uff13Z",
+        "2026-11-05T13:22:11,123Z",
+        "2026-11-05T13:22;11.123Z",
+        "2026-11-05T13:22:11.123+",
     ],
 )
 def test_the_to_iso_string_shortcut_agrees_with_the_full_parser(value: str) -> None:
-    """The 24-character ``toISOString`` form (a minute parsed once, seconds and milliseconds added) answers what
+    """The 24-character ``toISOString`` form (a minute and its seconds and milliseconds, each parsed once) answers what
     the full parser answers, for valid instants and for every near miss."""
 
     def full(text: str) -> int | str:
