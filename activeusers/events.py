@@ -94,8 +94,8 @@ def parse_ts(value: object) -> int:
 def _tail_ms(tail: str) -> int | None:
     """The milliseconds of ``:SS.mmmZ`` (seconds 00-59, ASCII digits) past its minute, None for anything else."""
     seconds, millis = tail[1:3], tail[4:7]
-    if tail[0] == ":" and tail[3] == "." and tail[7] == "Z" and tail.isascii() and seconds < "60" and seconds.isdigit():
-        return int(seconds) * 1000 + int(millis) if millis.isdigit() else None
+    if tail[0] == ":" and tail[3] == "." and tail[7] == "Z" and tail.isascii() and (seconds + millis).isdigit():
+        return int(seconds) * 1000 + int(millis) if seconds < "60" else None
     return None
 
 
