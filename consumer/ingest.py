@@ -115,12 +115,17 @@ class Classifier:
     def classify(self, slices: Sequence[RecordSlice], now_ms: int) -> Batch:
         """Sort every record of a poll (see :func:`slices_of`) into the batch's writes, dead letters and skips."""
         batch = Batch()
+        # The batch's day and hour sets per (day, hour) of the bucketer, empty for a day past retention: now_ms
+        # is the batch's, so one lookup per event answers both.
+        targets: dict[tuple[date, int], tuple[set[str], ...]] = {}
         for part in slices:
-            self._classify_slice(part, now_ms, batch)
+            self._classify_slice(part, now_ms, batch, targets)
             batch.records += len(part.values)
         return batch
 
-    def _classify_slice(self, part: RecordSlice, now_ms: int, batch: Batch) -> None:
+    def _classify_slice(
+        self, part: RecordSlice, now_ms: int, batch: Batch, targets: dict[tuple[date, int], tuple[set[str], ...]]
+    ) -> None:
         # The per-record hot path of the consumer: locals instead of attribute lookups, no per-event objects.
         buckets = batch.buckets
         days, hours, created = buckets.days, buckets.hours, buckets.created
@@ -149,15 +154,21 @@ class Classifier:
             if roles and only_anonymous(roles):
                 skipped["anonymous"] += 1
                 continue
-            day, hour = bucket(ts_ms)
-            if expired(day, now_ms):
-                skipped["too_old"] += 1
-                continue
+            slot = bucket(ts_ms)
             if kind == CREATED_TYPE:
-                created[day].add(user_id)
+                if expired(slot[0], now_ms):
+                    skipped["too_old"] += 1
+                    continue
+                created[slot[0]].add(user_id)
             else:
-                days[day].add(user_id)
-                hours[(day, hour)].add(user_id)
+                sets = targets.get(slot)
+                if sets is None:
+                    sets = targets[slot] = () if expired(slot[0], now_ms) else (days[slot[0]], hours[slot])
+                if not sets:
+                    skipped["too_old"] += 1
+                    continue
+                sets[0].add(user_id)
+                sets[1].add(user_id)
             if ts_ms > newest_ms:
                 newest_ms = ts_ms
             stored += 1
