@@ -257,7 +257,7 @@ def test_a_new_bitmap_is_created_at_its_buckets_size_with_headroom(stack: Any, r
             users[10],
         }
     )
-    writer.write(_batch(*((DAY, 3, user) for user in users[:500])))  # many bits per bitmap: BITFIELD, same size
+    writer.write(_batch(*((DAY, 3, user) for user in users[:500])))  # many bits per bitmap, same size
     assert redis_client.strlen(day) == size
     assert bucket_state(redis_client, one)[index_label("hour", "2031-06-01T03")] == set(users[:500])
 
@@ -265,7 +265,6 @@ def test_a_new_bitmap_is_created_at_its_buckets_size_with_headroom(stack: Any, r
 def test_records_split_across_calls_count_exactly(
     stack: Any, writer: ActivityWriter, keys: KeySchema, redis_client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store, "RECORD_BITS", 3)
     monkeypatch.setattr(store, "BITS_CHUNK", 7)
     users = {f"user-{i}" for i in range(120)}
     batch = Buckets()
