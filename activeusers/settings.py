@@ -108,7 +108,7 @@ class Settings:
     user_buckets: int = DEFAULT_BUCKETS
     max_future_skew_s: float = 300.0
     max_event_bytes: int = 16384
-    batch_size: int = 20000
+    batch_size: int = 50000
     consumer_metrics_host: str = "127.0.0.1"
     consumer_metrics_port: int = 9464
     consumer_heartbeat_s: float = 5.0

@@ -48,7 +48,7 @@ DEFAULTS = {
     "user_buckets": 16,
     "max_future_skew_s": 300.0,
     "max_event_bytes": 16384,
-    "batch_size": 20000,
+    "batch_size": 50000,
     "consumer_metrics_host": "127.0.0.1",
     "consumer_metrics_port": 9464,
     "consumer_heartbeat_s": 5.0,
