@@ -26,6 +26,7 @@ from dataset import LARGE as LARGE
 from dataset import STANDARD as STANDARD
 from dataset import Dataset
 from dataset import user_ids as user_ids
+from record import append_report
 from side import write_dataset
 
 from activeusers.keys import KeySchema
@@ -35,7 +36,6 @@ from api.auth import VIEW_ENGAGEMENT_DASHBOARD
 from api.tokens import TokenStore
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS_MD = REPO_ROOT / "BENCHMARKS.md"
 ACTIVE_USERS_PATH = "/api/v1/engagement-dashboard/users/active-users"
 SUMMARY_PATH = "/api/v1/active-users/summary"
 USERS_PREFIX = "/api/v1/engagement-dashboard/users/"
@@ -267,8 +267,7 @@ def emit(lines: Sequence[str], record: bool) -> None:
     text = "\n".join(lines)
     print(text, flush=True)
     if record:
-        with BENCHMARKS_MD.open("a") as out:
-            out.write(text + "\n")
+        append_report(text)
 
 
 def stamp(script: str) -> str:

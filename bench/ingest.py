@@ -27,12 +27,12 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 import orjson
 import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
+from record import append_report
 
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
@@ -61,11 +61,12 @@ MALFORMED = (
 )
 
 
-def fill(
-    bootstrap: str, topic: str, events: int, users: int, days: int, seed: int, malformed_share: float = 0.0
-) -> None:
+def fill(settings: Settings, events: int, users: int, days: int, seed: int, malformed_share: float = 0.0) -> None:
+    """Create the settings' topic and dead-letter topic, as a deployment does (a dead letter's first send would
+    otherwise wait for the broker to auto-create the topic, inside the measured time), and fill the topic."""
+    bootstrap, topic = settings.kafka_bootstrap_servers, settings.kafka_topic
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    admin.create_topics([NewTopic(topic, PARTITIONS, 1), NewTopic(settings.kafka_dlq_topic, 1, 1)])
     admin.close()
     rng = random.Random(seed)
     now_ms = int(time.time() * 1000)
@@ -240,8 +241,8 @@ def main() -> int:
     if args.quick:
         args.events, args.naive_events = 200_000, 20_000
     settings, flood = bench_settings(), bench_settings()
-    fill(settings.kafka_bootstrap_servers, settings.kafka_topic, args.events, args.users, args.days, args.seed)
-    fill(flood.kafka_bootstrap_servers, flood.kafka_topic, args.events, args.users, args.days, args.seed, 0.1)
+    fill(settings, args.events, args.users, args.days, args.seed)
+    fill(flood, args.events, args.users, args.days, args.seed, 0.1)
     try:
         rows = []
         measured = rounds(settings, args.events, max(1, args.rounds))
@@ -286,9 +287,7 @@ def main() -> int:
     ]
     print("\n".join(lines))
     if args.record:
-        path = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
-        with path.open("a") as out:
-            out.write("\n".join(lines) + "\n")
+        append_report("\n".join(lines))
     return 0
 
 

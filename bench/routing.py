@@ -23,10 +23,10 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import redis
+from record import append_report
 
 from activeusers.redisconn import Routed, SyncClient, redis_client, send_commands
 from activeusers.settings import Settings
@@ -124,8 +124,7 @@ def main() -> int:
     if args.record:
         stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         command = f"python bench/routing.py --batches {args.batches} --commands {args.commands} --rounds {args.rounds}"
-        with (Path(__file__).resolve().parent.parent / "BENCHMARKS.md").open("a") as out:
-            out.write(f"\n## {stamp}: `{command}`\n\n{report}\n")
+        append_report(f"## {stamp}: `{command}`\n\n{report}")
     return 0
 
 
