@@ -8,6 +8,7 @@ installed distribution declares.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -16,9 +17,10 @@ from typing import Final
 
 from activeusers.errors import ActiveUsersError
 from activeusers.logs import configure
-from activeusers.settings import Settings
+from activeusers.settings import Settings, retired_variables
 
 COMMANDS_GROUP: Final = "active_users.commands"
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env(os.environ)
         configure(settings.log_level)
+        for name, why in retired_variables(os.environ).items():
+            log.warning("setting ignored", extra={"variable": name, "reason": why})
         code: int = args.run(settings, args)
     except ActiveUsersError as exc:
         print(f"active-users {args.command}: {exc}", file=sys.stderr)

@@ -46,3 +46,14 @@ class MalformedEvent(ActiveUsersError):
 
 class StoreUnavailable(ActiveUsersError):
     """Redis could not be reached or answered with an error."""
+
+
+class IndexIncomplete(StoreUnavailable):
+    """A bit of the index has no user id in its bucket's names list: numbers given before the list existed,
+    not yet listed by ``active-users reindex`` (the upgrade), or a list removed by hand."""
+
+    def __init__(self, names_key: str, needed: int, listed: int) -> None:
+        super().__init__(
+            f"{names_key} lists {listed} user ids but the index has user number {needed - 1}: "
+            "run `active-users reindex` to list the ids of numbers given before this version"
+        )

@@ -4,6 +4,8 @@ Layout (``P`` is the configured prefix, ``Z`` the activity time zone name, ``N``
 ``b`` a user's bucket, :func:`bucket_of`; ``{N.b}`` is a Redis Cluster hash tag, see ``docs/keys.md``):
 
 - ``P{N.b}:ids``: HASH of user id -> the user's number in bucket ``b`` (dense, from 0, never reused).
+- ``P{N.b}:names``: LIST of user ids, element ``n`` the id of user number ``n`` of bucket ``b``: the way back from
+  a bit to its user, appended to by the script that numbers (append-only, like the numbering).
 - ``P{N.b}:day:Z:YYYY-MM-DD``: bitmap, bit ``n`` set when user number ``n`` of bucket ``b`` was active that day.
 - ``P{N.b}:hour:Z:YYYY-MM-DDTHH``: bitmap of the users active in that local hour (a repeated DST hour is one).
 - ``P{N.b}:new:Z:YYYY-MM-DD``: bitmap of the users created on that local day (``user.created`` events).
@@ -14,8 +16,6 @@ Layout (``P`` is the configured prefix, ``Z`` the activity time zone name, ``N``
 - ``P{N.b}:union:Z:YYYY-MM-DD:YYYY-MM-DD``: bitmap, the union of the bucket's day bitmaps of those days, kept by
   the API (a day, ``UNION_TTL_S``) for the unions that include them, with ``P{N.b}:unionof:Z:...`` (a STRING: the
   digest of the days' versions it was made from, and whether it is empty), so it is made again when one changes.
-- ``Pday:Z:YYYY-MM-DD``: SET of user ids active on that local day (active-users' ``usersList``), kept
-  ``MEMBER_RETENTION_DAYS``; the bitmaps are the index and keep ``RETENTION_DAYS`` (hours ``HOUR_RETENTION_DAYS``).
 - ``Pversions:N:Z``: HASH of YYYY-MM-DD -> a token the writer replaces after every acknowledged write of that
   day's bitmaps and counters, so an API process knows which of its cached masks and counters still hold.
 - ``Pderived:N:Z``: HASH of ``point:YYYY-MM-DD`` -> "digest DAU WAU MAU" (the summary's counts of that day, valid
@@ -29,8 +29,9 @@ Layout (``P`` is the configured prefix, ``Z`` the activity time zone name, ``N``
   the heartbeat keys without SCAN; writers prune members whose heartbeat expired long ago.
 - ``Pratelimit:<user>:<window>``: counter for the optional API rate limit.
 
-Before the index, hours and new users were SETs (``Phour:Z:YYYY-MM-DDTHH``, ``Pnew:Z:YYYY-MM-DD``); only
-``active-users reindex`` reads them (:meth:`KeySchema.old_hour`, :meth:`KeySchema.old_new_users`), to migrate.
+Before the index, days, hours and new users were SETs of ids (``Pday:Z:YYYY-MM-DD``, ``Phour:Z:YYYY-MM-DDTHH``,
+``Pnew:Z:YYYY-MM-DD``); only ``active-users reindex`` reads them (the ``old_*`` methods), to migrate them and delete
+them.
 
 The zone is part of the names, so a deployment that changes ``ACTIVITY_TIMEZONE`` starts new days instead of
 mixing days of two zones (a replay rebuilds them). So is ``N``: another bucket count is another index. Every
@@ -72,10 +73,6 @@ class KeySchema:
         """The schema of the settings' prefix, zone and ``USER_BUCKETS``."""
         return cls(settings.redis_key_prefix, settings.activity_timezone, settings.user_buckets)
 
-    def day(self, day: date) -> str:
-        """Set of the ids of the users active on ``day``."""
-        return f"{self.prefix}day:{self.zone_name}:{day.isoformat()}"
-
     def tag(self, bucket: int) -> str:
         """The start shared by every key of ``bucket``, hash tag included."""
         return f"{self.prefix}{{{self.buckets}.{bucket}}}:"
@@ -83,6 +80,10 @@ class KeySchema:
     def ids(self, bucket: int) -> str:
         """Hash numbering the users of ``bucket``."""
         return f"{self.tag(bucket)}ids"
+
+    def names(self, bucket: int) -> str:
+        """List of the ids of ``bucket``'s users, element ``n`` the id of user number ``n``."""
+        return f"{self.tag(bucket)}names"
 
     def day_bits(self, day: date, bucket: int) -> str:
         """Bitmap of the users of ``bucket`` active on ``day``."""
@@ -154,6 +155,10 @@ class KeySchema:
         tag = self.tag(bucket)
         return [tag + part for part in parts]
 
+    def old_day(self, day: date) -> str:
+        """The pre-index set of the ids of the users active on ``day`` (read by ``reindex`` only)."""
+        return f"{self.prefix}day:{self.zone_name}:{day.isoformat()}"
+
     def old_hour(self, day: date, hour: int) -> str:
         """The pre-index set of users active during ``hour`` of ``day`` (read by ``reindex`` only)."""
         return f"{self.prefix}hour:{self.zone_name}:{day.isoformat()}T{hour:02d}"
@@ -162,8 +167,8 @@ class KeySchema:
         """The pre-index set of users created on ``day`` (read by ``reindex`` only)."""
         return f"{self.prefix}new:{self.zone_name}:{day.isoformat()}"
 
-    def day_pattern(self) -> str:
-        """A SCAN pattern matching the day sets of this prefix and zone."""
+    def old_day_pattern(self) -> str:
+        """A SCAN pattern matching the pre-index day sets of this prefix and zone."""
         return _escaped(f"{self.prefix}day:{self.zone_name}:") + "*"
 
     def old_hour_pattern(self) -> str:
@@ -174,8 +179,8 @@ class KeySchema:
         """A SCAN pattern matching the pre-index new-user sets of this prefix and zone."""
         return _escaped(f"{self.prefix}new:{self.zone_name}:") + "*"
 
-    def day_of(self, key: str) -> date | None:
-        """The day of a day set's name (``None`` for any other key)."""
+    def old_day_of(self, key: str) -> date | None:
+        """The day of a pre-index day set's name (``None`` for any other key)."""
         return _parsed_day(_after(key, f"{self.prefix}day:{self.zone_name}:"))
 
     def old_hour_of(self, key: str) -> tuple[date, int] | None:

@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias, TypeVar, cast
 
+import hiredis
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
@@ -369,6 +370,10 @@ def route(
         groups.setdefault((name_of(node), True), []).append(position)
     return [(nodes[name], name[1], positions) for name, positions in groups.items()]
 
+
+# A command in Redis' wire format, packed by hiredis in C (its stub types the argument as a one-element tuple; it
+# takes a command of any length).
+pack_command = cast(Callable[[tuple[str | int | bytes, ...]], bytes], hiredis.pack_command)
 
 # How much of a stream of commands is joined into one write (a batch's commands are sent as they are built).
 STREAM_BYTES: Final = 64 * 1024

@@ -23,10 +23,12 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, No
 ISOLATION_LEVELS = ("read_committed", "read_uncommitted")
 _BOOLEANS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
 
-# Rocket.Chat's UI asks active-users for its last 30 days (31 local days, today included) and Rocket.Chat itself
-# keeps this data 45 days: the same 45 days cover the UI with two weeks to spare (time-zone offsets between the
-# browser and ACTIVITY_TIMEZONE, a range picked a few days late) while counts older than that come from the index.
-DEFAULT_MEMBER_RETENTION_DAYS = 45
+# Variables an earlier version read, with why they are ignored now: a process that finds one set says so once
+# (retired_variables) and starts, so an upgrade never fails on an old deployment's environment.
+RETIRED_VARIABLES: Mapping[str, str] = {
+    "MEMBER_RETENTION_DAYS": "the day sets of ids are gone: active-users lists ids from the index for every day "
+    "of RETENTION_DAYS",
+}
 
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -103,8 +105,6 @@ class Settings:
     activity_timezone: str = "UTC"
     retention_days: int = 400
     hour_retention_days: int = 90
-    # 0: DEFAULT_MEMBER_RETENTION_DAYS, or RETENTION_DAYS when that is shorter (see member_days).
-    member_retention_days: int = 0
     user_buckets: int = DEFAULT_BUCKETS
     max_future_skew_s: float = 300.0
     max_event_bytes: int = 16384
@@ -129,12 +129,6 @@ class Settings:
             for value in [getattr(self, f.name)]
         )
         return f"Settings({shown})"
-
-    @property
-    def member_days(self) -> int:
-        """How many days the day sets (user ids, for active-users' ``usersList``) are kept after their day:
-        ``MEMBER_RETENTION_DAYS``, by default ``DEFAULT_MEMBER_RETENTION_DAYS`` capped at ``RETENTION_DAYS``."""
-        return self.member_retention_days or min(DEFAULT_MEMBER_RETENTION_DAYS, self.retention_days)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -183,12 +177,6 @@ class Settings:
         checks = [
             (self.retention_days >= 1, "RETENTION_DAYS must be at least 1"),
             (self.hour_retention_days >= 1, "HOUR_RETENTION_DAYS must be at least 1"),
-            (self.member_retention_days >= 0, "MEMBER_RETENTION_DAYS must not be negative"),
-            (
-                self.member_retention_days <= self.retention_days,
-                f"MEMBER_RETENTION_DAYS={self.member_retention_days} must not exceed RETENTION_DAYS="
-                f"{self.retention_days} (the day sets only list who the index counts)",
-            ),
             (1 <= self.user_buckets <= 16384, "USER_BUCKETS must be between 1 and 16384"),
             (
                 "{" not in self.redis_key_prefix and "}" not in self.redis_key_prefix,
@@ -299,6 +287,11 @@ class Settings:
 def variable_name(field_name: str) -> str:
     """The environment variable of a settings field: upper case, without the ``_s`` of durations."""
     return field_name.upper().removesuffix("_S") if field_name.endswith("_s") else field_name.upper()
+
+
+def retired_variables(env: Mapping[str, str]) -> dict[str, str]:
+    """The retired variables set in ``env`` (not empty), with why each is ignored."""
+    return {name: why for name, why in RETIRED_VARIABLES.items() if env.get(name)}
 
 
 def variable_names() -> set[str]:

@@ -14,9 +14,9 @@ from aiohttp.typedefs import Handler
 from activeusers.days import days_between, hour_spans, retained_days
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema
+from activeusers.reader import ActivityReader
 from activeusers.redisconn import async_redis_client
 from activeusers.settings import Settings
-from activeusers.store import ActivityReader
 from api import page
 from api.daycache import DayCache
 from api.errors import error_middleware

@@ -1,15 +1,10 @@
 """A per-process cache of what the API derives from each day's data, each entry checked against a version.
 
-Two kinds of version, both read in one round trip for every requested day:
-
-- a day set's cardinality, for the encoded active-users elements. The service's day sets only ever grow: the
-  consumer only adds members (``SADD``), nothing removes single members, and a key disappears only by expiry (its
-  ``SCARD`` is then 0). So a day set whose cardinality equals the one it had when an entry was made still holds
-  exactly the same members.
-- a day's index version (:meth:`~activeusers.store.ActivityReader.day_versions`), for what the API derives from
-  the index's bitmaps and counters: the writer replaces it with a new unique token after every write of that
-  day's bitmaps has been acknowledged, so an unchanged token means unchanged bitmaps, provided the token is read
-  before the bitmaps (a write in between leaves the old token, and the next request reads the day again).
+The version is the day's index version (:meth:`~activeusers.reader.ActivityReader.day_versions`), read in one
+round trip for every requested day: the writer replaces it with a new unique token after every write of that day's
+bitmaps has been acknowledged, so an unchanged token means unchanged bitmaps and counters, provided the token is
+read before the bitmaps (a write in between leaves the old token, and the next request reads the day again). What
+is kept: active-users' encoded elements, masks, counters and union counts.
 
 Only the entries whose version changed are read again. If an operator removes members or bits by hand or
 restores an older copy of Redis without its versions, restart the API processes: until then an entry may be
@@ -46,9 +41,10 @@ class DayCache:
     """Values derived from each day's data, each valid while the version it was made from holds. ``clock``
     returns monotonic seconds.
 
-    It earns its memory where deriving costs more than checking: encoding 100k sorted ids into an active-users
-    element costs tens of milliseconds, and joining a day's bitmaps of every user bucket into one mask (or
-    summing its counters over the buckets) costs more than the one round trip that reads every day's version.
+    It earns its memory where deriving costs more than checking: decoding a day's 100k ids from its bitmaps and
+    encoding them sorted into an active-users element costs tens of milliseconds, and joining a day's bitmaps of
+    every user bucket into one mask (or summing its counters over the buckets) costs more than the one round trip
+    that reads every day's version.
     A day only changes while it is today (or when late events arrive).
     """
 
@@ -74,14 +70,14 @@ class DayCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def fragment(self, day: date, cardinality: int) -> bytes | None:
-        """The cached encoded element of ``day`` if its set still has ``cardinality`` members."""
-        found: bytes | None = self.get(("fragment", day), cardinality)
+    def fragment(self, day: date, version: Hashable) -> bytes | None:
+        """The cached active-users element of ``day`` (``b""``: no users) if it was made under ``version``."""
+        found: bytes | None = self.get(("fragment", day), version)
         return found
 
-    def put_fragment(self, day: date, cardinality: int, fragment: bytes) -> None:
-        """Keep the encoded element of ``day``, made from a set of ``cardinality`` members."""
-        self.put(("fragment", day), cardinality, fragment, len(fragment))
+    def put_fragment(self, day: date, version: Hashable, fragment: bytes) -> None:
+        """Keep the active-users element of ``day``, made under its index version ``version``."""
+        self.put(("fragment", day), version, fragment, len(fragment))
 
     def get(self, key: Hashable, version: Hashable) -> Any:
         """The value kept under ``key`` if it was made from ``version`` and is younger than the TTL, else None."""

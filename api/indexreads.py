@@ -17,7 +17,7 @@ from typing import Final, TypeVar
 
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import DAY_SLOT, NEW_SLOT, SLOTS
-from activeusers.store import ActivityReader
+from activeusers.reader import ActivityReader
 from api.daycache import DayCache
 from api.masks import Layout, joined, layout_for
 

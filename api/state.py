@@ -8,8 +8,8 @@ from typing import Final
 from aiohttp import web
 
 from activeusers.keys import KeySchema
+from activeusers.reader import ActivityReader
 from activeusers.settings import Settings
-from activeusers.store import ActivityReader
 from api.daycache import DayCache
 from api.metrics import ApiMetrics
 from api.ratelimit import RateLimiter

@@ -1,5 +1,5 @@
 """The consumer's subcommands: ``consume`` (a consumer-group member), ``replay`` (rebuild from the topic),
-``reindex`` (build the index from the sets in Redis) and ``produce`` (the demo event generator)."""
+``reindex`` (upgrade what an earlier version left in Redis) and ``produce`` (the demo event generator)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 from activeusers.keys import KeySchema
 from activeusers.redisconn import check_redis, redis_client
 from activeusers.settings import Settings
-from activeusers.store import ActivityWriter
+from activeusers.writer import ActivityWriter
 from consumer.shutdown import EXIT_UNDECODABLE, STOP_DEADLINE_S, StopRequest
 
 
@@ -39,10 +39,12 @@ def register(commands: Any) -> None:
     replay.set_defaults(run=_replay)
     reindex = commands.add_parser(
         "reindex",
-        help="build the user numbering and the bitmaps from the sets already in Redis (the upgrade to the index)",
-        description="Number the users of every day set of REDIS_KEY_PREFIX and ACTIVITY_TIMEZONE and set their "
-        "bits in the day bitmaps; migrate the old hour and new-user sets into bitmaps and delete them; give the "
-        "day sets the expiry of MEMBER_RETENTION_DAYS. Idempotent, and safe beside running consumers.",
+        help="upgrade what an earlier version left in Redis: list every numbered user's id, index and delete "
+        "the old sets",
+        description="List the id of every user numbered before the names lists existed (in its bucket's names "
+        "list); number the users of every old day, hour and new-user set of REDIS_KEY_PREFIX and "
+        "ACTIVITY_TIMEZONE, set their bits in the bitmaps and delete the set. Idempotent, and safe beside running "
+        "consumers.",
     )
     reindex.set_defaults(run=_reindex)
     _register_produce(commands)
@@ -139,13 +141,13 @@ def _reindex(settings: Settings, args: argparse.Namespace) -> int:
     redis = redis_client(settings)
     keys = KeySchema.of(settings)
     try:
-        result = reindex(redis, ActivityWriter(redis, keys, settings), keys, settings, sys.stderr)
+        result = reindex(redis, ActivityWriter(redis, keys, settings), keys, sys.stderr)
     finally:
         redis.close()
     print(
-        f"reindex complete: {result.ids} ids from {result.day_sets} day sets, {result.hour_sets} hour sets and "
-        f"{result.new_user_sets} new-user sets (hour and new-user sets deleted once migrated), "
-        f"{result.seconds:.1f} s",
+        f"reindex complete: {result.listed} user ids listed, {result.ids} ids from {result.day_sets} day sets, "
+        f"{result.hour_sets} hour sets and {result.new_user_sets} new-user sets (each set deleted once "
+        f"indexed), {result.seconds:.1f} s",
         file=sys.stderr,
     )
     return 0

@@ -18,7 +18,7 @@ from activeusers.days import Bucketer, day_expiry_s
 from activeusers.errors import MalformedEvent
 from activeusers.events import ACTIVE_TYPES, CREATED_TYPE, decode_fields, only_anonymous
 from activeusers.settings import Settings
-from activeusers.store import Buckets
+from activeusers.writer import Buckets
 
 
 class Record(Protocol):
@@ -101,7 +101,7 @@ class Classifier:
     """Decodes, validates and buckets records with the settings' zone, retention and limits.
 
     An event older than ``RETENTION_DAYS`` (the index's retention, the longest) is ``too_old``; one that is only
-    past ``MEMBER_RETENTION_DAYS`` is stored, and the writer leaves its day set out (expired keys are not
+    past ``HOUR_RETENTION_DAYS`` is stored, and the writer leaves its hour bitmap out (expired keys are not
     written)."""
 
     def __init__(self, settings: Settings) -> None:

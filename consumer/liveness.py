@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable
 
 from activeusers.errors import StoreUnavailable
+from activeusers.heartbeats import Heartbeats
 from activeusers.settings import Settings
-from activeusers.store import ActivityWriter
 from consumer.assignment import Assignment, labels
 from consumer.metrics import ConsumerMetrics
 
@@ -22,14 +22,14 @@ class Liveness:
     def __init__(
         self,
         settings: Settings,
-        writer: ActivityWriter,
+        heartbeats: Heartbeats,
         assignment: Assignment,
         metrics: ConsumerMetrics,
         member_id: str,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
-        self._writer = writer
+        self._heartbeats = heartbeats
         self._assignment = assignment
         self._metrics = metrics
         self._member_id = member_id
@@ -51,7 +51,7 @@ class Liveness:
             "lastEventMs": newest_event_ms,
         }
         try:
-            self._writer.heartbeat(self._member_id, state, now_ms)
+            self._heartbeats.beat(self._member_id, state, now_ms)
         except StoreUnavailable as exc:
             self.set_redis(ok=False)
             log.warning("heartbeat failed", extra={"error": str(exc)})
@@ -68,6 +68,6 @@ class Liveness:
     def forget(self) -> None:
         """Withdraw this member's heartbeat (best effort, on a clean stop)."""
         try:
-            self._writer.forget(self._member_id)
+            self._heartbeats.forget(self._member_id)
         except StoreUnavailable as exc:
             log.warning("could not remove heartbeat", extra={"error": str(exc)})

@@ -26,10 +26,10 @@ from typing import Any, TypeVar
 from kafka.errors import KafkaTimeoutError
 
 from activeusers.errors import ListenError
+from activeusers.heartbeats import Heartbeats
 from activeusers.keys import KeySchema
 from activeusers.redisconn import REDIS_ERRORS, cluster_counts, redis_client
 from activeusers.settings import Settings
-from activeusers.store import ActivityWriter
 from consumer.assignment import Assignment, label, labels
 from consumer.commits import Commits, Reach
 from consumer.ingest import Record
@@ -64,7 +64,7 @@ class IngestLoop:
         settings: Settings,
         kafka_consumer: Any,
         worker: StoreWorker,
-        writer: ActivityWriter,
+        heartbeats: Heartbeats,
         metrics: ConsumerMetrics,
         stop: StopRequest,
         member_id: str,
@@ -78,7 +78,7 @@ class IngestLoop:
         self._poller = Poller(kafka_consumer, metrics, stop)
         self._commits = Commits(kafka_consumer, self.assignment, metrics, stop)
         self._throughput = Throughput(kafka_consumer, self.assignment, metrics)
-        self._liveness = Liveness(settings, writer, self.assignment, metrics, member_id, clock)
+        self._liveness = Liveness(settings, heartbeats, self.assignment, metrics, member_id, clock)
         self._pipeline = Pipeline(worker, stop, metrics, self._on_stored, self._on_redis, clock)
         self._finished = False
 
@@ -236,7 +236,7 @@ def run_consumer(settings: Settings, stop: StopRequest) -> int:
         resources.callback(redis.close)
         # The store worker's client does the writes: its counts once it reported them, this process's before.
         metrics.track_redis(lambda: worker.cluster or cluster_counts(redis))
-        writer = ActivityWriter(redis, KeySchema.of(settings), settings)
+        heartbeats = Heartbeats(redis, KeySchema.of(settings), settings)
         health[0] = lambda: (False, {"error": "no Kafka broker has answered yet", "member": member})
         client_id = f"active-users-{member}"
         kafka_consumer = _when_reachable(
@@ -249,7 +249,7 @@ def run_consumer(settings: Settings, stop: StopRequest) -> int:
         resources.callback(
             lambda: kafka_consumer.close(autocommit=False, timeout_ms=int(max(0.5, stop.remaining()) * 1000))
         )
-        loop = IngestLoop(settings, kafka_consumer, worker, writer, metrics, stop, member)
+        loop = IngestLoop(settings, kafka_consumer, worker, heartbeats, metrics, stop, member)
         health[0] = loop.health
         resources.callback(loop.forget)
         loop.run()

@@ -1,32 +1,36 @@
-"""Building the index from the sets already in Redis: ``active-users reindex``, the upgrade from the layout
-before the index (see ``docs/keys.md``).
+"""``active-users reindex``: the upgrade of the data an earlier version left in Redis (see ``docs/keys.md``).
 
-Every day set's members are numbered (the writer's atomic script, so consumers running meanwhile agree on the
-numbers) and set in the day bitmaps; the old hour and new-user sets are migrated into the hour and new-user
-bitmaps and then deleted, one by one, each right after its bits are written (so an interrupted run resumes
-where it stopped). A day set is kept, with the expiry ``MEMBER_RETENTION_DAYS`` gives it: one past that
-retention is deleted once its bits are written. Keys past their own retention write nothing. Every step is
-idempotent: running it again changes nothing.
+1. Names: every user bucket's names list (number -> id) is brought up to its ids hash, for the numbers given
+   before the list existed (a scan of the hash, the ids appended in number order by ``append_names.lua``, which
+   checks each id's number and appends only where the list ends).
+2. Sets: every day set, and the pre-index hour and new-user sets, has its members numbered (the writer's atomic
+   script, so consumers running meanwhile agree on the numbers and list the new ones) and set in its bitmaps, and
+   is then deleted, each right after its bits are written (an interrupted run resumes where it stopped). Keys past
+   their own retention write nothing.
+3. Names again: numbers given meanwhile by consumers of the previous version (a rolling upgrade) are listed.
+
+Every step is idempotent: running it again changes nothing, and it is safe beside running consumers.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import TextIO
 
-from activeusers.days import day_expiry_s
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema
-from activeusers.redisconn import REDIS_ERRORS, SyncClient
-from activeusers.settings import Settings
-from activeusers.store import ActivityWriter, Buckets
+from activeusers.redisconn import REDIS_ERRORS, SyncClient, pack_command, send_commands
+from activeusers.scripts import APPEND_NAMES
+from activeusers.writer import ActivityWriter, Buckets
 from consumer.progress import ProgressBar
 
 # Members read (and written) at once: bounds the memory and one SSCAN page's share of Redis' thread.
 MEMBERS_CHUNK = 10_000
+# Ids appended per append_names.lua call: bounds one call's time on Redis' thread.
+NAMES_CHUNK = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,66 +41,114 @@ class ReindexResult:
     hour_sets: int
     new_user_sets: int
     ids: int
+    listed: int
     seconds: float
 
 
 @dataclass(frozen=True, slots=True)
 class _Source:
-    """One set to index: its key, what it holds, and its expiry (``None``: an old set, deleted once indexed)."""
+    """One set to index: its key, what it holds (the Buckets field its members go to) and its day or hour."""
 
     key: str
-    kind: str  # "days", "hours" or "created": the Buckets field its members go to
+    kind: str  # "days", "hours" or "created"
     when: date | tuple[date, int]
-    expire_at: int | None
 
 
 def reindex(
     client: SyncClient,
     writer: ActivityWriter,
     keys: KeySchema,
-    settings: Settings,
     out: TextIO,
     clock: Callable[[], float] = time.monotonic,
 ) -> ReindexResult:
-    """Index every day set, hour set and new-user set of the settings' prefix and zone, with progress on
-    ``out``; raise :class:`StoreUnavailable` when Redis fails (a new run picks up from there)."""
+    """List the ids of every numbered user, then index and delete every old set of the schema's prefix and zone,
+    with progress on ``out`` (ids listed and set members indexed); raise :class:`StoreUnavailable` when Redis
+    fails (a new run picks up from there)."""
     started = clock()
     try:
-        sources = _sources(client, keys, settings)
-        total = sum(int(client.scard(source.key)) for source in sources)
-        bar = ProgressBar(total, out, clock, unit="ids")
-        done = 0
+        sources = _sources(client, keys)
+        unlisted = sum(_unlisted(client, keys, bucket) for bucket in range(keys.buckets))
+        bar = ProgressBar(unlisted + sum(int(client.scard(source.key)) for source in sources), out, clock, unit="ids")
+        listed = _list_names(client, keys, bar, 0)
+        indexed = 0
         for source in sources:
             for chunk in _members(client, source.key):
                 batch = Buckets()
                 getattr(batch, source.kind)[source.when] = chunk
-                writer.numbers(chunk)  # an hour set's users may be in no day set any more
-                writer.index(batch)
-                done += len(chunk)
-                bar.update(done)
-            if source.expire_at is None:
-                client.delete(source.key)
-            else:
-                client.expireat(source.key, source.expire_at)
-        bar.update(done, final=True)
+                writer.write(batch)
+                indexed += len(chunk)
+                bar.update(listed + indexed)
+            client.delete(source.key)
+        listed += _list_names(client, keys, bar, listed + indexed)
+        bar.update(listed + indexed, final=True)
     except REDIS_ERRORS as exc:
         raise StoreUnavailable(f"Redis failed during reindex: {exc}") from exc
     counted = {kind: sum(1 for source in sources if source.kind == kind) for kind in ("days", "hours", "created")}
-    return ReindexResult(counted["days"], counted["hours"], counted["created"], done, clock() - started)
+    return ReindexResult(counted["days"], counted["hours"], counted["created"], indexed, listed, clock() - started)
 
 
-def _sources(client: SyncClient, keys: KeySchema, settings: Settings) -> list[_Source]:
+def _unlisted(client: SyncClient, keys: KeySchema, bucket: int) -> int:
+    """How many of ``bucket``'s numbers its names list lacks."""
+    return max(0, int(client.hlen(keys.ids(bucket))) - int(client.llen(keys.names(bucket))))
+
+
+def _list_names(client: SyncClient, keys: KeySchema, bar: ProgressBar, done: int) -> int:
+    """Bring every bucket's names list up to its ids hash; how many ids were appended (progress from ``done``)."""
+    appended = 0
+    for bucket in range(keys.buckets):
+        while (found := _unlisted_ids(client, keys, bucket)) is not None:
+            start, ids = found
+            for offset in range(0, len(ids), NAMES_CHUNK):
+                chunk = ids[offset : offset + NAMES_CHUNK]
+                length = _append_names(client, keys, bucket, start + offset, chunk)
+                if length != start + offset + len(chunk):
+                    break  # the list moved on meanwhile (another run): look again from where it ends
+                appended += len(chunk)
+                bar.update(done + appended)
+    return appended
+
+
+def _unlisted_ids(client: SyncClient, keys: KeySchema, bucket: int) -> tuple[int, list[str]] | None:
+    """Where ``bucket``'s names list ends and the ids of the numbers from there on, in order (``None`` when it
+    lists every number). The hash is scanned whole: it has no index by number."""
+    listed = int(client.llen(keys.names(bucket)))
+    if listed >= int(client.hlen(keys.ids(bucket))):
+        return None
+    found: dict[int, str] = {}
+    for user, number in client.hscan_iter(keys.ids(bucket), count=1000):
+        if int(number) >= listed:
+            found[int(number)] = _text(user)
+    ids: list[str] = []
+    while (listed + len(ids)) in found:
+        ids.append(found[listed + len(ids)])
+    if not ids:
+        raise StoreUnavailable(f"{keys.ids(bucket)} gives no user number {listed}: its numbers are not dense")
+    return listed, ids
+
+
+def _append_names(client: SyncClient, keys: KeySchema, bucket: int, start: int, ids: Sequence[str]) -> int:
+    """Append ``ids`` (the ids of numbers ``start``...) to ``bucket``'s names list if it ends at ``start``; the
+    list's length afterwards."""
+    ids_key, names_key = keys.ids(bucket), keys.names(bucket)
+    command = pack_command(("EVALSHA", APPEND_NAMES.sha, 2, ids_key, names_key, start, *ids))
+    (reply,) = send_commands(client, [(ids_key, command)], (APPEND_NAMES.source,))
+    if isinstance(reply, Exception):
+        raise reply
+    return int(reply)
+
+
+def _sources(client: SyncClient, keys: KeySchema) -> list[_Source]:
     """The sets to index: day sets first (they number most users), then the old hour and new-user sets."""
     found: list[_Source] = []
-    for key in _scan(client, keys.day_pattern()):
-        if (day := keys.day_of(key)) is not None:
-            found.append(_Source(key, "days", day, day_expiry_s(day, settings.zone, settings.member_days)))
+    for key in _scan(client, keys.old_day_pattern()):
+        if (day := keys.old_day_of(key)) is not None:
+            found.append(_Source(key, "days", day))
     for key in _scan(client, keys.old_hour_pattern()):
         if (hour := keys.old_hour_of(key)) is not None:
-            found.append(_Source(key, "hours", hour, None))
+            found.append(_Source(key, "hours", hour))
     for key in _scan(client, keys.old_new_users_pattern()):
         if (created := keys.old_new_users_of(key)) is not None:
-            found.append(_Source(key, "created", created, None))
+            found.append(_Source(key, "created", created))
     return found
 
 

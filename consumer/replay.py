@@ -21,7 +21,7 @@ from kafka.errors import KafkaError
 
 from activeusers.errors import ConfigError, StoreUnavailable
 from activeusers.settings import Settings
-from activeusers.store import ActivityWriter
+from activeusers.writer import ActivityWriter
 from consumer.deadletter import DeadLetterQueue
 from consumer.ingest import Batch, Classifier, slices_of
 from consumer.kafka import KAFKA_TIMEOUT_S

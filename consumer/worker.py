@@ -30,7 +30,7 @@ from activeusers.keys import KeySchema
 from activeusers.logs import configure
 from activeusers.redisconn import REDIS_ERRORS, ClusterCounts, SyncClient, cluster_counts, redis_client
 from activeusers.settings import Settings
-from activeusers.store import ActivityWriter
+from activeusers.writer import ActivityWriter
 from consumer.deadletter import DeadLetterQueue
 from consumer.ingest import Batch, Classifier, RecordSlice
 from consumer.kafka import KAFKA_TIMEOUT_S, new_producer

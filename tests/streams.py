@@ -31,7 +31,6 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from activeusers.keys import KeySchema, bucket_of
-from activeusers.settings import DEFAULT_MEMBER_RETENTION_DAYS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DAY_MS = 86_400_000
@@ -166,16 +165,11 @@ def oracle(
     zone: ZoneInfo,
     now_ms: int,
     retention_days: int,
-    member_days: int | None = None,
 ) -> dict[str, set[str]]:
-    """Expected day sets and index contents (as :func:`bucket_state` names them) for the events (anonymous,
-    unknown and expired ones left out; day sets only for the days inside ``member_days``, by default the
-    settings' rule: 45 days, at most ``retention_days``)."""
-    events = list(events)
+    """Expected index contents (as :func:`bucket_state` names them) for the events (anonymous, unknown and
+    expired ones left out)."""
     found = activity(events, zone, now_ms, retention_days)
-    members = activity(events, zone, now_ms, member_days or min(DEFAULT_MEMBER_RETENTION_DAYS, retention_days))
     return {
-        **{keys.day(day): users for day, users in members.days.items()},
         **{index_label("day", day.isoformat()): users for day, users in found.days.items()},
         **{index_label("hour", f"{day.isoformat()}T{hour:02d}"): users for (day, hour), users in found.hours.items()},
         **{index_label("new", day.isoformat()): users for day, users in found.created.items()},
@@ -188,14 +182,13 @@ def index_label(kind: str, when: str) -> str:
 
 
 def bucket_state(client: Any, keys: KeySchema) -> dict[str, set[str]]:
-    """The day sets under the schema's prefix, as stored, and the index decoded back into user ids: every
-    bitmap of a day, hour or creation day, its bits mapped through its bucket's ids hash and the buckets
-    unioned (labelled by :func:`index_label`). Asserts that every bucket's numbering is dense, that every bit
-    set names a numbered user, and that every counter of the counts keys equals the bits of its bitmap."""
+    """The index decoded back into user ids: every bitmap of a day, hour or creation day, its bits mapped through
+    its bucket's names list and the buckets unioned (labelled by :func:`index_label`). Asserts that no day set is
+    left, that every bucket's numbering is dense, that its names list is exactly the ids hash reversed (number n
+    -> the id numbered n), that every bit set names a numbered user, and that every counter of the counts keys
+    equals the bits of its bitmap."""
     found: dict[str, set[str]] = {}
-    for key in client.scan_iter(match=keys.day_pattern(), count=1000):
-        name = _text(key)
-        found[name] = {_text(m) for m in client.smembers(name)}
+    assert not list(client.scan_iter(match=keys.old_day_pattern(), count=1000)), "a day set was written"
     counted: dict[tuple[str, str], int] = {}
     bitmaps: dict[tuple[str, str], int] = {}
     users: list[dict[int, str]] = []
@@ -203,11 +196,13 @@ def bucket_state(client: Any, keys: KeySchema) -> dict[str, set[str]]:
         numbers = {int(n): _text(u) for u, n in client.hgetall(keys.ids(bucket)).items()}
         assert sorted(numbers) == list(range(len(numbers))), f"bucket {bucket}: numbers not dense"
         assert all(bucket_of(u, keys.buckets) == bucket for u in numbers.values()), f"bucket {bucket}: foreign id"
-        users.append(numbers)
+        names = [_text(u) for u in client.lrange(keys.names(bucket), 0, -1)]
+        assert names == [numbers[n] for n in range(len(numbers))], f"bucket {bucket}: names list is not the hash"
+        users.append(dict(enumerate(names)))
     for key in client.scan_iter(match=keys.pattern(), count=1000):
         name = _text(key)
         tag = keys.prefix + "{"
-        if not name.startswith(tag) or name.endswith("}:ids"):
+        if not name.startswith(tag) or name.endswith(("}:ids", "}:names")):
             continue
         bucket = int(name[len(tag) : name.index("}")].split(".")[1])
         kind, _, when = name[name.index("}") + 2 :].partition(":")
@@ -528,11 +523,11 @@ def read_topic(bootstrap: str, name: str, expected: int, timeout_s: float = 30) 
 
 
 def expected_buckets(
-    sent: Iterable[Sent], prefix: str, zone: str, now_ms: int, retention_days: int, member_days: int | None = None
+    sent: Iterable[Sent], prefix: str, zone: str, now_ms: int, retention_days: int
 ) -> dict[str, set[str]]:
     """The oracle for the records as sent, under ``prefix`` in ``zone``."""
     found = (s.event for s in sent)
-    return oracle(found, KeySchema(prefix, zone), ZoneInfo(zone), now_ms, retention_days, member_days)
+    return oracle(found, KeySchema(prefix, zone), ZoneInfo(zone), now_ms, retention_days)
 
 
 def free_port() -> int:

@@ -25,17 +25,13 @@ def requested_days(request: web.Request, start: str, end: str) -> tuple[date, da
     return day_range(start, end, request.app[SETTINGS].zone)
 
 
-Store = Literal["days", "hours", "members"]
+Store = Literal["days", "hours"]
 
 
 def stored_days(request: web.Request, first: date, last: date, store: Store = "days") -> list[date]:
     """The days of ``first..last`` that can hold data now in ``store``: inside its retention, not in the future;
     oldest first. ``days``: the index's day and new-user bitmaps (``RETENTION_DAYS``); ``hours``: its hour
-    bitmaps (``HOUR_RETENTION_DAYS``); ``members``: the day sets of user ids (``MEMBER_RETENTION_DAYS``)."""
+    bitmaps (``HOUR_RETENTION_DAYS``)."""
     settings = request.app[SETTINGS]
-    retention = {
-        "days": settings.retention_days,
-        "hours": settings.hour_retention_days,
-        "members": settings.member_days,
-    }[store]
+    retention = settings.retention_days if store == "days" else settings.hour_retention_days
     return clip_days(first, last, now_ms(request.app), settings.zone, retention)

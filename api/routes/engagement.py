@@ -2,8 +2,8 @@
 endpoints, byte for byte.
 
 Every handler runs the same guarded validation, clips what it asks Redis to the buckets that can hold data
-(inside retention, not in the future), counts from the index's bitmaps (members only for active-users'
-``usersList``, from the day sets) and shapes the answer with the pure functions of :mod:`api.dashboard`.
+(inside retention, not in the future), counts from the index's bitmaps (and lists active-users' ids from them)
+and shapes the answer with the pure functions of :mod:`api.dashboard`.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from api.dashboard import (
     weekly_days,
 )
 from api.dates import DATE_PARAMS, START_PARAMS, iso_ms
-from api.dayreads import day_fragments, encode_day
 from api.indexreads import day_counts, hour_counts, hour_union_counts, new_user_counts
 from api.responses import json_bytes_response, json_response
 from api.routes.common import authorized_query, requested_days, stored_days
 from api.state import DAY_CACHE, READER, SETTINGS
+from api.userlists import day_fragments
 
 PREFIX: Final = "/api/v1/engagement-dashboard/users/"
 ACTIVE_USERS: Final = PREFIX + "active-users"
@@ -39,17 +39,11 @@ WEEKLY: Final = PREFIX + "chat-busier/weekly-data"
 
 
 async def active_users(request: web.Request) -> web.Response:
-    """Users active on each day of the range that had any, newest day first. A day past the sets' retention
-    (``MEMBER_RETENTION_DAYS``) but inside the index's lists no ids: ``usersList`` is empty, ``users`` the
-    index's count."""
+    """Users active on each day of the range that had any, newest day first, every id listed (from the index's
+    day bitmaps, for every day inside ``RETENTION_DAYS``)."""
     query = await authorized_query(request, DATE_PARAMS)
     first, last = requested_days(request, query["start"], query["end"])
-    listed = stored_days(request, first, last, "members")
-    found = await day_fragments(request.app[READER], request.app[DAY_CACHE], listed)
-    counted = [day for day in stored_days(request, first, last) if not listed or day < listed[0]]
-    for day, count in (await day_counts(request.app[READER], request.app[DAY_CACHE], counted)).items():
-        if count:
-            found[day] = encode_day(day, (), count)
+    found = await day_fragments(request.app[READER], request.app[DAY_CACHE], stored_days(request, first, last))
     fragments = [found[day] for day in sorted(found, reverse=True)]
     # The days' encoded elements are joined as they are: the same bytes orjson writes for the whole answer, copied
     # once (a single join over the pieces and their separators).

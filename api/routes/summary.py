@@ -9,7 +9,7 @@ from typing import Final
 
 from aiohttp import web
 
-from activeusers.store import ActivityReader
+from activeusers.reader import ActivityReader
 from api.dates import DATE_PARAMS, Param
 from api.daycache import DayCache
 from api.indexreads import day_masks, day_union_counts, digest, keep_union_count, share
