@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from importlib.resources import files
+from pathlib import Path
 from typing import Final
 
 from activeusers.keys import SLOTS
+
+# Beside this module, in the wheel too (pyproject.toml's package data).
+LUA_DIR: Final = Path(__file__).parent / "lua"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +31,7 @@ class Script:
     @classmethod
     def named(cls, name: str) -> Script:
         """The script of ``activeusers/lua/<name>.lua``."""
-        return cls(files("activeusers").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8"))
+        return cls((LUA_DIR / f"{name}.lua").read_text(encoding="utf-8"))
 
 
 # Numbers user ids in a bucket's ids hash and lists each new number's id in its names list, atomically.

@@ -117,6 +117,7 @@ async def _redis_pool(app: web.Application) -> AsyncIterator[None]:
     client = async_redis_client(settings)
     app[METRICS].track_redis(client)
     app[READER] = reader = ActivityReader(client, keys)
+    app[METRICS].track_reader(reader)
     app[TOKENS] = TokenStore(client, keys)
     app[LIMITER] = RateLimiter(client, keys, settings.api_rate_limit, settings.api_rate_limit_window_s)
     await _warm_up(reader, settings, app[CLOCK])

@@ -14,11 +14,12 @@ from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from activeusers.clustermetrics import ClusterCollector
+from activeusers.reader import ActivityReader
 from activeusers.redisconn import AsyncClient, cluster_counts
 from api.daycache import DayCache
 
@@ -55,6 +56,15 @@ class ApiMetrics:
     def track_redis(self, client: AsyncClient) -> None:
         """Export what the Redis Cluster client ``client`` knows and met (nothing for a single server's client)."""
         self.registry.register(ClusterCollector(lambda: cluster_counts(client), NAMESPACE))
+
+    def track_reader(self, reader: ActivityReader) -> None:
+        """Export how many user ids ``reader`` mirrors from the names lists (its memory grows with them)."""
+        gauge = Gauge(
+            "activeusers_api_user_ids_known",
+            "User ids this process holds from the index's names lists (about 70 bytes each).",
+            registry=self.registry,
+        )
+        gauge.set_function(lambda: reader.names_known)
 
     def render(self) -> bytes:
         """The registry in Prometheus' text exposition format."""

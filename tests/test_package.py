@@ -67,10 +67,11 @@ def tracked(*paths: str) -> list[str]:
 
 
 def package_files() -> list[str]:
-    """Every tracked module and marker file of the three packages, and the API's static assets (the dashboard
-    page): what the wheel must hold."""
-    files = [name for name in tracked(*PACKAGES) if name.endswith((".py", "py.typed")) or "/static/" in name]
+    """Every tracked module and marker file of the three packages, the Lua scripts the core runs in Redis and the
+    API's static assets (the dashboard page): what the wheel must hold."""
+    files = [name for name in tracked(*PACKAGES) if name.endswith((".py", "py.typed", ".lua")) or "/static/" in name]
     assert any(name.startswith("api/routes/") for name in files)
+    assert {"activeusers/lua/number_users.lua", "activeusers/lua/set_bits.lua"} <= set(files)
     assert any(name.startswith("api/static/vendor/") for name in files)
     return files
 
@@ -201,6 +202,8 @@ def test_the_installed_program_answers_exactly(installed, stack, topic, redis_pr
         CONSUMER_HEARTBEAT="1s",
         API_HOST="127.0.0.1",
         API_PORT=str(free_port()),
+        RETENTION_DAYS="400",
+        MEMBER_RETENTION_DAYS="10",  # retired: said to be ignored, and every retained day still lists its ids
     )
     created = run(
         [installed.program, "token", "create", "--user-id", "viewer", "--permission", "view-engagement-dashboard"],
@@ -210,7 +213,9 @@ def test_the_installed_program_answers_exactly(installed, stack, topic, redis_pr
     )
     token = created.stdout.strip()
     assert len(token) >= 32 and "\n" not in token
-    assert created.stderr.startswith("created token ") and "for user viewer" in created.stderr
+    ignored, said = created.stderr.splitlines()
+    assert '"setting ignored"' in ignored and '"variable":"MEMBER_RETENTION_DAYS"' in ignored
+    assert said.startswith("created token ") and "for user viewer" in said
 
     logs = {command: tmp_path / f"{command}.log" for command in ("consume", "serve")}
     for command, log in logs.items():
@@ -230,8 +235,9 @@ def test_the_installed_program_answers_exactly(installed, stack, topic, redis_pr
 
     wait_until(serving, 60, "the installed API did not start")
 
-    first, second = days_ago(3), days_ago(2)
+    long_ago, first, second = days_ago(60), days_ago(3), days_ago(2)
     events = [
+        {"type": "login", "userId": "grace", "ts": at(long_ago, 10)},
         {"type": "login", "userId": "alice", "ts": at(first, 9)},
         {"type": "activity", "userId": "bob", "ts": at(first, 11), "roles": ["user"]},
         {"type": "activity", "userId": "alice", "ts": at(first, 12)},
@@ -245,14 +251,15 @@ def test_the_installed_program_answers_exactly(installed, stack, topic, redis_pr
     records.append((b"broken", b"{not json"))  # to the dead-letter topic
     _publish(stack.kafka_bootstrap, name, records)
 
-    start, end = first - timedelta(days=1), second + timedelta(days=1)
+    start, end = long_ago - timedelta(days=1), second + timedelta(days=1)
     query = f"start={start.isoformat()}T00:00:00.000Z&end={end.isoformat()}T23:59:59.999Z"
     url = f"{base}/api/v1/engagement-dashboard/users/active-users?{query}"
     headers = {"X-User-Id": "viewer", "X-Auth-Token": token}
     expected = (
         '{"month":['
         f'{{"usersList":["carol"],"users":1,"day":{second.day},"month":{second.month},"year":{second.year}}},'
-        f'{{"usersList":["alice","bob"],"users":2,"day":{first.day},"month":{first.month},"year":{first.year}}}'
+        f'{{"usersList":["alice","bob"],"users":2,"day":{first.day},"month":{first.month},"year":{first.year}}},'
+        f'{{"usersList":["grace"],"users":1,"day":{long_ago.day},"month":{long_ago.month},"year":{long_ago.year}}}'
         '],"success":true}'
     ).encode()
     answers: list[tuple[int, bytes]] = []
@@ -273,6 +280,9 @@ def test_the_installed_program_answers_exactly(installed, stack, topic, redis_pr
     deadline = time.monotonic() + 30
     codes = [process.wait(timeout=max(1.0, deadline - time.monotonic())) for process in processes]
     assert codes == [0, 0], {c: log.read_text()[-2000:] for c, log in logs.items()}
+    for log in logs.values():
+        ignored = [line for line in log.read_text().splitlines() if '"setting ignored"' in line]
+        assert len(ignored) == 1 and "MEMBER_RETENTION_DAYS" in ignored[0], log.read_text()[-2000:]
 
 
 def _publish(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:

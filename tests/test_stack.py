@@ -100,7 +100,7 @@ def test_tls_redis_is_tls_only_with_acl_users(devstack: ModuleType, tmp_path: Pa
     service, admin, default = devstack.render_redis_acl("pw", "admin-pw").splitlines()
     assert service.startswith("user active-users on >pw resetchannels ~* -@all +")  # nothing but what is named
     rights = set(service.split()[6:])
-    assert {"+evalsha", "+script|load", "+cluster|slots", "+asking", "+sadd", "+bitfield"} <= rights
+    assert {"+evalsha", "+script|load", "+cluster|slots", "+asking", "+rpush", "+lrange", "+bitfield"} <= rights
     assert not {"+@all", "+flushall", "+flushdb", "+config", "+keys", "+debug", "+eval"} & rights
     assert admin == "user stack-admin on >admin-pw ~* &* +@all"
     assert default == "user default off"
