@@ -1,7 +1,9 @@
 """The same pipeline against a single Redis and against each real Redis Cluster of ``dev/stack up --cluster``
 (plaintext) and ``--cluster --secure`` (TLS only, client certificates, the least-privileged ACL user): one stream in
 Kafka, consumed by a real consumer process per store (one group each), queried through a real API process per
-store; every endpoint answers byte for byte the same. Both services export the cluster client's metrics."""
+store; every endpoint answers byte for byte the same, and active-users lists every id of every day of a stream
+longer than the 45 days earlier versions listed, equal to the oracle. Both services export the cluster client's
+metrics."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ import orjson
 import pytest
 from streams import (
     ConsumerProcess,
+    Sent,
+    activity,
     cli_token,
     consumer_env,
     free_port,
@@ -29,8 +33,9 @@ from streams import (
 )
 
 ZONE = "America/New_York"
-RETENTION_DAYS = 30
+RETENTION_DAYS = 400
 HOUR_RETENTION_DAYS = 10
+STREAM_DAYS = 75
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ class Stream:
     now: int
     common: dict[str, str]
     folder: Path
+    sent: list[Sent]
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +66,8 @@ def stream(stack, module_topic, tmp_path_factory) -> Stream:
     name = module_topic(3)
     now = int(time.time() * 1000)
     sent = generate(
-        505, 5000, now, users=300, days=40, malformed_share=0.02, avoid_days_ago=(29, 32),
-        also_avoid=((HOUR_RETENTION_DAYS - 1, 12),),
+        505, 6000, now, users=300, days=STREAM_DAYS, malformed_share=0.02,
+        avoid_days_ago=(HOUR_RETENTION_DAYS - 1, 12),
     )  # fmt: skip
     produce(stack.kafka_bootstrap, name, sent)
     common = {
@@ -70,7 +76,7 @@ def stream(stack, module_topic, tmp_path_factory) -> Stream:
         "HOUR_RETENTION_DAYS": str(HOUR_RETENTION_DAYS),
         "API_RATE_LIMIT": "100000",  # the rate limiter's keys go through each store too
     }
-    return Stream(name, now, common, tmp_path_factory.mktemp("cluster"))
+    return Stream(name, now, common, tmp_path_factory.mktemp("cluster"), sent)
 
 
 def serve(stack, stream: Stream, prefix: str, label: str, **redis: str) -> Iterator[Served]:
@@ -125,7 +131,7 @@ def _requests(now: int) -> dict[str, list[str]]:
     """Per endpoint, the requests whose answers are compared: whole days, mid-day, reversed and huge ranges."""
     today = datetime.fromtimestamp(now / 1000, tz=ZoneInfo(ZONE)).date()
     end_of_today = _local_ms(today, 23, 59, 59, 999)
-    ranges = [(_local_ms(today - timedelta(days=n)), end_of_today) for n in (0, 6, 29, 40)]
+    ranges = [(_local_ms(today - timedelta(days=n)), end_of_today) for n in (0, 6, 29, 40, STREAM_DAYS)]
     ranges += [(now - 3 * 86_400_000 - 7_777_777, now - 1_234_567), (now, now - 2 * 86_400_000), (0, now + 86_400_000)]
     starts = [now, end_of_today, now - 3 * 86_400_000, now - 20 * 86_400_000, now - 35 * 86_400_000]
     dashboard = "/api/v1/engagement-dashboard/users/"
@@ -154,6 +160,27 @@ def test_the_cluster_answers_byte_for_byte_like_the_single_redis(
         assert clustered == alone, path
         answered += alone[0] == 200 and len(alone[1]) > 0
     assert answered >= 4  # mostly real answers (a reversed range may be refused alike)
+
+
+def test_active_users_lists_every_id_of_every_day_equal_to_the_oracle(
+    single: Served, cluster: Served, stream: Stream
+) -> None:
+    zone = ZoneInfo(ZONE)
+    days = activity((s.event for s in stream.sent), zone, stream.now, RETENTION_DAYS).days
+    today = datetime.fromtimestamp(stream.now / 1000, tz=zone).date()
+    first = today - timedelta(days=STREAM_DAYS)
+    span = f"start={iso(_local_ms(first))}&end={iso(_local_ms(today, 23, 59, 59, 999))}"
+    path = f"/api/v1/engagement-dashboard/users/active-users?{span}"
+    expected = [
+        {"usersList": sorted(days[day]), "users": len(days[day]), "day": day.day, "month": day.month, "year": day.year}
+        for day in sorted(days, reverse=True)
+        if days[day]
+    ]
+    assert (today - min(days)).days > 45  # past what the day sets of earlier versions listed
+    for served in (single, cluster):
+        status, body = served.get(path)
+        assert status == 200, body
+        assert body == orjson.dumps({"month": expected, "success": True})
 
 
 def test_the_answers_are_not_empty(cluster: Served, stream: Stream) -> None:

@@ -95,7 +95,7 @@ def test_dev_run_prints_working_curls_and_ctrl_c_stops_everything(stack, kafka_a
         expected = {
             key.rsplit(":", 1)[1]: users
             for key, users in oracle(events, keys, ZoneInfo("UTC"), now_ms, 400).items()
-            if key.startswith("day:")
+            if key.startswith("index:day:")
         }
         first_day = re.search(r"start=(\d{4}-\d\d-\d\d)T", curls[0][2]).group(1)
         month = answers[0]["month"]
