@@ -156,7 +156,7 @@ class KeySchema:
         return [tag + part for part in parts]
 
     def old_day(self, day: date) -> str:
-        """The pre-index set of the ids of the users active on ``day`` (read by ``reindex`` only)."""
+        """The set of the ids of the users active on ``day`` that earlier versions kept (read by ``reindex`` only)."""
         return f"{self.prefix}day:{self.zone_name}:{day.isoformat()}"
 
     def old_hour(self, day: date, hour: int) -> str:
@@ -168,7 +168,7 @@ class KeySchema:
         return f"{self.prefix}new:{self.zone_name}:{day.isoformat()}"
 
     def old_day_pattern(self) -> str:
-        """A SCAN pattern matching the pre-index day sets of this prefix and zone."""
+        """A SCAN pattern matching the day sets of earlier versions, of this prefix and zone."""
         return _escaped(f"{self.prefix}day:{self.zone_name}:") + "*"
 
     def old_hour_pattern(self) -> str:
@@ -180,7 +180,7 @@ class KeySchema:
         return _escaped(f"{self.prefix}new:{self.zone_name}:") + "*"
 
     def old_day_of(self, key: str) -> date | None:
-        """The day of a pre-index day set's name (``None`` for any other key)."""
+        """The day of an earlier version's day set name (``None`` for any other key)."""
         return _parsed_day(_after(key, f"{self.prefix}day:{self.zone_name}:"))
 
     def old_hour_of(self, key: str) -> tuple[date, int] | None:
