@@ -8,6 +8,7 @@ call touches the keys of one user bucket (one cluster slot) only.
 from __future__ import annotations
 
 import itertools
+import logging
 import struct
 from collections.abc import Awaitable, Sequence
 from datetime import date
@@ -29,6 +30,7 @@ FETCH_CHUNK = 32
 NAMES_CHUNK = 10_000
 # A bitmap as one byte per bit (0 or 1), in Redis' bit order: what itertools.compress selects ids with.
 _ZERO_ONE: Final = bytes.maketrans(b"01", b"\0\1")
+LOG = logging.getLogger(__name__)
 
 
 class ActivityReader:
@@ -53,7 +55,20 @@ class ActivityReader:
         """The ids of the users active on each day of ``days`` (in its order; empty for a day without data),
         read from the day bitmaps: per bucket, in the order of the users' numbers. Raises
         :class:`IndexIncomplete` when a bit has no id in its bucket's names list."""
-        bitmaps = await self.day_bitmaps(days)
+        # With the bitmaps, the last id this process holds of each bucket, checked against Redis: a list that no
+        # longer has it there was lost and made again (a Redis restarted without persistence, then a replay,
+        # numbers users anew), and what was read of it is dropped.
+        held = [(bucket, len(names)) for bucket, names in enumerate(self._names) if names]
+        checks: list[Routed] = []
+        for bucket, length in held:
+            key = self._keys.names(bucket)
+            checks.append((key, pack_command(("LINDEX", key, length - 1))))
+        bitmaps, lasts = await self._day_bitmaps(days, checks)
+        for (bucket, length), last in zip(held, lasts, strict=True):
+            names = self._names[bucket]
+            if len(names) >= length and (last is None or _decoded([last]) != names[length - 1 : length]):
+                LOG.warning("user ids read again", extra={"key": self._keys.names(bucket), "held": length})
+                names.clear()
         await self._learn_names([max(map(_bits_used, found), default=0) for found in bitmaps])
         ids: list[list[str]] = [[] for _ in days]
         for names, found in zip(self._names, bitmaps, strict=True):
@@ -133,11 +148,18 @@ class ActivityReader:
     async def day_bitmaps(self, days: Sequence[date]) -> list[list[bytes]]:
         """Each user bucket's bitmap of the users active on each day: ``[bucket][position in days]`` (``b""`` for a
         bitmap that does not exist)."""
-        _, calls, replies = await self._mget([self._keys.day_part(d) for d in days])
-        values: list[list[bytes]] = [[] for _ in range(self._keys.buckets)]
-        for (bucket, _, _), reply in zip(calls, replies, strict=True):
-            values[bucket] += [value or b"" for value in reply]
+        values, _ = await self._day_bitmaps(days)
         return values
+
+    async def _day_bitmaps(
+        self, days: Sequence[date], also: Sequence[Routed] = ()
+    ) -> tuple[list[list[bytes]], list[Any]]:
+        """:meth:`day_bitmaps`, and the replies of the commands ``also``, sent in the same round trip."""
+        _, calls, replies = await self._mget([self._keys.day_part(d) for d in days], also)
+        values: list[list[bytes]] = [[] for _ in range(self._keys.buckets)]
+        for (bucket, _, _), reply in zip(calls, replies, strict=False):
+            values[bucket] += [value or b"" for value in reply]
+        return values, replies[len(calls) :]
 
     async def day_union_counts(
         self, groups: Sequence[Sequence[date]], kept: Sequence[tuple[int, str] | None] = ()
@@ -190,14 +212,18 @@ class ActivityReader:
         replies = await self._guarded(self._send(commands, (UNION_COUNTS.source,)))
         return [sum(map(int, column)) for column in zip(*replies, strict=True)]
 
-    async def _mget(self, parts: list[str]) -> tuple[int, list[tuple[int, int, list[str]]], list[Any]]:
+    async def _mget(
+        self, parts: list[str], also: Sequence[Routed] = ()
+    ) -> tuple[int, list[tuple[int, int, list[str]]], list[Any]]:
         """``MGET`` of the keys of ``parts`` (what follows a bucket's tag) in every user bucket, FETCH_CHUNK keys
-        per command: how many parts, the calls as (bucket, position of the first, keys), and their replies."""
+        per command, and the commands ``also`` after them: how many parts, the calls as (bucket, position of the
+        first, keys), and the replies (the MGETs', then those of ``also``)."""
         calls: list[tuple[int, int, list[str]]] = []
         for bucket in range(self._keys.buckets):
             keys = self._keys.in_bucket(bucket, parts)
             calls += [(bucket, start, keys[start : start + FETCH_CHUNK]) for start in range(0, len(keys), FETCH_CHUNK)]
-        replies = await self._guarded(self._send([(keys[0], pack_command(("MGET", *keys))) for _, _, keys in calls]))
+        commands = [(keys[0], pack_command(("MGET", *keys))) for _, _, keys in calls]
+        replies = await self._guarded(self._send([*commands, *also]))
         return len(parts), calls, replies
 
     async def _send(self, commands: Sequence[Routed], scripts: Sequence[str] = ()) -> list[Any]:
