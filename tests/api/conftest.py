@@ -5,7 +5,7 @@ Helpers are fixtures (not importable modules) because tests run with ``--import-
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
@@ -15,8 +15,9 @@ import redis
 from aiohttp.test_utils import TestClient
 
 from activeusers.keys import KeySchema
+from activeusers.reader import ActivityReader
 from activeusers.settings import Settings
-from activeusers.store import ActivityReader, ActivityWriter, Buckets
+from activeusers.writer import ActivityWriter, Buckets
 from api.app import create_app
 from api.auth import VIEW_ENGAGEMENT_DASHBOARD
 from api.state import TOKENS
@@ -95,11 +96,11 @@ async def admin(api: Api) -> dict[str, str]:
 
 @pytest.fixture
 def seed(base_settings: Settings, redis_client: redis.Redis) -> Callable[[Mapping[date, Iterable[str]], str], None]:
-    """``seed({day: users}, zone)``: store days (sets and index) with the consumer's real writer (long retention,
-    so that days older than an app's retention window still exist and prove they are not read)."""
+    """``seed({day: users}, zone)``: store days in the index with the consumer's real writer (long retention, so
+    that days older than an app's retention window still exist and prove they are not read)."""
 
     def store(days: Mapping[date, Iterable[str]], zone: str = "UTC") -> None:
-        settings = replace(base_settings, activity_timezone=zone, retention_days=5000, member_retention_days=5000)
+        settings = replace(base_settings, activity_timezone=zone, retention_days=5000)
         buckets = Buckets()
         for day, users in days.items():
             for user in users:
@@ -124,7 +125,6 @@ def seed_users(base_settings: Settings, redis_client: redis.Redis) -> Callable[.
             activity_timezone=zone,
             retention_days=5000,
             hour_retention_days=5000,
-            member_retention_days=5000,
         )
         buckets = Buckets()
         for (day, hour), users in active.items():
@@ -140,26 +140,37 @@ def seed_users(base_settings: Settings, redis_client: redis.Redis) -> Callable[.
 
 @dataclass
 class StoreReads:
-    """The days an app asked Redis about, in call order: ``counted`` by SCARD, ``read`` by SMEMBERS."""
+    """What the apps' readers read, in call order: the days whose ids were listed (``ActivityReader.active_ids``,
+    one list per call in ``listings``) and the days whose day bitmaps were fetched (by ``active_ids`` and by the
+    counting endpoints' masks: ``ActivityReader._day_bitmaps``, behind both)."""
 
-    counted: list[date]
-    read: list[date]
+    listings: list[list[date]]
+    fetched: list[date]
+
+    @property
+    def listed(self) -> list[date]:
+        """Every day whose ids were listed, over all calls."""
+        return [day for days in self.listings for day in days]
+
+    def clear(self) -> None:
+        self.listings.clear()
+        self.fetched.clear()
 
 
 @pytest.fixture
 def store_reads(monkeypatch: pytest.MonkeyPatch) -> StoreReads:
-    """Spies on the reader's SCARD and SMEMBERS calls of every app of the test."""
+    """Spies on the reader's id listings and day-bitmap fetches of every app of the test."""
     reads = StoreReads([], [])
-    real_counts, real_members = ActivityReader.cardinalities, ActivityReader.active_users
+    real_ids, real_bitmaps = ActivityReader.active_ids, ActivityReader._day_bitmaps
 
-    async def counts(self: ActivityReader, days: list[date]) -> dict[date, int]:
-        reads.counted.extend(days)
-        return await real_counts(self, days)
+    async def active_ids(self: ActivityReader, days: Sequence[date]) -> list[list[str]]:
+        reads.listings.append(list(days))
+        return await real_ids(self, days)
 
-    async def members(self: ActivityReader, days: list[date]) -> dict[date, set[str]]:
-        reads.read.extend(days)
-        return await real_members(self, days)
+    async def day_bitmaps(self: ActivityReader, days: Sequence[date], *also: Any) -> tuple[list[list[bytes]], Any]:
+        reads.fetched.extend(days)
+        return await real_bitmaps(self, days, *also)
 
-    monkeypatch.setattr(ActivityReader, "cardinalities", counts)
-    monkeypatch.setattr(ActivityReader, "active_users", members)
+    monkeypatch.setattr(ActivityReader, "active_ids", active_ids)
+    monkeypatch.setattr(ActivityReader, "_day_bitmaps", day_bitmaps)
     return reads

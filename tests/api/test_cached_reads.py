@@ -1,24 +1,33 @@
-"""The day cache behind active-users, on the real Redis: hits, refetches when a set grows or expires, the age
-limit, the cache turned off, answers byte-identical with and without it; the summary reads no set at all."""
+"""The day cache behind active-users, on the real Redis: a day's element is read from its bitmaps (and the names
+lists) only when its index version changed; a late event, a day leaving retention, the age limit, the byte budget,
+the cache turned off, a new process, concurrent requests learning the names lists, an index whose names list is
+missing, a Redis that lost everything; answers byte-identical with and without the cache; the summary lists no id
+at all."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from datetime import date, timedelta
 
 import orjson
 import pytest
 
+from activeusers import reader as reader_module
+from activeusers.days import retained_days
 from activeusers.errors import StoreUnavailable
-from activeusers.keys import KeySchema
-from activeusers.store import ActivityReader
-from api.state import DAY_CACHE
+from activeusers.keys import KeySchema, bucket_of
+from activeusers.reader import ActivityReader
+from api import app as app_module
+from api.daycache import DayCache
+from api.state import DAY_CACHE, READER
 
 ACTIVE = "/api/v1/engagement-dashboard/users/active-users"
 SUMMARY = "/api/v1/active-users/summary"
 WEEKLY = "/api/v1/engagement-dashboard/users/chat-busier/weekly-data"
 TODAY = date(2026, 3, 15)
+UNAVAILABLE = b'{"success":false,"error":"Service unavailable: the data store cannot be reached. Try again shortly."}'
 
 
 def iso(day: date, end: bool = False) -> str:
@@ -27,6 +36,10 @@ def iso(day: date, end: bool = False) -> str:
 
 def url(path: str, first: date, last: date) -> str:
     return f"{path}?start={iso(first)}&end={iso(last, end=True)}"
+
+
+def days_of(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
 def expected(sets: dict[date, set[str]], first: date, last: date) -> bytes:
@@ -38,53 +51,85 @@ def expected(sets: dict[date, set[str]], first: date, last: date) -> bytes:
     return orjson.dumps({"month": month, "success": True})
 
 
+def versions(redis_client, keys: KeySchema, days: list[date]) -> dict[date, str | None]:
+    """The days' index versions as the writer left them."""
+    found = redis_client.hmget(keys.versions(), [keys.day_field(day) for day in days])
+    return dict(zip(days, found, strict=True))
+
+
 async def test_second_answer_comes_from_the_cache(api, admin, seed, store_reads):
     sets = {TODAY - timedelta(days=1): {"a", "b"}, TODAY: {"c"}}
     seed(sets)
-    path = url(ACTIVE, TODAY - timedelta(days=6), TODAY)
+    first_day = TODAY - timedelta(days=6)
+    path = url(ACTIVE, first_day, TODAY)
     first = await api.get(path, admin)
-    assert sorted(store_reads.read) == sorted(sets)
-    store_reads.read.clear()
+    # Every day of the range is read once (one round of bitmaps), those without data too.
+    assert store_reads.listings == [days_of(first_day, TODAY)]
+    assert sorted(store_reads.fetched) == days_of(first_day, TODAY)
+    store_reads.clear()
     second = await api.get(path, admin)
-    assert store_reads.read == []
-    assert first.body == second.body == expected(sets, TODAY - timedelta(days=6), TODAY)
-    assert len(api.client.app[DAY_CACHE]) == 2
+    # Versions unchanged: no bitmap is read, no id listed.
+    assert store_reads.listings == [] and store_reads.fetched == []
+    assert first.body == second.body == expected(sets, first_day, TODAY)
+    # An entry per day: the two with users and the five kept empty.
+    assert len(api.client.app[DAY_CACHE]) == 7
 
 
-async def test_a_new_member_is_in_the_next_answer(api, admin, seed, store_reads):
-    seed({TODAY - timedelta(days=2): {"old"}, TODAY: {"a"}})
-    path = url(ACTIVE, TODAY - timedelta(days=2), TODAY)
+async def test_a_late_event_on_a_past_day_reads_that_day_alone_again(
+    api, admin, seed, store_reads, redis_client, redis_prefix
+):
+    past = TODAY - timedelta(days=2)
+    first_day = TODAY - timedelta(days=3)
+    seed({past: {"old"}, TODAY: {"a"}})
+    path = url(ACTIVE, first_day, TODAY)
+    keys = KeySchema(redis_prefix, "UTC")
     await api.get(path, admin)
-    store_reads.read.clear()
-    seed({TODAY: {"b"}})  # what the consumer does: SADD to today's set
+    before = versions(redis_client, keys, days_of(first_day, TODAY))
+    store_reads.clear()
+    seed({past: {"late"}})  # what the consumer does with a late event: the day's bit set, its version replaced
+    after = versions(redis_client, keys, days_of(first_day, TODAY))
+    assert [day for day in before if before[day] != after[day]] == [past]
     answer = await api.get(path, admin)
-    assert answer.body == expected(
-        {TODAY - timedelta(days=2): {"old"}, TODAY: {"a", "b"}}, TODAY - timedelta(days=2), TODAY
-    )
-    # Only the day whose cardinality changed was read again.
-    assert store_reads.read == [TODAY]
+    assert answer.body == expected({past: {"late", "old"}, TODAY: {"a"}}, first_day, TODAY)
+    # Only the day whose version changed was read again, and it now lists the new id.
+    assert store_reads.listings == [[past]]
+    assert store_reads.fetched == [past]
 
 
-async def test_an_expired_day_is_left_out(api, admin, seed, redis_client, redis_prefix):
-    gone = TODAY - timedelta(days=3)
-    seed({gone: {"x"}, TODAY: {"y"}})
-    path = url(ACTIVE, gone, TODAY)
-    assert b'"x"' in (await api.get(path, admin)).body
-    redis_client.delete(KeySchema(redis_prefix, "UTC").day(gone))  # what expiry does: SCARD is 0 afterwards
-    assert (await api.get(path, admin)).body == expected({TODAY: {"y"}}, gone, TODAY)
+async def test_a_day_that_leaves_the_retention_window_is_left_out(make_api, seed, now_ms, store_reads):
+    clock = [now_ms / 1000]
+    app = await make_api(clock=lambda: clock[0], retention_days=3)
+    headers = await app.token("admin-user-1")
+    oldest, _ = retained_days(now_ms, app.settings.zone, 3)
+    seed({oldest: {"x"}, TODAY: {"y"}})
+    path = url(ACTIVE, oldest, TODAY)
+    assert (await app.get(path, headers)).body == expected({oldest: {"x"}, TODAY: {"y"}}, oldest, TODAY)
+    clock[0] += 86_400  # a day later: its bitmaps still exist and its element is still cached, but it expired
+    store_reads.clear()
+    later = await app.get(path, headers)
+    assert later.body == expected({TODAY: {"y"}}, oldest, TODAY)
+    assert oldest not in store_reads.listed
 
 
-async def test_entries_older_than_the_ttl_are_read_again(make_api, seed, store_reads):
-    app = await make_api(api_cache_ttl_s=0.2)
+async def test_entries_older_than_the_ttl_are_read_again(make_api, seed, store_reads, monkeypatch):
+    now = [5000.0]
+
+    def cache_with_clock(max_bytes: int, ttl_s: float) -> DayCache:
+        return DayCache(max_bytes, ttl_s, lambda: now[0])
+
+    monkeypatch.setattr(app_module, "DayCache", cache_with_clock)
+    app = await make_api(api_cache_ttl_s=60.0)
     headers = await app.token("admin-user-1")
     seed({TODAY: {"a"}})
     path = url(ACTIVE, TODAY, TODAY)
     await app.get(path, headers)
+    now[0] += 59.9
     await app.get(path, headers)
-    assert store_reads.read == [TODAY]
-    await asyncio.sleep(0.3)
-    await app.get(path, headers)
-    assert store_reads.read == [TODAY, TODAY]
+    assert store_reads.listed == [TODAY]
+    now[0] += 0.1
+    answer = await app.get(path, headers)
+    assert store_reads.listed == [TODAY, TODAY]
+    assert answer.body == expected({TODAY: {"a"}}, TODAY, TODAY)
 
 
 async def test_the_byte_budget_evicts(make_api, seed, store_reads):
@@ -95,7 +140,7 @@ async def test_the_byte_budget_evicts(make_api, seed, store_reads):
     seed({older: {f"old-{i:04d}" for i in range(1000)}, newer: {f"new-{i:04d}" for i in range(1000)}})
     for day in (older, newer, older):
         await app.get(url(ACTIVE, day, day), headers)
-    assert store_reads.read == [older, newer, older]
+    assert store_reads.listings == [[older], [newer], [older]]
     cache = app.client.app[DAY_CACHE]
     assert len(cache) == 1
     assert cache.size_bytes <= 15_000
@@ -108,25 +153,105 @@ async def test_zero_bytes_reads_every_time(make_api, seed, store_reads):
     for path in (url(ACTIVE, TODAY, TODAY), url(SUMMARY, TODAY, TODAY)):
         await app.get(path, headers)
         await app.get(path, headers)
-    assert store_reads.read == [TODAY] * 2
+    assert store_reads.listed == [TODAY] * 2
     assert len(app.client.app[DAY_CACHE]) == 0
 
 
-async def test_summary_reads_no_sets_and_sees_growth(api, admin, seed, store_reads):
+async def test_summary_lists_no_ids_and_sees_growth(api, admin, seed, store_reads):
     seed({TODAY - timedelta(days=40): {"a"}, TODAY - timedelta(days=10): {"a", "b"}, TODAY: {"c"}})
     path = url(SUMMARY, TODAY - timedelta(days=10), TODAY)
     first = (await api.get(path, admin)).json()
     assert (await api.get(path, admin)).json() == first
     seed({TODAY: {"d"}})
     after = (await api.get(path, admin)).json()
-    assert store_reads.read == store_reads.counted == []  # counted from the index's bitmaps
+    assert store_reads.listed == []  # counted from the index's bitmaps and counters
     assert after["distinctUsers"] == first["distinctUsers"] + 1 == 4
     assert after["days"][-1] == {"date": TODAY.isoformat(), "dau": 2, "wau": 2, "mau": 4}
 
 
+async def test_a_new_process_answers_identically(make_api, seed, store_reads):
+    rng = random.Random(15)
+    sets = {TODAY - timedelta(days=n): {f"u{rng.randrange(3000)}" for _ in range(200)} for n in range(0, 90, 3)}
+    seed(sets)
+    first_day = TODAY - timedelta(days=100)
+    path = url(ACTIVE, first_day, TODAY)
+    one = await make_api()
+    headers = await one.token("admin-user-1")
+    answer = await one.get(path, headers)
+    assert answer.body == expected(sets, first_day, TODAY)
+    assert (await one.get(path, headers)).body == answer.body
+    listed = store_reads.listed
+    store_reads.clear()
+    # Another API process: its own (empty) cache and its own copy of the names lists, the same bytes.
+    other = await make_api()
+    assert (await other.get(path, headers)).body == answer.body
+    assert store_reads.listed == listed
+    assert set(sets) <= set(listed)
+
+
+async def test_concurrent_requests_learn_the_names_lists_together(make_api, seed, monkeypatch):
+    """Requests of one process that fetch overlapping parts of the names lists at the same time (in chunks of 7
+    ids) each answer exactly, and the process ends up holding each id once."""
+    monkeypatch.setattr(reader_module, "NAMES_CHUNK", 7)
+    rng = random.Random(3)
+    sets = {TODAY - timedelta(days=n): {f"u{rng.randrange(400)}" for _ in range(60)} for n in range(10)}
+    seed(sets)
+    app = await make_api()
+    headers = await app.token("admin-user-1")
+    ranges = [(TODAY - timedelta(days=n), TODAY - timedelta(days=n // 2)) for n in range(10)]
+    answers = await asyncio.gather(*(app.get(url(ACTIVE, first, last), headers) for first, last in ranges))
+    assert [answer.body for answer in answers] == [expected(sets, first, last) for first, last in ranges]
+    numbered = set().union(*sets.values())
+    assert app.client.app[READER].names_known == len(numbered)
+
+
+async def test_an_index_without_its_names_list_answers_503(make_api, seed, redis_client, redis_prefix, caplog):
+    seed({TODAY - timedelta(days=1): {"a", "b", "c"}, TODAY: {"a"}})
+    keys = KeySchema(redis_prefix, "UTC")
+    assert bucket_of("a", keys.buckets) != bucket_of("b", keys.buckets)
+    # A bucket whose numbers have no ids: a list removed by hand, or an index numbered before the lists existed
+    # and not yet reindexed.
+    redis_client.delete(keys.names(bucket_of("b", keys.buckets)))
+    app = await make_api()
+    headers = await app.token("admin-user-1")
+    caplog.set_level(logging.WARNING, logger="api.errors")
+    answer = await app.get(url(ACTIVE, TODAY - timedelta(days=6), TODAY), headers)
+    assert (answer.status, answer.body) == (503, UNAVAILABLE)
+    assert answer.headers["Retry-After"] == "1"
+    assert answer.headers["Content-Type"] == "application/json"
+    (logged,) = [r for r in caplog.records if r.getMessage() == "store unavailable"]
+    assert keys.names(bucket_of("b", keys.buckets)) in logged.error and "active-users reindex" in logged.error
+    # A day without the bucket's users still answers, and the counting endpoints need no ids.
+    assert (await app.get(url(ACTIVE, TODAY, TODAY), headers)).body == expected({TODAY: {"a"}}, TODAY, TODAY)
+    weekly = await app.get(f"{WEEKLY}?start={iso(TODAY)}", headers)
+    assert weekly.status == 200 and weekly.json()["month"][0]["users"] == 1
+
+
+async def test_after_redis_lost_everything_the_new_ids_are_listed(api, admin, seed, redis_client, redis_prefix, caplog):
+    """A Redis restarted without persistence, then a replay: the users are numbered anew, and the process drops
+    the ids it held of the lists made again (no restart of the API)."""
+    keys = KeySchema(redis_prefix, "UTC")
+    # A new user in the old one's bucket: numbered 0 there again, as the old one was.
+    newcomer = next(
+        f"new-{n}" for n in range(1000) if bucket_of(f"new-{n}", keys.buckets) == bucket_of("alice", keys.buckets)
+    )
+    seed({TODAY: {"alice"}})
+    path = url(ACTIVE, TODAY, TODAY)
+    assert (await api.get(path, admin)).body == expected({TODAY: {"alice"}}, TODAY, TODAY)
+    tokens = redis_client.hgetall(keys.tokens())
+    for key in redis_client.scan_iter(match=f"{redis_prefix}*"):
+        redis_client.delete(key)
+    redis_client.hset(keys.tokens(), mapping=tokens)  # the token issued again
+    seed({TODAY: {newcomer}})  # numbered anew from 0, a new version
+    caplog.set_level(logging.WARNING, logger="activeusers.reader")
+    assert (await api.get(path, admin)).body == expected({TODAY: {newcomer}}, TODAY, TODAY)
+    (dropped,) = [r for r in caplog.records if r.getMessage() == "user ids read again"]
+    assert dropped.key == keys.names(bucket_of("alice", keys.buckets))
+
+
 async def test_answers_with_and_without_the_cache_are_byte_identical(make_api, seed, redis_client, redis_prefix):
-    cached = await make_api(retention_days=60, member_retention_days=60)
-    uncached = await make_api(retention_days=60, member_retention_days=60, api_cache_bytes=0)
+    cached = await make_api(retention_days=60)
+    uncached = await make_api(retention_days=60, api_cache_bytes=0)
     headers = await cached.token("admin-user-1")
     keys = KeySchema(redis_prefix, "UTC")
     rng = random.Random(20260315)
@@ -142,7 +267,7 @@ async def test_answers_with_and_without_the_cache_are_byte_identical(make_api, s
             truth.setdefault(day, set()).update(users)
         if truth and rng.random() < 0.2:
             gone = rng.choice(sorted(truth))
-            redis_client.delete(keys.day(gone), *(keys.day_bits(gone, b) for b in range(keys.buckets)))
+            redis_client.delete(*(keys.day_bits(gone, b) for b in range(keys.buckets)))
             # Removing a day's bitmaps by hand also removes its index version (docs/keys.md), as expiry needs not:
             # a day past retention is never asked for.
             redis_client.hdel(keys.versions(), keys.day_field(gone))

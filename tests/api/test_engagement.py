@@ -1,18 +1,26 @@
 """Contract tests of GET /api/v1/engagement-dashboard/users/active-users against the real Redis.
 
 Every row of the wire contract's error table and every validation example, byte for byte, headers included;
-success bodies across month and year ends, in a DST zone, for reversed and huge ranges.
+success bodies across month and year ends, in a DST zone, for reversed and huge ranges, and every id of every
+retained day for a stream of events over more than Rocket.Chat's 45 days.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
+from streams import activity, generate
 
+from activeusers.days import days_between, retained_days
+from activeusers.keys import KeySchema
+from activeusers.writer import ActivityWriter
 from api.state import TOKENS
+from consumer.ingest import Classifier, RecordSlice
 
 PATH = "/api/v1/engagement-dashboard/users/active-users"
 V1 = "2026-01-01T00:00:00.000Z"
@@ -194,7 +202,7 @@ async def test_exact_body_of_the_contract_example(api, admin, seed):
 
 
 async def test_month_and_year_ends_and_zero_days_omitted(make_api, seed):
-    api = await make_api(member_retention_days=400)
+    api = await make_api()
     admin = await api.token("admin-user-1")
     data = {
         date(2025, 12, 30): {"a", "b"},
@@ -237,7 +245,7 @@ async def test_dst_zone_truncates_to_local_days(make_api, seed):
 
 
 async def test_dst_end_day_in_new_york(make_api, seed):
-    ny = await make_api(activity_timezone="America/New_York", member_retention_days=400)
+    ny = await make_api(activity_timezone="America/New_York")
     headers = await ny.token("admin-user-1")
     data = {date(2025, 11, 1): {"a"}, date(2025, 11, 2): {"b"}, date(2025, 11, 3): {"c"}}
     seed(data, "America/New_York")
@@ -267,13 +275,13 @@ async def test_huge_range_reads_only_retained_days(make_api, seed, now_ms, store
     answer = await app.get(q(start="0000-01-01T00:00:00.000Z", end="9999-12-31T23:59:59.999Z"), headers)
     del data[today - timedelta(days=200)]
     assert_answer(answer, 200, expected(data))
-    # Only the retention window (plus today and tomorrow) is touched: 0000..9999 costs nothing extra. Every day of
-    # it is counted once (SCARD), and only the days that hold users are read (SMEMBERS).
-    counted = store_reads.counted
-    assert len(counted) == len(set(counted)) <= 32
-    assert min(counted) >= today - timedelta(days=30)
-    assert max(counted) <= today + timedelta(days=1)
-    assert sorted(store_reads.read) == sorted(data)
+    # Only the retention window (plus tomorrow) is touched: 0000..9999 costs nothing extra. Every day of it is read
+    # once (its bitmaps, its ids), the days that hold users among them.
+    listed = store_reads.listed
+    assert len(listed) == len(set(listed))
+    assert set(listed) == set(days_between(*retained_days(now_ms, app.settings.zone, 30)))
+    assert set(data) <= set(listed)
+    assert sorted(store_reads.fetched) == sorted(listed)
 
 
 @pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "Etc/GMT+12", "Asia/Kolkata", "UTC"])
@@ -299,16 +307,46 @@ async def test_large_day_set(api, admin, seed):
 TODAY = date(2026, 3, 15)  # the apps' clock (tests/api/conftest.py)
 
 
-async def test_days_past_the_member_retention_answer_counts_without_ids(make_api, seed):
-    api = await make_api(retention_days=60, member_retention_days=10)
+def seed_stream(settings, redis_client, events, now_ms: int) -> None:
+    """Store ``events`` as the consumer does: the records classified by its real classifier at ``now_ms``, the
+    batch stored by its real writer (a long expiry, so the seeded keys outlive the wall clock's drift)."""
+    records = [orjson.dumps(event) for event in events]
+    part = RecordSlice("events", 0, range(len(records)), [None] * len(records), list(records))
+    batch = Classifier(settings).classify([part], now_ms)
+    assert not batch.dead_letters
+    long_lived = replace(settings, retention_days=5000, hour_retention_days=5000)
+    ActivityWriter(redis_client, KeySchema.of(long_lived), long_lived).write(batch.buckets)
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York"])
+async def test_every_id_of_every_retained_day_past_45_days(make_api, redis_client, now_ms, zone):
+    """The acceptance test of the names lists: with RETENTION_DAYS=400 and activity over 75 days, active-users
+    over the whole range lists every id of every day (no day answers counts without ids), exactly the oracle's,
+    byte for byte."""
+    api = await make_api(retention_days=400, activity_timezone=zone)
     headers = await api.token("admin-user-1")
-    seed({TODAY: {"a", "b"}, TODAY - timedelta(days=10): {"c"}, TODAY - timedelta(days=11): {"d", "e", "f"}})
-    seed({TODAY - timedelta(days=61): {"expired"}})
+    events = [sent.event for sent in generate(seed=45, count=6000, now_ms=now_ms, users=500, days=75)]
+    seed_stream(api.settings, redis_client, events, now_ms)
+    days = activity(events, ZoneInfo(zone), now_ms, retention_days=400).days
+    today = date(2026, 3, 15)
+    assert min(days) <= today - timedelta(days=74) and max(days) == today
+    assert sum(1 for day in days if day < today - timedelta(days=45)) >= 25  # what the day sets no longer kept
+
     answer = await api.get(q(start="2025-12-01T00:00:00.000Z", end="2026-03-15T23:59:59.999Z"), headers)
-    old = TODAY - timedelta(days=11)
-    assert answer.json()["month"] == [
-        {"usersList": ["a", "b"], "users": 2, "day": 15, "month": 3, "year": 2026},
-        {"usersList": ["c"], "users": 1, "day": 5, "month": 3, "year": 2026},
-        # The set is still in Redis here (the seed keeps it), but past MEMBER_RETENTION_DAYS only counts answer.
-        {"usersList": [], "users": 3, "day": old.day, "month": old.month, "year": old.year},
+
+    want = [
+        {"usersList": sorted(days[day]), "users": len(days[day]), "day": day.day, "month": day.month, "year": day.year}
+        for day in sorted(days, reverse=True)
     ]
+    assert_answer(answer, 200, orjson.dumps({"month": want, "success": True}))
+    month = answer.json()["month"]
+    assert len(month) == len(days)
+    assert all(element["users"] == len(element["usersList"]) > 0 for element in month)
+    assert all(element["usersList"] == sorted(set(element["usersList"])) for element in month)
+    # The same answer again, from the cache, and from a new process that mirrors the names lists afresh.
+    assert (await api.get(q(start="2025-12-01T00:00:00.000Z", end="2026-03-15T23:59:59.999Z"), headers)).body == (
+        answer.body
+    )
+    fresh = await make_api(retention_days=400, activity_timezone=zone)
+    again = await fresh.get(q(start="2025-12-01T00:00:00.000Z", end="2026-03-15T23:59:59.999Z"), headers)
+    assert again.body == answer.body

@@ -36,9 +36,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from activeusers.heartbeats import Heartbeats
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
-from activeusers.store import ActivityWriter, Buckets
+from activeusers.writer import ActivityWriter, Buckets
 from api.app import OPENAPI_PATH, create_app
 from api.auth import VIEW_ENGAGEMENT_DASHBOARD
 from api.dates import is_iso_instant
@@ -145,9 +146,9 @@ def seed(settings: Settings, client: redis.Redis) -> None:
                 buckets.add_created(day, f"user-{n}-{back % 3}", NOW_MS)
     # The heartbeat must outlive the whole fuzz run (minutes), or /readyz would rightly turn 503 midway.
     long_lived = replace(settings, retention_days=5000, hour_retention_days=5000, consumer_stale_s=3600.0)
-    writer = ActivityWriter(client, KeySchema(settings.redis_key_prefix, "UTC"), long_lived)
-    writer.write(buckets)
-    writer.heartbeat("fuzz-consumer", {"ts_ms": NOW_MS}, NOW_MS)
+    keys = KeySchema(settings.redis_key_prefix, "UTC")
+    ActivityWriter(client, keys, long_lived).write(buckets)
+    Heartbeats(client, keys, long_lived).beat("fuzz-consumer", {"ts_ms": NOW_MS}, NOW_MS)
 
 
 def fuzz(

@@ -13,8 +13,8 @@ import pytest
 import redis
 from streams import in_ci
 
+from activeusers.heartbeats import Heartbeats
 from activeusers.keys import KeySchema
-from activeusers.store import ActivityWriter
 
 PATH = "/api/v1/engagement-dashboard/users/active-users?start=2026-03-01T00:00:00.000Z&end=2026-03-15T00:00:00.000Z"
 UNAVAILABLE = b'{"success":false,"error":"Service unavailable: the data store cannot be reached. Try again shortly."}'
@@ -27,8 +27,7 @@ def free_port() -> int:
 
 
 def beat(settings, redis_client, ts_ms: int, member: str = "consumer-1") -> None:
-    keys = KeySchema.of(settings)
-    ActivityWriter(redis_client, keys, settings).heartbeat(member, {"ts_ms": ts_ms}, ts_ms)
+    Heartbeats(redis_client, KeySchema.of(settings), settings).beat(member, {"ts_ms": ts_ms}, ts_ms)
 
 
 async def test_healthz(api):
@@ -118,12 +117,12 @@ async def test_recovers_when_redis_returns(make_api, redis_prefix, tmp_path):
 
 
 async def test_unexpected_errors_are_a_json_500(api, admin, monkeypatch):
-    from activeusers.store import ActivityReader
+    from activeusers.reader import ActivityReader
 
     async def broken(self, days):
         raise RuntimeError("boom: secret details")
 
-    monkeypatch.setattr(ActivityReader, "cardinalities", broken)
+    monkeypatch.setattr(ActivityReader, "active_ids", broken)
     answer = await api.get(PATH, admin)
     assert (answer.status, answer.body) == (500, b'{"success":false,"error":"Internal server error"}')
     assert orjson.loads(answer.body)["success"] is False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from activeusers.keys import KeySchema, bucket_of
 from activeusers.settings import Settings
 from api.app import create_app
 from api.state import METRICS
@@ -64,3 +65,30 @@ def test_every_api_metric_is_in_the_activeusers_api_namespace():
 
     names = [metric.name for metric in ApiMetrics(DayCache(1, 1)).registry.collect()]
     assert names and all(name.startswith("activeusers_api_") for name in names), names
+
+
+async def test_the_user_ids_known_are_measured(api, admin, seed, redis_client):
+    seed({date(2026, 3, 13): {"a", "b"}, date(2026, 3, 14): {"c", "d", "e"}})
+    keys = KeySchema.of(api.settings)
+    numbers = {
+        user: (bucket_of(user, keys.buckets), int(redis_client.hget(keys.ids(bucket_of(user, keys.buckets)), user)))
+        for user in "abcde"
+    }
+    # The ids a process fetches for a day: in each bucket, every number up to the highest its bits hold.
+    reach = {}
+    for user in "cde":
+        bucket, number = numbers[user]
+        reach[bucket] = max(reach.get(bucket, 0), number + 1)
+
+    async def known() -> float:
+        text = (await api.get("/metrics")).body.decode()
+        (line,) = [line for line in text.splitlines() if line.startswith("activeusers_api_user_ids_known ")]
+        return float(line.split(" ")[1])
+
+    assert await known() == 0
+    await api.get("/api/v1/active-users/summary?start=2026-03-01T00:00:00.000Z&end=2026-03-14T23:59:59.999Z", admin)
+    assert await known() == 0  # counting reads no id
+    await api.get(f"{PATH}?start=2026-03-14T00:00:00.000Z&end=2026-03-14T23:59:59.999Z", admin)
+    assert await known() == sum(reach.values())
+    await api.get(f"{PATH}?start=2026-03-13T00:00:00.000Z&end=2026-03-14T23:59:59.999Z", admin)
+    assert await known() == 5

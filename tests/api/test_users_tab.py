@@ -1,8 +1,8 @@
 """Contract tests of the Users tab's other four endpoints against the real Redis: every error body of every data
 route (enumerated from the router), the exact success bodies, and what each range costs.
 
-The app's clock is conftest's NOW (2026-03-15T12:00:00.000Z); hour and day sets are written with the consumer's
-real writer.
+The app's clock is conftest's NOW (2026-03-15T12:00:00.000Z); hours and days are written to the index with the
+consumer's real writer.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from activeusers.days import retained_days
+from activeusers.reader import ActivityReader
 from activeusers.settings import Settings
-from activeusers.store import ActivityReader
 from api.app import ROUTES, create_app
 from api.routes import engagement
 
@@ -235,8 +235,8 @@ async def test_weekly_users_equal_active_users(api, admin, seed):
 @pytest.fixture
 def counted_keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Every index key of user bucket 0 the apps of the test read (fetched with ``ActivityReader._mget`` or
-    unioned in Redis with ``ActivityReader._union_counts``, the same parts in every bucket), and no member read at
-    all."""
+    unioned in Redis with ``ActivityReader._union_counts``, the same parts in every bucket), and no user id listed
+    at all."""
     keys: list[str] = []
     real_mget, real_unions = ActivityReader._mget, ActivityReader._union_counts
 
@@ -248,12 +248,12 @@ def counted_keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
         keys.extend(self._keys.in_bucket(0, [part for group in groups for part in group]))
         return await real_unions(self, groups, *kept)
 
-    async def no_members(self: ActivityReader, days: Any) -> dict[date, set[str]]:
-        raise AssertionError("members read by a counting endpoint")
+    async def no_ids(self: ActivityReader, days: Any) -> list[list[str]]:
+        raise AssertionError("ids listed by a counting endpoint")
 
     monkeypatch.setattr(ActivityReader, "_mget", mget)
     monkeypatch.setattr(ActivityReader, "_union_counts", unions)
-    monkeypatch.setattr(ActivityReader, "active_users", no_members)
+    monkeypatch.setattr(ActivityReader, "active_ids", no_ids)
     yield keys
 
 
