@@ -45,6 +45,9 @@ class ActivityReader:
         self._client = client
         self._keys = keys
         self._names: list[list[str]] = [[] for _ in range(keys.buckets)]
+        # When each list this process read was begun (KeySchema.names_made), and those keys.
+        self._made: list[bytes | None] = [None] * keys.buckets
+        self._made_keys = [keys.names_made(bucket) for bucket in range(keys.buckets)]
 
     @property
     def names_known(self) -> int:
@@ -55,20 +58,17 @@ class ActivityReader:
         """The ids of the users active on each day of ``days`` (in its order; empty for a day without data),
         read from the day bitmaps: per bucket, in the order of the users' numbers. Raises
         :class:`IndexIncomplete` when a bit has no id in its bucket's names list."""
-        # With the bitmaps, the last id this process holds of each bucket, checked against Redis: a list that no
-        # longer has it there was lost and made again (a Redis restarted without persistence, then a replay,
-        # numbers users anew), and what was read of it is dropped.
-        held = [(bucket, len(names)) for bucket, names in enumerate(self._names) if names]
-        checks: list[Routed] = []
-        for bucket, length in held:
-            key = self._keys.names(bucket)
-            checks.append((key, pack_command(("LINDEX", key, length - 1))))
-        bitmaps, lasts = await self._day_bitmaps(days, checks)
-        for (bucket, length), last in zip(held, lasts, strict=True):
-            names = self._names[bucket]
-            if len(names) >= length and (last is None or _decoded([last]) != names[length - 1 : length]):
-                LOG.warning("user ids read again", extra={"key": self._keys.names(bucket), "held": length})
-                names.clear()
+        # With the bitmaps, when each names list was begun: a list lost and begun again (a Redis restarted empty,
+        # then a replay numbering users anew) has another time, and what this process read of the old one is
+        # dropped (its numbers may name other users now).
+        checks = [(key, pack_command(("GET", key))) for key in self._made_keys]
+        bitmaps, made = await self._day_bitmaps(days, checks)
+        for bucket, begun in enumerate(made):
+            if begun != self._made[bucket]:
+                if self._names[bucket]:
+                    LOG.warning("user ids read again", extra={"key": self._keys.names(bucket)})
+                    self._names[bucket].clear()
+                self._made[bucket] = begun
         await self._learn_names([max(map(_bits_used, found), default=0) for found in bitmaps])
         ids: list[list[str]] = [[] for _ in days]
         for names, found in zip(self._names, bitmaps, strict=True):

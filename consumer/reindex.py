@@ -129,8 +129,8 @@ def _unlisted_ids(client: SyncClient, keys: KeySchema, bucket: int) -> tuple[int
 def _append_names(client: SyncClient, keys: KeySchema, bucket: int, start: int, ids: Sequence[str]) -> int:
     """Append ``ids`` (the ids of numbers ``start``...) to ``bucket``'s names list if it ends at ``start``; the
     list's length afterwards."""
-    ids_key, names_key = keys.ids(bucket), keys.names(bucket)
-    command = pack_command(("EVALSHA", APPEND_NAMES.sha, 2, ids_key, names_key, start, *ids))
+    ids_key, names_key, made_key = keys.ids(bucket), keys.names(bucket), keys.names_made(bucket)
+    command = pack_command(("EVALSHA", APPEND_NAMES.sha, 3, ids_key, names_key, made_key, start, *ids))
     (reply,) = send_commands(client, [(ids_key, command)], (APPEND_NAMES.source,))
     if isinstance(reply, Exception):
         raise reply

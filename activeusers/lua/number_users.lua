@@ -1,10 +1,12 @@
 -- Numbers the user ids given (ARGV) in one user bucket. KEYS[1]: the bucket's ids hash (id -> number); KEYS[2]:
--- its names list (number -> id: element n is the id of user number n).
+-- its names list (number -> id: element n is the id of user number n); KEYS[3]: when that list was begun.
 -- A known id keeps its number; an unknown one gets the next free one (the hash's size), in one atomic call, so any
 -- number of writers agree and the numbers stay dense. Each new number's id is appended to the names list in the
 -- same call, so a number that any bitmap holds always has its id there. The list is appended to only while it
 -- holds every number before the new ones: a hash numbered before the list existed is brought up to date by
--- `active-users reindex` (append_names.lua), and its numbers given meanwhile are listed by that run.
+-- `active-users reindex` (append_names.lua), and its numbers given meanwhile are listed by that run. The call that
+-- begins a list records Redis' time in KEYS[3], so a reader holding ids of a list that was lost and begun again
+-- (a Redis restarted empty, then a replay) sees that it must read them again.
 -- One HMGET and one HSET for all the ids (each Redis call from Lua costs microseconds, and a backfill meets every
 -- user once). Replies the numbers in ARGV order.
 local n = redis.call('HLEN', KEYS[1])
@@ -28,6 +30,10 @@ if #names > 0 then
   local listed = redis.call('LLEN', KEYS[2])
   redis.call('HSET', KEYS[1], unpack(fields))
   if listed == n - #names then
+    if listed == 0 then
+      local now = redis.call('TIME')
+      redis.call('SET', KEYS[3], now[1] .. '.' .. now[2])
+    end
     redis.call('RPUSH', KEYS[2], unpack(names))
   end
 end

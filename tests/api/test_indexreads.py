@@ -295,12 +295,6 @@ async def test_kept_unions_are_made_once_and_again_when_lost_or_changed(
         await client.aclose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: ActivityReader.active_ids checks only the last id it holds of a bucket (LINDEX) against the names "
-    "list: a list made again with the same last id at the same number but other ids before it is taken as unchanged",
-)
 async def test_ids_after_a_redis_that_lost_everything_and_numbered_the_same_users_in_another_order(
     stack: Any, redis_prefix: str, redis_client: redis.Redis
 ) -> None:
