@@ -58,17 +58,26 @@ class ActivityReader:
         """The ids of the users active on each day of ``days`` (in its order; empty for a day without data),
         read from the day bitmaps: per bucket, in the order of the users' numbers. Raises
         :class:`IndexIncomplete` when a bit has no id in its bucket's names list."""
-        # With the bitmaps, when each names list was begun: a list lost and begun again (a Redis restarted empty,
-        # then a replay numbering users anew) has another time, and what this process read of the old one is
-        # dropped (its numbers may name other users now).
+        # With the bitmaps, in the same round trip, two checks of what this process holds of each names list: when
+        # the list was begun (a list lost and begun again, e.g. a Redis restarted empty and then a replay numbering
+        # users anew, has another time) and the last id held, still at its place (a Redis restored from an older
+        # copy keeps the time, but numbers given since then name other users). Either failing drops the ids held.
+        held = [(bucket, len(names)) for bucket, names in enumerate(self._names) if names]
         checks = [(key, pack_command(("GET", key))) for key in self._made_keys]
-        bitmaps, made = await self._day_bitmaps(days, checks)
-        for bucket, begun in enumerate(made):
-            if begun != self._made[bucket]:
-                if self._names[bucket]:
-                    LOG.warning("user ids read again", extra={"key": self._keys.names(bucket)})
-                    self._names[bucket].clear()
-                self._made[bucket] = begun
+        for bucket, length in held:
+            key = self._keys.names(bucket)
+            checks.append((key, pack_command(("LINDEX", key, length - 1))))
+        bitmaps, found = await self._day_bitmaps(days, checks)
+        made, lasts = found[: len(self._made_keys)], found[len(self._made_keys) :]
+        stale = {bucket for bucket, begun in enumerate(made) if begun != self._made[bucket]}
+        for (bucket, length), last in zip(held, lasts, strict=True):
+            if last is None or _decoded([last]) != self._names[bucket][length - 1 : length]:
+                stale.add(bucket)
+        for bucket in stale:
+            if self._names[bucket]:
+                LOG.warning("user ids read again", extra={"key": self._keys.names(bucket)})
+                self._names[bucket].clear()
+            self._made[bucket] = made[bucket]
         await self._learn_names([max(map(_bits_used, found), default=0) for found in bitmaps])
         ids: list[list[str]] = [[] for _ in days]
         for names, found in zip(self._names, bitmaps, strict=True):
@@ -79,13 +88,23 @@ class ActivityReader:
 
     async def _learn_names(self, needed: Sequence[int]) -> None:
         """Fetch, for each bucket, the ids of its numbers below ``needed[bucket]`` that this process lacks: one
-        round trip of ``LRANGE`` (NAMES_CHUNK ids each) for every bucket at once."""
+        round trip of ``LRANGE`` (NAMES_CHUNK ids each) for every bucket at once; once more if a concurrent
+        request dropped a bucket's ids meanwhile (its list was begun again)."""
+        for _ in range(2):
+            if not await self._fetch_names(needed):
+                break
+        for bucket, wanted in enumerate(needed):
+            if len(self._names[bucket]) < wanted:
+                raise IndexIncomplete(self._keys.names(bucket), wanted, len(self._names[bucket]))
+
+    async def _fetch_names(self, needed: Sequence[int]) -> bool:
+        """One round of :meth:`_learn_names`; whether there was anything to fetch."""
         calls: list[tuple[int, int]] = []
         for bucket, wanted in enumerate(needed):
             known = len(self._names[bucket])
             calls += [(bucket, start) for start in range(known, wanted, NAMES_CHUNK)]
         if not calls:
-            return
+            return False
         commands: list[Routed] = []
         for bucket, start in calls:
             key = self._keys.names(bucket)
@@ -97,9 +116,7 @@ class ActivityReader:
             # Another request may have learnt some of them meanwhile: the lists agree, keep what is new.
             if start <= len(names) < start + len(reply):
                 names += _decoded(reply[len(names) - start :])
-        for bucket, wanted in enumerate(needed):
-            if len(self._names[bucket]) < wanted:
-                raise IndexIncomplete(self._keys.names(bucket), wanted, len(self._names[bucket]))
+        return True
 
     async def day_versions(self, days: Sequence[date]) -> dict[date, str | None]:
         """Each day's index version: a token the writer replaces after every acknowledged write of that day's

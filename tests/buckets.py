@@ -1,8 +1,8 @@
-"""Inspecting :class:`activeusers.store.Buckets` in tests."""
+"""Inspecting :class:`activeusers.writer.Buckets` (a batch of the writer's) in tests."""
 
 from __future__ import annotations
 
-from activeusers.store import Buckets
+from activeusers.writer import Buckets
 
 
 def members(buckets: Buckets) -> int:

@@ -25,6 +25,7 @@ from activeusers.redisconn import (
     cluster_counts,
     group_by_owner,
     key_slot,
+    pack_command,
     redis_client,
     redis_config_problem,
     redis_security,
@@ -33,8 +34,8 @@ from activeusers.redisconn import (
     send_commands_async,
     settle,
 )
+from activeusers.scripts import Script
 from activeusers.settings import Secret, Settings
-from activeusers.store import Script, pack_command
 
 
 def cmd(*args: str | int) -> tuple[str, bytes]:
@@ -473,7 +474,7 @@ async def test_a_cluster_with_a_master_down_is_not_ready_until_it_is_back(redis_
     from pathlib import Path
 
     from activeusers.keys import KeySchema
-    from activeusers.store import ActivityReader
+    from activeusers.reader import ActivityReader
 
     seed = int(redis_cluster.rsplit(":", 1)[1].split("/")[0])
     stack_dir = Path(os.environ.get("STACK_DIR") or Path(__file__).resolve().parents[2] / ".stack")

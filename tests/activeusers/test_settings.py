@@ -12,7 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from activeusers.errors import ActiveUsersError, ConfigError
-from activeusers.settings import NO_SECRET, Secret, Settings, parse_duration, variable_names
+from activeusers.settings import (
+    NO_SECRET,
+    RETIRED_VARIABLES,
+    Secret,
+    Settings,
+    parse_duration,
+    retired_variables,
+    variable_names,
+)
 
 DEFAULTS = {
     "kafka_bootstrap_servers": "127.0.0.1:9092",
@@ -44,7 +52,6 @@ DEFAULTS = {
     "activity_timezone": "UTC",
     "retention_days": 400,
     "hour_retention_days": 90,
-    "member_retention_days": 0,
     "user_buckets": 16,
     "max_future_skew_s": 300.0,
     "max_event_bytes": 16384,
@@ -77,7 +84,6 @@ ENV_CASES = [
     ("ACTIVITY_TIMEZONE", "Asia/Kathmandu", "activity_timezone", "Asia/Kathmandu"),
     ("RETENTION_DAYS", "30", "retention_days", 30),
     ("HOUR_RETENTION_DAYS", "7", "hour_retention_days", 7),
-    ("MEMBER_RETENTION_DAYS", "20", "member_retention_days", 20),
     ("USER_BUCKETS", "256", "user_buckets", 256),
     ("MAX_FUTURE_SKEW", "5m", "max_future_skew_s", 300.0),
     ("MAX_EVENT_BYTES", "1024", "max_event_bytes", 1024),
@@ -488,27 +494,45 @@ def test_problems_lists_every_violation() -> None:
         assert problem.startswith(variable), problem
 
 
-# ------------------------------------------------------------------------------------------------- cross-field
+# ----------------------------------------------------------------------------------------------------- retired
+
+
+def test_retired_variables_name_member_retention_days_with_its_reason() -> None:
+    assert set(RETIRED_VARIABLES) == {"MEMBER_RETENTION_DAYS"}
+    reason = RETIRED_VARIABLES["MEMBER_RETENTION_DAYS"]
+    assert "RETENTION_DAYS" in reason and "day sets" in reason  # says what replaced it
+    assert set(RETIRED_VARIABLES).isdisjoint(variable_names())  # no field reads it any more
+    assert not any(field.name.startswith("member") for field in dataclasses.fields(Settings))
 
 
 @pytest.mark.parametrize(
-    ("env", "member_days"),
+    ("env", "retired"),
     [
-        ({}, 45),
-        ({"RETENTION_DAYS": "30"}, 30),  # the default is capped at the index's retention
-        ({"RETENTION_DAYS": "30", "MEMBER_RETENTION_DAYS": "30"}, 30),
-        ({"MEMBER_RETENTION_DAYS": "7"}, 7),
-        ({"MEMBER_RETENTION_DAYS": "400"}, 400),
+        ({}, set()),
+        ({"MEMBER_RETENTION_DAYS": "45"}, {"MEMBER_RETENTION_DAYS"}),
+        ({"MEMBER_RETENTION_DAYS": "0", "RETENTION_DAYS": "30"}, {"MEMBER_RETENTION_DAYS"}),
+        ({"MEMBER_RETENTION_DAYS": "not even a number"}, {"MEMBER_RETENTION_DAYS"}),
+        ({"MEMBER_RETENTION_DAYS": ""}, set()),  # empty means unset, as for every variable
+        ({"member_retention_days": "45"}, set()),  # other spellings are not read, as for every variable
+        ({"RETENTION_DAYS": "30", "KAFKA_TOPIC": "t"}, set()),
     ],
 )
-def test_member_retention(env: dict[str, str], member_days: int) -> None:
-    assert Settings.from_env(env).member_days == member_days
+def test_retired_variables_set_in_the_environment(env: dict[str, str], retired: set[str]) -> None:
+    found = retired_variables(env)
+    assert set(found) == retired
+    assert all(found[name] == RETIRED_VARIABLES[name] for name in found)
 
 
-def test_member_retention_must_not_exceed_the_index_retention() -> None:
-    message = config_error({"RETENTION_DAYS": "30", "MEMBER_RETENTION_DAYS": "31"})
-    assert "MEMBER_RETENTION_DAYS=31 must not exceed RETENTION_DAYS=30" in message
-    assert "MEMBER_RETENTION_DAYS" in config_error({"MEMBER_RETENTION_DAYS": "-1"})
+@pytest.mark.parametrize("raw", ["20", "401", "-1", "forever"])
+def test_a_retired_variable_never_stops_the_settings(raw: str) -> None:
+    # Once a validated variable (negative, or above RETENTION_DAYS, was an error): now ignored, whatever it holds.
+    built = Settings.from_env({"MEMBER_RETENTION_DAYS": raw, "RETENTION_DAYS": "30"})
+    assert built.retention_days == 30
+    assert built.problems() == []
+    assert built == Settings.from_env({"RETENTION_DAYS": "30"})
+
+
+# ------------------------------------------------------------------------------------------------- cross-field
 
 
 @pytest.mark.parametrize(("raw", "ok"), [("1", True), ("16384", True), ("0", False), ("16385", False)])
