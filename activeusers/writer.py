@@ -136,7 +136,8 @@ class ActivityWriter:
 
     def write(self, buckets: Buckets) -> None:
         """Store every bucket of the batch; raise :class:`StoreUnavailable` if Redis fails (nothing is partial
-        in a harmful way: a retry of the same batch converges to the same state)."""
+        in a harmful way: a retry of the same batch converges to the same state). The users of ``hours`` are
+        numbered with those of ``days`` (the classifier puts every active user in both) or before (:meth:`numbers`)."""
         now = self._clock()
         expiring: list[tuple[str, int]] = []
         try:
@@ -145,7 +146,8 @@ class ActivityWriter:
             # before count nothing again.
             # The days' new version is set once their bits are: a reader that sees it finds every bit it vouches for.
             commands = self._commands(buckets, self._wall(), (now, expiring))
-            self._send(commands, (SET_BITS.source,), self._new_version({*buckets.days, *buckets.created}))
+            days = {*buckets.days, *buckets.created, *(day for day, _ in buckets.hours)}
+            self._send(commands, (SET_BITS.source,), self._new_version(days))
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis write failed: {exc}") from exc
         if len(self._expiry_sent) > EXPIRY_MEMO_KEYS:

@@ -75,7 +75,8 @@ def reindex(
             for chunk in _members(client, source.key):
                 batch = Buckets()
                 getattr(batch, source.kind)[source.when] = chunk
-                writer.write(batch)
+                writer.numbers(chunk)  # the writer numbers the users of days and creations; an hour set's may be
+                writer.write(batch)  # in no day set any more
                 indexed += len(chunk)
                 bar.update(listed + indexed)
             client.delete(source.key)

@@ -16,7 +16,9 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -28,6 +30,7 @@ from streams import (
     ConsumerProcess,
     Feeder,
     Sent,
+    activity,
     bucket_state,
     cli_token,
     committed_offsets,
@@ -202,12 +205,18 @@ def test_redis_stopped_and_restarted_during_a_stream_and_the_api_says_503(privat
         wait_until(lambda: _get(query, headers)[0] == 200, 30, "the API did not recover by itself")
         feeder.finish()
         wait_drained(private_stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], topic, timeout_s=120)
+        status, body, _ = _get(query, headers)  # the ids the API answers after the outage: the oracle's
     finally:
         code = member.stop()
         api.terminate()
         api.wait(timeout=15)
     assert code == 0, member.log_text()[-3000:]
     assert "redis unavailable" in member.log_text()
+    days = activity((s.event for s in sent), ZoneInfo(ZONE), now, RETENTION_DAYS).days
+    assert status == 200
+    answered = {date(e["year"], e["month"], e["day"]): e["usersList"] for e in body["month"]}
+    assert answered == {day: sorted(users) for day, users in days.items() if users}
+    assert all(e["users"] == len(e["usersList"]) for e in body["month"])
     client = redis.Redis.from_url(private_stack.redis_url, decode_responses=True)
     try:
         _assert_exact(client, sent, "redis:", now)

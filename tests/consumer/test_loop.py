@@ -423,13 +423,13 @@ class _IdleConsumer:
 def _loop(consumer, stop, worker=None):
     import fakeredis
 
+    from activeusers.heartbeats import Heartbeats
     from activeusers.settings import Settings
-    from activeusers.store import ActivityWriter
     from consumer.loop import IngestLoop
     from consumer.metrics import ConsumerMetrics
 
-    writer = ActivityWriter(fakeredis.FakeRedis(), KeySchema("t:", "UTC"), Settings())  # heartbeats
-    return IngestLoop(Settings(), consumer, worker, writer, ConsumerMetrics(), stop, "m")
+    heartbeats = Heartbeats(fakeredis.FakeRedis(), KeySchema("t:", "UTC"), Settings())
+    return IngestLoop(Settings(), consumer, worker, heartbeats, ConsumerMetrics(), stop, "m")
 
 
 TP = namedtuple("TP", "topic partition")

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from collections import namedtuple
-from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import fakeredis
 import orjson
@@ -14,17 +15,16 @@ import pytest
 import redis
 from kafka import TopicPartition
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError
+from streams import bucket_state, index_label, oracle
 
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
-from activeusers.store import ActivityWriter
+from activeusers.writer import ActivityWriter
 from consumer.metrics import ConsumerMetrics
 from consumer.polling import POLL_TIMEOUT_MS, Poller
 from consumer.replay import replay
 
 Record = namedtuple("Record", "topic partition offset key value")
-NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)
-NOW_MS = int(NOW.timestamp() * 1000)
 
 
 class RecordingStop(threading.Event):
@@ -145,25 +145,28 @@ class ReplayTopic(Scripted):
 
 
 def test_replay_waits_out_a_restarting_broker_and_completes(stack, redis_prefix):
-    events = [{"type": "login", "userId": f"u{n}", "ts": NOW_MS - n * 3_600_000} for n in range(5)]
+    now_ms = int(time.time() * 1000)  # the writer keeps what is inside retention by the wall clock
+    events = [{"type": "login", "userId": f"u{n}", "ts": now_ms - n * 3_600_000} for n in range(5)]
     values = [orjson.dumps(e) for e in events]
     down = KafkaConnectionError("111 ECONNREFUSED")
     consumer = ReplayTopic("t", values, [down, down, None, down, None, None])
     consumer.script += [None] * 5  # whatever else it asks for
     client = redis.Redis.from_url(stack.redis_url)  # the writer's index scripts need the real Redis
     keys = KeySchema(redis_prefix, "UTC")
-    settings = Settings(
-        kafka_topic="t", kafka_dlq_topic="t.dlq", redis_key_prefix=redis_prefix, member_retention_days=400
-    )
+    settings = Settings(kafka_topic="t", kafka_dlq_topic="t.dlq", redis_key_prefix=redis_prefix)
     writer = ActivityWriter(client, keys, settings)
     metrics, stop = ConsumerMetrics(), RecordingStop()
-    result = replay(settings, consumer, writer, None, metrics, stop, out=io.StringIO(), clock=lambda: NOW_MS / 1000)
+    result = replay(settings, consumer, writer, None, metrics, stop, out=io.StringIO(), clock=lambda: now_ms / 1000)
     assert result.completed and result.records == 5 and result.stored == 5
     assert metrics.kafka_errors._value.get() == 3
     assert len(stop.waits) == 3
     assert 0.16 <= stop.waits[0] <= 0.24 and 0.32 <= stop.waits[1] <= 0.48  # backing off
     assert 0.16 <= stop.waits[2] <= 0.24  # from the start again after the successful poll between
-    assert client.smembers(keys.day(NOW.date())) == {f"u{n}".encode() for n in range(5)}
+    expected = oracle(events, keys, ZoneInfo("UTC"), now_ms, settings.retention_days)
+    days = [users for label, users in expected.items() if label.startswith(index_label("day", ""))]
+    assert set().union(*days) == {f"u{n}" for n in range(5)}
+    assert bucket_state(client, keys) == expected  # and the names lists list every numbered user
+    client.close()
 
 
 def test_replay_stops_while_waiting_for_the_broker():

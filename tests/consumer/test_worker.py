@@ -6,10 +6,12 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
-from streams import read_topic
+from streams import bucket_state, index_label, oracle, read_topic
 
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
@@ -53,7 +55,10 @@ def test_worker_stores_a_batch_dead_letters_and_summarises_it(stack, topic, redi
     assert stored.dead_lettered == {"not_json": 1, "empty": 1}
     assert stored.newest_event_ms == now_ms - 1000
     keys = KeySchema(redis_prefix, "UTC")
-    assert any(redis_client.smembers(k) == {"w1"} for k in redis_client.scan_iter(keys.prefix + "day:*"))
+    login = {"type": "login", "userId": "w1", "ts": now_ms - 1000}
+    expected = oracle([login], keys, ZoneInfo("UTC"), now_ms, settings.retention_days)
+    assert expected[index_label("day", datetime.fromtimestamp(login["ts"] / 1000, UTC).date().isoformat())] == {"w1"}
+    assert bucket_state(redis_client, keys) == expected  # its day, hour and name; no day set
     dead = read_topic(stack.kafka_bootstrap, dlq, 2)
     assert sorted((r.key, r.value, dict(r.headers)[HEADER_OFFSET]) for r in dead) == [
         (b"b", b"not json", b"8"),
