@@ -1,8 +1,10 @@
 """What the benchmarks share: settings under a bench key prefix, the seeded dataset, API processes, an HTTP
 client loop, percentiles and the table output (stdout, and BENCHMARKS.md with ``--record``).
 
-The dataset is written through the consumer's own :class:`~activeusers.store.ActivityWriter`, so the keys, the
-encoding and the expiry are exactly what production stores: one day set and one hour set per active user per day.
+The dataset is written through the consumer's own :class:`~activeusers.writer.ActivityWriter`, so the keys, the
+encoding and the expiry are exactly what production stores: the index's bitmaps and counters, the numbering and
+the names lists. The naive comparison server (``bench/servers.py``) gets its own sets of ids when asked
+(``dataset_in_redis(..., naive_sets=True)``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dataset import STANDARD as STANDARD
 from dataset import Dataset
 from dataset import user_ids as user_ids
 from record import append_report
+from servers import write_sets
 from side import write_dataset
 
 from activeusers.keys import KeySchema
@@ -88,10 +91,14 @@ def delete_prefix(redis_url: str, prefix: str) -> None:
 
 
 @contextmanager
-def dataset_in_redis(settings: Settings, data: Dataset, last_day: date) -> Iterator[int]:
-    """The dataset written under the settings' prefix for the duration of the block, deleted afterwards."""
+def dataset_in_redis(settings: Settings, data: Dataset, last_day: date, naive_sets: bool = False) -> Iterator[int]:
+    """The dataset written under the settings' prefix for the duration of the block, deleted afterwards; with
+    ``naive_sets``, also as the naive server's own sets of ids (``bench/servers.py``)."""
     try:
-        yield write_dataset(settings, data, last_day)
+        pairs = write_dataset(settings, data, last_day)
+        if naive_sets:
+            write_sets(settings.redis_url, settings.redis_key_prefix, data, last_day)
+        yield pairs
     finally:
         delete_prefix(settings.redis_url, settings.redis_key_prefix)
 

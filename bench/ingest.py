@@ -3,9 +3,11 @@
 Rows, all in one run against the same real broker, topic and Redis:
 - raw read: the same kafka-python client and fetch settings as the consumer, reading every record and doing
   nothing with it (the ceiling for any consumer built on this client);
-- active-users: the real ingest loop (decode, validate, bucket, pipelined multi-member SADD with expiry,
-  commit after store), one consumer: the member process and its store worker;
-- naive: client defaults, json.loads and one SADD round trip per event, auto-commit;
+- active-users: the real ingest loop (decode, validate, bucket, number new users and set their bits in the
+  index by one script call per user bucket, commit after store), one consumer: the member process and its store
+  worker;
+- naive: client defaults, json.loads and one SADD round trip per event into a day set of ids of its own (under
+  ``<prefix>naive:``, named by ``KeySchema.old_day``: the layout before the index), auto-commit;
 - active-users again on a second topic where 10% of the records are malformed (dead-lettered), to show that a
   flood of bad input does not collapse throughput (target: at least half the clean rate).
 
@@ -32,11 +34,13 @@ import orjson
 import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
+from memory import measure_kinds
 from record import append_report
+from side import kinds
 
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
-from activeusers.store import ActivityWriter
+from activeusers.writer import ActivityWriter
 from consumer.kafka import consumer_config, new_consumer, security_config
 from consumer.loop import IngestLoop
 from consumer.metrics import ConsumerMetrics
@@ -156,7 +160,7 @@ def naive(settings: Settings, limit: int) -> float:
             for record in records:
                 event = json.loads(record.value)
                 ts = datetime.fromisoformat(event["ts"])
-                client.sadd(keys.day(ts.date()), event["userId"])
+                client.sadd(keys.old_day(ts.date()), event["userId"])
                 done += 1
     assert started is not None
     elapsed = time.monotonic() - started
@@ -166,13 +170,18 @@ def naive(settings: Settings, limit: int) -> float:
 
 
 def bytes_per_member(settings: Settings) -> tuple[float, int, int]:
+    """Redis bytes of active-users' keys (every kind of the tree's KeySchema but tokens: the index, its
+    numbering and names lists, versions) per stored (user, day), the (user, day) pairs (bits set in the day
+    bitmaps) and the day bitmaps. The naive consumer's own sets (``<prefix>naive:``) are not counted."""
     client = redis.Redis.from_url(settings.redis_url)
-    keys = KeySchema.of(settings)
-    day_keys = list(client.scan_iter(match=keys.prefix + "day:*", count=1000))
-    members = sum(client.scard(k) for k in day_keys)
-    used = sum(client.memory_usage(k, samples=0) or 0 for k in day_keys)
-    client.close()
-    return used / max(members, 1), members, len(day_keys)
+    try:
+        found = measure_kinds(client, settings.redis_key_prefix, kinds(KeySchema.of(settings)))
+    finally:
+        client.close()
+    ours = [f for f in found if f.kind not in ("other", "tokens")]
+    days = [f for f in ours if f.kind == "day_bits"]
+    pairs = sum(f.elements for f in days)
+    return sum(f.bytes for f in ours) / max(pairs, 1), pairs, sum(f.keys for f in days)
 
 
 def clear_keys(settings: Settings) -> None:
@@ -281,8 +290,10 @@ def main() -> int:
         f"- active-users vs raw read: **{mine / raw:.0%}** (target: at least 80%)"
         + (f"; per round: {', '.join(f'{o / r:.0%}' for r, o in measured)}" if len(measured) > 1 else ""),
         f"- 10% malformed vs clean stream: **{flooded / mine:.2f}x the clean rate** (target: at least 0.5x)",
-        f"- Redis bytes per stored (user, day): **{per_member:.1f}** ({members:,} members in {day_keys} day sets,"
-        " MEMORY USAGE, sets of 17-character ids on the installed redis-server)",
+        f"- Redis bytes per stored (user, day), every key of active-users' index (bitmaps, counters, numbering"
+        f" and names lists, versions): **{per_member:.1f}** ({members:,} (user, day) bits in {day_keys} day"
+        " bitmaps, MEMORY USAGE on the installed redis-server; a stream of 30 days, so the numbering of every"
+        " user is amortized over few days)",
         "",
     ]
     print("\n".join(lines))

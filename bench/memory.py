@@ -26,7 +26,7 @@ from typing import Any
 import redis
 from common import LARGE, bench_settings, dataset_in_redis, emit, keys_of, require_env, stamp, today_utc
 from side import kinds
-from sizing import per_day
+from sizing import is_numbering, numbered_users, per_day
 
 BATCH = 500
 SIZE_COMMAND = {"set": "SCARD", "hash": "HLEN", "zset": "ZCARD", "list": "LLEN", "string": "STRLEN"}
@@ -38,6 +38,7 @@ class KindFigures:
 
     kind: str
     type: str
+    bucketed: bool = False  # one key per user bucket (the KeySchema method takes a bucket)
     keys: int = 0
     elements: int = 0  # set members, hash fields, or bits set in bitmaps
     bytes: int = 0  # MEMORY USAGE
@@ -75,6 +76,7 @@ def _text(value: Any) -> str:
 def measure_kinds(client: redis.Redis, prefix: str, schema_kinds: Sequence[dict[str, Any]]) -> list[KindFigures]:
     """Every key under ``prefix``, measured and grouped by (kind, type); kinds as ``bench/side.py schema`` gives."""
     patterns = [(kind["name"], re.compile(kind["regex"])) for kind in schema_kinds]
+    bucketed = {kind["name"] for kind in schema_kinds if kind.get("bucketed")}
     escaped = "".join("\\" + c if c in "*?[]\\" else c for c in prefix)
     keys = [_text(k) for k in client.scan_iter(match=escaped + "*", count=1000)]
     found: dict[tuple[str, str], KindFigures] = {}
@@ -96,7 +98,7 @@ def measure_kinds(client: redis.Redis, prefix: str, schema_kinds: Sequence[dict[
         sizes = iter(pipe.execute())
         for i, (key, kind) in enumerate(zip(chunk, types, strict=True)):
             name, day = classify(key, patterns)
-            figures = found.setdefault((name, kind), KindFigures(name, kind))
+            figures = found.setdefault((name, kind), KindFigures(name, kind, name in bucketed))
             size = int(next(sizes))
             figures.keys += 1
             figures.bytes += int(first[4 * i + 1] or 0)
@@ -143,6 +145,24 @@ def layout_header(with_label: bool) -> list[str]:
     ]
 
 
+def numbering_lines(figures: Sequence[KindFigures], label: str = "") -> list[str]:
+    """Bytes per user ever seen (numbered) of each numbering kind (the ids hash, the names list: one key per user
+    bucket, kept for good), and each list's bytes beside the hash's."""
+    numbering = [f for f in figures if is_numbering(f)]
+    if not numbering:
+        return []
+    numbered = numbered_users(figures, 0)
+    hashes = [f for f in numbering if f.type == "hash"]
+    parts = []
+    for f in numbering:
+        part = f"`{f.kind}` ({f.type.upper()}, {f.encoding_text()}) **{f.bytes / numbered:,.2f}**"
+        if f.type != "hash" and hashes:
+            part += f" ({f.bytes / hashes[0].bytes:.2f}x the `{hashes[0].kind}` hash)"
+        parts.append(part)
+    lead = f"{label}: " if label else ""
+    return [f"- {lead}Redis bytes per user ever seen ({numbered:,} numbered, kept for good): {'; '.join(parts)}"]
+
+
 LAYOUT_NOTE = (
     "Elements: set members, hash fields, bits set (bitmaps). Bytes: `MEMORY USAGE key SAMPLES 0` summed. Bytes per"
     " day: a dated kind's bytes over its days; an undated kind (e.g. a numbering hash, kept for good) amortized"
@@ -182,6 +202,7 @@ def main() -> int:
         LAYOUT_NOTE,
         "",
         f"- Redis bytes per stored (user, day), every kind: **{total * data.days / max(pairs, 1):.1f}**",
+        *numbering_lines(figures),
         f"- Redis bytes per day at {data.dau:,} daily active: **{total / 1e6:,.2f} MB**;"
         f" used_memory grew by {(after - before) / 1e6:,.1f} MB for {data.days} days"
         f" ({(after - before) / max(data.days, 1) / 1e6:,.1f} MB per day, allocator overhead included)",

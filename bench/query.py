@@ -113,7 +113,7 @@ def run_dataset(data: Dataset, rows: Sequence[tuple[str, str, int]], naive: bool
     settings = bench_settings(f"query-{data.name}")
     today = today_utc()
     results = []
-    with dataset_in_redis(settings, data, today):
+    with dataset_in_redis(settings, data, today, naive_sets=naive):
         headers = auth_headers(settings)
         with api_server(settings, logs, f"api-{data.name}") as ours_server:
             ours = HttpClient(ours_server.host, ours_server.port, headers)
@@ -179,7 +179,7 @@ def run_users_tab(base: int, cold_samples: int, logs: Path) -> list[UsersRow]:
     settings = bench_settings("query-users")
     today = today_utc()
     rows = []
-    with dataset_in_redis(settings, STANDARD, today):
+    with dataset_in_redis(settings, STANDARD, today, naive_sets=True):
         headers = auth_headers(settings)
         with api_server(settings, logs, "api-users") as ours_server, aux_server("naive", settings, logs) as naive:
             ours = HttpClient(ours_server.host, ours_server.port, headers)

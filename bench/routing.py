@@ -28,9 +28,8 @@ from typing import Any
 import redis
 from record import append_report
 
-from activeusers.redisconn import Routed, SyncClient, redis_client, send_commands
+from activeusers.redisconn import Routed, SyncClient, pack_command, redis_client, send_commands
 from activeusers.settings import Settings
-from activeusers.store import pack_command
 
 
 def batches(prefix: str, count: int, size: int) -> list[list[Routed]]:

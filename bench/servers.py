@@ -9,6 +9,10 @@ service, so the comparison cannot flatter the service. The Users tab's other fou
 only, whole-day ranges): every new-user, hour or day set they need read with ``SMEMBERS`` and counted in Python,
 hourly-data's two-hour slots as Python set unions.
 
+The naive server keeps its own data: SETs of ids per day, hour and new-user day, named by the ``old_*`` methods of
+``KeySchema`` (the layout before the index, which the service no longer writes), under the same prefix as the
+service's keys. :func:`write_sets` writes them from the same seeded dataset the service's writer stored.
+
 ``trivial``: one handler answering ``{"success":true}`` with ``web.json_response``: the ceiling of aiohttp on
 this machine, for the throughput benchmark.
 
@@ -26,13 +30,40 @@ import sys
 from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta
 
+import redis
 import redis.asyncio as aioredis
 from aiohttp import web
+from dataset import Dataset, activity
 
 from activeusers.keys import KeySchema
 
 CLIENT = web.AppKey("client", aioredis.Redis)
 KEYS = web.AppKey("keys", KeySchema)
+
+
+# Members per SADD when writing the naive server's sets.
+SADD_CHUNK = 1_000
+
+
+def write_sets(redis_url: str, prefix: str, data: Dataset, last_day: date) -> None:
+    """The naive server's own data: the dataset (days ending ``last_day``, UTC) as SETs of ids per day, hour and
+    new-user day, under ``prefix`` (deleted with the prefix's other keys)."""
+    keys = KeySchema(prefix, "UTC")
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for today in activity(data, last_day):
+            sets: dict[str, list[str]] = {keys.old_day(today.day): [user for user, _ in today.active]}
+            for user, hour in today.active:
+                sets.setdefault(keys.old_hour(today.day, hour), []).append(user)
+            if today.created:
+                sets[keys.old_new_users(today.day)] = today.created
+            pipe = client.pipeline(transaction=False)
+            for key, members in sets.items():
+                for start in range(0, len(members), SADD_CHUNK):
+                    pipe.sadd(key, *members[start : start + SADD_CHUNK])
+            pipe.execute()
+    finally:
+        client.close()
 
 
 def _days(request: web.Request) -> list[date]:
@@ -42,7 +73,7 @@ def _days(request: web.Request) -> list[date]:
 
 
 async def _members(request: web.Request, day: date) -> set[str]:
-    members: set[str] = await request.app[CLIENT].smembers(request.app[KEYS].day(day))
+    members: set[str] = await request.app[CLIENT].smembers(request.app[KEYS].old_day(day))
     return members
 
 
@@ -99,7 +130,7 @@ async def new_users(request: web.Request) -> web.Response:
     limit = int((end - start) / timedelta(days=1)) + 1
     first, last = start.date(), end.date()
     span = [first - timedelta(days=1 + limit) + timedelta(days=i) for i in range((last - first).days + limit + 2)]
-    sizes = dict(zip(span, await _sizes(request, [request.app[KEYS].new_users(d) for d in span]), strict=True))
+    sizes = dict(zip(span, await _sizes(request, [request.app[KEYS].old_new_users(d) for d in span]), strict=True))
     days = [(d, sizes[d]) for d in sorted(span, reverse=True) if first <= d <= last and sizes[d]][:limit]
     previous = [sizes[d] for d in sorted(span, reverse=True) if d < first and sizes[d]][:limit]
     listed = dict(days)
@@ -117,7 +148,7 @@ async def new_users(request: web.Request) -> web.Response:
 
 async def users_by_time_of_day(request: web.Request) -> web.Response:
     hours = [(d, h) for d in _days(request) for h in range(24)]
-    sizes = await _sizes(request, [request.app[KEYS].hour(d, h) for d, h in hours])
+    sizes = await _sizes(request, [request.app[KEYS].old_hour(d, h) for d, h in hours])
     week = [
         {"users": n, "hour": h, "day": d.day, "month": d.month, "year": d.year}
         for (d, h), n in sorted(zip(hours, sizes, strict=True), reverse=True)
@@ -131,7 +162,7 @@ async def hourly_data(request: web.Request) -> web.Response:
     newest = start.replace(minute=0, second=0, microsecond=0)
     window = [newest - timedelta(hours=i) for i in range(24)]
     client = request.app[CLIENT]
-    members = {(t.date(), t.hour): await client.smembers(request.app[KEYS].hour(t.date(), t.hour)) for t in window}
+    members = {(t.date(), t.hour): await client.smembers(request.app[KEYS].old_hour(t.date(), t.hour)) for t in window}
     slots = []
     for hour in range(22, -1, -2):
         union: set[str] = set()
@@ -145,7 +176,7 @@ async def hourly_data(request: web.Request) -> web.Response:
 async def weekly_data(request: web.Request) -> web.Response:
     last = _instant(request, "start").date()
     days = [last - timedelta(days=n) for n in range(8)]
-    sizes = await _sizes(request, [request.app[KEYS].day(d) for d in days])
+    sizes = await _sizes(request, [request.app[KEYS].old_day(d) for d in days])
     month = [
         {"users": n, "day": d.day, "month": d.month, "year": d.year} for d, n in zip(days, sizes, strict=True) if n
     ]

@@ -41,7 +41,6 @@ import api
 from activeusers.days import day_start_ms
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
-from activeusers.store import ActivityWriter, Buckets
 from api.auth import VIEW_ENGAGEMENT_DASHBOARD
 from api.tokens import TokenStore
 
@@ -57,14 +56,27 @@ SCHEMA_FIELDS = {"prefix": "redis_key_prefix", "zone_name": "activity_timezone",
 SCHEMA_FACTORIES = ("of", "from_settings")
 
 
+def _own_module(*names: str) -> Any:
+    """The first of the modules ``names`` that the imported ``activeusers`` package has, imported. Looked up in
+    the package's own directory: the editable install's finder would find this tree's module for a baseline tree
+    too (a baseline tree has ``activeusers/store.py``, this one ``writer.py``, ``reader.py`` ...)."""
+    package = Path(activeusers.__file__).parent
+    for name in names:
+        if (package / f"{name.rsplit('.', 1)[1]}.py").exists():
+            return importlib.import_module(name)
+    raise ImportError(f"none of {', '.join(names)} in {package}")
+
+
+# The writer and its batch: in ``activeusers.writer`` since issue 22, in ``activeusers.store`` before.
+_WRITER = _own_module("activeusers.writer", "activeusers.store")
+ActivityWriter = _WRITER.ActivityWriter
+Buckets = _WRITER.Buckets
+
+
 def _async_redis_client(settings: Settings) -> Any:
     """The tree's asyncio client factory: in ``activeusers.redisconn`` since issue 14, in ``activeusers.store``
     before (a baseline tree)."""
-    # Looked up in the imported package's own directory: the editable install's finder would find this tree's
-    # module for a baseline tree too.
-    has_redisconn = (Path(activeusers.__file__).parent / "redisconn.py").exists()
-    owner = "activeusers.redisconn" if has_redisconn else "activeusers.store"
-    return importlib.import_module(owner).async_redis_client(settings)
+    return _own_module("activeusers.redisconn", "activeusers.store").async_redis_client(settings)
 
 
 def schema_of(settings: Settings) -> KeySchema:
@@ -147,7 +159,8 @@ def _regex(text: str) -> str:
 
 
 def kinds(keys: KeySchema) -> list[dict[str, Any]]:
-    """Every key-building method of the schema as ``{name, regex, dated}``; the dated ones first."""
+    """Every key-building method of the schema as ``{name, regex, dated, bucketed}`` (``bucketed``: one key per
+    user bucket, the method takes a ``bucket``); the dated ones first."""
     found = []
     for name, method in inspect.getmembers(keys, inspect.ismethod):
         if name.startswith("_") or name == "pattern":
@@ -163,7 +176,8 @@ def kinds(keys: KeySchema) -> list[dict[str, Any]]:
         if any(s is None for s in samples):
             continue
         regex = _regex(method(*samples))
-        found.append({"name": name, "regex": regex, "dated": "(?P<date>" in regex})
+        bucketed = any(p.name == "bucket" for p in params)
+        found.append({"name": name, "regex": regex, "dated": "(?P<date>" in regex, "bucketed": bucketed})
     return sorted(found, key=lambda kind: (not kind["dated"], kind["name"]))
 
 
