@@ -48,16 +48,40 @@ class ActivityReader:
         # When each list this process read was begun (KeySchema.names_made), and those keys.
         self._made: list[bytes | None] = [None] * keys.buckets
         self._made_keys = [keys.names_made(bucket) for bucket in range(keys.buckets)]
+        self._epoch = 0
 
     @property
     def names_known(self) -> int:
         """How many user ids this process holds, over every bucket (each about 70 bytes at 17-character ids)."""
         return sum(map(len, self._names))
 
+    @property
+    def names_epoch(self) -> int:
+        """How many times this process dropped ids it held (a names list begun again): ids named under another
+        epoch may be another user's."""
+        return self._epoch
+
     async def active_ids(self, days: Sequence[date]) -> list[list[str]]:
         """The ids of the users active on each day of ``days`` (in its order; empty for a day without data),
         read from the day bitmaps: per bucket, in the order of the users' numbers. Raises
         :class:`IndexIncomplete` when a bit has no id in its bucket's names list."""
+        bitmaps = await self.named_bitmaps(days)
+        ids: list[list[str]] = [[] for _ in days]
+        for bucket, found in enumerate(bitmaps):
+            for position, bitmap in enumerate(found):
+                if bitmap:
+                    ids[position] += self.ids_of(bucket, bitmap)
+        return ids
+
+    def ids_of(self, bucket: int, bitmap: bytes) -> list[str]:
+        """The ids of the bits of ``bitmap``, a bitmap of ``bucket`` whose bits this process has named (those of
+        :meth:`named_bitmaps`, or fewer), in the order of the users' numbers."""
+        return list(compress(self._names[bucket], _selectors(bitmap)))
+
+    async def named_bitmaps(self, days: Sequence[date]) -> list[list[bytes]]:
+        """Each bucket's day bitmaps (``[bucket][position in days]``, ``b""`` where none) with every bit named in
+        this process' copy of the names lists (the numbers it lacked fetched); raises :class:`IndexIncomplete`
+        when a bit has no id in its bucket's names list."""
         # With the bitmaps, in the same round trip, two checks of what this process holds of each names list: when
         # the list was begun (a list lost and begun again, e.g. a Redis restarted empty and then a replay numbering
         # users anew, has another time) and the last id held, still at its place (a Redis restored from an older
@@ -77,14 +101,10 @@ class ActivityReader:
             if self._names[bucket]:
                 LOG.warning("user ids read again", extra={"key": self._keys.names(bucket)})
                 self._names[bucket].clear()
+                self._epoch += 1
             self._made[bucket] = made[bucket]
         await self._learn_names([max(map(_bits_used, found), default=0) for found in bitmaps])
-        ids: list[list[str]] = [[] for _ in days]
-        for names, found in zip(self._names, bitmaps, strict=True):
-            for position, bitmap in enumerate(found):
-                if bitmap:
-                    ids[position] += compress(names, _selectors(bitmap))
-        return ids
+        return bitmaps
 
     async def _learn_names(self, needed: Sequence[int]) -> None:
         """Fetch, for each bucket, the ids of its numbers below ``needed[bucket]`` that this process lacks: one

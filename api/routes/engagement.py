@@ -12,7 +12,7 @@ from typing import Final
 
 from aiohttp import web
 
-from activeusers.days import hours_overlapping, hours_starting_in
+from activeusers.days import day_of, hours_overlapping, hours_starting_in
 from api.dashboard import (
     by_time_of_day_answer,
     hourly_answer,
@@ -27,7 +27,7 @@ from api.dates import DATE_PARAMS, START_PARAMS, iso_ms
 from api.indexreads import day_counts, hour_counts, hour_union_counts, new_user_counts
 from api.responses import json_bytes_response, json_response
 from api.routes.common import authorized_query, requested_days, stored_days
-from api.state import DAY_CACHE, READER, SETTINGS
+from api.state import DAY_CACHE, READER, SETTINGS, now_ms
 from api.userlists import day_fragments
 
 PREFIX: Final = "/api/v1/engagement-dashboard/users/"
@@ -43,7 +43,9 @@ async def active_users(request: web.Request) -> web.Response:
     day bitmaps, for every day inside ``RETENTION_DAYS``)."""
     query = await authorized_query(request, DATE_PARAMS)
     first, last = requested_days(request, query["start"], query["end"])
-    found = await day_fragments(request.app[READER], request.app[DAY_CACHE], stored_days(request, first, last))
+    today = day_of(now_ms(request.app), request.app[SETTINGS].zone)
+    days = stored_days(request, first, last)
+    found = await day_fragments(request.app[READER], request.app[DAY_CACHE], days, growing=today)
     fragments = [found[day] for day in sorted(found, reverse=True)]
     # The days' encoded elements are joined as they are: the same bytes orjson writes for the whole answer, copied
     # once (a single join over the pieces and their separators).

@@ -140,8 +140,8 @@ def seed_users(base_settings: Settings, redis_client: redis.Redis) -> Callable[.
 
 @dataclass
 class StoreReads:
-    """What the apps' readers read, in call order: the days whose ids were listed (``ActivityReader.active_ids``,
-    one list per call in ``listings``) and the days whose day bitmaps were fetched (by ``active_ids`` and by the
+    """What the apps' readers read, in call order: the days whose ids were listed (``ActivityReader.named_bitmaps``,
+    one list per call in ``listings``) and the days whose day bitmaps were fetched (by ``named_bitmaps`` and by the
     counting endpoints' masks: ``ActivityReader._day_bitmaps``, behind both)."""
 
     listings: list[list[date]]
@@ -161,9 +161,9 @@ class StoreReads:
 def store_reads(monkeypatch: pytest.MonkeyPatch) -> StoreReads:
     """Spies on the reader's id listings and day-bitmap fetches of every app of the test."""
     reads = StoreReads([], [])
-    real_ids, real_bitmaps = ActivityReader.active_ids, ActivityReader._day_bitmaps
+    real_ids, real_bitmaps = ActivityReader.named_bitmaps, ActivityReader._day_bitmaps
 
-    async def active_ids(self: ActivityReader, days: Sequence[date]) -> list[list[str]]:
+    async def named_bitmaps(self: ActivityReader, days: Sequence[date]) -> list[list[bytes]]:
         reads.listings.append(list(days))
         return await real_ids(self, days)
 
@@ -171,6 +171,6 @@ def store_reads(monkeypatch: pytest.MonkeyPatch) -> StoreReads:
         reads.fetched.extend(days)
         return await real_bitmaps(self, days, *also)
 
-    monkeypatch.setattr(ActivityReader, "active_ids", active_ids)
+    monkeypatch.setattr(ActivityReader, "named_bitmaps", named_bitmaps)
     monkeypatch.setattr(ActivityReader, "_day_bitmaps", day_bitmaps)
     return reads

@@ -71,8 +71,42 @@ async def test_second_answer_comes_from_the_cache(api, admin, seed, store_reads)
     # Versions unchanged: no bitmap is read, no id listed.
     assert store_reads.listings == [] and store_reads.fetched == []
     assert first.body == second.body == expected(sets, first_day, TODAY)
-    # An entry per day: the two with users and the five kept empty.
-    assert len(api.client.app[DAY_CACHE]) == 7
+    # An entry per day (the two with users and the five kept empty), and today's listing (its sorted ids).
+    assert len(api.client.app[DAY_CACHE]) == 8
+
+
+async def test_today_names_only_the_bits_set_since_its_last_listing(
+    api, admin, seed, store_reads, redis_client, redis_prefix, monkeypatch
+):
+    first_day = TODAY - timedelta(days=1)
+    path = url(ACTIVE, first_day, TODAY)
+    today = {f"t{n:03d}" for n in range(120)}
+    seed({first_day: {"y1", "y2"}, TODAY: today})
+    assert (await api.get(path, admin)).body == expected({first_day: {"y1", "y2"}, TODAY: today}, first_day, TODAY)
+    named: list[int] = []
+    real_ids_of = ActivityReader.ids_of
+
+    def ids_of(self: ActivityReader, bucket: int, bitmap: bytes) -> list[str]:
+        found = real_ids_of(self, bucket, bitmap)
+        named.append(len(found))
+        return found
+
+    monkeypatch.setattr(ActivityReader, "ids_of", ids_of)
+    for batch in ({"new-1", "t005"}, {"a-new", "zz-new", "m-new"}):  # new users (anywhere in the order), old ones
+        seed({TODAY: batch})
+        today |= batch
+        named.clear()
+        store_reads.clear()
+        answer = await api.get(path, admin)
+        assert answer.body == expected({first_day: {"y1", "y2"}, TODAY: today}, first_day, TODAY)
+        assert store_reads.listings == [[TODAY]]
+        assert sum(named) == len(batch - {"t005"})  # only the bits set since were named, not the day's 120 others
+    # Bits gone (Redis lost the day, which then starts again): the day is listed whole, not from its old listing.
+    keys = KeySchema(redis_prefix, "UTC")
+    redis_client.delete(*(keys.day_bits(TODAY, bucket) for bucket in range(keys.buckets)))
+    seed({TODAY: {"after-loss"}})
+    answer = await api.get(path, admin)
+    assert answer.body == expected({first_day: {"y1", "y2"}, TODAY: {"after-loss"}}, first_day, TODAY)
 
 
 async def test_a_late_event_on_a_past_day_reads_that_day_alone_again(

@@ -122,7 +122,7 @@ async def test_unexpected_errors_are_a_json_500(api, admin, monkeypatch):
     async def broken(self, days):
         raise RuntimeError("boom: secret details")
 
-    monkeypatch.setattr(ActivityReader, "active_ids", broken)
+    monkeypatch.setattr(ActivityReader, "named_bitmaps", broken)
     answer = await api.get(PATH, admin)
     assert (answer.status, answer.body) == (500, b'{"success":false,"error":"Internal server error"}')
     assert orjson.loads(answer.body)["success"] is False

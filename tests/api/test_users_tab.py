@@ -253,7 +253,7 @@ def counted_keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
     monkeypatch.setattr(ActivityReader, "_mget", mget)
     monkeypatch.setattr(ActivityReader, "_union_counts", unions)
-    monkeypatch.setattr(ActivityReader, "active_ids", no_ids)
+    monkeypatch.setattr(ActivityReader, "named_bitmaps", no_ids)
     yield keys
 
 
