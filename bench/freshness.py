@@ -67,7 +67,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from activeusers.events import format_ts
 from activeusers.keys import KeySchema, bucket_of
 from activeusers.settings import Settings
-from consumer.kafka import new_producer, security_config
+from consumer.kafka import FETCH_MAX_WAIT_MS, FETCH_MIN_BYTES, new_producer, security_config
 
 PARTITIONS = 4
 P99_TARGET_S = 1.0
@@ -268,8 +268,9 @@ def batch_text(batches: dict[str, float]) -> str:
         f"Consumer (its metrics, during the load): {count:,.0f} batches of {records:,.0f} records on average;"
         f" {seconds * 1000:,.1f} ms on average from a batch's hand-off to the member taking its answer (the member"
         " takes it when it has two more batches in flight, so this includes those polls; it is not the store's"
-        " time). A fetch returns once 1 MB has arrived or after the broker's fetch_max_wait (100 ms): at this"
-        " rate every poll waits the 100 ms, so a record waits up to 100 ms (about 50 on average) to be fetched."
+        f" time). A fetch returns once {FETCH_MIN_BYTES:,} bytes have arrived or after the broker's"
+        f" fetch_max_wait ({FETCH_MAX_WAIT_MS} ms): below that rate a record waits up to {FETCH_MAX_WAIT_MS} ms to be"
+        " fetched."
     )
 
 
@@ -393,7 +394,7 @@ def main() -> int:
         row("send -> in Redis (all of the above, the consumer's fetch wait, batch and store)", to_redis),
         row("broker acknowledgement -> in Redis (the consumer: fetch wait, decode, hand-off, store)", ack_to_redis),
         row("in Redis -> visible through the API (wait for the next poll, the answer)", redis_to_api),
-        row("the API's answers during the load (every poll: 2 days, today's ids read again)", answers),
+        row("the API's answers during the load (every poll: 2 days, today's element made again)", answers),
         "",
         f"In Redis: the sample's bit in today's day bitmap, looked for every {args.watch_interval * 1000:.0f} ms"
         " (plus a round trip). " + batch_text(batches),
