@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
 import inspect
 import json
 import os
@@ -60,11 +61,23 @@ def _own_module(*names: str) -> Any:
     """The first of the modules ``names`` that the imported ``activeusers`` package has, imported. Looked up in
     the package's own directory: the editable install's finder would find this tree's module for a baseline tree
     too (a baseline tree has ``activeusers/store.py``, this one ``writer.py``, ``reader.py`` ...)."""
-    package = Path(activeusers.__file__).parent
+    package = _package_dir()
     for name in names:
         if (package / f"{name.rsplit('.', 1)[1]}.py").exists():
             return importlib.import_module(name)
     raise ImportError(f"none of {', '.join(names)} in {package}")
+
+
+def _package_dir() -> Path:
+    """The directory of the imported ``activeusers`` package. Under pytest (``pythonpath = tests``) the folder
+    ``tests/activeusers`` makes ``activeusers`` a namespace package without ``__file__``, whose modules the editable
+    install's finder still resolves: the directory of one of them then."""
+    if activeusers.__file__ is not None:
+        return Path(activeusers.__file__).parent
+    spec = importlib.util.find_spec("activeusers.keys")
+    if spec is None or spec.origin is None:
+        raise ImportError("activeusers.keys cannot be found")
+    return Path(spec.origin).parent
 
 
 # The writer and its batch: in ``activeusers.writer`` since issue 22, in ``activeusers.store`` before.
