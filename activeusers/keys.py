@@ -7,6 +7,8 @@ Layout (``P`` is the configured prefix, ``Z`` the activity time zone name, ``N``
 - ``P{N.b}:names``: LIST of user ids, element ``n`` the id of user number ``n`` of bucket ``b``: the way back from
   a bit to its user, appended to by the script that numbers (append-only, like the numbering).
 - ``P{N.b}:namesmade``: STRING, when the names list was begun (Redis' ``TIME``), set by the script that began it.
+- ``P{N.b}:unlisted``: HASH of number -> id of the users numbered while the names list was behind (an upgrade),
+  until ``active-users reindex`` lists them (then it is gone).
 - ``P{N.b}:day:Z:YYYY-MM-DD``: bitmap, bit ``n`` set when user number ``n`` of bucket ``b`` was active that day.
 - ``P{N.b}:hour:Z:YYYY-MM-DDTHH``: bitmap of the users active in that local hour (a repeated DST hour is one).
 - ``P{N.b}:new:Z:YYYY-MM-DD``: bitmap of the users created on that local day (``user.created`` events).
@@ -90,6 +92,11 @@ class KeySchema:
         """When ``bucket``'s names list was begun (Redis' clock, by the script that began it): a list lost and
         begun again has another, so a reader holding ids of the old one knows to read it again."""
         return f"{self.tag(bucket)}namesmade"
+
+    def unlisted(self, bucket: int) -> str:
+        """Hash of number -> id of ``bucket``'s users numbered while its names list was behind its numbering (an
+        upgrade from a version without lists), until ``reindex`` lists them."""
+        return f"{self.tag(bucket)}unlisted"
 
     def day_bits(self, day: date, bucket: int) -> str:
         """Bitmap of the users of ``bucket`` active on ``day``."""

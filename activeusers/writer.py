@@ -128,8 +128,11 @@ class ActivityWriter:
         self._numbers: dict[str, int] = {}
         self._tags = [keys.tag(bucket) for bucket in range(keys.buckets)]
         self._ids = [keys.ids(bucket) for bucket in range(keys.buckets)]
-        self._names = [keys.names(bucket) for bucket in range(keys.buckets)]
-        self._names_made = [keys.names_made(bucket) for bucket in range(keys.buckets)]
+        # The keys of each bucket's numbering script, in its order.
+        self._numbering = [
+            (keys.ids(bucket), keys.names(bucket), keys.names_made(bucket), keys.unlisted(bucket))
+            for bucket in range(keys.buckets)
+        ]
         # Versions are this writer's id and a sequence number: unique among writers and across restarts.
         self._writer_id = secrets.token_hex(8)
         self._writes = itertools.count()
@@ -213,9 +216,8 @@ class ActivityWriter:
         for bucket, found in unknown.items():
             ids = list(found)
             calls += [(bucket, ids[start : start + NUMBER_CHUNK]) for start in range(0, len(ids), NUMBER_CHUNK)]
-        sha, ids_of, names_of, made_of = NUMBER_USERS.sha, self._ids, self._names, self._names_made
         commands = [
-            (ids_of[bucket], pack_command(("EVALSHA", sha, 3, ids_of[bucket], names_of[bucket], made_of[bucket], *ids)))
+            (self._ids[bucket], pack_command(("EVALSHA", NUMBER_USERS.sha, 4, *self._numbering[bucket], *ids)))
             for bucket, ids in calls
         ]
         replies = self._send(commands, (NUMBER_USERS.source,))  # NOSCRIPT (a new or restarted Redis): loaded

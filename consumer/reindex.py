@@ -97,22 +97,31 @@ def _list_names(client: SyncClient, keys: KeySchema, bar: ProgressBar, done: int
     """Bring every bucket's names list up to its ids hash; how many ids were appended (progress from ``done``)."""
     appended = 0
     for bucket in range(keys.buckets):
-        while (found := _unlisted_ids(client, keys, bucket)) is not None:
-            start, ids = found
-            for offset in range(0, len(ids), NAMES_CHUNK):
-                chunk = ids[offset : offset + NAMES_CHUNK]
+        first = listed = int(client.llen(keys.names(bucket)))
+        while True:
+            # The ids the numbering kept while the list was behind (this version's consumers), then a scan for the
+            # rest (numbers given before this version, or by its consumers of the previous one).
+            while (length := _append_names(client, keys, bucket, -1, ())) > listed:
+                listed = length
+                bar.update(done + appended + listed - first)
+            found = _unlisted_ids(client, keys, bucket, listed)
+            if found is None:
+                break
+            start = listed
+            for offset in range(0, len(found), NAMES_CHUNK):
+                chunk = found[offset : offset + NAMES_CHUNK]
                 length = _append_names(client, keys, bucket, start + offset, chunk)
-                if length != start + offset + len(chunk):
+                if length < start + offset + len(chunk):
                     break  # the list moved on meanwhile (another run): look again from where it ends
-                appended += len(chunk)
-                bar.update(done + appended)
+                bar.update(done + appended + length - first)
+            listed = int(client.llen(keys.names(bucket)))
+        appended += listed - first
     return appended
 
 
-def _unlisted_ids(client: SyncClient, keys: KeySchema, bucket: int) -> tuple[int, list[str]] | None:
-    """Where ``bucket``'s names list ends and the ids of the numbers from there on, in order (``None`` when it
-    lists every number). The hash is scanned whole: it has no index by number."""
-    listed = int(client.llen(keys.names(bucket)))
+def _unlisted_ids(client: SyncClient, keys: KeySchema, bucket: int, listed: int) -> list[str] | None:
+    """The ids of ``bucket``'s numbers from ``listed`` (where its names list ends) on, in order (``None`` when the
+    list holds every number). The hash is scanned whole: it has no index by number."""
     if listed >= int(client.hlen(keys.ids(bucket))):
         return None
     found: dict[int, str] = {}
@@ -124,15 +133,15 @@ def _unlisted_ids(client: SyncClient, keys: KeySchema, bucket: int) -> tuple[int
         ids.append(found[listed + len(ids)])
     if not ids:
         raise StoreUnavailable(f"{keys.ids(bucket)} gives no user number {listed}: its numbers are not dense")
-    return listed, ids
+    return ids
 
 
 def _append_names(client: SyncClient, keys: KeySchema, bucket: int, start: int, ids: Sequence[str]) -> int:
-    """Append ``ids`` (the ids of numbers ``start``...) to ``bucket``'s names list if it ends at ``start``; the
-    list's length afterwards."""
-    ids_key, names_key, made_key = keys.ids(bucket), keys.names(bucket), keys.names_made(bucket)
-    command = pack_command(("EVALSHA", APPEND_NAMES.sha, 3, ids_key, names_key, made_key, start, *ids))
-    (reply,) = send_commands(client, [(ids_key, command)], (APPEND_NAMES.source,))
+    """Append ``ids`` (the ids of numbers ``start``...) to ``bucket``'s names list if it ends at ``start``, then the
+    ids the numbering kept for the numbers that follow (at most 1,000); the list's length afterwards."""
+    numbering = (keys.ids(bucket), keys.names(bucket), keys.names_made(bucket), keys.unlisted(bucket))
+    command = pack_command(("EVALSHA", APPEND_NAMES.sha, len(numbering), *numbering, start, *ids))
+    (reply,) = send_commands(client, [(numbering[0], command)], (APPEND_NAMES.source,))
     if isinstance(reply, Exception):
         raise reply
     return int(reply)

@@ -202,7 +202,7 @@ def bucket_state(client: Any, keys: KeySchema) -> dict[str, set[str]]:
     for key in client.scan_iter(match=keys.pattern(), count=1000):
         name = _text(key)
         tag = keys.prefix + "{"
-        if not name.startswith(tag) or name.endswith(("}:ids", "}:names", "}:namesmade")):
+        if not name.startswith(tag) or name.endswith(("}:ids", "}:names", "}:namesmade", "}:unlisted")):
             continue
         bucket = int(name[len(tag) : name.index("}")].split(".")[1])
         kind, _, when = name[name.index("}") + 2 :].partition(":")

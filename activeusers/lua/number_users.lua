@@ -1,10 +1,12 @@
 -- Numbers the user ids given (ARGV) in one user bucket. KEYS[1]: the bucket's ids hash (id -> number); KEYS[2]:
--- its names list (number -> id: element n is the id of user number n); KEYS[3]: when that list was begun.
+-- its names list (number -> id: element n is the id of user number n); KEYS[3]: when that list was begun; KEYS[4]:
+-- the ids of numbers given while the list is behind (number -> id).
 -- A known id keeps its number; an unknown one gets the next free one (the hash's size), in one atomic call, so any
 -- number of writers agree and the numbers stay dense. Each new number's id is appended to the names list in the
 -- same call, so a number that any bitmap holds always has its id there. The list is appended to only while it
 -- holds every number before the new ones: a hash numbered before the list existed is brought up to date by
--- `active-users reindex` (append_names.lua), and its numbers given meanwhile are listed by that run. The call that
+-- `active-users reindex` (append_names.lua), and the ids of numbers given meanwhile are kept in KEYS[4], where that
+-- run takes them from (so it catches up with a writer faster than its scan of the hash). The call that
 -- begins a list records Redis' time in KEYS[3], so a reader holding ids of a list that was lost and begun again
 -- (a Redis restarted empty, then a replay) sees that it must read them again.
 -- One HMGET and one HSET for all the ids (each Redis call from Lua costs microseconds, and a backfill meets every
@@ -35,6 +37,13 @@ if #names > 0 then
       redis.call('SET', KEYS[3], now[1] .. '.' .. now[2])
     end
     redis.call('RPUSH', KEYS[2], unpack(names))
+  else
+    local kept = {}
+    for i = 1, #names do
+      kept[#kept + 1] = n - #names + i - 1
+      kept[#kept + 1] = names[i]
+    end
+    redis.call('HSET', KEYS[4], unpack(kept))
   end
 end
 return numbers

@@ -67,17 +67,18 @@ def keys(redis_prefix: str) -> KeySchema:
     return KeySchema(redis_prefix, "UTC", 4)
 
 
-def bucket_keys(keys: KeySchema, bucket: int) -> tuple[str, str, str]:
-    """The keys the numbering and names scripts take: the ids hash, the names list, when that list was begun."""
-    return keys.ids(bucket), keys.names(bucket), keys.names_made(bucket)
+def bucket_keys(keys: KeySchema, bucket: int) -> tuple[str, str, str, str]:
+    """The keys the numbering and names scripts take: the ids hash, the names list, when that list was begun, and
+    the ids numbered while it was behind."""
+    return keys.ids(bucket), keys.names(bucket), keys.names_made(bucket), keys.unlisted(bucket)
 
 
 def number(client: Any, keys: KeySchema, bucket: int, *ids: str) -> list[int]:
-    return list(client.evalsha(NUMBER_USERS.sha, 3, *bucket_keys(keys, bucket), *ids))
+    return list(client.evalsha(NUMBER_USERS.sha, 4, *bucket_keys(keys, bucket), *ids))
 
 
 def append(client: Any, keys: KeySchema, bucket: int, start: int, *ids: str) -> Any:
-    return client.evalsha(APPEND_NAMES.sha, 3, *bucket_keys(keys, bucket), start, *ids)
+    return client.evalsha(APPEND_NAMES.sha, 4, *bucket_keys(keys, bucket), start, *ids)
 
 
 @pytest.fixture
@@ -101,6 +102,7 @@ def test_numbering_appends_only_to_a_list_holding_every_number_before(loaded: re
     loaded.hset(keys.ids(0), mapping={"old-0": 0, "old-1": 1})  # numbered by a version without names lists
     assert number(loaded, keys, 0, "new-2", "old-0") == [2, 0]
     assert loaded.exists(keys.names(0)) == 0  # not started at number 2
+    assert loaded.hgetall(keys.unlisted(0)) == {"2": "new-2"}  # kept for reindex instead
     loaded.rpush(keys.names(0), "old-0", "old-1", "new-2", "extra")  # longer than the hash: not aligned either
     assert number(loaded, keys, 0, "new-3") == [3]
     assert loaded.lrange(keys.names(0), 0, -1) == ["old-0", "old-1", "new-2", "extra"]
@@ -175,6 +177,32 @@ def test_append_names_records_when_it_begins_a_list(loaded: redis.Redis, keys: K
 
 
 # ---------------------------------------------------------------------------------------------- append_names.lua
+
+
+def test_append_names_takes_the_ids_the_numbering_kept_while_the_list_was_behind(
+    loaded: redis.Redis, keys: KeySchema
+) -> None:
+    loaded.hset(keys.ids(0), mapping={"old-0": 0, "old-1": 1})  # numbered by a version without names lists
+    assert number(loaded, keys, 0, "new-2", "new-3") == [2, 3]  # this version, while the list is behind
+    assert number(loaded, keys, 0, "new-4") == [4]
+    assert append(loaded, keys, 0, -1) == 0  # nothing kept at the list's end (number 0): nothing to take yet
+    assert append(loaded, keys, 0, 0, "old-0", "old-1") == 5  # the scan's ids, then the kept ones that follow
+    assert loaded.lrange(keys.names(0), 0, -1) == ["old-0", "old-1", "new-2", "new-3", "new-4"]
+    assert loaded.exists(keys.unlisted(0)) == 0  # every kept id taken
+    assert number(loaded, keys, 0, "new-5") == [5]  # aligned: the numbering appends itself again
+    assert loaded.lrange(keys.names(0), 0, -1)[-1] == "new-5" and loaded.exists(keys.unlisted(0)) == 0
+
+
+def test_append_names_takes_at_most_a_thousand_kept_ids_a_call(loaded: redis.Redis, keys: KeySchema) -> None:
+    loaded.hset(keys.ids(0), mapping={"old-0": 0})
+    kept = [f"new-{n}" for n in range(1, 2501)]
+    for start in range(0, len(kept), 500):
+        number(loaded, keys, 0, *kept[start : start + 500])
+    assert append(loaded, keys, 0, 0, "old-0") == 1001  # old-0 and the first thousand kept
+    assert append(loaded, keys, 0, -1) == 2001
+    assert append(loaded, keys, 0, -1) == 2501
+    assert loaded.lrange(keys.names(0), 0, -1) == ["old-0", *kept]
+    assert loaded.exists(keys.unlisted(0)) == 0
 
 
 def test_append_names_appends_at_the_lists_end_only(loaded: redis.Redis, keys: KeySchema) -> None:

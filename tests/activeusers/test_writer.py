@@ -44,9 +44,10 @@ def writer(stack: Any, keys: KeySchema) -> Iterator[ActivityWriter]:
     client.close()
 
 
-def names_keys(keys: KeySchema, bucket: int) -> tuple[str, str, str]:
-    """A bucket's numbering and names keys, which never expire: its ids hash, names list and when it was begun."""
-    return keys.ids(bucket), keys.names(bucket), keys.names_made(bucket)
+def names_keys(keys: KeySchema, bucket: int) -> tuple[str, str, str, str]:
+    """A bucket's numbering and names keys, which never expire: its ids hash, names list, when it was begun, and
+    the ids numbered while it was behind (gone once listed)."""
+    return keys.ids(bucket), keys.names(bucket), keys.names_made(bucket), keys.unlisted(bucket)
 
 
 def _batch(*active: tuple[date, int, str], created: tuple[tuple[date, str], ...] = ()) -> Buckets:
@@ -478,7 +479,10 @@ def test_a_hash_numbered_before_the_names_list_gets_no_names_from_the_numbering(
     assert redis_client.lrange(one.names(0), 0, -1) == ["old-0", "old-1"]
     # Listed up to the hash's end (what reindex does with append_names.lua): the numbering appends again.
     script = redis_client.script_load(APPEND_NAMES.source)
-    assert redis_client.evalsha(script, 3, *names_keys(one, 0), 2, "old-2", "new-3", "new-4", "new-5") == 6
+    # Only the scan's id: the ones this version's numbering kept while the list was behind come with it.
+    assert redis_client.hgetall(one.unlisted(0)) == {"3": "new-3", "4": "new-4", "5": "new-5"}
+    assert redis_client.evalsha(script, 4, *names_keys(one, 0), 2, "old-2") == 6
+    assert redis_client.exists(one.unlisted(0)) == 0
     for user in ("new-6", "new-7", "old-0"):
         writer.numbers([user])
     names, hashed = names_and_hash(redis_client, one, 0)

@@ -29,6 +29,9 @@ from activeusers.settings import Settings
 from activeusers.writer import ActivityWriter, Buckets
 from consumer.reindex import ReindexResult, reindex
 
+# Every test here reaches the real Redis (and cluster) through _target, not the stack fixture the marker follows.
+pytestmark = pytest.mark.integration
+
 TODAY = datetime.now(UTC).date()
 RECENT, MID, OLDER, EXPIRED = (TODAY - timedelta(days=n) for n in (2, 10, 60, 500))
 HOUR_RETENTION_DAYS = 30  # OLDER's hours are past it, its day is not; EXPIRED is past RETENTION_DAYS (400)
