@@ -41,7 +41,7 @@ import api
 from activeusers.days import day_start_ms
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
-from activeusers.store import ActivityWriter, Buckets
+from activeusers.writer import ActivityWriter, Buckets
 from api.auth import VIEW_ENGAGEMENT_DASHBOARD
 from api.tokens import TokenStore
 
