@@ -17,10 +17,11 @@ from typing import Any, Final
 
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
+from activeusers.coalescer import Coalescer
 from activeusers.errors import IndexIncomplete, StoreUnavailable
 from activeusers.heartbeats import live_heartbeats
 from activeusers.keys import SLOTS, KeySchema
-from activeusers.redisconn import REDIS_ERRORS, AsyncClient, Routed, pack_command, send_commands_async
+from activeusers.redisconn import REDIS_ERRORS, AsyncClient, Routed, leased, pack_command, send_commands_async
 from activeusers.scripts import COUNTS_BYTES, UNION_COUNTS, UNION_TTL_S
 
 # Keys fetched per MGET (keys of one bucket): a bitmap is about 4 kB at the large dataset, counts 104 bytes, so
@@ -41,9 +42,11 @@ class ActivityReader:
     append-only, so what was read stays true, and only the numbers given since are fetched.
     """
 
-    def __init__(self, client: AsyncClient, keys: KeySchema) -> None:
+    def __init__(self, client: AsyncClient, keys: KeySchema, coalescer: Coalescer | None = None) -> None:
         self._client = client
         self._keys = keys
+        # The small reads every request begins with (versions, derived values) go with other requests' reads.
+        self._coalescer = coalescer
         self._names: list[list[str]] = [[] for _ in range(keys.buckets)]
         # When each list this process read was begun (KeySchema.names_made), and those keys.
         self._made: list[bytes | None] = [None] * keys.buckets
@@ -124,7 +127,11 @@ class ActivityReader:
         """The ``fields`` (one per day) of hash ``key`` (``None`` where there is none), by one ``HMGET``."""
         if not days:
             return {}
-        (reply,) = await self._guarded(self._send([(key, pack_command(("HMGET", key, *fields)))]))
+        command = [(key, pack_command(("HMGET", key, *fields)))]
+        sent = self._coalescer.send(command) if self._coalescer is not None else self._send(command)
+        (reply,) = await self._guarded(sent)
+        if isinstance(reply, Exception):
+            raise StoreUnavailable(f"Redis read failed: {reply}")
         return {day: None if value is None else _text(value) for day, value in zip(days, reply, strict=True)}
 
     async def day_counters(self, days: Sequence[date]) -> list[tuple[int, ...]]:
@@ -246,18 +253,20 @@ class ActivityReader:
 
     async def heartbeats(self) -> dict[str, dict[str, Any]]:
         """The liveness record of every consumer whose heartbeat has not expired (:mod:`activeusers.heartbeats`)."""
-        return await live_heartbeats(self._client, self._keys)
+        async with leased(self._client):
+            return await live_heartbeats(self._client, self._keys)
 
     async def ping(self) -> None:
         """Raise :class:`StoreUnavailable` unless Redis answers (a Redis Cluster: unless it serves every slot)."""
         try:
-            if isinstance(self._client, AsyncRedisCluster):
-                info = await self._client.cluster_info()
-                state = info.get("cluster_state")
-                if state != "ok":
-                    raise StoreUnavailable(f"Redis Cluster is not serving every slot: cluster_state {state}")
-            else:
-                await self._client.ping()
+            async with leased(self._client):
+                if isinstance(self._client, AsyncRedisCluster):
+                    info = await self._client.cluster_info()
+                    state = info.get("cluster_state")
+                    if state != "ok":
+                        raise StoreUnavailable(f"Redis Cluster is not serving every slot: cluster_state {state}")
+                else:
+                    await self._client.ping()
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis is unreachable: {exc}") from exc
 

@@ -19,8 +19,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from activeusers.clustermetrics import ClusterCollector
+from activeusers.coalescer import Coalescer
 from activeusers.reader import ActivityReader
-from activeusers.redisconn import AsyncClient, cluster_counts
+from activeusers.redisconn import AsyncClient, Gate, cluster_counts, gate_of
+from api.admission import Admission
 from api.daycache import DayCache
 
 NAMESPACE: Final = "activeusers_api_"
@@ -35,10 +37,17 @@ _BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 class ApiMetrics:
     """The API's collectors, in a registry of their own."""
 
-    def __init__(self, cache: DayCache | None = None) -> None:
+    def __init__(self, cache: DayCache | None = None, admission: Admission | None = None) -> None:
         self.registry = CollectorRegistry()
         if cache is not None:
             self.registry.register(_CacheCollector(cache))
+        if admission is not None:
+            in_flight = Gauge(
+                "activeusers_api_requests_in_flight",
+                "Data requests in progress (at most API_MAX_IN_FLIGHT; the next are refused with a 503).",
+                registry=self.registry,
+            )
+            in_flight.set_function(lambda: admission.in_flight)
         self.requests = Counter(
             "activeusers_api_requests",
             "HTTP requests answered, by route, method and status.",
@@ -53,9 +62,11 @@ class ApiMetrics:
             registry=self.registry,
         )
 
-    def track_redis(self, client: AsyncClient) -> None:
-        """Export what the Redis Cluster client ``client`` knows and met (nothing for a single server's client)."""
+    def track_redis(self, client: AsyncClient, coalescer: Coalescer | None = None) -> None:
+        """Export the Redis operations of ``client`` in progress (a permit of its gate each), how the coalescer
+        batched the small reads, and what a Redis Cluster client knows and met (nothing for a single server's)."""
         self.registry.register(ClusterCollector(lambda: cluster_counts(client), NAMESPACE))
+        self.registry.register(_RedisCollector(gate_of(client), coalescer))
 
     def track_reader(self, reader: ActivityReader) -> None:
         """Export how many user ids ``reader`` mirrors from the names lists (its memory grows with them)."""
@@ -114,6 +125,33 @@ class _CacheCollector(Collector):
         lookups.add_metric(["hit"], cache.hits)
         lookups.add_metric(["miss"], cache.misses)
         yield lookups
+
+
+class _RedisCollector(Collector):
+    """The client's operations in progress and the coalescer's batches, read at each scrape."""
+
+    def __init__(self, gate: Gate | None, coalescer: Coalescer | None) -> None:
+        self._gate = gate
+        self._coalescer = coalescer
+
+    def collect(self) -> Iterator[Metric]:
+        if self._gate is not None:
+            yield GaugeMetricFamily(
+                "activeusers_api_redis_operations_in_progress",
+                "Redis operations in progress, each holding a pooled connection (at most REDIS_POOL_SIZE).",
+                self._gate.in_use,
+            )
+        if self._coalescer is not None:
+            yield CounterMetricFamily(
+                "activeusers_api_redis_batches",
+                "Writes to Redis of the small reads of concurrent requests (token, index versions), coalesced.",
+                self._coalescer.batches,
+            )
+            yield CounterMetricFamily(
+                "activeusers_api_redis_batched_reads",
+                "Small reads sent in those writes (reads per write: this over activeusers_api_redis_batches).",
+                self._coalescer.calls,
+            )
 
 
 def route_label(request: web.Request) -> str:
