@@ -16,10 +16,13 @@ commands should come here: the replies of a batch are read together, so a big on
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Generator, Sequence
+from typing import Any, Generic, TypeVar
 
-from activeusers.redisconn import AsyncClient, Routed, send_commands_async
+from activeusers.errors import StoreUnavailable
+from activeusers.redisconn import REDIS_ERRORS, AsyncClient, Routed, send_commands_async
+
+T = TypeVar("T")
 
 
 class Coalescer:
@@ -36,13 +39,19 @@ class Coalescer:
     async def send(self, commands: Sequence[Routed]) -> list[Any]:
         """The replies of ``commands`` in order (refusals as exception objects in their place), sent with the
         commands of the other calls of this turn of the loop; raises what the batch's send raised."""
+        return await self.submit(commands)
+
+    def submit(self, commands: Sequence[Routed]) -> asyncio.Future[list[Any]]:
+        """Queue ``commands`` for this turn's batch at once (without waiting): the future's result is their
+        replies, as :meth:`send` returns them. A caller may queue several reads before it waits for any, so that
+        they share one round trip, and may drop a future it no longer needs."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
         if not self._queue:
             # After the callbacks already due in this turn: the requests that reach here in it join the batch.
             loop.call_soon(self._flush)
         self._queue.append((commands, future))
-        return await future
+        return future
 
     def _flush(self) -> None:
         batch, self._queue = self._queue, []
@@ -66,6 +75,9 @@ class Coalescer:
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
+                    # Marked as seen: a caller that dropped its future (its request ended first) does not
+                    # want asyncio to log it as never retrieved; one that waits still gets it raised.
+                    future.exception()
             return
         start = 0
         for call, future in batch:
@@ -77,3 +89,27 @@ class Coalescer:
         """Wait for the batches in flight (the app's Redis pool closes after this)."""
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
+
+
+class Pending(Generic[T]):
+    """A read queued with :meth:`Coalescer.submit`, awaited later (``await pending``) for its replies turned into
+    a value by ``decode``; a Redis failure raises :class:`StoreUnavailable`. Unlike a coroutine, one that is never
+    awaited (its request ended first) leaves nothing behind."""
+
+    __slots__ = ("_decode", "_future")
+
+    def __init__(self, future: asyncio.Future[list[Any]] | None, decode: Callable[[list[Any]], T]) -> None:
+        self._future = future
+        self._decode = decode
+
+    def __await__(self) -> Generator[Any, None, T]:
+        if self._future is None:  # nothing to read
+            return self._decode([])
+        try:
+            replies = yield from self._future.__await__()
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable(f"Redis read failed: {exc}") from exc
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise StoreUnavailable(f"Redis read failed: {reply}")
+        return self._decode(replies)

@@ -16,10 +16,10 @@ from typing import Any
 
 import orjson
 
-from activeusers.coalescer import Coalescer
+from activeusers.coalescer import Coalescer, Pending
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema
-from activeusers.redisconn import REDIS_ERRORS, AsyncClient, leased, pack_command, send_commands_async
+from activeusers.redisconn import REDIS_ERRORS, AsyncClient, leased, pack_command
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class TokenStore:
     def __init__(self, client: AsyncClient, keys: KeySchema, coalescer: Coalescer | None = None) -> None:
         self._client = client
         self._key = keys.tokens()
-        self._coalescer = coalescer
+        self._coalescer = coalescer or Coalescer(client)
         # Parsed records by their stored bytes: the same bytes always parse to the same record, and an API process
         # sees the same few tokens again and again (bounded: cleared when full).
         self._parsed: dict[bytes, TokenRecord | None] = {}
@@ -99,16 +99,14 @@ class TokenStore:
 
     async def lookup(self, token: str) -> TokenRecord | None:
         """The record of a token, or ``None`` when it is unknown (or its stored record is unreadable)."""
-        command = [(self._key, pack_command(("HGET", self._key, hash_token(token))))]
-        try:
-            if self._coalescer is not None:
-                (raw,) = await self._coalescer.send(command)
-            else:
-                (raw,) = await send_commands_async(self._client, command)
-        except REDIS_ERRORS as exc:
-            raise StoreUnavailable(f"Redis read failed: {exc}") from exc
-        if isinstance(raw, Exception):
-            raise StoreUnavailable(f"Redis read failed: {raw}")
+        return await self.lookup_soon(token)
+
+    def lookup_soon(self, token: str) -> Pending[TokenRecord | None]:
+        """:meth:`lookup`, queued now (in this turn's batch of small reads) and awaited later."""
+        command = (self._key, pack_command(("HGET", self._key, hash_token(token))))
+        return Pending(self._coalescer.submit([command]), lambda replies: self._record(replies[0]))
+
+    def _record(self, raw: bytes | None) -> TokenRecord | None:
         if raw is None:
             return None
         if raw in self._parsed:

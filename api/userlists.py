@@ -29,10 +29,13 @@ def encode_day(day: date, users: list[str]) -> bytes:
     return orjson.dumps({"usersList": users, "users": len(users), "day": day.day, "month": day.month, "year": day.year})
 
 
-async def day_fragments(reader: ActivityReader, cache: DayCache, days: Sequence[date]) -> dict[date, bytes]:
+async def day_fragments(
+    reader: ActivityReader, cache: DayCache, days: Sequence[date], versions: dict[date, str | None] | None = None
+) -> dict[date, bytes]:
     """The encoded elements of the days of ``days`` that had active users: from the cache where the day's index
-    version still matches its entry, else from the day's bitmaps (in rounds of FETCH_DAYS days), then kept."""
-    versions = await reader.day_versions(days)
+    version still matches its entry, else from the day's bitmaps (in rounds of FETCH_DAYS days), then kept.
+    ``versions``: the days' index versions if read already."""
+    versions = versions or await reader.day_versions(days)
     found: dict[date, bytes] = {}
     missing: list[date] = []
     for day in days:

@@ -34,17 +34,14 @@ REDIS_POINTS: Final = 2
 
 async def summary(request: web.Request) -> web.Response:
     """Every day of the range that can hold data, with its rolling windows, as JSON or CSV."""
-    query = await authorized_query(request, PARAMS)
-    first, last = requested_days(request, query["start"], query["end"])
-    days = stored_days(request, first, last)
+    query, versions = await authorized_query(request, PARAMS, lambda query: _feed(request, _days(request, query)))
+    days = _days(request, query)
     csv = query.get("format") == "csv"
     if not days:
         body = _rendered(request, days, [], 0, csv)
     else:
-        # Windows reach back before the range: the 29 days before it feed the first days' WAU and MAU.
-        feed = stored_days(request, days[0] - timedelta(days=LOOKBACK_DAYS), days[-1])
-        reader, cache = request.app[READER], request.app[DAY_CACHE]
-        versions = await reader.day_versions(feed)
+        feed = _feed(request, days)
+        cache = request.app[DAY_CACHE]
         # The answer depends on nothing but these days' index versions: while they hold, the bytes made last time
         # are the answer (points, digests and encoding cost several times the rest of a warm request).
         key, version = ("summary answer", days[0], days[-1], csv), (feed[0], *versions.values())
@@ -54,6 +51,18 @@ async def summary(request: web.Request) -> web.Response:
             body = _rendered(request, days, points, distinct, csv)
             cache.put(key, version, body, len(body))
     return csv_bytes_response(body) if csv else json_bytes_response(body)
+
+
+def _days(request: web.Request, query: dict[str, str]) -> list[date]:
+    """The days of the range that can hold data."""
+    first, last = requested_days(request, query["start"], query["end"])
+    return stored_days(request, first, last)
+
+
+def _feed(request: web.Request, days: Sequence[date]) -> list[date]:
+    """The days the windows of ``days`` read: theirs and the 29 before them (windows reach back before the range
+    to fill the first days' WAU and MAU), as far as they can hold data."""
+    return stored_days(request, days[0] - timedelta(days=LOOKBACK_DAYS), days[-1]) if days else []
 
 
 def _rendered(request: web.Request, days: Sequence[date], points: list[DayPoint], distinct: int, csv: bool) -> bytes:
