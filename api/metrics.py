@@ -61,6 +61,8 @@ class ApiMetrics:
             buckets=_BUCKETS,
             registry=self.registry,
         )
+        # Few: routes are templates, methods and statuses a handful each.
+        self._series: dict[tuple[str, str, int], tuple[Histogram, Counter]] = {}
 
     def track_redis(self, client: AsyncClient, coalescer: Coalescer | None = None) -> None:
         """Export the Redis operations of ``client`` in progress (a permit of its gate each), how the coalescer
@@ -100,11 +102,21 @@ class ApiMetrics:
                 raise
             finally:
                 route = route_label(request)
-                self.latency.labels(route).observe(time.perf_counter() - started)
                 method = request.method if request.method in _METHODS else "OTHER"
-                self.requests.labels(route, method, str(status)).inc()
+                timed, counted = self._children(route, method, status)
+                timed.observe(time.perf_counter() - started)
+                counted.inc()
 
         return measure
+
+    def _children(self, route: str, method: str, status: int) -> tuple[Histogram, Counter]:
+        """The latency and count series of a route, method and status, looked up once (prometheus_client's
+        ``labels`` takes a lock and builds its key on every call)."""
+        key = (route, method, status)
+        found = self._series.get(key)
+        if found is None:
+            found = self._series[key] = (self.latency.labels(route), self.requests.labels(route, method, str(status)))
+        return found
 
 
 class _CacheCollector(Collector):

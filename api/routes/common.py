@@ -10,7 +10,7 @@ from aiohttp import web
 
 from activeusers.days import clip_days
 from api.auth import credentials, guard
-from api.dates import Param, day_range, query_pairs, validate_query
+from api.dates import Param, day_range, validated
 from api.errors import ValidationError
 from api.state import READER, SETTINGS, now_ms
 
@@ -26,7 +26,7 @@ async def authorized_query(
     error is raised only once the request passed the other checks."""
     sent = credentials(request)
     try:
-        query = validate_query(query_pairs(request.rel_url.raw_query_string), params)
+        query = validated(request.rel_url.raw_query_string, params)
     except ValidationError:
         await guard(request, sent=sent)
         raise

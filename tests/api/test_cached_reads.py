@@ -71,8 +71,8 @@ async def test_second_answer_comes_from_the_cache(api, admin, seed, store_reads)
     # Versions unchanged: no bitmap is read, no id listed.
     assert store_reads.listings == [] and store_reads.fetched == []
     assert first.body == second.body == expected(sets, first_day, TODAY)
-    # An entry per day: the two with users and the five kept empty.
-    assert len(api.client.app[DAY_CACHE]) == 7
+    # An entry per day (the two with users and the five kept empty) and the whole answer of the 7-day range.
+    assert len(api.client.app[DAY_CACHE]) == 8
 
 
 async def test_a_late_event_on_a_past_day_reads_that_day_alone_again(
