@@ -16,10 +16,10 @@ from api.state import READER, SETTINGS, now_ms
 
 
 async def authorized_query(
-    request: web.Request, params: Sequence[Param], days_of: Callable[[dict[str, str]], Sequence[date]]
-) -> tuple[dict[str, str], dict[date, str | None]]:
-    """Run the checks in the contract's order (401, 403, 429, 400) and return the validated parameters with the
-    index versions of the days ``days_of`` names for them (the endpoint's first read of the index).
+    request: web.Request, params: Sequence[Param], days_of: Callable[[dict[str, str]], list[date]]
+) -> tuple[dict[str, str], list[date], dict[date, str | None]]:
+    """Run the checks in the contract's order (401, 403, 429, 400) and return the validated parameters, the days
+    ``days_of`` names for them and those days' index versions (the endpoint's first read of the index).
 
     The token's record and those versions are read in one round trip: both are queued before either is awaited
     (the versions of a request that then fails its checks are simply dropped). Validation runs first but its
@@ -30,9 +30,10 @@ async def authorized_query(
     except ValidationError:
         await guard(request, sent=sent)
         raise
-    versions = request.app[READER].day_versions_soon(days_of(query))
+    days = days_of(query)
+    versions = request.app[READER].day_versions_soon(days)
     await guard(request, sent=sent)
-    return query, await versions
+    return query, days, await versions
 
 
 def requested_days(request: web.Request, start: str, end: str) -> tuple[date, date]:

@@ -45,8 +45,7 @@ ANSWER_DAYS: Final = 7
 async def active_users(request: web.Request) -> web.Response:
     """Users active on each day of the range that had any, newest day first, every id listed (from the index's
     day bitmaps, for every day inside ``RETENTION_DAYS``)."""
-    query, versions = await authorized_query(request, DATE_PARAMS, lambda query: _range_days(request, query))
-    days = _range_days(request, query)
+    _, days, versions = await authorized_query(request, DATE_PARAMS, lambda query: _range_days(request, query))
     cache = request.app[DAY_CACHE]
     # A short range's answer is kept whole under its days' versions: joining a day of 10k ids (200 kB) again for
     # every request costs more than the request's other work. Longer ones are joined from the days' elements.
@@ -78,11 +77,11 @@ def _range_days(request: web.Request, query: dict[str, str], store: Store = "day
 async def new_users(request: web.Request) -> web.Response:
     """Users created per day of the range (at most ``D`` days), the period's total against the previous period's,
     and ``end``'s day against the day before."""
-    query, versions = await authorized_query(request, DATE_PARAMS, lambda query: _new_users_days(request, query))
+    query, days, versions = await authorized_query(request, DATE_PARAMS, lambda query: _new_users_days(request, query))
     zone = request.app[SETTINGS].zone
     window = new_users_window(iso_ms(query["start"]), iso_ms(query["end"]), zone)
     counts = {}
-    if days := _new_users_days(request, query):
+    if days:
         counts = await new_user_counts(request.app[READER], request.app[DAY_CACHE], days, versions)
     return json_response(new_users_answer(window, counts, zone))
 
@@ -95,9 +94,9 @@ def _new_users_days(request: web.Request, query: dict[str, str]) -> list[date]:
 
 async def users_by_time_of_day(request: web.Request) -> web.Response:
     """Distinct active users of every local hour bucket overlapping ``[start, end]`` that had any."""
-    query, versions = await authorized_query(request, DATE_PARAMS, lambda query: _hour_days(request, query))
+    query, days, versions = await authorized_query(request, DATE_PARAMS, lambda query: _hour_days(request, query))
     counts = {}
-    if days := _hour_days(request, query):
+    if days:
         start_ms, end_ms = iso_ms(query["start"]), iso_ms(query["end"])
         spans = hours_overlapping(days, start_ms, end_ms, request.app[SETTINGS].zone)
         hours = [(span.day, span.hour) for span in spans]
@@ -114,10 +113,10 @@ def _hour_days(request: web.Request, query: dict[str, str]) -> list[date]:
 
 async def hourly_data(request: web.Request) -> web.Response:
     """Distinct active users of each two-hour slot of the 24 hour buckets up to ``start``."""
-    query, versions = await authorized_query(request, START_PARAMS, lambda query: _hourly_days(request, query))
+    query, days, versions = await authorized_query(request, START_PARAMS, lambda query: _hourly_days(request, query))
     zone = request.app[SETTINGS].zone
     after, until, _, _ = hourly_window(iso_ms(query["start"]), zone)
-    spans = hours_starting_in(_hourly_days(request, query), after, until, zone)
+    spans = hours_starting_in(days, after, until, zone)
     counts = await hour_union_counts(request.app[READER], request.app[DAY_CACHE], slot_groups(spans), versions)
     return json_response(hourly_answer(counts))
 
@@ -130,8 +129,7 @@ def _hourly_days(request: web.Request, query: dict[str, str]) -> list[date]:
 
 async def weekly_data(request: web.Request) -> web.Response:
     """Distinct active users of each of the 8 days ``day(start) - 7 .. day(start)`` that had any."""
-    query, versions = await authorized_query(request, START_PARAMS, lambda query: _weekly_days(request, query))
-    days = _weekly_days(request, query)
+    _, days, versions = await authorized_query(request, START_PARAMS, lambda query: _weekly_days(request, query))
     counts = await day_counts(request.app[READER], request.app[DAY_CACHE], days, versions)
     return json_response(weekly_answer(counts))
 

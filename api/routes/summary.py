@@ -34,13 +34,12 @@ REDIS_POINTS: Final = 2
 
 async def summary(request: web.Request) -> web.Response:
     """Every day of the range that can hold data, with its rolling windows, as JSON or CSV."""
-    query, versions = await authorized_query(request, PARAMS, lambda query: _feed(request, _days(request, query)))
+    query, feed, versions = await authorized_query(request, PARAMS, lambda query: _feed(request, _days(request, query)))
     days = _days(request, query)
     csv = query.get("format") == "csv"
     if not days:
         body = _rendered(request, days, [], 0, csv)
     else:
-        feed = _feed(request, days)
         cache = request.app[DAY_CACHE]
         # The answer depends on nothing but these days' index versions: while they hold, the bytes made last time
         # are the answer (points, digests and encoding cost several times the rest of a warm request).
