@@ -8,15 +8,18 @@ Labels are the route's canonical path (``/api/v1/...``), never the raw URL, and 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 import time
 from collections.abc import Iterator
 from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from activeusers.clustermetrics import ClusterCollector
 from activeusers.coalescer import Coalescer
@@ -48,21 +51,8 @@ class ApiMetrics:
                 registry=self.registry,
             )
             in_flight.set_function(lambda: admission.in_flight)
-        self.requests = Counter(
-            "activeusers_api_requests",
-            "HTTP requests answered, by route, method and status.",
-            ["route", "method", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "activeusers_api_request_duration_seconds",
-            "Time to answer an HTTP request, by route.",
-            ["route"],
-            buckets=_BUCKETS,
-            registry=self.registry,
-        )
-        # Few: routes are templates, methods and statuses a handful each.
-        self._series: dict[tuple[str, str, int], tuple[Histogram, Counter]] = {}
+        self.answered = _RequestCollector()
+        self.registry.register(self.answered)
 
     def track_redis(self, client: AsyncClient, coalescer: Coalescer | None = None) -> None:
         """Export the Redis operations of ``client`` in progress (a permit of its gate each), how the coalescer
@@ -101,22 +91,49 @@ class ApiMetrics:
                 status = CLIENT_CLOSED
                 raise
             finally:
-                route = route_label(request)
                 method = request.method if request.method in _METHODS else "OTHER"
-                timed, counted = self._children(route, method, status)
-                timed.observe(time.perf_counter() - started)
-                counted.inc()
+                self.answered.observe(route_label(request), method, status, time.perf_counter() - started)
 
         return measure
 
-    def _children(self, route: str, method: str, status: int) -> tuple[Histogram, Counter]:
-        """The latency and count series of a route, method and status, looked up once (prometheus_client's
-        ``labels`` takes a lock and builds its key on every call)."""
+
+class _RequestCollector(Collector):
+    """The requests answered (by route, method and status) and their latency (by route), counted in plain
+    integers and turned into Prometheus' counter and histogram at each scrape: prometheus_client's own series
+    take a lock and build their key on every update, a few microseconds on every request."""
+
+    def __init__(self) -> None:
+        self._answered: dict[tuple[str, str, int], int] = {}
+        # Per route: the count in each bucket of _BUCKETS (and past the last), and the sum of the seconds.
+        self._latency: dict[str, tuple[list[int], list[float]]] = {}
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one answered request that took ``seconds``."""
         key = (route, method, status)
-        found = self._series.get(key)
+        self._answered[key] = self._answered.get(key, 0) + 1
+        found = self._latency.get(route)
         if found is None:
-            found = self._series[key] = (self.latency.labels(route), self.requests.labels(route, method, str(status)))
-        return found
+            found = self._latency[route] = ([0] * (len(_BUCKETS) + 1), [0.0])
+        found[0][bisect.bisect_left(_BUCKETS, seconds)] += 1
+        found[1][0] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        answered = CounterMetricFamily(
+            "activeusers_api_requests",
+            "HTTP requests answered, by route, method and status.",
+            labels=["route", "method", "status"],
+        )
+        for (route, method, status), count in list(self._answered.items()):
+            answered.add_metric([route, method, str(status)], count)
+        yield answered
+        latency = HistogramMetricFamily(
+            "activeusers_api_request_duration_seconds", "Time to answer an HTTP request, by route.", labels=["route"]
+        )
+        for route, (counts, total) in list(self._latency.items()):
+            cumulative = list(itertools.accumulate(counts))
+            bounds = [*map(floatToGoString, _BUCKETS), "+Inf"]
+            latency.add_metric([route], list(zip(bounds, map(float, cumulative), strict=True)), total[0])
+        yield latency
 
 
 class _CacheCollector(Collector):

@@ -30,6 +30,8 @@ async def authorized_query(
     except ValidationError:
         await guard(request, sent=sent)
         raise
+    if sent.lookup is None:  # no credentials: the 401, without reading anything
+        await guard(request, sent=sent)
     days = days_of(query)
     versions = request.app[READER].day_versions_soon(days)
     await guard(request, sent=sent)
