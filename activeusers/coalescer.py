@@ -19,8 +19,10 @@ import asyncio
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, Generic, TypeVar
 
+import redis
+
 from activeusers.errors import StoreUnavailable
-from activeusers.redisconn import REDIS_ERRORS, AsyncClient, Routed, send_commands_async
+from activeusers.redisconn import REDIS_ERRORS, AsyncClient, Routed, gate_of, send_commands_async
 
 T = TypeVar("T")
 
@@ -29,8 +31,13 @@ class Coalescer:
     """Sends the commands of the calls made during one turn of the event loop together
     (:func:`~activeusers.redisconn.send_commands_async`, one permit of the client's gate a batch)."""
 
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(self, client: AsyncClient, timeout_s: float | None = None) -> None:
         self._client = client
+        # A batch is small: a Redis that has not answered it within REDIS_TIMEOUT once it has a connection does not
+        # answer. One deadline for the whole batch (the wait for a connection included): redis-py would otherwise
+        # spend up to four timeouts on a new connection to a hung server (health check, handshake, one retry).
+        gate = gate_of(client)
+        self._deadline_s = None if timeout_s is None else timeout_s + (gate.wait_s if gate is not None else 0.0)
         self._queue: list[tuple[Sequence[Routed], asyncio.Future[list[Any]]]] = []
         self._running: set[asyncio.Task[None]] = set()
         self.calls = 0
@@ -66,7 +73,11 @@ class Coalescer:
     async def _send(self, batch: list[tuple[Sequence[Routed], asyncio.Future[list[Any]]]]) -> None:
         commands = [command for call, _ in batch for command in call]
         try:
-            replies = await send_commands_async(self._client, commands)
+            try:
+                async with asyncio.timeout(self._deadline_s):
+                    replies = await send_commands_async(self._client, commands)
+            except TimeoutError:
+                raise redis.TimeoutError(f"Redis did not answer within {self._deadline_s:g}s") from None
         except asyncio.CancelledError:  # the app is stopping: so are its callers
             for _, future in batch:
                 future.cancel()

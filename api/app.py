@@ -119,7 +119,7 @@ async def _redis_pool(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     keys = app[KEYS]
     client = async_redis_client(settings)
-    coalescer = Coalescer(client)
+    coalescer = Coalescer(client, settings.redis_timeout_s)
     app[METRICS].track_redis(client, coalescer)
     app[READER] = reader = ActivityReader(client, keys, coalescer)
     app[METRICS].track_reader(reader)

@@ -205,9 +205,9 @@ def test_a_redis_that_does_not_answer_is_the_documented_503_quickly(stack, redis
     started = time.monotonic()
     answers = asyncio.run(fire(base, unauthenticated_flood(CONCURRENT)))
     assert {(a.status, a.body, a.retry_after) for a in answers} == {(503, UNAVAILABLE_BODY, "1")}
-    # Each waits at most for a connection (REDIS_POOL_WAIT) and for Redis (REDIS_TIMEOUT, one retry): no pile-up
-    # of timeouts, however many requests came at once.
-    assert max(a.seconds for a in answers) < 5
+    # Each waits at most for a connection (REDIS_POOL_WAIT) and then for Redis (REDIS_TIMEOUT): 1 s here, with no
+    # pile-up of timeouts however many requests came at once (2 s of slack for a loaded machine).
+    assert max(a.seconds for a in answers) < 3
     assert time.monotonic() - started < 10
 
 
