@@ -31,13 +31,14 @@ import asyncio
 import contextlib
 import functools
 import itertools
+import math
 import socket
 import ssl
 import threading
 import urllib.parse
 import weakref
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias, TypeVar, cast
 
@@ -629,7 +630,7 @@ async def _async_pool_send(pool: aioredis.ConnectionPool, commands: Sequence[Rou
     connection = await pool.get_connection()  # type: ignore[no-untyped-call]
     try:
         await connection.send_packed_command(b"".join(packed for _, packed in commands))
-        return await _read_replies_async(connection.read_response, len(commands), asking=False)
+        return await _read_replies_async(connection, len(commands), asking=False)
     except BaseException:
         # A failure (or a cancellation) mid-reply leaves the connection out of step with its replies.
         await connection.disconnect()
@@ -638,16 +639,23 @@ async def _async_pool_send(pool: aioredis.ConnectionPool, commands: Sequence[Rou
         await pool.release(connection)
 
 
-async def _read_replies_async(read: Callable[[], Awaitable[Any]], count: int, asking: bool) -> list[Any]:
+async def _read_replies_async(connection: Any, count: int, asking: bool) -> list[Any]:
+    # One deadline for all the replies of a write (REDIS_TIMEOUT, the connection's socket timeout): redis-py arms
+    # and cancels a timer for every read it is asked for, a heap push and pop per reply of a batch otherwise.
+    read = functools.partial(connection.read_response, timeout=math.inf)
     replies: list[Any] = []
-    for _ in range(count):
-        if asking:
-            with contextlib.suppress(redis.ResponseError):
-                await read()
-        try:
-            replies.append(await read())
-        except redis.ResponseError as exc:
-            replies.append(exc)
+    try:
+        async with asyncio.timeout(connection.socket_timeout):
+            for _ in range(count):
+                if asking:
+                    with contextlib.suppress(redis.ResponseError):
+                        await read()
+                try:
+                    replies.append(await read())
+                except redis.ResponseError as exc:
+                    replies.append(exc)
+    except TimeoutError:
+        raise redis.TimeoutError(f"Timeout reading the replies from Redis ({connection.socket_timeout:g}s)") from None
     return replies
 
 
@@ -699,7 +707,7 @@ async def _async_node_send(node: AsyncClusterNode, packed: bytes, count: int, as
     connection = node.acquire_connection()
     try:
         await connection.send_packed_command(packed)
-        return await _read_replies_async(connection.read_response, count, asking)
+        return await _read_replies_async(connection, count, asking)
     except BaseException:
         await connection.disconnect()
         raise
