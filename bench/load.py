@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -58,6 +59,7 @@ from throughput import wrk
 
 CONNECTIONS = (64, 256, 1000)
 QUICK_S = 3
+DRAIN_S = 30
 SHARE_TARGET = 0.25
 P99_TARGET_S = 0.050
 # The target rows: the summary and active-users at the first connection count, no error at the last.
@@ -123,8 +125,9 @@ def self_time(raw: Iterable[str], top: int) -> list[tuple[str, float]]:
             continue
         count = int(sample["count"])
         total += count
-        frame = _FRAME.match(sample["stack"].rsplit(";", 1)[-1])
-        name = f"{frame['name']} ({frame['file'].split('site-packages/')[-1]})" if frame else sample["stack"]
+        last = sample["stack"].rsplit(";", 1)[-1]
+        frame = _FRAME.match(last)
+        name = f"{frame['name']} ({frame['file'].split('site-packages/')[-1]})" if frame else last or "(no frame)"
         counts[name] += count
     return [(name, count / total) for name, count in counts.most_common(top)] if total else []
 
@@ -132,6 +135,17 @@ def self_time(raw: Iterable[str], top: int) -> list[tuple[str, float]]:
 def metrics_of(server: Server) -> str:
     with urllib.request.urlopen(f"http://{server.host}:{server.port}/metrics", timeout=30) as response:
         return str(response.read().decode())
+
+
+def settled(server: Server) -> str:
+    """The service's metrics once the requests a run left in progress are answered (wrk stops with up to one
+    request per connection still queued in the service; they would count in the next run), at most DRAIN_S."""
+    deadline = time.monotonic() + DRAIN_S
+    while True:
+        text = metrics_of(server)
+        if counter(text, "activeusers_api_requests_in_flight") == 0 or time.monotonic() > deadline:
+            return text
+        time.sleep(0.05)
 
 
 def load_average() -> str:
@@ -203,12 +217,12 @@ def main() -> int:
             for connections in args.connections:
                 for case in cases:
                     sys.stderr.write(f"wrk {duration} s, {connections} connections: {case.name}...\n")
-                    before = metrics_of(ours)
+                    before = settled(ours)
                     profile = Path(tmp) / "profile.raw"
                     sampled = args.profile and case.name == SUMMARY_ROW and connections == args.connections[0]
                     with profiled(ours, max(1, duration - 1), profile) if sampled else _nothing():
                         result = wrk(case.server, case.path, dict(case.headers), duration, connections)
-                    after = metrics_of(ours)
+                    after = settled(ours)
                     if sampled and profile.exists():
                         hot = self_time(profile.read_text().splitlines(), 15)
                     codes: dict[int, int] = {}
