@@ -230,7 +230,8 @@ def main() -> int:
                     if case.route is not None:
                         codes = by_status(answered(before), answered(after), case.route)
                         served = sum(codes.values())
-                        writes = (counter(after, _BATCHES) - counter(before, _BATCHES)) / served if served else None
+                        if served and _BATCHES in after:  # a tree without the coalescer has no such counter
+                            writes = (counter(after, _BATCHES) - counter(before, _BATCHES)) / served
                     rows.append((connections, case, result, codes, writes))
             loads.append(load_average())
     emit(report(rows, duration, args.connections, loads, hot), args.record)
