@@ -55,8 +55,15 @@ def day_end_ms(day: date, zone: ZoneInfo) -> int:
 
 def days_between(first: date, last: date) -> list[date]:
     """All days from ``first`` to ``last`` inclusive, oldest first; empty when ``last`` is before ``first``."""
-    count = (last - first).days + 1
-    return [first + timedelta(days=i) for i in range(max(count, 0))]
+    return list(_days_between(first, last))
+
+
+# Every API request lists the days of its range (and of the windows before it), mostly the same few ranges
+# ending today: building 60 dates costs more than the rest of a cached summary's own work.
+@lru_cache(maxsize=1024)
+def _days_between(first: date, last: date) -> tuple[date, ...]:
+    start = first.toordinal()
+    return tuple(map(date.fromordinal, range(start, last.toordinal() + 1)))
 
 
 def day_expiry_s(day: date, zone: ZoneInfo, retention_days: int) -> int:
@@ -71,13 +78,32 @@ def retained_days(now_ms: int, zone: ZoneInfo, retention_days: int) -> tuple[dat
     the future beyond the accepted clock skew, which never reaches past tomorrow's first minutes; tomorrow is
     included so that skewed events stay visible).
     """
+    # Every API request asks this (twice for a summary) and the answer changes only when a day begins or the
+    # oldest day expires: the last answer is kept with the instants between which it holds.
+    kept = _RETAINED.get((zone, retention_days))
+    if kept is not None and kept[0] <= now_ms < kept[1]:
+        return kept[2]
     today = day_of(now_ms, zone)
     # Expiry adds ``retention_days`` * 24 h to the end of a local day, so after a DST change the day before
     # ``today - retention_days`` can still be alive for up to an hour: start two days earlier and move forward.
     oldest = today - timedelta(days=retention_days + 2)
     while day_expiry_s(oldest, zone, retention_days) * 1000 <= now_ms:
         oldest += timedelta(days=1)
-    return oldest, today + timedelta(days=1)
+    found = (oldest, today + timedelta(days=1))
+    # Valid from the later of today's start and the instant the day before ``oldest`` expired (when that is
+    # known: the walk above began at it) until the earlier of tomorrow's start and ``oldest``'s expiry.
+    since = day_start_ms(today, zone)
+    if oldest > today - timedelta(days=retention_days + 2):
+        since = max(since, day_expiry_s(oldest - timedelta(days=1), zone, retention_days) * 1000)
+    until = min(day_end_ms(today, zone), day_expiry_s(oldest, zone, retention_days) * 1000)
+    if len(_RETAINED) >= _RETAINED_KEYS:
+        _RETAINED.clear()
+    _RETAINED[(zone, retention_days)] = (since, until, found)
+    return found
+
+
+_RETAINED: dict[tuple[ZoneInfo, int], tuple[int, int, tuple[date, date]]] = {}
+_RETAINED_KEYS = 64
 
 
 def clip_days(first: date, last: date, now_ms: int, zone: ZoneInfo, retention_days: int) -> list[date]:

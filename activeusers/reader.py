@@ -17,10 +17,11 @@ from typing import Any, Final
 
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
+from activeusers.coalescer import Coalescer, Pending
 from activeusers.errors import IndexIncomplete, StoreUnavailable
 from activeusers.heartbeats import live_heartbeats
 from activeusers.keys import SLOTS, KeySchema
-from activeusers.redisconn import REDIS_ERRORS, AsyncClient, Routed, pack_command, send_commands_async
+from activeusers.redisconn import REDIS_ERRORS, AsyncClient, Routed, leased, pack_command, send_commands_async
 from activeusers.scripts import COUNTS_BYTES, UNION_COUNTS, UNION_TTL_S
 
 # Keys fetched per MGET (keys of one bucket): a bitmap is about 4 kB at the large dataset, counts 104 bytes, so
@@ -28,6 +29,8 @@ from activeusers.scripts import COUNTS_BYTES, UNION_COUNTS, UNION_TTL_S
 FETCH_CHUNK = 32
 # Ids fetched per LRANGE of a names list: about 200 kB at 20-byte ids, well under a millisecond of Redis' thread.
 NAMES_CHUNK = 10_000
+# Ranges of days whose packed HMGET of their versions a reader keeps.
+PACKED_RANGES = 256
 # A bitmap as one byte per bit (0 or 1), in Redis' bit order: what itertools.compress selects ids with.
 _ZERO_ONE: Final = bytes.maketrans(b"01", b"\0\1")
 LOG = logging.getLogger(__name__)
@@ -41,9 +44,12 @@ class ActivityReader:
     append-only, so what was read stays true, and only the numbers given since are fetched.
     """
 
-    def __init__(self, client: AsyncClient, keys: KeySchema) -> None:
+    def __init__(self, client: AsyncClient, keys: KeySchema, coalescer: Coalescer | None = None) -> None:
         self._client = client
         self._keys = keys
+        # The small reads every request begins with (versions, derived values) go with other requests' reads.
+        self._coalescer = coalescer or Coalescer(client)
+        self._versions_commands: dict[tuple[date, ...], Routed] = {}
         self._names: list[list[str]] = [[] for _ in range(keys.buckets)]
         # When each list this process read was begun (KeySchema.names_made), and those keys.
         self._made: list[bytes | None] = [None] * keys.buckets
@@ -143,7 +149,24 @@ class ActivityReader:
         bitmaps and counters (``None`` for a day never written), in one round trip. Read it before the data it
         vouches for: a write in between then leaves the old token, so what was read is never taken as newer
         than it is."""
-        return await self._fields(self._keys.versions(), days, [self._keys.day_field(day) for day in days])
+        return await self.day_versions_soon(days)
+
+    def day_versions_soon(self, days: Sequence[date]) -> Pending[dict[date, str | None]]:
+        """:meth:`day_versions`, queued now (in this turn's batch of small reads) and awaited later: a request
+        reads its days' versions in the round trip that reads its token."""
+        if not days:
+            return Pending(None, lambda _: {})
+        wanted = tuple(days)
+        command = self._versions_commands.get(wanted)
+        if command is None:
+            # Every request asks the versions of its range's days, mostly the same few ranges ending today: the
+            # packed command is made once per range (bounded: cleared when full).
+            key = self._keys.versions()
+            command = (key, pack_command(("HMGET", key, *map(self._keys.day_field, wanted))))
+            if len(self._versions_commands) >= PACKED_RANGES:
+                self._versions_commands.clear()
+            self._versions_commands[wanted] = command
+        return Pending(self._coalescer.submit([command]), lambda replies: _by_day(days, replies[0]))
 
     async def derived(self, kind: str, days: Sequence[date]) -> dict[date, str | None]:
         """What :meth:`keep_derived` kept of ``kind`` for each day (``None`` where nothing was), in one round trip."""
@@ -158,11 +181,12 @@ class ActivityReader:
         await self._guarded(self._send([(key, pack_command(("HSET", key, *fields)))]))
 
     async def _fields(self, key: str, days: Sequence[date], fields: list[str]) -> dict[date, str | None]:
-        """The ``fields`` (one per day) of hash ``key`` (``None`` where there is none), by one ``HMGET``."""
+        """The ``fields`` (one per day) of hash ``key`` (``None`` where there is none), by one ``HMGET`` (with the
+        other small reads of this turn)."""
         if not days:
             return {}
-        (reply,) = await self._guarded(self._send([(key, pack_command(("HMGET", key, *fields)))]))
-        return {day: None if value is None else _text(value) for day, value in zip(days, reply, strict=True)}
+        future = self._coalescer.submit([(key, pack_command(("HMGET", key, *fields)))])
+        return await Pending(future, lambda replies: _by_day(days, replies[0]))
 
     async def day_counters(self, days: Sequence[date]) -> list[tuple[int, ...]]:
         """The counters of each day summed over the user buckets (in the order of ``days``): the users of each
@@ -283,20 +307,27 @@ class ActivityReader:
 
     async def heartbeats(self) -> dict[str, dict[str, Any]]:
         """The liveness record of every consumer whose heartbeat has not expired (:mod:`activeusers.heartbeats`)."""
-        return await live_heartbeats(self._client, self._keys)
+        async with leased(self._client):
+            return await live_heartbeats(self._client, self._keys)
 
     async def ping(self) -> None:
         """Raise :class:`StoreUnavailable` unless Redis answers (a Redis Cluster: unless it serves every slot)."""
         try:
-            if isinstance(self._client, AsyncRedisCluster):
-                info = await self._client.cluster_info()
-                state = info.get("cluster_state")
-                if state != "ok":
-                    raise StoreUnavailable(f"Redis Cluster is not serving every slot: cluster_state {state}")
-            else:
-                await self._client.ping()
+            async with leased(self._client):
+                if isinstance(self._client, AsyncRedisCluster):
+                    info = await self._client.cluster_info()
+                    state = info.get("cluster_state")
+                    if state != "ok":
+                        raise StoreUnavailable(f"Redis Cluster is not serving every slot: cluster_state {state}")
+                else:
+                    await self._client.ping()
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis is unreachable: {exc}") from exc
+
+
+def _by_day(days: Sequence[date], values: Sequence[bytes | None]) -> dict[date, str | None]:
+    """An ``HMGET``'s reply of one field per day, by day."""
+    return {day: None if value is None else value.decode() for day, value in zip(days, values, strict=True)}
 
 
 def _bits_used(bitmap: bytes) -> int:
@@ -323,7 +354,3 @@ def _decoded(values: Sequence[bytes]) -> list[str]:
     if joined.count(b"\n") == len(values) - 1:
         return joined.decode().split("\n")
     return [value.decode() for value in values]
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -13,6 +13,13 @@ Refusals come back as exception objects in their place, never raised mid-stream,
 with its replies. A command sent again runs after the others of its call: the commands of one call must not
 depend on each other's order (the writer's are idempotent additions; a reader's are reads).
 
+Connections of the asyncio clients (the API's) are bounded, ``REDIS_POOL_SIZE`` per process (per node on a
+cluster), and a call that finds them all busy waits for one up to ``REDIS_POOL_WAIT`` instead of failing: a single
+server's client takes redis-py's :class:`~redis.asyncio.BlockingConnectionPool`; redis-py's asyncio cluster client
+has no blocking pool (a node past its ``max_connections`` raises ``MaxConnectionsError``), so every operation of
+such a client holds a permit of a :class:`Gate` of the pool's size (:func:`leased`), each operation using at most
+one connection per node. A wait that runs out raises :class:`PoolExhausted`.
+
 What a cluster client met on that path (the commands sent again after ``MOVED``, ``ASK`` or ``TRYAGAIN``, the
 slot-map reloads and the failed ones) is counted per client, :class:`ClusterStats`; :func:`cluster_counts` reads
 those counts with the nodes of the client's slot map, for the metrics, without sending anything.
@@ -24,19 +31,21 @@ import asyncio
 import contextlib
 import functools
 import itertools
+import math
 import socket
 import ssl
 import threading
 import urllib.parse
 import weakref
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias, TypeVar, cast
 
 import hiredis
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.retry import Retry as AsyncRetry
@@ -115,16 +124,100 @@ def redis_client(settings: Settings) -> SyncClient:
 
 
 def async_redis_client(settings: Settings) -> AsyncClient:
-    """An asyncio client (connection pool) with the bounded timeouts and the security of the settings: redis-py's
-    asyncio :class:`~redis.asyncio.cluster.RedisCluster` when ``REDIS_CLUSTER`` is on (it connects on first use),
-    a plain one otherwise."""
+    """An asyncio client with the bounded timeouts, the security and the pool of the settings: redis-py's asyncio
+    :class:`~redis.asyncio.cluster.RedisCluster` when ``REDIS_CLUSTER`` is on (it connects on first use; each
+    node's connections bounded by ``REDIS_POOL_SIZE`` through the client's :class:`Gate`), else a plain one on a
+    :class:`~redis.asyncio.BlockingConnectionPool` of ``REDIS_POOL_SIZE`` connections. Either way a call waits up
+    to ``REDIS_POOL_WAIT`` for a free connection."""
     common = _client_options(settings)
+    size, wait_s = settings.redis_pool_size, settings.redis_pool_wait_s
+    client: AsyncClient
     if settings.redis_cluster:
-        return AsyncRedisCluster.from_url(settings.redis_url, **common)
-    client: aioredis.Redis = aioredis.Redis.from_url(
-        settings.redis_url, retry=AsyncRetry(ExponentialBackoff(**_QUICK_BACKOFF), retries=1), **common
-    )
+        # An operation holds one connection per node, two when an ASK sends some of its commands to a node that
+        # owns others of them (a slot being migrated): the gate bounds the operations, the nodes the connections.
+        client = AsyncRedisCluster.from_url(settings.redis_url, max_connections=2 * size, **common)
+    else:
+        pool = BlockingConnectionPool.from_url(
+            settings.redis_url,
+            max_connections=size,
+            timeout=wait_s,
+            retry=AsyncRetry(ExponentialBackoff(**_QUICK_BACKOFF), retries=1),
+            **common,
+        )
+        client = aioredis.Redis.from_pool(pool)
+    with _GATES_LOCK:
+        _GATES[client] = Gate(size, wait_s)
     return client
+
+
+class PoolExhausted(redis.ConnectionError):
+    """No Redis connection came free within ``REDIS_POOL_WAIT`` (every one was busy the whole time)."""
+
+
+class Gate:
+    """At most ``size`` Redis operations of one asyncio client at once; the next ones wait, each up to
+    ``wait_s``, in arrival order (an asyncio semaphore; one per client, used on its event loop only)."""
+
+    __slots__ = ("_free", "in_use", "size", "wait_s")
+
+    def __init__(self, size: int, wait_s: float) -> None:
+        self.size = size
+        self.wait_s = wait_s
+        self.in_use = 0
+        self._free = asyncio.Semaphore(size)
+
+    async def acquire(self) -> None:
+        """Take a permit, waiting up to ``wait_s``; :class:`PoolExhausted` when none came free."""
+        if not self._free.locked():
+            await self._free.acquire()  # returns at once: a permit is free
+        else:
+            try:
+                async with asyncio.timeout(self.wait_s):
+                    await self._free.acquire()
+            except TimeoutError:
+                raise PoolExhausted(
+                    f"no Redis connection free within REDIS_POOL_WAIT ({self.wait_s:g}s): all {self.size} "
+                    "(REDIS_POOL_SIZE) busy"
+                ) from None
+        self.in_use += 1
+
+    def release(self) -> None:
+        """Give a permit back."""
+        self.in_use -= 1
+        self._free.release()
+
+
+class _Lease:
+    """``async with leased(client)``: a permit of the client's gate for the block (nothing when it has none)."""
+
+    __slots__ = ("_gate",)
+
+    def __init__(self, gate: Gate | None) -> None:
+        self._gate = gate
+
+    async def __aenter__(self) -> None:
+        if self._gate is not None:
+            await self._gate.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._gate is not None:
+            self._gate.release()
+
+
+_GATES: weakref.WeakKeyDictionary[AsyncClient, Gate] = weakref.WeakKeyDictionary()
+_GATES_LOCK = threading.Lock()
+
+
+def gate_of(client: AsyncClient) -> Gate | None:
+    """The gate :func:`async_redis_client` gave ``client`` (``None`` for a client made otherwise)."""
+    return _GATES.get(client)
+
+
+def leased(client: AsyncClient) -> _Lease:
+    """An async context manager holding a permit of ``client``'s gate: wrap every redis-py call of an asyncio
+    client in it (:func:`send_commands_async` does), so that a cluster client never asks a node for more
+    connections than it has and a burst waits (up to ``REDIS_POOL_WAIT``, then :class:`PoolExhausted`)."""
+    return _Lease(_GATES.get(client))
 
 
 def check_redis(settings: Settings) -> None:
@@ -510,9 +603,15 @@ def _cluster_send(client: RedisCluster, commands: Sequence[Routed]) -> list[Any]
 async def send_commands_async(
     client: AsyncClient, commands: Sequence[Routed], scripts: Sequence[str] = ()
 ) -> list[Any]:
-    """The asyncio twin of :func:`send_commands` (the API's reads); a cluster's nodes are asked concurrently."""
+    """The asyncio twin of :func:`send_commands` (the API's reads), holding a permit of the client's gate
+    (:func:`leased`); a cluster's nodes are asked concurrently."""
     if not commands:
         return []
+    async with leased(client):
+        return await _send_async(client, commands, scripts)
+
+
+async def _send_async(client: AsyncClient, commands: Sequence[Routed], scripts: Sequence[str]) -> list[Any]:
     if isinstance(client, AsyncRedisCluster):
         replies = await _async_cluster_send(client, commands)
     else:
@@ -521,7 +620,7 @@ async def send_commands_async(
         for source in scripts:
             await client.script_load(source)
         again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-        redo = await send_commands_async(client, [commands[i] for i in again])
+        redo = await _send_async(client, [commands[i] for i in again], ())
         for position, reply in zip(again, redo, strict=True):
             replies[position] = reply
     return replies
@@ -531,7 +630,7 @@ async def _async_pool_send(pool: aioredis.ConnectionPool, commands: Sequence[Rou
     connection = await pool.get_connection()  # type: ignore[no-untyped-call]
     try:
         await connection.send_packed_command(b"".join(packed for _, packed in commands))
-        return await _read_replies_async(connection.read_response, len(commands), asking=False)
+        return await _read_replies_async(connection, len(commands), asking=False)
     except BaseException:
         # A failure (or a cancellation) mid-reply leaves the connection out of step with its replies.
         await connection.disconnect()
@@ -540,16 +639,23 @@ async def _async_pool_send(pool: aioredis.ConnectionPool, commands: Sequence[Rou
         await pool.release(connection)
 
 
-async def _read_replies_async(read: Callable[[], Awaitable[Any]], count: int, asking: bool) -> list[Any]:
+async def _read_replies_async(connection: Any, count: int, asking: bool) -> list[Any]:
+    # One deadline for all the replies of a write (REDIS_TIMEOUT, the connection's socket timeout): redis-py arms
+    # and cancels a timer for every read it is asked for, a heap push and pop per reply of a batch otherwise.
+    read = functools.partial(connection.read_response, timeout=math.inf)
     replies: list[Any] = []
-    for _ in range(count):
-        if asking:
-            with contextlib.suppress(redis.ResponseError):
-                await read()
-        try:
-            replies.append(await read())
-        except redis.ResponseError as exc:
-            replies.append(exc)
+    try:
+        async with asyncio.timeout(connection.socket_timeout):
+            for _ in range(count):
+                if asking:
+                    with contextlib.suppress(redis.ResponseError):
+                        await read()
+                try:
+                    replies.append(await read())
+                except redis.ResponseError as exc:
+                    replies.append(exc)
+    except TimeoutError:
+        raise redis.TimeoutError(f"Timeout reading the replies from Redis ({connection.socket_timeout:g}s)") from None
     return replies
 
 
@@ -601,7 +707,7 @@ async def _async_node_send(node: AsyncClusterNode, packed: bytes, count: int, as
     connection = node.acquire_connection()
     try:
         await connection.send_packed_command(packed)
-        return await _read_replies_async(connection.read_response, count, asking)
+        return await _read_replies_async(connection, count, asking)
     except BaseException:
         await connection.disconnect()
         raise

@@ -102,6 +102,8 @@ class Settings:
     redis_ssl_check_hostname: bool = True
     redis_key_prefix: str = "au:"
     redis_timeout_s: float = 2.0
+    redis_pool_size: int = 32
+    redis_pool_wait_s: float = 1.0
     activity_timezone: str = "UTC"
     retention_days: int = 400
     hour_retention_days: int = 90
@@ -119,6 +121,7 @@ class Settings:
     api_rate_limit_window_s: float = 60.0
     api_cache_bytes: int = 268_435_456
     api_cache_ttl_s: float = 600.0
+    api_max_in_flight: int = 1024
     log_level: str = "INFO"
 
     def __repr__(self) -> str:
@@ -186,6 +189,8 @@ class Settings:
             (self.max_event_bytes >= 64, "MAX_EVENT_BYTES must be at least 64"),
             (1 <= self.batch_size <= 100_000, "BATCH_SIZE must be between 1 and 100000"),
             (self.redis_timeout_s > 0, "REDIS_TIMEOUT must be positive"),
+            (1 <= self.redis_pool_size <= 10_000, "REDIS_POOL_SIZE must be between 1 and 10000"),
+            (0 < self.redis_pool_wait_s <= 60, "REDIS_POOL_WAIT must be positive and at most 60s"),
             (6 <= self.kafka_session_timeout_s <= 300, "KAFKA_SESSION_TIMEOUT must be between 6s and 300s"),
             (
                 self.kafka_isolation_level.lower() in ISOLATION_LEVELS,
@@ -199,6 +204,7 @@ class Settings:
             (self.api_rate_limit_window_s > 0, "API_RATE_LIMIT_WINDOW must be positive"),
             (self.api_cache_bytes >= 0, "API_CACHE_BYTES must not be negative"),
             (self.api_cache_ttl_s > 0, "API_CACHE_TTL must be positive"),
+            (1 <= self.api_max_in_flight <= 1_000_000, "API_MAX_IN_FLIGHT must be between 1 and 1000000"),
             (
                 bool(self.kafka_topic) and bool(self.kafka_dlq_topic),
                 "KAFKA_TOPIC and KAFKA_DLQ_TOPIC must not be empty",

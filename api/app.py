@@ -11,6 +11,7 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from activeusers.coalescer import Coalescer
 from activeusers.days import days_between, hour_spans, retained_days
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema
@@ -18,6 +19,7 @@ from activeusers.reader import ActivityReader
 from activeusers.redisconn import async_redis_client
 from activeusers.settings import Settings
 from api import page
+from api.admission import Admission
 from api.daycache import DayCache
 from api.errors import error_middleware
 from api.httplog import server_logger
@@ -68,7 +70,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     ``clock`` returns epoch seconds; tests pass a fixed one to pin "today".
     """
     cache = DayCache(settings.api_cache_bytes, settings.api_cache_ttl_s)
-    metrics = ApiMetrics(cache)
+    admission = Admission(settings.api_max_in_flight)
+    metrics = ApiMetrics(cache, admission)
     app = web.Application(
         middlewares=[metrics.middleware(), error_middleware, _refuse_bodies],
         client_max_size=MAX_BODY_BYTES,
@@ -84,7 +87,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app[DAY_CACHE] = cache
     app.cleanup_ctx.append(_redis_pool)
     for route in ROUTES:
-        app.router.add_get(route.path, route.handler, name=route.name, allow_head=not route.guarded)
+        handler = admission.admitted(route.handler) if route.guarded else route.handler
+        app.router.add_get(route.path, handler, name=route.name, allow_head=not route.guarded)
     return app
 
 
@@ -115,11 +119,13 @@ async def _redis_pool(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     keys = app[KEYS]
     client = async_redis_client(settings)
-    app[METRICS].track_redis(client)
-    app[READER] = reader = ActivityReader(client, keys)
+    coalescer = Coalescer(client, settings.redis_timeout_s)
+    app[METRICS].track_redis(client, coalescer)
+    app[READER] = reader = ActivityReader(client, keys, coalescer)
     app[METRICS].track_reader(reader)
-    app[TOKENS] = TokenStore(client, keys)
+    app[TOKENS] = TokenStore(client, keys, coalescer)
     app[LIMITER] = RateLimiter(client, keys, settings.api_rate_limit, settings.api_rate_limit_window_s)
     await _warm_up(reader, settings, app[CLOCK])
     yield
+    await coalescer.aclose()
     await client.aclose()

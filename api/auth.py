@@ -12,10 +12,11 @@ from typing import Final
 
 from aiohttp import web
 
+from activeusers.coalescer import Pending
 from api.errors import Forbidden, RateLimited, Unauthorized
 from api.responses import EXTRA_HEADERS
 from api.state import LIMITER, TOKENS, now_ms
-from api.tokens import TokenStore
+from api.tokens import TokenRecord, TokenStore
 
 VIEW_ENGAGEMENT_DASHBOARD: Final = "view-engagement-dashboard"
 # Every permission a token can be granted; the CLI refuses others so that a typo cannot create a useless token.
@@ -42,13 +43,32 @@ async def authenticate(user_id: str | None, token: str | None, tokens: TokenStor
     byte by byte; the user ids are compared in constant time, also when the token is unknown, so that a
     mismatched user and an unknown token take the same path.
     """
-    if not user_id or not token:
+    return await _authenticated(user_id, tokens.lookup_soon(token) if user_id and token else None)
+
+
+async def _authenticated(user_id: str | None, lookup: Pending[TokenRecord | None] | None) -> Principal:
+    if not user_id or lookup is None:
         raise Unauthorized
-    record = await tokens.lookup(token)
+    record = await lookup
     stored = record.user_id if record is not None else ""
     if not hmac.compare_digest(_utf8(stored), _utf8(user_id)) or record is None:
         raise Unauthorized
     return Principal(record.user_id, record.permissions)
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """A request's user id and the lookup of its token, queued (:func:`credentials`) and not yet awaited."""
+
+    user_id: str | None
+    lookup: Pending[TokenRecord | None] | None
+
+
+def credentials(request: web.Request) -> Credentials:
+    """The request's ``X-User-Id`` and the lookup of its ``X-Auth-Token``, queued now in this turn's batch of
+    small reads, so that the request's first read of the index can go to Redis with it (:func:`guard`)."""
+    user_id, token = _single(request, "X-User-Id"), _single(request, "X-Auth-Token")
+    return Credentials(user_id, request.app[TOKENS].lookup_soon(token) if user_id and token else None)
 
 
 def _single(request: web.Request, name: str) -> str | None:
@@ -61,9 +81,13 @@ def _single(request: web.Request, name: str) -> str | None:
     return values[0] if len(values) == 1 else None
 
 
-async def guard(request: web.Request, permission: str = VIEW_ENGAGEMENT_DASHBOARD) -> Principal:
-    """Authenticate the request, require ``permission`` and count it against the rate limit, in that order."""
-    principal = await authenticate(_single(request, "X-User-Id"), _single(request, "X-Auth-Token"), request.app[TOKENS])
+async def guard(
+    request: web.Request, permission: str = VIEW_ENGAGEMENT_DASHBOARD, sent: Credentials | None = None
+) -> Principal:
+    """Authenticate the request (with the credentials ``sent`` queued before, else its own), require
+    ``permission`` and count it against the rate limit, in that order."""
+    found = sent if sent is not None else credentials(request)
+    principal = await _authenticated(found.user_id, found.lookup)
     if permission not in principal.permissions:
         raise Forbidden
     limiter = request.app[LIMITER]

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Final
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
@@ -109,6 +110,32 @@ def validate_query(pairs: Sequence[tuple[str, str]], params: Sequence[Param]) ->
     return {name: values[0] for name, values in seen.items()}
 
 
+# Query strings a process remembers the validation of (and the longest one it remembers: dashboards and scripts
+# send the same few again and again; an odd long one is simply validated each time).
+VALIDATED_QUERIES: Final = 4096
+VALIDATED_CHARS: Final = 256
+_VALIDATED: dict[tuple[str, Sequence[Param]], dict[str, str] | tuple[str, bool]] = {}
+
+
+def validated(raw_query: str, params: Sequence[Param]) -> dict[str, str]:
+    """``validate_query(query_pairs(raw_query), params)``, remembered per query string (a pure function of it):
+    the parameters, or the same :class:`ValidationError`."""
+    key = (raw_query, params)
+    found = _VALIDATED.get(key)
+    if found is None:
+        try:
+            found = validate_query(query_pairs(raw_query), params)
+        except ValidationError as exc:
+            found = (exc.field, exc.missing)
+        if len(raw_query) <= VALIDATED_CHARS:
+            if len(_VALIDATED) >= VALIDATED_QUERIES:
+                _VALIDATED.clear()
+            _VALIDATED[key] = found
+    if isinstance(found, tuple):
+        raise ValidationError(found[0], missing=found[1])
+    return dict(found)
+
+
 def local_day(epoch_ms: int, zone: ZoneInfo) -> date:
     """The local calendar day of an instant, for any instant a valid date parameter can name."""
     return day_of(min(max(epoch_ms, _MIN_DAY_MS), _MAX_DAY_MS), zone)
@@ -128,6 +155,7 @@ def iso_string(epoch_ms: int) -> str:
     return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}.{epoch_ms % 1000:03d}Z"
 
 
+@lru_cache(maxsize=4096)
 def day_range(start: str, end: str, zone: ZoneInfo) -> tuple[date, date]:
     """The local days of valid ``start`` and ``end`` parameters: the range both of whose end days count whole."""
     return local_day(iso_ms(start), zone), local_day(iso_ms(end), zone)

@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 
 LOGIN_REQUIRED: Final = "You must be logged in to do this."
 UNAVAILABLE: Final = "Service unavailable: the data store cannot be reached. Try again shortly."
+OVERLOADED: Final = "Service unavailable: too many requests in progress. Try again shortly."
+# Seconds a client is asked to wait after a 503 (Retry-After): a Redis down or a process at its bound.
+RETRY_AFTER_S: Final = 1
 INTERNAL: Final = "Internal server error"
 
 
@@ -30,6 +33,10 @@ class ApiError(ActiveUsersError):
     def body(self) -> dict[str, object]:
         """The JSON body, ``success`` first as Rocket.Chat writes error bodies."""
         return {"success": False, "error": str(self)}
+
+    def headers(self) -> dict[str, str] | None:
+        """Headers the answer carries beyond the contract's own (none by default)."""
+        return None
 
 
 class Unauthorized(ApiError):
@@ -83,13 +90,27 @@ class RateLimited(ApiError):
         )
 
 
+class Overloaded(ApiError):
+    """The process already has ``API_MAX_IN_FLIGHT`` data requests in progress: refused at once, before any work,
+    so that the requests it has keep their speed (see :mod:`api.admission`)."""
+
+    status = 503
+
+    def __init__(self) -> None:
+        super().__init__(OVERLOADED)
+
+    def headers(self) -> dict[str, str] | None:
+        """``Retry-After``, as for a Redis that is down."""
+        return {"Retry-After": str(RETRY_AFTER_S)}
+
+
 def error_response(exc: Exception) -> web.Response:
     """The HTTP answer for any exception a handler raised (the only place errors meet HTTP)."""
     if isinstance(exc, ApiError):
-        return json_response(exc.body(), exc.status)
+        return json_response(exc.body(), exc.status, exc.headers())
     if isinstance(exc, StoreUnavailable):
         log.warning("store unavailable", extra={"error": str(exc)})
-        return json_response({"success": False, "error": UNAVAILABLE}, 503, {"Retry-After": "1"})
+        return json_response({"success": False, "error": UNAVAILABLE}, 503, {"Retry-After": str(RETRY_AFTER_S)})
     if isinstance(exc, web.HTTPException):
         # Router answers (404 unknown path, 405 wrong method, 413 too large...) keep their status and Allow header.
         kept = {name: exc.headers[name] for name in ("Allow",) if name in exc.headers}

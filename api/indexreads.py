@@ -37,26 +37,36 @@ COUNTERS_FORMAT: Final = f">{SLOTS}I"
 LOG = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=Hashable)
+# The index versions of days, as ActivityReader.day_versions reads them.
+Versions = dict[date, str | None]
 
 
-async def day_counts(reader: ActivityReader, cache: DayCache, days: Sequence[date]) -> dict[date, int]:
-    """Distinct users active on each day (0 for a day without data)."""
-    counters = await day_counters(reader, cache, days, await reader.day_versions(days))
+async def day_counts(
+    reader: ActivityReader, cache: DayCache, days: Sequence[date], versions: Versions | None = None
+) -> dict[date, int]:
+    """Distinct users active on each day (0 for a day without data); ``versions``: the days' index versions if
+    read already."""
+    counters = await day_counters(reader, cache, days, versions or await reader.day_versions(days))
     return {day: found[DAY_SLOT] for day, found in zip(days, counters, strict=True)}
 
 
-async def new_user_counts(reader: ActivityReader, cache: DayCache, days: Sequence[date]) -> dict[date, int]:
-    """How many users were created on each day (0 for a day without data)."""
-    counters = await day_counters(reader, cache, days, await reader.day_versions(days))
+async def new_user_counts(
+    reader: ActivityReader, cache: DayCache, days: Sequence[date], versions: Versions | None = None
+) -> dict[date, int]:
+    """How many users were created on each day (0 for a day without data); ``versions``: the days' index
+    versions if read already."""
+    counters = await day_counters(reader, cache, days, versions or await reader.day_versions(days))
     return {day: found[NEW_SLOT] for day, found in zip(days, counters, strict=True)}
 
 
 async def hour_counts(
-    reader: ActivityReader, cache: DayCache, hours: Sequence[tuple[date, int]]
+    reader: ActivityReader, cache: DayCache, hours: Sequence[tuple[date, int]], versions: Versions | None = None
 ) -> dict[tuple[date, int], int]:
-    """Distinct users of each local hour bucket ``(day, hour)`` (0 without data)."""
+    """Distinct users of each local hour bucket ``(day, hour)`` (0 without data); ``versions``: the index versions
+    of (at least) their days if read already."""
     days = sorted({day for day, _ in hours})
-    counters = dict(zip(days, await day_counters(reader, cache, days, await reader.day_versions(days)), strict=True))
+    versions = versions or await reader.day_versions(days)
+    counters = dict(zip(days, await day_counters(reader, cache, days, versions), strict=True))
     return {(day, hour): counters[day][hour] for day, hour in hours}
 
 
@@ -180,11 +190,14 @@ def _day_unions(groups: Sequence[Sequence[date]], versions: dict[date, str | Non
 
 
 async def hour_union_counts(
-    reader: ActivityReader, cache: DayCache, groups: Sequence[Sequence[tuple[date, int]]]
+    reader: ActivityReader,
+    cache: DayCache,
+    groups: Sequence[Sequence[tuple[date, int]]],
+    versions: Versions | None = None,
 ) -> list[int]:
     """The distinct users of each group of local hour buckets (unioned in Redis), kept while their days keep
-    their versions."""
-    versions = await reader.day_versions(sorted({day for group in groups for day, _ in group}))
+    their versions (``versions``: those of at least their days if read already)."""
+    versions = versions or await reader.day_versions(sorted({day for group in groups for day, _ in group}))
     version = tuple(versions[day] for group in groups for day, _ in group)
     return await _union_counts(cache, ("hour unions", _frozen(groups)), version, reader.hour_union_counts, groups)
 

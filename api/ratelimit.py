@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema
-from activeusers.redisconn import REDIS_ERRORS, AsyncClient
+from activeusers.redisconn import REDIS_ERRORS, AsyncClient, leased
 
 _SKEW_MARGIN_MS = 60_000
 
@@ -51,7 +51,7 @@ class RateLimiter:
         reset_ms = (window + 1) * self._window_ms
         key = self._keys.rate_limit(user_id, window)
         try:
-            async with self._client.pipeline(transaction=True) as pipe:
+            async with leased(self._client), self._client.pipeline(transaction=True) as pipe:
                 pipe.incr(key)
                 # Relative expiry: the counter must outlive its window whatever Redis' own clock says; the
                 # margin covers clock skew between API replicas.

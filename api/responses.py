@@ -30,9 +30,9 @@ def json_bytes_response(body: bytes) -> web.Response:
     return _response(body, JSON_TYPE, 200, None)
 
 
-def csv_response(text: str, headers: Mapping[str, str] | None = None) -> web.Response:
-    """A UTF-8 CSV answer, uncacheable like every API answer."""
-    return _response(text.encode(), CSV_TYPE, 200, headers)
+def csv_bytes_response(body: bytes) -> web.Response:
+    """A 200 UTF-8 CSV answer whose body is encoded already."""
+    return _response(body, CSV_TYPE, 200, None)
 
 
 def _response(body: bytes, content_type: str, status: int, headers: Mapping[str, str] | None) -> web.Response:

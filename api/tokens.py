@@ -16,15 +16,18 @@ from typing import Any
 
 import orjson
 
+from activeusers.coalescer import Coalescer, Pending
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema
-from activeusers.redisconn import REDIS_ERRORS, AsyncClient
+from activeusers.redisconn import REDIS_ERRORS, AsyncClient, leased, pack_command
 
 log = logging.getLogger(__name__)
 
 # 32 random bytes: 43 URL-safe characters, like Rocket.Chat's login tokens.
 TOKEN_BYTES = 32
 ID_BYTES = 4
+# Parsed token records an API process keeps (by their stored bytes, not by token: see TokenStore.lookup).
+PARSED_RECORDS = 4096
 
 
 def hash_token(token: str) -> str:
@@ -65,11 +68,19 @@ class TokenRecord:
 
 
 class TokenStore:
-    """Creates, finds, lists and revokes tokens in Redis; raises :class:`StoreUnavailable` on Redis errors."""
+    """Creates, finds, lists and revokes tokens in Redis; raises :class:`StoreUnavailable` on Redis errors.
 
-    def __init__(self, client: AsyncClient, keys: KeySchema) -> None:
+    A lookup reads the token's record from Redis every time (a revoked token is refused at the next request); with
+    a :class:`~activeusers.coalescer.Coalescer` that read goes with the other requests' small reads.
+    """
+
+    def __init__(self, client: AsyncClient, keys: KeySchema, coalescer: Coalescer | None = None) -> None:
         self._client = client
         self._key = keys.tokens()
+        self._coalescer = coalescer or Coalescer(client)
+        # Parsed records by their stored bytes: the same bytes always parse to the same record, and an API process
+        # sees the same few tokens again and again (bounded: cleared when full).
+        self._parsed: dict[bytes, TokenRecord | None] = {}
 
     async def create(self, user_id: str, permissions: tuple[str, ...], now_ms: int) -> tuple[str, TokenRecord]:
         """A new random token for ``user_id`` and its stored record."""
@@ -80,24 +91,35 @@ class TokenStore:
         token = secrets.token_urlsafe(TOKEN_BYTES)
         record = TokenRecord(token_id, user_id, tuple(dict.fromkeys(permissions)), now_ms)
         try:
-            await self._client.hset(self._key, hash_token(token), record.to_json())
+            async with leased(self._client):
+                await self._client.hset(self._key, hash_token(token), record.to_json())
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis write failed: {exc}") from exc
         return token, record
 
     async def lookup(self, token: str) -> TokenRecord | None:
         """The record of a token, or ``None`` when it is unknown (or its stored record is unreadable)."""
-        try:
-            raw = await self._client.hget(self._key, hash_token(token))
-        except REDIS_ERRORS as exc:
-            raise StoreUnavailable(f"Redis read failed: {exc}") from exc
+        return await self.lookup_soon(token)
+
+    def lookup_soon(self, token: str) -> Pending[TokenRecord | None]:
+        """:meth:`lookup`, queued now (in this turn's batch of small reads) and awaited later."""
+        command = (self._key, pack_command(("HGET", self._key, hash_token(token))))
+        return Pending(self._coalescer.submit([command]), lambda replies: self._record(replies[0]))
+
+    def _record(self, raw: bytes | None) -> TokenRecord | None:
         if raw is None:
             return None
+        if raw in self._parsed:
+            return self._parsed[raw]
         try:
-            return TokenRecord.from_json(raw)
+            record: TokenRecord | None = TokenRecord.from_json(raw)
         except ValueError:
             log.warning("unreadable token record ignored")
-            return None
+            record = None
+        if len(self._parsed) >= PARSED_RECORDS:
+            self._parsed.clear()
+        self._parsed[raw] = record
+        return record
 
     async def all(self) -> list[TokenRecord]:
         """Every readable token record, oldest first."""
@@ -113,7 +135,8 @@ class TokenStore:
 
     async def _records(self) -> list[tuple[str, TokenRecord]]:
         try:
-            raw = await self._client.hgetall(self._key)
+            async with leased(self._client):
+                raw = await self._client.hgetall(self._key)
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis read failed: {exc}") from exc
         found: list[tuple[str, TokenRecord]] = []
@@ -128,7 +151,8 @@ class TokenStore:
         if not fields:
             return 0
         try:
-            removed: int = await self._client.hdel(self._key, *fields)
+            async with leased(self._client):
+                removed: int = await self._client.hdel(self._key, *fields)
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis write failed: {exc}") from exc
         return removed

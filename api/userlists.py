@@ -48,12 +48,17 @@ def encode_day(day: date, users: list[str]) -> bytes:
 
 
 async def day_fragments(
-    reader: ActivityReader, cache: DayCache, days: Sequence[date], growing: date | None = None
+    reader: ActivityReader,
+    cache: DayCache,
+    days: Sequence[date],
+    versions: dict[date, str | None] | None = None,
+    growing: date | None = None,
 ) -> dict[date, bytes]:
     """The encoded elements of the days of ``days`` that had active users: from the cache where the day's index
     version still matches its entry, else from the day's bitmaps (in rounds of FETCH_DAYS days), then kept.
-    Days from ``growing`` on (today) keep their listing too, so their next version only names new bits."""
-    versions = await reader.day_versions(days)
+    ``versions``: the days' index versions if read already. Days from ``growing`` on (today) keep their listing
+    too, so their next version only names new bits."""
+    versions = versions or await reader.day_versions(days)
     found: dict[date, bytes] = {}
     missing: list[date] = []
     for day in days:

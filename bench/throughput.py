@@ -43,6 +43,8 @@ _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 
 
 def wrk(server: Server, path: str, headers: dict[str, str], duration: int, connections: int) -> dict[str, float]:
+    """One wrk run (one thread, keep-alive connections): req/s, p50 and p99 (seconds), requests, and the errors:
+    socket errors (connect, read, write, timeout), non-2xx answers, and both summed (``errors``)."""
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s"]
     for name, value in headers.items():
         argv += ["-H", f"{name}: {value}"]
@@ -50,17 +52,22 @@ def wrk(server: Server, path: str, headers: dict[str, str], duration: int, conne
         [*argv, f"http://{server.host}:{server.port}{path}"], capture_output=True, text=True, check=True
     ).stdout
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    p50 = re.search(r"^\s+50%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
     p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
     total = re.search(r"(\d+) requests in", out)
-    if not (rate and p99 and total):
+    if not (rate and p50 and p99 and total):
         raise RuntimeError(f"unexpected wrk output:\n{out}")
     socket_errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    refused = int(non_2xx.group(1)) if non_2xx else 0
     return {
         "rate": float(rate.group(1)),
+        "p50": float(p50.group(1)) * _UNITS[p50.group(2)],
         "p99": float(p99.group(1)) * _UNITS[p99.group(2)],
         "requests": float(total.group(1)),
-        "errors": float(socket_errors + (int(non_2xx.group(1)) if non_2xx else 0)),
+        "socket_errors": float(socket_errors),
+        "non_2xx": float(refused),
+        "errors": float(socket_errors + refused),
     }
 
 

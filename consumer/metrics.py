@@ -75,6 +75,8 @@ class ConsumerMetrics:
 
 class HealthServer:
     """Serves ``/metrics`` and ``/healthz`` on a daemon thread; ``health()`` says whether the member is healthy.
+    Neither answer touches Redis or Kafka: they read what the member already knows (a probe of a member whose
+    Redis is down answers at once), and both are ``Cache-Control: no-store``.
 
     The port is bound when the server is built (so a taken port stops the process before anything else
     starts); requests are served from :meth:`start` on.
@@ -125,6 +127,8 @@ def _handler(
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
+            # A probe or a scrape must see this moment's state, never a proxy's copy.
+            self.send_header("Cache-Control", "no-store")
             self.end_headers()
             self.wfile.write(body)
 

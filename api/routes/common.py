@@ -2,22 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from typing import Literal
 
 from aiohttp import web
 
 from activeusers.days import clip_days
-from api.auth import guard
-from api.dates import Param, day_range, query_pairs, validate_query
-from api.state import SETTINGS, now_ms
+from api.auth import credentials, guard
+from api.dates import Param, day_range, validated
+from api.errors import ValidationError
+from api.state import READER, SETTINGS, now_ms
 
 
-async def authorized_query(request: web.Request, params: Sequence[Param]) -> dict[str, str]:
-    """Run the checks in the contract's order (401, 403, 429, 400) and return the validated parameters."""
-    await guard(request)
-    return validate_query(query_pairs(request.rel_url.raw_query_string), params)
+async def authorized_query(
+    request: web.Request, params: Sequence[Param], days_of: Callable[[dict[str, str]], list[date]]
+) -> tuple[dict[str, str], list[date], dict[date, str | None]]:
+    """Run the checks in the contract's order (401, 403, 429, 400) and return the validated parameters, the days
+    ``days_of`` names for them and those days' index versions (the endpoint's first read of the index).
+
+    The token's record and those versions are read in one round trip: both are queued before either is awaited
+    (the versions of a request that then fails its checks are simply dropped). Validation runs first but its
+    error is raised only once the request passed the other checks."""
+    sent = credentials(request)
+    try:
+        query = validated(request.rel_url.raw_query_string, params)
+    except ValidationError:
+        await guard(request, sent=sent)
+        raise
+    if sent.lookup is None:  # no credentials: the 401, without reading anything
+        await guard(request, sent=sent)
+    days = days_of(query)
+    versions = request.app[READER].day_versions_soon(days)
+    await guard(request, sent=sent)
+    return query, days, await versions
 
 
 def requested_days(request: web.Request, start: str, end: str) -> tuple[date, date]:

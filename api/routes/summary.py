@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Final
 
+import orjson
 from aiohttp import web
 
 from activeusers.reader import ActivityReader
 from api.dates import DATE_PARAMS, Param
 from api.daycache import DayCache
 from api.indexreads import day_masks, day_union_counts, digest, keep_union_count, share
-from api.responses import csv_response, json_response
+from api.responses import csv_bytes_response, json_bytes_response
 from api.routes.common import authorized_query, requested_days, stored_days
 from api.state import DAY_CACHE, READER, SETTINGS
 from api.summary import LOOKBACK_DAYS, MONTH_DAYS, WEEK_DAYS, DayPoint, decoded_point, encoded_point, summarize
@@ -33,17 +34,42 @@ REDIS_POINTS: Final = 2
 
 async def summary(request: web.Request) -> web.Response:
     """Every day of the range that can hold data, with its rolling windows, as JSON or CSV."""
-    query = await authorized_query(request, PARAMS)
+    query, feed, versions = await authorized_query(request, PARAMS, lambda query: _feed(request, _days(request, query)))
+    days = _days(request, query)
+    csv = query.get("format") == "csv"
+    if not days:
+        body = _rendered(request, days, [], 0, csv)
+    else:
+        cache = request.app[DAY_CACHE]
+        # The answer depends on nothing but these days' index versions: while they hold, the bytes made last time
+        # are the answer (points, digests and encoding cost several times the rest of a warm request).
+        key, version = ("summary answer", days[0], days[-1], csv), (feed[0], *versions.values())
+        body = cache.get(key, version)
+        if body is None:
+            points, distinct = await _points(request, feed, days, versions)
+            body = _rendered(request, days, points, distinct, csv)
+            cache.put(key, version, body, len(body))
+    return csv_bytes_response(body) if csv else json_bytes_response(body)
+
+
+def _days(request: web.Request, query: dict[str, str]) -> list[date]:
+    """The days of the range that can hold data."""
     first, last = requested_days(request, query["start"], query["end"])
-    days = stored_days(request, first, last)
-    points: list[DayPoint] = []
-    distinct = 0
-    if days:
-        points, distinct = await _points(request, days)
-    if query.get("format") == "csv":
+    return stored_days(request, first, last)
+
+
+def _feed(request: web.Request, days: Sequence[date]) -> list[date]:
+    """The days the windows of ``days`` read: theirs and the 29 before them (windows reach back before the range
+    to fill the first days' WAU and MAU), as far as they can hold data."""
+    return stored_days(request, days[0] - timedelta(days=LOOKBACK_DAYS), days[-1]) if days else []
+
+
+def _rendered(request: web.Request, days: Sequence[date], points: list[DayPoint], distinct: int, csv: bool) -> bytes:
+    """The answer's body: CSV rows, or the JSON document with its keys in the contract's order."""
+    if csv:
         rows = [CSV_HEADER, *(f"{p.day.isoformat()},{p.dau},{p.wau},{p.mau}" for p in points)]
-        return csv_response("".join(row + "\r\n" for row in rows))
-    return json_response(
+        return "".join(row + "\r\n" for row in rows).encode()
+    return orjson.dumps(
         {
             "timezone": request.app[SETTINGS].activity_timezone,
             "start": days[0].isoformat() if days else None,
@@ -68,8 +94,11 @@ class _Work:
     known: dict[date, DayPoint]
 
 
-async def _points(request: web.Request, days: Sequence[date]) -> tuple[list[DayPoint], int]:
-    """The points of ``days`` and their distinct users.
+async def _points(
+    request: web.Request, feed: Sequence[date], days: Sequence[date], versions: dict[date, str | None]
+) -> tuple[list[DayPoint], int]:
+    """The points of ``days`` and their distinct users (``feed``: the days of their windows, whose index versions
+    are ``versions``).
 
     A point depends only on the days of its windows, so it is kept, with the digest of those days' index
     versions, in this process' cache and in Redis for every process: a new one computes only the points of
@@ -77,9 +106,6 @@ async def _points(request: web.Request, days: Sequence[date]) -> tuple[list[DayP
     masks of their windows (:func:`_points_from_masks`).
     """
     reader, cache = request.app[READER], request.app[DAY_CACHE]
-    # Windows reach back before the range: the 29 days before it feed the first days' WAU and MAU.
-    feed = stored_days(request, days[0] - timedelta(days=LOOKBACK_DAYS), days[-1])
-    versions = await reader.day_versions(feed)
     digests = _window_digests(feed, versions, feed.index(days[0]))
     known = await _known_points(reader, cache, digests)
     missing = [day for day in days if day not in known]

@@ -12,6 +12,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from activeusers.days import (
+    _RETAINED,
     Bucketer,
     clip_days,
     day_end_ms,
@@ -365,6 +366,35 @@ def test_retained_days_is_exactly_the_days_whose_keys_have_not_expired(zone: str
     assert day_expiry_s(oldest - timedelta(days=1), tz, retention) * 1000 <= now_ms
     assert newest == day_of(now_ms, tz) + timedelta(days=1)
     assert oldest <= day_of(now_ms, tz)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    zone=st.sampled_from(INTERESTING_ZONES),
+    start_ms=st.integers(MIN_MS, MAX_MS),
+    steps=st.lists(st.integers(-2 * 86_400_000, 2 * 86_400_000), min_size=1, max_size=30),
+    retention=st.integers(1, 40),
+)
+@example(zone="America/New_York", start_ms=1_710_131_400_000, steps=[-1, 1, 3_600_000, -3_600_000], retention=1)
+def test_retained_days_kept_between_calls_equals_the_answer_made_afresh(
+    zone: str, start_ms: int, steps: list[int], retention: int
+) -> None:
+    # The window is kept with the instants between which it holds: however the clock moves (forward, back, across
+    # a midnight, an expiry or a DST change), the kept answer is the one computed anew.
+    tz = ZoneInfo(zone)
+    now = start_ms
+    for step in steps:
+        now = min(max(now + step, MIN_MS), MAX_MS)
+        kept = retained_days(now, tz, retention)
+        _RETAINED.clear()
+        assert kept == retained_days(now, tz, retention)
+        # A neighbouring instant, with the answer of ``now`` kept.
+        assert retained_days(now + 1, tz, retention) == _fresh(now + 1, tz, retention)
+
+
+def _fresh(now_ms: int, tz: ZoneInfo, retention: int) -> tuple[date, date]:
+    _RETAINED.clear()
+    return retained_days(now_ms, tz, retention)
 
 
 def test_clip_days_clips_a_huge_range_to_the_retention_window() -> None:

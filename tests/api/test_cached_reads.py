@@ -71,8 +71,9 @@ async def test_second_answer_comes_from_the_cache(api, admin, seed, store_reads)
     # Versions unchanged: no bitmap is read, no id listed.
     assert store_reads.listings == [] and store_reads.fetched == []
     assert first.body == second.body == expected(sets, first_day, TODAY)
-    # An entry per day (the two with users and the five kept empty), and today's listing (its sorted ids).
-    assert len(api.client.app[DAY_CACHE]) == 8
+    # An entry per day (the two with users and the five kept empty), today's listing (its sorted ids) and the
+    # whole answer of the 7-day range.
+    assert len(api.client.app[DAY_CACHE]) == 9
 
 
 async def test_today_names_only_the_bits_set_since_its_last_listing(

@@ -18,6 +18,7 @@ from api.dates import (
     parse_iso_ms,
     query_pairs,
     validate_query,
+    validated,
 )
 from api.errors import ValidationError
 
@@ -127,6 +128,27 @@ def test_validate_query_error_order(query, error):
     with pytest.raises(ValidationError) as caught:
         validate_query(query_pairs(query), DATE_PARAMS)
     assert (caught.value.field, caught.value.missing) == error
+
+
+@pytest.mark.parametrize(
+    "query",
+    [f"start={V}&end={V}", "end=bad&start=bad", "", f"start={V}&start={V}&end={V}", f"x={'y' * 300}&start={V}"],
+)
+def test_validated_remembers_exactly_what_validation_gives(query):
+    def outcome() -> object:
+        try:
+            found = validated(query, DATE_PARAMS)
+        except ValidationError as exc:
+            return (exc.field, exc.missing)
+        found["start"] = "changed by a caller"  # a copy: what is remembered stays as it was
+        return found
+
+    try:
+        fresh: object = validate_query(query_pairs(query), DATE_PARAMS)
+        fresh["start"] = "changed by a caller"  # type: ignore[index]
+    except ValidationError as exc:
+        fresh = (exc.field, exc.missing)
+    assert outcome() == outcome() == outcome() == fresh
 
 
 def test_validate_query_ignores_unknown_and_returns_values():

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 from activeusers.keys import KeySchema, bucket_of
 from activeusers.settings import Settings
 from api.app import create_app
+from api.metrics import ApiMetrics
 from api.state import METRICS
 
 PATH = "/api/v1/engagement-dashboard/users/active-users"
@@ -46,10 +48,11 @@ async def test_the_day_cache_is_measured(api, admin, seed):
         and 'activeusers_api_cache_lookups_total{result="hit"} 0.0' in first
     )
     await api.get(path, admin)
-    await api.get(path, admin)  # every point and the distinct count from the cache
+    await api.get(path, admin)  # the whole answer from the cache: one hit
+    await api.get(path.replace("03-01", "03-02"), admin)  # another answer, of the 13 points cached
     text = (await api.get("/metrics")).body.decode()
     lines = dict(line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("activeusers_api_cache"))
-    assert float(lines['activeusers_api_cache_lookups_total{result="hit"}']) >= 15
+    assert float(lines['activeusers_api_cache_lookups_total{result="hit"}']) >= 14
     assert float(lines["activeusers_api_cache_entries"]) > 0 and float(lines["activeusers_api_cache_bytes"]) > 0
 
 
@@ -92,3 +95,25 @@ async def test_the_user_ids_known_are_measured(api, admin, seed, redis_client):
     assert await known() == sum(reach.values())
     await api.get(f"{PATH}?start=2026-03-13T00:00:00.000Z&end=2026-03-14T23:59:59.999Z", admin)
     assert await known() == 5
+
+
+def test_latency_buckets_are_cumulative_and_hold_their_upper_bound():
+    metrics = ApiMetrics()
+    for seconds in (0.001, 0.0011, 0.7, 31.0):
+        metrics.answered.observe("/r", "GET", 200, seconds)
+    metrics.answered.observe("/r", "GET", 503, 0.0)
+    text = metrics.render().decode()
+    buckets = dict(
+        re.findall(r'^activeusers_api_request_duration_seconds_bucket\{le="([^"]+)",route="/r"\} (\S+)$', text, re.M)
+    )
+    assert (buckets["0.001"], buckets["0.0025"], buckets["0.5"], buckets["1.0"], buckets["30.0"]) == (
+        "2.0",  # 0.0 and 0.001 itself: a bucket holds its upper bound
+        "3.0",
+        "3.0",
+        "4.0",
+        "4.0",
+    )
+    assert buckets["+Inf"] == "5.0"
+    assert 'activeusers_api_request_duration_seconds_count{route="/r"} 5.0' in text
+    assert 'activeusers_api_requests_total{method="GET",route="/r",status="200"} 4.0' in text
+    assert 'activeusers_api_requests_total{method="GET",route="/r",status="503"} 1.0' in text

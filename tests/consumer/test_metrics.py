@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import urllib.error
+import urllib.request
 import uuid
 
 import orjson
@@ -23,6 +25,25 @@ def test_the_port_is_bound_at_construction_and_served_from_start():
         assert (status, orjson.loads(body)) == (200, {"status": "ok", "member": "m"})
     finally:
         server.close()
+
+
+def test_health_and_metrics_are_never_cached():
+    server = HealthServer("127.0.0.1", 0, ConsumerMetrics())
+    try:
+        server.start(lambda: (False, {"redis": False}))  # what the member knows: no Redis call behind it
+        for path, status in (("/healthz", 503), ("/metrics", 200)):
+            assert answer_headers(f"http://127.0.0.1:{server.port}{path}") == (status, "no-store")
+    finally:
+        server.close()
+
+
+def answer_headers(url: str) -> tuple[int, str | None]:
+    """Status and Cache-Control of a GET (error statuses included)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.headers["Cache-Control"]
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers["Cache-Control"]
 
 
 def test_closing_a_server_that_never_started_releases_the_port():
