@@ -72,12 +72,12 @@ class ActivityReader:
         read from the day bitmaps: per bucket, in the order of the users' numbers. Raises
         :class:`IndexIncomplete` when a bit has no id in its bucket's names list."""
         bitmaps = await self.named_bitmaps(days)
-        ids: list[list[str]] = [[] for _ in days]
-        for bucket, found in enumerate(bitmaps):
-            for position, bitmap in enumerate(found):
-                if bitmap:
-                    ids[position] += self.ids_of(bucket, bitmap)
-        return ids
+        return [self.day_ids([found[position] for found in bitmaps]) for position in range(len(days))]
+
+    def day_ids(self, bitmaps: Sequence[bytes]) -> list[str]:
+        """The ids of the bits of one day's ``bitmaps`` (one per bucket, named as :meth:`ids_of` says): per
+        bucket, in the order of the users' numbers."""
+        return [user for bucket, bitmap in enumerate(bitmaps) if bitmap for user in self.ids_of(bucket, bitmap)]
 
     def ids_of(self, bucket: int, bitmap: bytes) -> list[str]:
         """The ids of the bits of ``bitmap``, a bitmap of ``bucket`` whose bits this process has named (those of

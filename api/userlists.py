@@ -75,9 +75,7 @@ async def day_fragments(
             if growing is not None and day >= growing:
                 users = _grown(reader, cache, day, day_bitmaps)
             else:
-                users = sorted(
-                    user for bucket, bitmap in enumerate(day_bitmaps) for user in reader.ids_of(bucket, bitmap)
-                )
+                users = sorted(reader.day_ids(day_bitmaps))
             # Kept empty too: a day whose version holds has no bits to read again.
             fragment = encode_day(day, users) if users else b""
             cache.put_fragment(day, versions[day], fragment)
@@ -108,12 +106,7 @@ def _grown(reader: ActivityReader, cache: DayCache, day: date, bitmaps: tuple[by
         for user in added:
             bisect.insort(users, user)
     else:
-        users = _sorted_ids(reader, bitmaps)
+        users = sorted(reader.day_ids(bitmaps))
     listing = _Listing(reader.names_epoch, bitmaps, users)
     cache.put(("listing", day), _LISTED, listing, _ID_SLOT_BYTES * len(users) + sum(map(len, bitmaps)))
     return users
-
-
-def _sorted_ids(reader: ActivityReader, bitmaps: Sequence[bytes]) -> list[str]:
-    """The ids of the bits of one day's ``bitmaps`` (one per bucket), sorted."""
-    return sorted(user for bucket, bitmap in enumerate(bitmaps) if bitmap for user in reader.ids_of(bucket, bitmap))

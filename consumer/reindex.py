@@ -75,8 +75,9 @@ def reindex(
             for chunk in _members(client, source.key):
                 batch = Buckets()
                 getattr(batch, source.kind)[source.when] = chunk
-                writer.numbers(chunk)  # the writer numbers the users of days and creations; an hour set's may be
-                writer.write(batch)  # in no day set any more
+                # write() numbers the users of days and creations; an hour set's may be in no day set any more.
+                writer.numbers(chunk)
+                writer.write(batch)
                 indexed += len(chunk)
                 bar.update(listed + indexed)
             client.delete(source.key)
