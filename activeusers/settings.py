@@ -12,6 +12,7 @@ import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from activeusers.errors import ConfigError
@@ -70,6 +71,8 @@ class Secret:
 
 
 NO_SECRET = Secret()
+# What a retention applies to: "days", the day and new-user bitmaps; "hours", the hour bitmaps.
+Retained = Literal["days", "hours"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +140,11 @@ class Settings:
     def zone(self) -> ZoneInfo:
         """The configured activity time zone (validated when the settings were built)."""
         return ZoneInfo(self.activity_timezone)
+
+    def retention(self, data: Retained) -> int:
+        """The days ``data`` is kept after its day ends: ``RETENTION_DAYS`` for the day and new-user bitmaps,
+        ``HOUR_RETENTION_DAYS`` for the hour bitmaps."""
+        return self.retention_days if data == "days" else self.hour_retention_days
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:

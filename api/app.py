@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -19,14 +20,16 @@ from activeusers.reader import ActivityReader
 from activeusers.redisconn import async_redis_client
 from activeusers.settings import Settings
 from api import page
+from api.activity import Activity
 from api.admission import Admission
+from api.auth import Access
 from api.daycache import DayCache
 from api.errors import error_middleware
 from api.httplog import server_logger
 from api.metrics import ApiMetrics
 from api.ratelimit import RateLimiter
 from api.routes import engagement, health, meta, summary
-from api.state import CLOCK, DAY_CACHE, KEYS, LIMITER, METRICS, READER, SETTINGS, TOKENS
+from api.state import ACCESS, ACTIVITY, METRICS, SETTINGS, TOKENS
 from api.tokens import TokenStore
 
 OPENAPI_PATH: Final = "/api/openapi.json"
@@ -80,12 +83,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         handler_args={"logger": server_logger()},
     )
     app[SETTINGS] = settings
-    app[CLOCK] = clock
-    app[KEYS] = KeySchema.of(settings)
     app[METRICS] = metrics
     app[page.PAGE] = page.Page()
-    app[DAY_CACHE] = cache
-    app.cleanup_ctx.append(_redis_pool)
+    app.cleanup_ctx.append(functools.partial(_redis_pool, cache=cache, clock=clock))
     for route in ROUTES:
         handler = admission.admitted(route.handler) if route.guarded else route.handler
         app.router.add_get(route.path, handler, name=route.name, allow_head=not route.guarded)
@@ -115,17 +115,21 @@ async def _warm_up(reader: ActivityReader, settings: Settings, clock: Callable[[
         log.warning("Redis not reachable at startup", extra={"error": str(exc)})
 
 
-async def _redis_pool(app: web.Application) -> AsyncIterator[None]:
+async def _redis_pool(app: web.Application, *, cache: DayCache, clock: Callable[[], float]) -> AsyncIterator[None]:
+    """The Redis pool's lifetime, and the objects that ask through it: the app's :class:`Activity` and
+    :class:`Access`."""
     settings = app[SETTINGS]
-    keys = app[KEYS]
+    keys = KeySchema.of(settings)
     client = async_redis_client(settings)
     coalescer = Coalescer(client, settings.redis_timeout_s)
     app[METRICS].track_redis(client, coalescer)
-    app[READER] = reader = ActivityReader(client, keys, coalescer)
+    reader = ActivityReader(client, keys, coalescer)
     app[METRICS].track_reader(reader)
-    app[TOKENS] = TokenStore(client, keys, coalescer)
-    app[LIMITER] = RateLimiter(client, keys, settings.api_rate_limit, settings.api_rate_limit_window_s)
-    await _warm_up(reader, settings, app[CLOCK])
+    app[ACTIVITY] = Activity(reader, cache, settings, clock)
+    app[TOKENS] = tokens = TokenStore(client, keys, coalescer)
+    limiter = RateLimiter(client, keys, settings.api_rate_limit, settings.api_rate_limit_window_s)
+    app[ACCESS] = Access(tokens, limiter, clock)
+    await _warm_up(reader, settings, clock)
     yield
     await coalescer.aclose()
     await client.aclose()

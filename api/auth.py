@@ -7,15 +7,15 @@ The order is Rocket.Chat's: authentication (401), then permission (403), then ra
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from aiohttp import web
+from multidict import CIMultiDictProxy
 
 from activeusers.coalescer import Pending
 from api.errors import Forbidden, RateLimited, Unauthorized
-from api.responses import EXTRA_HEADERS
-from api.state import LIMITER, TOKENS, now_ms
+from api.ratelimit import RateLimiter
 from api.tokens import TokenRecord, TokenStore
 
 VIEW_ENGAGEMENT_DASHBOARD: Final = "view-engagement-dashboard"
@@ -58,42 +58,54 @@ async def _authenticated(user_id: str | None, lookup: Pending[TokenRecord | None
 
 @dataclass(frozen=True, slots=True)
 class Credentials:
-    """A request's user id and the lookup of its token, queued (:func:`credentials`) and not yet awaited."""
+    """A request's user id and the lookup of its token, queued (:meth:`Access.credentials`) and not yet awaited."""
 
     user_id: str | None
     lookup: Pending[TokenRecord | None] | None
 
 
-def credentials(request: web.Request) -> Credentials:
-    """The request's ``X-User-Id`` and the lookup of its ``X-Auth-Token``, queued now in this turn's batch of
-    small reads, so that the request's first read of the index can go to Redis with it (:func:`guard`)."""
-    user_id, token = _single(request, "X-User-Id"), _single(request, "X-Auth-Token")
-    return Credentials(user_id, request.app[TOKENS].lookup_soon(token) if user_id and token else None)
+@dataclass(frozen=True, slots=True)
+class Granted:
+    """An admitted caller and the rate-limit headers every answer to its request carries."""
+
+    principal: Principal
+    headers: dict[str, str]
 
 
-def _single(request: web.Request, name: str) -> str | None:
+class Access:
+    """Who may call the data endpoints, for one process: tokens, permissions and the rate limit, on ``clock``."""
+
+    def __init__(self, tokens: TokenStore, limiter: RateLimiter, clock: Callable[[], float]) -> None:
+        self.tokens = tokens
+        self._limiter = limiter
+        self._clock = clock
+
+    def credentials(self, headers: CIMultiDictProxy[str]) -> Credentials:
+        """The request's ``X-User-Id`` and the lookup of its ``X-Auth-Token``, queued now in this turn's batch of
+        small reads, so that the request's first read of the index can go to Redis with it (:meth:`admit`)."""
+        user_id, token = _single(headers, "X-User-Id"), _single(headers, "X-Auth-Token")
+        return Credentials(user_id, self.tokens.lookup_soon(token) if user_id and token else None)
+
+    async def admit(self, sent: Credentials, permission: str = VIEW_ENGAGEMENT_DASHBOARD) -> Granted:
+        """Authenticate the caller of the credentials ``sent``, require ``permission`` and count the request
+        against the rate limit, in that order (:class:`Unauthorized`, :class:`Forbidden`,
+        :class:`RateLimited`)."""
+        principal = await _authenticated(sent.user_id, sent.lookup)
+        if permission not in principal.permissions:
+            raise Forbidden
+        if not self._limiter.enabled:
+            return Granted(principal, {})
+        decision = await self._limiter.hit(principal.user_id, int(self._clock() * 1000))
+        if not decision.allowed:
+            raise RateLimited(decision.wait_s, decision.headers())
+        return Granted(principal, decision.headers())
+
+
+def _single(headers: CIMultiDictProxy[str], name: str) -> str | None:
     """The header's value when it is sent exactly once; a repeated one counts as absent.
 
     Node (so Rocket.Chat) joins repeated headers with ", ", which never matches a token or user id; taking the
     first copy instead would authenticate a request that a proxy reading the last copy judged differently.
     """
-    values = request.headers.getall(name, [])
+    values = headers.getall(name, [])
     return values[0] if len(values) == 1 else None
-
-
-async def guard(
-    request: web.Request, permission: str = VIEW_ENGAGEMENT_DASHBOARD, sent: Credentials | None = None
-) -> Principal:
-    """Authenticate the request (with the credentials ``sent`` queued before, else its own), require
-    ``permission`` and count it against the rate limit, in that order."""
-    found = sent if sent is not None else credentials(request)
-    principal = await _authenticated(found.user_id, found.lookup)
-    if permission not in principal.permissions:
-        raise Forbidden
-    limiter = request.app[LIMITER]
-    if limiter.enabled:
-        decision = await limiter.hit(principal.user_id, now_ms(request.app))
-        request[EXTRA_HEADERS] = decision.headers()
-        if not decision.allowed:
-            raise RateLimited(decision.wait_s)
-    return principal

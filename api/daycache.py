@@ -12,8 +12,8 @@ served for up to ``API_CACHE_TTL``, the age after which every entry is read agai
 safety net for such cases).
 
 Memory is bounded: the entries are a least-recently-used list whose estimated sizes add up to at most
-``API_CACHE_BYTES`` (0 turns the cache off). The cache belongs to one app (``api.state.DAY_CACHE``); nothing is
-shared between apps or processes.
+``API_CACHE_BYTES`` (0 turns the cache off). The cache belongs to one app (its :class:`~api.activity.Activity`);
+nothing is shared between apps or processes.
 """
 
 from __future__ import annotations

@@ -78,16 +78,21 @@ class ValidationError(ApiError):
 
 
 class RateLimited(ApiError):
-    """The user spent its request budget for the current window (its X-RateLimit-* headers come from the
-    request's extra headers, which every answer of a limited request carries)."""
+    """The user spent its request budget for the current window; the answer carries the limit's X-RateLimit-*
+    headers like every answer of a limited request."""
 
     status = 429
 
-    def __init__(self, wait_s: int) -> None:
+    def __init__(self, wait_s: int, limit_headers: dict[str, str]) -> None:
         super().__init__(
             "Error, too many requests. Please slow down. You must wait "
             f"{wait_s} seconds before trying this endpoint again. [error-too-many-requests]"
         )
+        self._limit_headers = limit_headers
+
+    def headers(self) -> dict[str, str] | None:
+        """The rate limit's ``X-RateLimit-*`` headers."""
+        return self._limit_headers
 
 
 class Overloaded(ApiError):

@@ -47,41 +47,43 @@ def encode_day(day: date, users: list[str]) -> bytes:
     return orjson.dumps({"usersList": users, "users": len(users), "day": day.day, "month": day.month, "year": day.year})
 
 
-async def day_fragments(
-    reader: ActivityReader,
-    cache: DayCache,
-    days: Sequence[date],
-    versions: dict[date, str | None] | None = None,
-    growing: date | None = None,
-) -> dict[date, bytes]:
-    """The encoded elements of the days of ``days`` that had active users: from the cache where the day's index
-    version still matches its entry, else from the day's bitmaps (in rounds of FETCH_DAYS days), then kept.
-    ``versions``: the days' index versions if read already. Days from ``growing`` on (today) keep their listing
-    too, so their next version only names new bits."""
-    versions = versions or await reader.day_versions(days)
-    found: dict[date, bytes] = {}
-    missing: list[date] = []
-    for day in days:
-        hit = cache.fragment(day, versions[day])
-        if hit is None:
-            missing.append(day)
-        elif hit:
-            found[day] = hit
-    for start in range(0, len(missing), FETCH_DAYS):
-        chunk = missing[start : start + FETCH_DAYS]
-        bitmaps = await reader.named_bitmaps(chunk)
-        for position, day in enumerate(chunk):
-            day_bitmaps = tuple(found_in_bucket[position] for found_in_bucket in bitmaps)
-            if growing is not None and day >= growing:
-                users = _grown(reader, cache, day, day_bitmaps)
-            else:
-                users = sorted(reader.day_ids(day_bitmaps))
-            # Kept empty too: a day whose version holds has no bits to read again.
-            fragment = encode_day(day, users) if users else b""
-            cache.put_fragment(day, versions[day], fragment)
-            if fragment:
-                found[day] = fragment
-    return found
+class UserLists:
+    """Active-users' day elements, each kept in ``cache`` under its day's index version (today's listing too)."""
+
+    def __init__(self, reader: ActivityReader, cache: DayCache) -> None:
+        self.reader = reader
+        self.cache = cache
+
+    async def day_fragments(
+        self, days: Sequence[date], versions: dict[date, str | None], growing: date | None = None
+    ) -> dict[date, bytes]:
+        """The encoded elements of the days of ``days`` that had active users: from the cache where the day's
+        index version still matches its entry, else from the day's bitmaps (in rounds of FETCH_DAYS days), then
+        kept. Days from ``growing`` on (today) keep their listing too, so their next version only names new bits."""
+        reader, cache = self.reader, self.cache
+        found: dict[date, bytes] = {}
+        missing: list[date] = []
+        for day in days:
+            hit = cache.fragment(day, versions[day])
+            if hit is None:
+                missing.append(day)
+            elif hit:
+                found[day] = hit
+        for start in range(0, len(missing), FETCH_DAYS):
+            chunk = missing[start : start + FETCH_DAYS]
+            bitmaps = await reader.named_bitmaps(chunk)
+            for position, day in enumerate(chunk):
+                day_bitmaps = tuple(found_in_bucket[position] for found_in_bucket in bitmaps)
+                if growing is not None and day >= growing:
+                    users = _grown(reader, cache, day, day_bitmaps)
+                else:
+                    users = sorted(reader.day_ids(day_bitmaps))
+                # Kept empty too: a day whose version holds has no bits to read again.
+                fragment = encode_day(day, users) if users else b""
+                cache.put_fragment(day, versions[day], fragment)
+                if fragment:
+                    found[day] = fragment
+        return found
 
 
 def _grown(reader: ActivityReader, cache: DayCache, day: date, bitmaps: tuple[bytes, ...]) -> list[str]:

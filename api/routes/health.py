@@ -8,7 +8,7 @@ from aiohttp import web
 
 from activeusers.errors import StoreUnavailable
 from api.responses import json_response
-from api.state import READER, SETTINGS, now_ms
+from api.state import ACTIVITY
 
 # Bounds what a Redis error message adds to a public answer.
 _ERROR_CHARS = 200
@@ -21,21 +21,18 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """Ready when Redis answers and the freshest consumer heartbeat is younger than ``CONSUMER_STALE``."""
-    reader = request.app[READER]
+    activity = request.app[ACTIVITY]
     redis: dict[str, Any] = {"ok": True, "error": None}
     consumer: dict[str, Any] = {"ok": False, "ageSeconds": None, "members": 0}
     try:
-        await reader.ping()
-        beats = await reader.heartbeats()
+        health = await activity.consumer_health()
     except StoreUnavailable as exc:
         redis = {"ok": False, "error": str(exc)[:_ERROR_CHARS]}
     else:
-        stamps = [beat["ts_ms"] for beat in beats.values() if isinstance(beat.get("ts_ms"), int | float)]
-        consumer["members"] = len(beats)
-        if stamps:
-            age = max(0.0, (now_ms(request.app) - max(stamps)) / 1000)
-            consumer["ageSeconds"] = round(age, 3)
-            consumer["ok"] = age < request.app[SETTINGS].consumer_stale_s
+        consumer["members"] = health.members
+        if health.age_s is not None:
+            consumer["ageSeconds"] = round(health.age_s, 3)
+            consumer["ok"] = health.age_s < activity.settings.consumer_stale_s
     ready = redis["ok"] and consumer["ok"]
     body = {"status": "ok" if ready else "unavailable", "checks": {"redis": redis, "consumer": consumer}}
     return json_response(body, 200 if ready else 503)

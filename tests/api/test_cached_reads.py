@@ -21,7 +21,7 @@ from activeusers.keys import KeySchema, bucket_of
 from activeusers.reader import ActivityReader
 from api import app as app_module
 from api.daycache import DayCache
-from api.state import DAY_CACHE, READER
+from api.state import ACTIVITY
 
 ACTIVE = "/api/v1/engagement-dashboard/users/active-users"
 SUMMARY = "/api/v1/active-users/summary"
@@ -73,7 +73,7 @@ async def test_second_answer_comes_from_the_cache(api, admin, seed, store_reads)
     assert first.body == second.body == expected(sets, first_day, TODAY)
     # An entry per day (the two with users and the five kept empty), today's listing (its sorted ids) and the
     # whole answer of the 7-day range.
-    assert len(api.client.app[DAY_CACHE]) == 9
+    assert len(api.client.app[ACTIVITY].cache) == 9
 
 
 async def test_today_names_only_the_bits_set_since_its_last_listing(
@@ -176,7 +176,7 @@ async def test_the_byte_budget_evicts(make_api, seed, store_reads):
     for day in (older, newer, older):
         await app.get(url(ACTIVE, day, day), headers)
     assert store_reads.listings == [[older], [newer], [older]]
-    cache = app.client.app[DAY_CACHE]
+    cache = app.client.app[ACTIVITY].cache
     assert len(cache) == 1
     assert cache.size_bytes <= 15_000
 
@@ -189,7 +189,7 @@ async def test_zero_bytes_reads_every_time(make_api, seed, store_reads):
         await app.get(path, headers)
         await app.get(path, headers)
     assert store_reads.listed == [TODAY] * 2
-    assert len(app.client.app[DAY_CACHE]) == 0
+    assert len(app.client.app[ACTIVITY].cache) == 0
 
 
 async def test_summary_lists_no_ids_and_sees_growth(api, admin, seed, store_reads):
@@ -237,7 +237,7 @@ async def test_concurrent_requests_learn_the_names_lists_together(make_api, seed
     answers = await asyncio.gather(*(app.get(url(ACTIVE, first, last), headers) for first, last in ranges))
     assert [answer.body for answer in answers] == [expected(sets, first, last) for first, last in ranges]
     numbered = set().union(*sets.values())
-    assert app.client.app[READER].names_known == len(numbered)
+    assert app.client.app[ACTIVITY].reader.names_known == len(numbered)
 
 
 async def test_an_index_without_its_names_list_answers_503(make_api, seed, redis_client, redis_prefix, caplog):

@@ -36,7 +36,7 @@ from api.errors import Forbidden, RateLimited, Unauthorized, ValidationError, er
             b'{"success":false,"error":"Match error: Missing key \'start\'"}',
         ),
         (
-            RateLimited(42),
+            RateLimited(42, {"X-RateLimit-Limit": "10"}),
             429,
             b'{"success":false,"error":"Error, too many requests. Please slow down. You must wait 42 seconds '
             b'before trying this endpoint again. [error-too-many-requests]"}',

@@ -21,7 +21,7 @@ from activeusers.settings import Settings
 from activeusers.writer import ActivityWriter, Buckets
 from api import masks as mask_module
 from api.daycache import DayCache
-from api.indexreads import day_counts, day_masks, day_union_counts, hour_counts, hour_union_counts, new_user_counts
+from api.indexreads import IndexReads
 
 DAY = date(2031, 3, 15)
 SETTINGS = Settings(retention_days=400, hour_retention_days=400)
@@ -56,9 +56,13 @@ async def _check(reader: ActivityReader, cache: DayCache, oracle: Oracle, days: 
     of the reader's keeps: listing them fetches the day bitmaps again."""
     per_day, per_hour = oracle
     hours = [(d, h) for d in days for h in range(4)]
-    assert await day_counts(reader, cache, days) == {d: len(per_day.get(d, ())) for d in days}
-    assert await hour_counts(reader, cache, hours) == {h: len(per_hour.get(h, ())) for h in hours}
-    masks = await day_masks(reader, cache, days, await reader.day_versions(days))
+    assert await IndexReads(reader, cache).day_counts(days, await reader.day_versions(days)) == {
+        d: len(per_day.get(d, ())) for d in days
+    }
+    assert await IndexReads(reader, cache).hour_counts(hours, await reader.day_versions(days)) == {
+        h: len(per_hour.get(h, ())) for h in hours
+    }
+    masks = await IndexReads(reader, cache).day_masks(days, await reader.day_versions(days))
     for start in range(len(days)):
         for end in range(start, len(days)):
             union = 0
@@ -69,10 +73,10 @@ async def _check(reader: ActivityReader, cache: DayCache, oracle: Oracle, days: 
     # Unions in Redis: groups of any size (one empty), overlapping, of days with and without data.
     day_groups = [days, days[2:5], [], days[-1:], days[::3]]
     want = [len(set().union(*(per_day.get(d, set()) for d in group))) for group in day_groups]
-    assert await day_union_counts(reader, cache, day_groups, await reader.day_versions(days)) == want
+    assert await IndexReads(reader, cache).day_union_counts(day_groups, await reader.day_versions(days)) == want
     hour_groups = [hours[8:10], hours, hours[1::4], []]
     want = [len(set().union(*(per_hour.get(h, set()) for h in group))) for group in hour_groups]
-    assert await hour_union_counts(reader, cache, hour_groups) == want
+    assert await IndexReads(reader, cache).hour_union_counts(hour_groups, await reader.day_versions(days)) == want
     if not ids:
         return
     # The ids behind each day's bits, each once (the buckets partition the users).
@@ -94,8 +98,11 @@ async def test_counts_and_masks_equal_set_unions(stack: Any, redis_prefix: str, 
         for _ in range(2):  # the second time from the cache, when there is one
             await _check(reader, cache, oracle, days)
         assert bool(len(cache)) == bool(cache_bytes)
-        assert await new_user_counts(reader, cache, days) == {d: int(d in oracle[0]) for d in days}
-        assert await day_counts(reader, cache, []) == {} and await hour_union_counts(reader, cache, [[]]) == [0]
+        assert await IndexReads(reader, cache).new_user_counts(days, await reader.day_versions(days)) == {
+            d: int(d in oracle[0]) for d in days
+        }
+        assert await IndexReads(reader, cache).day_counts([], {}) == {}
+        assert await IndexReads(reader, cache).hour_union_counts([[]], {}) == [0]
     finally:
         await client.aclose()
 
@@ -227,21 +234,27 @@ async def test_counters_summed_by_one_process_serve_another(
     client = async_redis_client(Settings(redis_url=stack.redis_url))
     try:
         reader = CountingReader(client, keys)
-        assert await day_counts(reader, DayCache(1 << 20, 60), days) == {d: len(per_day[d]) for d in days}
+        assert await IndexReads(reader, DayCache(1 << 20, 60)).day_counts(days, await reader.day_versions(days)) == {
+            d: len(per_day[d]) for d in days
+        }
         field = keys.derived_field("counters", DAY)
         version, packed = redis_client.hget(keys.derived(), field).split(" ")
         counters = struct.unpack(f">{SLOTS}I", bytes.fromhex(packed))
         assert counters[DAY_SLOT] == len(per_day[DAY]) and version == (await reader.day_versions([DAY]))[DAY]
         redis_client.hset(keys.derived(), field, f"{version} {struct.pack(f'>{SLOTS}I', *[7] * SLOTS).hex()}")
         reader.fetched = 0
-        assert (await day_counts(reader, DayCache(1 << 20, 60), days))[DAY] == 7
+        assert (await IndexReads(reader, DayCache(1 << 20, 60)).day_counts(days, await reader.day_versions(days)))[
+            DAY
+        ] == 7
         assert reader.fetched == 0  # every day's counters from Redis' shared copy
         later = Buckets()
         later.add_active(DAY, 1, "late", 1)
         sync = redis.Redis.from_url(stack.redis_url)
         ActivityWriter(sync, keys, SETTINGS).write(later)
         sync.close()
-        assert (await day_counts(reader, DayCache(1 << 20, 60), days))[DAY] == len(per_day[DAY] | {"late"})
+        assert (await IndexReads(reader, DayCache(1 << 20, 60)).day_counts(days, await reader.day_versions(days)))[
+            DAY
+        ] == len(per_day[DAY] | {"late"})
         assert reader.fetched == 1
     finally:
         await client.aclose()
@@ -263,7 +276,9 @@ async def test_kept_unions_are_made_once_and_again_when_lost_or_changed(
     async def counted() -> tuple[list[int], int]:
         redis_client.config_resetstat()
         reader = ActivityReader(client, keys)
-        found = await day_union_counts(reader, DayCache(0, 60), groups, await reader.day_versions(empty + days))
+        found = await IndexReads(reader, DayCache(0, 60)).day_union_counts(
+            groups, await reader.day_versions(empty + days)
+        )
         return found, redis_client.info("commandstats")["cmdstat_bitop"]["calls"]
 
     def want() -> list[int]:

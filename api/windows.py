@@ -1,7 +1,7 @@
 """Exact rolling distinct-user windows (DAU, WAU, MAU) over consecutive day sets given as bitmasks: pure computation.
 
 WAU of day ``d`` is the number of distinct users active on any of the 7 days ``d-6..d``; MAU the same over the
-30 days ``d-29..d``. Each day is a bitmask of the index (:func:`api.indexreads.day_masks`: every
+30 days ``d-29..d``. Each day is a bitmask of the index (:meth:`api.indexreads.IndexReads.day_masks`: every
 user bucket's day bitmap side by side, one bit per numbered user), so a union is an OR of ints and a count is
 ``int.bit_count()``: no per-member work at all here.
 

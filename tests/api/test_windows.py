@@ -8,7 +8,7 @@ from datetime import date, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.summary import DayPoint, summarize, window_counts
+from api.windows import DayPoint, summarize, window_counts
 
 ORIGIN = date(2025, 12, 20)
 

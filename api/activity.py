@@ -1,0 +1,110 @@
+"""The questions the API's routes ask, answered for one process: :class:`Activity`.
+
+One ``Activity`` per app, built in its cleanup context (:mod:`api.app`) around the Redis reader, with the
+process' cache, the settings and the clock. Handlers validate a request, ask it, and shape its answer; nothing
+below a handler looks at the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from activeusers.coalescer import Pending
+from activeusers.days import clip_days, day_of
+from activeusers.reader import ActivityReader
+from activeusers.settings import Retained, Settings
+from api.dates import day_range
+from api.daycache import DayCache
+from api.indexreads import IndexReads, Versions
+from api.points import DayPoints
+from api.userlists import UserLists
+from api.windows import DayPoint
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerHealth:
+    """What the consumers' heartbeats say: how many members beat, and the age of the freshest beat."""
+
+    members: int
+    age_s: float | None
+
+
+class Activity:
+    """Counts, unions, id lists and summary points of the index's days and hours, kept in ``cache`` under the
+    index versions of the days they come from; the days a range can hold, on ``clock`` in the configured zone."""
+
+    def __init__(self, reader: ActivityReader, cache: DayCache, settings: Settings, clock: Callable[[], float]) -> None:
+        self.reader = reader
+        self.cache = cache
+        self.settings = settings
+        self._clock = clock
+        self._reads = IndexReads(reader, cache)
+        self._lists = UserLists(reader, cache)
+        self._points = DayPoints(self._reads)
+
+    def now_ms(self) -> int:
+        """The clock's current instant in epoch milliseconds."""
+        return int(self._clock() * 1000)
+
+    def today(self) -> date:
+        """Today, in the configured zone."""
+        return day_of(self.now_ms(), self.settings.zone)
+
+    def requested_days(self, start: str, end: str) -> tuple[date, date]:
+        """The local days of a ``start..end`` range of instants (possibly reversed, possibly far outside the
+        data)."""
+        return day_range(start, end, self.settings.zone)
+
+    def stored_days(self, first: date, last: date, data: Retained = "days") -> list[date]:
+        """The days of ``first..last`` that can hold ``data`` now (inside its retention, not in the future), oldest
+        first."""
+        return clip_days(first, last, self.now_ms(), self.settings.zone, self.settings.retention(data))
+
+    def versions_soon(self, days: Sequence[date]) -> Pending[Versions]:
+        """The index versions of ``days``, queued with this turn's other small reads (one round trip)."""
+        return self._reads.day_versions_soon(days)
+
+    async def day_counts(self, days: Sequence[date], versions: Versions) -> dict[date, int]:
+        """Distinct users active on each day (0 for a day without data)."""
+        return await self._reads.day_counts(days, versions)
+
+    async def new_user_counts(self, days: Sequence[date], versions: Versions) -> dict[date, int]:
+        """How many users were created on each day (0 for a day without data)."""
+        return await self._reads.new_user_counts(days, versions)
+
+    async def hour_counts(self, hours: Sequence[tuple[date, int]], versions: Versions) -> dict[tuple[date, int], int]:
+        """Distinct users of each local hour bucket ``(day, hour)`` (0 without data)."""
+        return await self._reads.hour_counts(hours, versions)
+
+    async def hour_union_counts(self, groups: Sequence[Sequence[tuple[date, int]]], versions: Versions) -> list[int]:
+        """Distinct users of each group of local hour buckets."""
+        return await self._reads.hour_union_counts(groups, versions)
+
+    async def day_elements(self, days: Sequence[date], versions: Versions) -> dict[date, bytes]:
+        """Active-users' encoded element of each day of ``days`` that had active users (its ids and count)."""
+        return await self._lists.day_fragments(days, versions, growing=self.today())
+
+    async def summary_points(
+        self, feed: Sequence[date], days: Sequence[date], versions: Versions
+    ) -> tuple[list[DayPoint], int]:
+        """The DAU/WAU/MAU points of ``days`` and their distinct users; ``feed``: the days their windows read."""
+        return await self._points.points(feed, days, versions)
+
+    async def kept_answer(self, key: Hashable, version: Hashable, make: Callable[[], Awaitable[bytes]]) -> bytes:
+        """A whole answer's body, kept under ``version`` (what it depends on): made again only when that changed."""
+        body: bytes | None = self.cache.get(key, version)
+        if body is None:
+            body = await make()
+            self.cache.put(key, version, body, len(body))
+        return body
+
+    async def consumer_health(self) -> ConsumerHealth:
+        """The consumers' heartbeats (Redis answering, else :class:`~activeusers.errors.StoreUnavailable`)."""
+        await self.reader.ping()
+        beats: dict[str, dict[str, Any]] = await self.reader.heartbeats()
+        stamps = [beat["ts_ms"] for beat in beats.values() if isinstance(beat.get("ts_ms"), int | float)]
+        age = max(0.0, (self.now_ms() - max(stamps)) / 1000) if stamps else None
+        return ConsumerHealth(len(beats), age)
