@@ -12,33 +12,14 @@ from typing import Any, Final
 from aiohttp import web
 
 from api.auth import VIEW_ENGAGEMENT_DASHBOARD
+from api.schemas import ISO_PATTERN, SCHEMAS, ref
 
 OPENAPI_VERSION: Final = "3.0.3"
-# Every field in its range; only days 29-31 that a month lacks still pass the pattern (the description says so).
-ISO_PATTERN: Final = (
-    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{3}Z$"
-)
 JSON: Final = "application/json"
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _closed(properties: dict[str, Any], description: str | None = None) -> dict[str, Any]:
-    schema: dict[str, Any] = {
-        "type": "object",
-        "required": list(properties),
-        "properties": properties,
-        "additionalProperties": False,
-    }
-    if description:
-        schema["description"] = description
-    return schema
-
-
 def _json(schema_name: str, description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
-    answer: dict[str, Any] = {"description": description, "content": {JSON: {"schema": _ref(schema_name)}}}
+    answer: dict[str, Any] = {"description": description, "content": {JSON: {"schema": ref(schema_name)}}}
     if headers:
         answer["headers"] = headers
     return answer
@@ -88,164 +69,6 @@ def _guarded_errors() -> dict[str, Any]:
             {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
         ),
     }
-
-
-# A local calendar date in the service's zone, as Rocket.Chat's day/month/year fields.
-_LOCAL_DATE: Final = {
-    "day": {"type": "integer", "minimum": 1, "maximum": 31},
-    "month": {"type": "integer", "minimum": 1, "maximum": 12},
-    "year": {"type": "integer", "minimum": 1, "maximum": 9999},
-}
-
-_SCHEMAS: Final[dict[str, Any]] = {
-    "Error": _closed(
-        {"success": {"type": "boolean", "enum": [False]}, "error": {"type": "string"}},
-        "Rocket.Chat's error body.",
-    ),
-    "ValidationError": _closed(
-        {
-            "success": {"type": "boolean", "enum": [False]},
-            "error": {
-                "type": "string",
-                "pattern": r"^Match error: (Failed Match\.Where validation in field [a-z]+|Missing key '[a-z]+')$",
-            },
-        },
-        "Meteor check's message for the first invalid parameter (in query order), else the first missing one.",
-    ),
-    "Unauthorized": _closed(
-        {
-            "success": {"type": "boolean", "enum": [False]},
-            "error": {"type": "string", "enum": ["You must be logged in to do this."]},
-            "status": {"type": "string", "enum": ["error"]},
-            "message": {"type": "string", "enum": ["You must be logged in to do this."]},
-        }
-    ),
-    "ActiveUsersDay": _closed(
-        {
-            "usersList": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
-            "users": {"type": "integer", "minimum": 1},
-            **_LOCAL_DATE,
-        }
-    ),
-    "ActiveUsers": _closed(
-        {
-            "month": {
-                "type": "array",
-                "items": _ref("ActiveUsersDay"),
-                "description": "Days with at least one active user, newest first.",
-            },
-            "success": {"type": "boolean", "enum": [True]},
-        }
-    ),
-    "NewUsersDay": _closed(
-        {
-            "day": {
-                "type": "string",
-                "pattern": ISO_PATTERN,
-                "description": "The day's local midnight in the service's zone, as a UTC toISOString instant.",
-            },
-            "users": {"type": "integer", "minimum": 1},
-        }
-    ),
-    "CountAndVariation": _closed(
-        {
-            "count": {"type": "integer", "minimum": 0},
-            "variation": {"type": "integer", "description": "count minus the compared count (may be negative)."},
-        }
-    ),
-    "NewUsers": _closed(
-        {
-            "days": {"type": "array", "items": _ref("NewUsersDay"), "description": "Newest first, at most D."},
-            "period": _ref("CountAndVariation"),
-            "yesterday": _ref("CountAndVariation"),
-            "success": {"type": "boolean", "enum": [True]},
-        }
-    ),
-    "HourOfDay": _closed(
-        {
-            "users": {"type": "integer", "minimum": 1},
-            "hour": {"type": "integer", "minimum": 0, "maximum": 23},
-            **_LOCAL_DATE,
-        }
-    ),
-    "UsersByTimeOfDay": _closed(
-        {"week": {"type": "array", "items": _ref("HourOfDay")}, "success": {"type": "boolean", "enum": [True]}}
-    ),
-    "HourSlot": _closed(
-        {
-            "users": {"type": "integer", "minimum": 0},
-            "hour": {"type": "integer", "enum": list(range(22, -1, -2)), "description": "Slot of hours h and h+1."},
-        }
-    ),
-    "HourlyData": _closed(
-        {
-            "hours": {"type": "array", "items": _ref("HourSlot"), "minItems": 0, "maxItems": 12},
-            "success": {"type": "boolean", "enum": [True]},
-        }
-    ),
-    "WeekDay": _closed(
-        {
-            "users": {"type": "integer", "minimum": 1},
-            **_LOCAL_DATE,
-        }
-    ),
-    "WeeklyData": _closed(
-        {
-            "month": {"type": "array", "items": _ref("WeekDay"), "maxItems": 8},
-            "success": {"type": "boolean", "enum": [True]},
-        }
-    ),
-    "SummaryDay": _closed(
-        {
-            "date": {"type": "string", "format": "date"},
-            "dau": {"type": "integer", "minimum": 0},
-            "wau": {"type": "integer", "minimum": 0, "description": "Distinct users over this day and the 6 before."},
-            "mau": {"type": "integer", "minimum": 0, "description": "Distinct users over this day and the 29 before."},
-        }
-    ),
-    "Summary": _closed(
-        {
-            "timezone": {"type": "string", "description": "The IANA zone whose local days the answer uses."},
-            "start": {
-                "type": "string",
-                "format": "date",
-                "nullable": True,
-                "description": "First day reported (null when no day of the range can hold data).",
-            },
-            "end": {"type": "string", "format": "date", "nullable": True, "description": "Last day reported."},
-            "distinctUsers": {"type": "integer", "minimum": 0, "description": "Distinct users over start..end."},
-            "days": {
-                "type": "array",
-                "items": _ref("SummaryDay"),
-                "description": "Every day of the range that can hold data, oldest first, zero days included.",
-            },
-            "success": {"type": "boolean", "enum": [True]},
-        }
-    ),
-    "Health": _closed({"status": {"type": "string", "enum": ["ok"]}}),
-    "Readiness": _closed(
-        {
-            "status": {"type": "string", "enum": ["ok", "unavailable"]},
-            "checks": _closed(
-                {
-                    "redis": _closed({"ok": {"type": "boolean"}, "error": {"type": "string", "nullable": True}}),
-                    "consumer": _closed(
-                        {
-                            "ok": {"type": "boolean"},
-                            "ageSeconds": {
-                                "type": "number",
-                                "minimum": 0,
-                                "nullable": True,
-                                "description": "Age of the freshest consumer heartbeat.",
-                            },
-                            "members": {"type": "integer", "minimum": 0},
-                        }
-                    ),
-                }
-            ),
-        }
-    ),
-}
 
 
 def route_paths(app: web.Application) -> dict[str, str]:
@@ -317,7 +140,7 @@ def _operations() -> dict[str, dict[str, Any]]:
                 "description": "The summary; CSV when format=csv.",
                 "headers": _NO_STORE_HEADERS,
                 "content": {
-                    JSON: {"schema": _ref("Summary")},
+                    JSON: {"schema": ref("Summary")},
                     "text/csv": {
                         "schema": {"type": "string"},
                         "example": "date,dau,wau,mau\r\n2026-01-01,3,5,9\r\n",
@@ -399,6 +222,6 @@ def document(paths: Mapping[str, str]) -> dict[str, Any]:
                 },
                 "authToken": {"type": "apiKey", "in": "header", "name": "X-Auth-Token", "description": "API token."},
             },
-            "schemas": _SCHEMAS,
+            "schemas": SCHEMAS,
         },
     }

@@ -43,7 +43,7 @@ from activeusers.writer import ActivityWriter, Buckets
 from api.app import OPENAPI_PATH, create_app
 from api.auth import VIEW_ENGAGEMENT_DASHBOARD
 from api.dates import is_iso_instant
-from api.openapi import ISO_PATTERN
+from api.schemas import ISO_PATTERN
 from api.state import TOKENS
 
 CHECKS = [
