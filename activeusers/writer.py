@@ -72,8 +72,8 @@ class Buckets:
 
 @dataclass(slots=True)
 class _Call:
-    """One :data:`SET_BITS` call of one user bucket: its keys (the ids hash, then per day group its counts key and
-    bitmaps) and the groups' arguments."""
+    """One :data:`SET_BITS` call of one user bucket: its keys (the ids hash, its forgotten numbers, then per day
+    group its counts key and bitmaps) and the groups' arguments."""
 
     keys: list[str]
     args: list[int | str] = field(default_factory=list)
@@ -130,9 +130,16 @@ class ActivityWriter:
         self._ids = [keys.ids(bucket) for bucket in range(keys.buckets)]
         # The keys of each bucket's numbering script, in its order.
         self._numbering = [
-            (keys.ids(bucket), keys.names(bucket), keys.names_made(bucket), keys.unlisted(bucket))
+            (
+                keys.ids(bucket),
+                keys.names(bucket),
+                keys.names_made(bucket),
+                keys.unlisted(bucket),
+                keys.forgotten(bucket),
+            )
             for bucket in range(keys.buckets)
         ]
+        self._forgotten = [keys.forgotten(bucket) for bucket in range(keys.buckets)]
         # Versions are this writer's id and a sequence number: unique among writers and across restarts.
         self._writer_id = secrets.token_hex(8)
         self._writes = itertools.count()
@@ -140,32 +147,50 @@ class ActivityWriter:
     def write(self, buckets: Buckets) -> None:
         """Store every bucket of the batch; raise :class:`StoreUnavailable` if Redis fails (nothing is partial
         in a harmful way: a retry of the same batch converges to the same state). The users of ``hours`` are
-        numbered with those of ``days`` (the classifier puts every active user in both) or before (:meth:`numbers`)."""
+        numbered with those of ``days`` (the classifier puts every active user in both) or before (:meth:`numbers`).
+        Forgotten users are left out: Redis refuses their numbers and their bits (see ``forget_users.lua``)."""
+        refused = self._write(buckets)
+        if refused:
+            # Numbers retired since this writer learnt them: its users are numbered again (a forgotten one gets
+            # none, one restored since gets a new number) and written once more.
+            memo = self._numbers
+            again = {user for user in _users(buckets) if memo.get(user, -1) & NUMBER_MASK in refused}
+            for user in again:
+                memo.pop(user, None)
+            if again:
+                self._write(_only(buckets, again))
+
+    def _write(self, buckets: Buckets) -> set[int]:
+        """:meth:`write` once: the numbers whose bits Redis refused (retired since this writer learnt them)."""
         now = self._clock()
         expiring: list[tuple[str, int]] = []
         try:
-            self._number([user for group in (buckets.days, buckets.created) for u in group.values() for user in u])
+            forgotten = self._number(list(_users(buckets, hours=False)))
+            if forgotten:
+                buckets = _only(buckets, forgotten, keep=False)
             # NOSCRIPT (a new or restarted Redis): the script is loaded and sent again; idempotent, so bits set
             # before count nothing again.
             # The days' new version is set once their bits are: a reader that sees it finds every bit it vouches for.
             commands = self._commands(buckets, self._wall(), (now, expiring))
             days = {*buckets.days, *buckets.created, *(day for day, _ in buckets.hours)}
-            self._send(commands, (SET_BITS.source,), self._new_version(days))
+            replies = self._send(commands, (SET_BITS.source,), self._new_version(days))
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis write failed: {exc}") from exc
         if len(self._expiry_sent) > EXPIRY_MEMO_KEYS:
             self._expiry_sent.clear()
         for key, expire_at in expiring:
             self._expiry_sent[key] = (expire_at, now)
+        return {int(number) for reply in replies if isinstance(reply, list) for number in reply}
 
     def numbers(self, user_ids: Collection[str]) -> dict[str, tuple[int, int]]:
-        """The (bucket, number) of each user id, numbering the unknown ones (raises :class:`StoreUnavailable`)."""
+        """The (bucket, number) of each user id, numbering the unknown ones (raises :class:`StoreUnavailable`);
+        forgotten ids have none."""
         try:
             self._number(user_ids)
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis numbering failed: {exc}") from exc
         memo = self._numbers
-        return {user: (memo[user] >> NUMBER_BITS, memo[user] & NUMBER_MASK) for user in user_ids}
+        return {user: (memo[user] >> NUMBER_BITS, memo[user] & NUMBER_MASK) for user in user_ids if user in memo}
 
     def _new_version(self, days: Collection[date]) -> Routed | None:
         """The command that gives ``days`` a new index version (a token unique to this write), if any."""
@@ -201,8 +226,9 @@ class ActivityWriter:
             records[day].append((keys.new_part(day), NEW_SLOT, self._expiry(day, self._retention_days), users))
         return records
 
-    def _number(self, users: Collection[str]) -> None:
-        """Make sure every user of ``users`` has its number in the memo: one round trip for the unknown ones."""
+    def _number(self, users: Collection[str]) -> set[str]:
+        """Make sure every user of ``users`` has its number in the memo: one round trip for the unknown ones. Returns
+        the forgotten ones (they have none, and are not remembered: one restored later gets a new number)."""
         memo = self._numbers
         if len(memo) + len(users) > NUMBER_MEMO_USERS:
             memo.clear()
@@ -211,19 +237,24 @@ class ActivityWriter:
         for user in [user for user in users if user not in memo]:
             unknown[bucket_of(user, buckets)].add(user)
         if not unknown:
-            return
+            return set()
         calls: list[tuple[int, list[str]]] = []
         for bucket, found in unknown.items():
             ids = list(found)
             calls += [(bucket, ids[start : start + NUMBER_CHUNK]) for start in range(0, len(ids), NUMBER_CHUNK)]
         commands = [
-            (self._ids[bucket], pack_command(("EVALSHA", NUMBER_USERS.sha, 4, *self._numbering[bucket], *ids)))
+            (self._ids[bucket], pack_command(("EVALSHA", NUMBER_USERS.sha, 5, *self._numbering[bucket], *ids)))
             for bucket, ids in calls
         ]
         replies = self._send(commands, (NUMBER_USERS.source,))  # NOSCRIPT (a new or restarted Redis): loaded
+        forgotten: set[str] = set()
         for (bucket, ids), numbers in zip(calls, replies, strict=True):
             for user, number in zip(ids, numbers, strict=True):
-                memo[user] = bucket << NUMBER_BITS | int(number)
+                if number < 0:
+                    forgotten.add(user)
+                else:
+                    memo[user] = bucket << NUMBER_BITS | int(number)
+        return forgotten
 
     def _expiry(self, day: date, retention_days: int) -> int:
         found = self._expiry_of.get((day, retention_days))
@@ -306,7 +337,7 @@ class ActivityWriter:
             at = self._due(key, expire_at, *memo)
             for chunk in _chunks(numbers):
                 if call is None or call.bits + len(chunk) > BITS_CHUNK:
-                    call = _Call([self._ids[bucket]])
+                    call = _Call([self._ids[bucket], self._forgotten[bucket]])
                     bucket_calls.append(call)
                     opened = False
                 if not opened:
@@ -334,3 +365,20 @@ def _chunks(numbers: list[int]) -> Sequence[list[int]]:
     if len(numbers) <= BITS_CHUNK:
         return (numbers,)
     return [numbers[start : start + BITS_CHUNK] for start in range(0, len(numbers), BITS_CHUNK)]
+
+
+def _users(buckets: Buckets, *, hours: bool = True) -> set[str]:
+    """Every user of the batch (of its days and creations; and of its hours when ``hours``)."""
+    groups = [*buckets.days.values(), *buckets.created.values(), *(buckets.hours.values() if hours else ())]
+    return set().union(*groups)
+
+
+def _only(buckets: Buckets, users: set[str], *, keep: bool = True) -> Buckets:
+    """The batch with only ``users`` (``keep``), or without them."""
+    kept = Buckets(newest_event_ms=buckets.newest_event_ms)
+    for source, target in ((buckets.days, kept.days), (buckets.hours, kept.hours), (buckets.created, kept.created)):
+        for group, members in source.items():
+            chosen = members & users if keep else members - users
+            if chosen:
+                target[group] = chosen  # type: ignore[index]
+    return kept

@@ -19,8 +19,10 @@ from api.ratelimit import RateLimiter
 from api.tokens import TokenRecord, TokenStore
 
 VIEW_ENGAGEMENT_DASHBOARD: Final = "view-engagement-dashboard"
+# Erasing users (POST .../forget): only tokens created with it have it.
+FORGET_USERS: Final = "forget-users"
 # Every permission a token can be granted; the CLI refuses others so that a typo cannot create a useless token.
-PERMISSIONS: Final = (VIEW_ENGAGEMENT_DASHBOARD,)
+PERMISSIONS: Final = (VIEW_ENGAGEMENT_DASHBOARD, FORGET_USERS)
 
 
 @dataclass(frozen=True, slots=True)

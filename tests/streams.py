@@ -195,14 +195,16 @@ def bucket_state(client: Any, keys: KeySchema) -> dict[str, set[str]]:
     for bucket in range(keys.buckets):
         numbers = {int(n): _text(u) for u, n in client.hgetall(keys.ids(bucket)).items()}
         assert sorted(numbers) == list(range(len(numbers))), f"bucket {bucket}: numbers not dense"
-        assert all(bucket_of(u, keys.buckets) == bucket for u in numbers.values()), f"bucket {bucket}: foreign id"
+        # A forgotten user's field is its tombstone ("\0f:"/"\0r:" and a SHA-1), its names element "".
+        listed = {n: "" if u.startswith("\0") else u for n, u in numbers.items()}
+        assert all(bucket_of(u, keys.buckets) == bucket for u in listed.values() if u), f"bucket {bucket}: foreign id"
         names = [_text(u) for u in client.lrange(keys.names(bucket), 0, -1)]
-        assert names == [numbers[n] for n in range(len(numbers))], f"bucket {bucket}: names list is not the hash"
+        assert names == [listed[n] for n in range(len(numbers))], f"bucket {bucket}: names list is not the hash"
         users.append(dict(enumerate(names)))
     for key in client.scan_iter(match=keys.pattern(), count=1000):
         name = _text(key)
         tag = keys.prefix + "{"
-        if not name.startswith(tag) or name.endswith(("}:ids", "}:names", "}:namesmade", "}:unlisted")):
+        if not name.startswith(tag) or name.endswith(("}:ids", "}:names", "}:namesmade", "}:unlisted", "}:forgotten")):
             continue
         bucket = int(name[len(tag) : name.index("}")].split(".")[1])
         kind, _, when = name[name.index("}") + 2 :].partition(":")
@@ -221,6 +223,7 @@ def bucket_state(client: Any, keys: KeySchema) -> dict[str, set[str]]:
                 if byte & (0x80 >> bit):
                     number = position * 8 + bit
                     assert number in users[bucket], f"{name}: bit {number} names no user"
+                    assert users[bucket][number], f"{name}: bit {number} is a forgotten user's"
                     decoded.add(users[bucket][number])
     assert {slot: n for slot, n in counted.items() if n} == {slot: n for slot, n in bitmaps.items() if n}, "counters"
     return {label: ids for label, ids in found.items() if ids}

@@ -1,5 +1,5 @@
--- Sets one user bucket's share of a batch, in groups of one day. KEYS[1]: the bucket's ids hash; ARGV[1]: the
--- number of groups. A group is its counts key (KEYS) with "counts expiry, records" (ARGV), then per record a bitmap
+-- Sets one user bucket's share of a batch, in groups of one day. KEYS[1]: the bucket's ids hash; KEYS[2]: its
+-- forgotten numbers (a bitmap, forget_users.lua); ARGV[1]: the number of groups. A group is its counts key (KEYS) with "counts expiry, records" (ARGV), then per record a bitmap
 -- (KEYS) with "counter, bitmap expiry, offsets" (ARGV). The offsets are decimal, separated by spaces: they reach
 -- SETBIT as the text they came as, where a number computed in Lua would be formatted back, a printf per bit; one
 -- argument per record instead of one per bit costs the client's packing less.
@@ -13,11 +13,29 @@
 -- numbered later that day; grown one SETBIT at a time Redis would over-allocate it up to 2x), an existing one gets
 -- its EXPIREAT; a record whose expiry Redis' own clock has passed is skipped (a key created after it would never
 -- expire).
+-- The bit of a forgotten number is never set: such bits are refused, inside the same call, so no batch in flight,
+-- redelivery or replay brings a forgotten user back. The forgotten numbers are read once per call (a GET: one bit
+-- per numbered user of the bucket) and looked up in Lua. Replies the refused numbers (the writer numbers their
+-- users again: a user forgotten and then restored has a new number).
 -- The headroom (at least HEADROOM_MIN_BITS, else 1/HEADROOM_SHARE of the users) and the counts key's size (26
 -- counters of 4 bytes) are the ones activeusers/scripts.py states.
 local HEADROOM_MIN_BITS, HEADROOM_SHARE, COUNTERS_BYTES = 64, 64, 104
-local k, a, zeros, now = 2, 2, nil, nil
+local k, a, zeros, now = 3, 2, nil, nil
 local call, unpack = redis.call, unpack
+local gone, refused = call('GET', KEYS[2]), {}
+
+local function allowed(offset)
+  if not gone then
+    return true
+  end
+  local n = tonumber(offset)
+  local byte = string.byte(gone, math.floor(n / 8) + 1)
+  if byte and bit.band(bit.rshift(byte, 7 - n % 8), 1) == 1 then
+    refused[#refused + 1] = offset
+    return false
+  end
+  return true
+end
 
 local function expire(key, at, blank)
   if not now then
@@ -52,10 +70,14 @@ for _ = 1, tonumber(ARGV[1]) do
     local key, offsets, new = KEYS[k], ARGV[a + 2], 0
     if ARGV[a + 1] == '0' or expire(key, ARGV[a + 1], bitmap) then
       if not string.find(offsets, ' ', 1, true) then
-        new = 1 - call('SETBIT', key, offsets, '1')
+        if allowed(offsets) then
+          new = 1 - call('SETBIT', key, offsets, '1')
+        end
       else
         for b in string.gmatch(offsets, '%d+') do
-          new = new + 1 - call('SETBIT', key, b, '1')
+          if allowed(b) then
+            new = new + 1 - call('SETBIT', key, b, '1')
+          end
         end
       end
     end
@@ -69,4 +91,4 @@ for _ = 1, tonumber(ARGV[1]) do
     call('BITFIELD', counts, unpack(incr))
   end
 end
-return 0
+return refused

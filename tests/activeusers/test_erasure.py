@@ -1,0 +1,157 @@
+"""Forgetting users (:mod:`activeusers.erasure`) against the real Redis, single and cluster: every bit of the
+users gone from every retained bitmap with the counters equal to the bit counts, the touched days given new
+versions, the ids out of the ids hash and the names lists (numbers never given again), and the tombstone that
+every writer meets: a writer remembering the number, a new writer (a replay), then ``--restore`` and a new event
+counted from then on only."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+import redis
+from streams import bucket_state, index_label
+
+from activeusers.days import day_of
+from activeusers.erasure import Erasure, digests, forget_blocking, restore_blocking
+from activeusers.keys import KeySchema, bucket_of
+from activeusers.settings import Settings
+from activeusers.writer import ActivityWriter, Buckets
+
+ZONE = "Europe/Berlin"
+BUCKETS = 4
+
+
+def _settings(prefix: str) -> Settings:
+    return Settings(
+        activity_timezone=ZONE,
+        redis_key_prefix=prefix,
+        user_buckets=BUCKETS,
+        retention_days=400,
+        hour_retention_days=90,
+    )
+
+
+def _today() -> date:
+    return day_of(int(time.time() * 1000), _settings("x:").zone)
+
+
+def _batch(active: dict[str, list[tuple[int, int]]], created: dict[str, int] | None = None) -> Buckets:
+    """Users active on (days ago, hour) and created days ago."""
+    buckets, today = Buckets(), _today()
+    for user, when in active.items():
+        for ago, hour in when:
+            buckets.add_active(today - timedelta(days=ago), hour, user, 1)
+    for user, ago in (created or {}).items():
+        buckets.add_created(today - timedelta(days=ago), user, 1)
+    return buckets
+
+
+# alice: today, 10 days ago (hours kept), 200 days ago (past hour retention: day bit only); created 200 days ago.
+ACTIVE = {
+    "alice": [(0, 9), (10, 23), (200, 4)],
+    "bob": [(0, 9), (10, 1)],
+    "carol": [(200, 4), (0, 0)],
+}
+CREATED = {"alice": 200, "dave": 3}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _without(state: dict[str, set[str]], *users: str) -> dict[str, set[str]]:
+    kept = {label: ids - set(users) for label, ids in state.items()}
+    return {label: ids for label, ids in kept.items() if ids}
+
+
+@pytest.fixture(params=["single", "cluster"])
+def target(request: pytest.FixtureRequest) -> Iterator[tuple[Any, Settings]]:
+    if request.param == "single":
+        client, prefix = request.getfixturevalue("redis_client"), request.getfixturevalue("redis_prefix")
+    else:
+        client, prefix = request.getfixturevalue("cluster_client"), request.getfixturevalue("cluster_prefix")
+    yield client, _settings(prefix)
+
+
+def test_forgetting_clears_every_bit_keeps_counters_and_bumps_versions(
+    target: tuple[Any, Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, settings = target
+    keys = KeySchema.of(settings)
+    writer = ActivityWriter(client, keys, settings)
+    writer.write(_batch(ACTIVE, CREATED))
+    before = bucket_state(client, keys)
+    versions = {_text(k): v for k, v in client.hgetall(keys.versions()).items()}
+    with caplog.at_level(logging.INFO, logger="activeusers.erasure"):
+        done = forget_blocking(client, settings, ["alice", "alice", "nobody"])
+    assert done.users == 2
+    today = _today()
+    assert set(done.days) == {today, today - timedelta(days=10), today - timedelta(days=200)}
+    after = bucket_state(client, keys)  # also: counters equal bit counts, names list is the hash
+    assert after == _without(before, "alice")
+    bumped = {_text(k): v for k, v in client.hgetall(keys.versions()).items()}
+    assert {day for day in versions if bumped[day] != versions[day]} == {d.isoformat() for d in done.days}
+    # The ids are nowhere in the bucket's keys; the numbering keeps its size.
+    bucket = bucket_of("alice", BUCKETS)
+    assert "alice" not in map(_text, client.hkeys(keys.ids(bucket)))
+    assert "alice" not in map(_text, client.lrange(keys.names(bucket), 0, -1))
+    (line,) = [r for r in caplog.records if r.getMessage() == "users forgotten"]
+    assert line.count == 2 and line.sha256 == digests(["alice", "nobody"])  # type: ignore[attr-defined]
+    assert "alice" not in caplog.text
+
+
+def test_a_forgotten_user_stays_forgotten_until_restored(target: tuple[Any, Settings]) -> None:
+    client, settings = target
+    keys = KeySchema.of(settings)
+    live = ActivityWriter(client, keys, settings)
+    live.write(_batch(ACTIVE, CREATED))
+    forget_blocking(client, settings, ["alice", "dave"])
+    expected = bucket_state(client, keys)
+    live.write(_batch(ACTIVE, CREATED))  # in flight: this writer remembers alice's number
+    assert bucket_state(client, keys) == expected
+    ActivityWriter(client, keys, settings).write(_batch(ACTIVE, CREATED))  # a replay: a new writer
+    assert bucket_state(client, keys) == expected
+    assert restore_blocking(client, settings, ["alice", "erin"]).users == 1
+    live.write(_batch({"alice": [(0, 11)]}))
+    state = bucket_state(client, keys)
+    today = _today().isoformat()
+    assert "alice" in state[index_label("day", today)]
+    assert "alice" in state[index_label("hour", f"{today}T11")]
+    assert "alice" not in state.get(index_label("hour", f"{today}T09"), set())  # the past stays erased
+    assert not any("alice" in ids for label, ids in state.items() if today not in label)
+    # A number is never given twice: alice has a new one, past the old.
+    bucket = bucket_of("alice", BUCKETS)
+    assert client.hlen(keys.ids(bucket)) == client.llen(keys.names(bucket))
+
+
+def test_the_plan_keeps_every_call_small(redis_prefix: str) -> None:
+    settings = _settings(redis_prefix)
+    erasure = Erasure(KeySchema.of(settings), settings, [f"user{i}" for i in range(1000)], time.time())
+    rounds = erasure.rounds()
+    retire, _ = next(rounds)
+    today = _today()
+    days = [today - timedelta(days=ago) for ago in range(400)]
+    versions = [part for day in days for part in (day.isoformat().encode(), b"v")]
+    users = [list(range(i, i + 5)) for i in range(0, 5 * (len(retire) - 1), 5)]
+    commands, _ = rounds.send([*users, versions])
+    assert erasure.total > 0
+    assert all(len(packed) < 200_000 for _, packed in commands)
+
+
+def test_counters_stay_exact_beside_a_concurrent_writer(redis_client: redis.Redis, redis_prefix: str) -> None:
+    settings = _settings(redis_prefix)
+    keys = KeySchema.of(settings)
+    writer = ActivityWriter(redis_client, keys, settings)
+    population = {f"u{i}": [(ago, ago % 24) for ago in range(0, 30, 3)] for i in range(300)}
+    writer.write(_batch(population))
+    gone = [f"u{i}" for i in range(0, 300, 7)]
+    forget_blocking(redis_client, settings, gone)
+    writer.write(_batch(population))
+    state = bucket_state(redis_client, keys)
+    assert not any(set(gone) & ids for ids in state.values())
+    assert state == _without(state, *gone)
