@@ -55,4 +55,4 @@ def test_the_services_register_their_subcommands_through_entry_points():
     declared = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["entry-points"][COMMANDS_GROUP]
     assert declared == {"consumer": "consumer.cli:register", "api": "api.cli:register"}
     subcommands = build_parser()._subparsers._group_actions[0].choices
-    assert set(subcommands) == {"consume", "replay", "reindex", "produce", "serve", "token"}
+    assert set(subcommands) == {"consume", "replay", "reindex", "forget", "produce", "serve", "token"}
