@@ -40,7 +40,7 @@ IDS_CHUNK: Final = 200
 # A clear_bits.lua call reads at most this many bitmaps, and at most PROBES_CHUNK bits in all (one BITFIELD GET of
 # every number's bit per bitmap): each call stays well under a millisecond of Redis' thread.
 BITMAPS_CHUNK: Final = 600
-PROBES_CHUNK: Final = 6000
+PROBES_CHUNK: Final = 2000
 # Calls sent per round trip: Redis serves other clients between rounds.
 CALLS_PER_ROUND: Final = 32
 LOG = logging.getLogger(__name__)
