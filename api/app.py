@@ -106,7 +106,7 @@ async def _warm_up(reader: ActivityReader, settings: Settings, clock: Callable[[
     buckets of the hour-retention window computed. Best effort: an API whose Redis is down still starts (its
     readiness check says so) and pays these costs on its first request instead."""
     now_ms = int(clock() * 1000)
-    first, last = retained_days(now_ms, settings.zone, settings.hour_retention_days)
+    first, last = retained_days(now_ms, settings.zone, settings.retention("hours"))
     for day in days_between(first, last):
         hour_spans(day, settings.zone)
     try:
