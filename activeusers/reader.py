@@ -18,11 +18,12 @@ from typing import Any, Final
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from activeusers.coalescer import Coalescer, Pending
+from activeusers.connections import REDIS_ERRORS, AsyncClient, Routed, leased, pack_command
 from activeusers.errors import IndexIncomplete, StoreUnavailable
 from activeusers.heartbeats import live_heartbeats
 from activeusers.keys import SLOTS, KeySchema
-from activeusers.redisconn import REDIS_ERRORS, AsyncClient, Routed, leased, pack_command, send_commands_async
 from activeusers.scripts import COUNTS_BYTES, UNION_COUNTS, UNION_TTL_S
+from activeusers.transport import send_commands_async
 
 # Keys fetched per MGET (keys of one bucket): a bitmap is about 4 kB at the large dataset, counts 104 bytes, so
 # one MGET stays far below a millisecond of Redis' thread.

@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Final
 
+from activeusers.connections import REDIS_ERRORS, Routed, SyncClient, pack_command
 from activeusers.days import day_expiry_s
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import DAY_SLOT, NEW_SLOT, SLOTS, KeySchema, bucket_of
-from activeusers.redisconn import REDIS_ERRORS, Routed, SyncClient, pack_command, send_commands
 from activeusers.scripts import NUMBER_USERS, SET_BITS
 from activeusers.settings import Settings
+from activeusers.transport import send_commands
 
 # Ids per NUMBER_USERS call and bits per SET_BITS call: bound one call's time on Redis' thread (and the arguments
 # of Lua's unpack).

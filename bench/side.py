@@ -87,9 +87,11 @@ Buckets = _WRITER.Buckets
 
 
 def _async_redis_client(settings: Settings) -> Any:
-    """The tree's asyncio client factory: in ``activeusers.redisconn`` since issue 14, in ``activeusers.store``
-    before (a baseline tree)."""
-    return _own_module("activeusers.redisconn", "activeusers.store").async_redis_client(settings)
+    """The tree's asyncio client factory: in ``activeusers.connections`` since issue 23, in
+    ``activeusers.redisconn`` from issue 14, in ``activeusers.store`` before (a baseline tree)."""
+    return _own_module("activeusers.connections", "activeusers.redisconn", "activeusers.store").async_redis_client(
+        settings
+    )
 
 
 def schema_of(settings: Settings) -> KeySchema:

@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from activeusers.connections import redis_client
 from activeusers.keys import KeySchema
-from activeusers.redisconn import check_redis, redis_client
+from activeusers.redischeck import check_redis
 from activeusers.settings import Settings
 from activeusers.writer import ActivityWriter
 from consumer.shutdown import EXIT_UNDECODABLE, STOP_DEADLINE_S, StopRequest

@@ -25,10 +25,11 @@ from typing import Any
 
 from kafka.errors import KafkaError
 
+from activeusers.clusterstats import ClusterCounts, cluster_counts
+from activeusers.connections import REDIS_ERRORS, SyncClient, redis_client
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema
 from activeusers.logs import configure
-from activeusers.redisconn import REDIS_ERRORS, ClusterCounts, SyncClient, cluster_counts, redis_client
 from activeusers.settings import Settings
 from activeusers.writer import ActivityWriter
 from consumer.deadletter import DeadLetterQueue

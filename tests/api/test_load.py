@@ -22,8 +22,8 @@ import orjson
 import pytest
 from streams import cli_token, consumer_env, start_api
 
+from activeusers.connections import redis_client
 from activeusers.keys import KeySchema
-from activeusers.redisconn import redis_client
 from activeusers.settings import Settings
 from activeusers.writer import ActivityWriter, Buckets
 from api.errors import OVERLOADED, UNAVAILABLE
