@@ -138,6 +138,11 @@ class ActivityWriter:
         self._writer_id = secrets.token_hex(8)
         self._writes = itertools.count()
 
+    @classmethod
+    def of(cls, client: SyncClient, settings: Settings) -> ActivityWriter:
+        """The writer of the settings' key schema (:meth:`KeySchema.of`) and retention."""
+        return cls(client, KeySchema.of(settings), settings)
+
     def write(self, buckets: Buckets) -> None:
         """Store every bucket of the batch; raise :class:`StoreUnavailable` if Redis fails (nothing is partial
         in a harmful way: a retry of the same batch converges to the same state). The users of ``hours`` are
