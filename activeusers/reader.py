@@ -291,8 +291,8 @@ class ActivityReader:
     async def _send(self, commands: Sequence[Routed], scripts: Sequence[str] = ()) -> list[Any]:
         """Send pre-packed commands (each with its routing key) and return their replies in order; raise the
         first error reply once every reply is read. The one place the reader's batches talk to Redis."""
-        # Packed by hiredis in C and sent on pooled connections: a pipeline of 2,000 commands costs redis-py
-        # about 60 ms of Python (command objects, reply callbacks); pre-packed, well under 1 ms.
+        # Packed by hiredis in C and sent on pooled connections: redis-py's pipeline spends Python per command
+        # (command objects, reply callbacks), which a read of thousands of commands feels.
         replies = await send_commands_async(self._client, commands, scripts)
         for reply in replies:
             if isinstance(reply, Exception):
