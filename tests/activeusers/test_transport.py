@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +27,13 @@ from activeusers.transport import group_by_owner, key_slot, route, send_commands
 def cmd(*args: str | int) -> tuple[str, bytes]:
     """A packed command routed by its first key (``args[1]``)."""
     return str(args[1]), pack_command(args)
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
 
 
 # ---------------------------------------------------------------------------------------------------- slots, routing
@@ -309,6 +317,24 @@ async def test_async_cluster_send_follows_moved_and_loads_scripts(moving_slot, r
     # Both commands of the moved slot came back MOVED; one reload answered both.
     assert cluster_counts(client) == ClusterCounts(3, 0, (("moved", 2), ("ask", 0), ("tryagain", 0)), 1, 0)
     await client.aclose()
+
+
+def test_a_cluster_whose_seed_is_down_is_counted_as_a_failed_reload(redis_cluster: str, cluster_prefix: str) -> None:
+    client = redis_client(_cluster_settings(redis_cluster))
+    assert cluster_counts(redis_client(Settings(redis_url=redis_cluster))) is None  # a single server's client
+    assert cluster_counts(client) == ClusterCounts(3, 0, (("moved", 0), ("ask", 0), ("tryagain", 0)), 0, 0)
+    dead = closed_port()
+    for node in client.get_primaries():  # every node gone at once: the send fails, and so does the reload
+        pool = node.redis_connection.connection_pool
+        pool.disconnect()
+        pool.connection_kwargs["port"] = dead
+        pool.reset()  # no connection object kept: each new one is made with the dead port
+    client.nodes_manager.startup_nodes = {f"127.0.0.1:{dead}": redis.cluster.ClusterNode("127.0.0.1", dead)}
+    with pytest.raises(redis.ConnectionError):
+        send_commands(client, [cmd("SET", f"{cluster_prefix}k", "1")])
+    counts = cluster_counts(client)
+    assert counts is not None and (counts.reloads, counts.failed_reloads) == (0, 1)
+    client.close()
 
 
 def test_single_server_scripts_are_loaded_on_noscript(stack: Any, redis_prefix: str) -> None:
