@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import socket
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import fakeredis
@@ -16,12 +17,22 @@ import redis.asyncio.cluster
 import redis.cluster
 from redis.exceptions import AskError, MovedError, NoScriptError, TryAgainError
 
-from activeusers.clusterstats import ClusterCounts, cluster_counts
+from activeusers.clusterstats import ClusterCounts, ClusterStats, cluster_counts
 from activeusers.connections import async_redis_client, pack_command, redis_client
 from activeusers.errors import StoreUnavailable
 from activeusers.scripts import Script
 from activeusers.settings import Settings
-from activeusers.transport import group_by_owner, key_slot, route, send_commands, send_commands_async, settle
+from activeusers.transport import (
+    MAX_REDIRECTS,
+    _blocking,
+    _cluster_rounds,
+    group_by_owner,
+    key_slot,
+    route,
+    send_commands,
+    send_commands_async,
+    settle,
+)
 
 
 def cmd(*args: str | int) -> tuple[str, bytes]:
@@ -90,6 +101,55 @@ def test_route_sends_asked_commands_to_the_named_node_apart() -> None:
     assert groups == [("n1", False, [0]), ("n2", False, [2]), ("h:9", True, [1])]
     unknown = route(keys, [1], {1: ("h", 9)}, owners.__getitem__, lambda host, port: None, str)
     assert unknown == [("n1", True, [1])]  # a node not in the map yet: the slot's owner, after ASKING
+
+
+class ScriptedNodes:
+    """A cluster of one node ``n`` whose replies are scripted: ``answer(position)`` for each command sent."""
+
+    def __init__(self, answer: Any, failing: int = 0) -> None:
+        self.answer = answer
+        self.failing = failing  # how many exchanges fail as a lost node before the others answer
+        self.sent: list[list[bytes]] = []
+        self.reloads = 0
+
+    def locate(self, slot: int) -> Any:
+        return SimpleNamespace(name="n")
+
+    def named(self, host: str, port: int) -> Any:
+        return None
+
+    async def exchange(self, sends: Any) -> list[list[Any]]:
+        if self.failing:
+            self.failing -= 1
+            raise redis.ConnectionError("lost")
+        self.sent.append([packed for _, packed, _, _ in sends])
+        return [[self.answer(packed) for packed in packed_of(sent)] for _, sent, _, _ in sends]
+
+    async def reload(self) -> None:
+        self.reloads += 1
+
+
+def packed_of(joined: bytes) -> list[bytes]:
+    """The commands of one joined write, each back as its routing key's bytes (the commands here are GETs)."""
+    return [part.split(b"\r\n")[0] for part in joined.split(b"$1\r\n")[1:]]
+
+
+def test_the_routing_core_follows_moved_until_max_redirects_and_reloads_each_time() -> None:
+    stats = ClusterStats()
+    nodes = ScriptedNodes(lambda key: MovedError("1 127.0.0.1:1") if key == b"b" else key)
+    replies = _blocking(_cluster_rounds(nodes, [cmd("GET", "a"), cmd("GET", "b")], stats))
+    assert replies[0] == b"a" and isinstance(replies[1], MovedError)  # redirected too often: its last reply
+    assert len(nodes.sent) == MAX_REDIRECTS and nodes.reloads == MAX_REDIRECTS
+    assert (stats.get("moved"), stats.get("reload"), stats.get("failed_reload")) == (MAX_REDIRECTS, MAX_REDIRECTS, 0)
+
+
+def test_the_routing_core_reloads_after_a_lost_node_and_raises() -> None:
+    stats = ClusterStats()
+    nodes = ScriptedNodes(lambda key: key, failing=1)
+    with pytest.raises(redis.ConnectionError):
+        _blocking(_cluster_rounds(nodes, [cmd("GET", "a")], stats))
+    assert nodes.reloads == 1 and stats.get("reload") == 1
+    assert _blocking(_cluster_rounds(nodes, [cmd("GET", "a")], stats)) == [b"a"]
 
 
 def test_send_commands_on_one_server_returns_replies_and_refusals_in_order() -> None:
