@@ -63,8 +63,13 @@ def test_the_services_register_their_subcommands_through_entry_points():
 # The packed-command transport is private to the index's reader and writer and what sends for them: the API's
 # coalescer (small reads of a turn together), reindex (its listing script) and the benchmark of the transport.
 TRANSPORT = "activeusers.transport"
-TRANSPORT_USERS = {"activeusers.reader", "activeusers.writer", "activeusers.coalescer", "consumer.reindex"}
-TRANSPORT_USERS |= {"bench.routing"}
+TRANSPORT_USERS = {
+    "activeusers.reader",
+    "activeusers.writer",
+    "activeusers.coalescer",
+    "consumer.reindex",
+    "bench.routing",
+}
 # The packages whose modules may not import each other in a circle (bench's scripts import their siblings by
 # their bare names: bench/ is on their path).
 GRAPHED = ("activeusers", "consumer", "api", "bench")
