@@ -12,11 +12,10 @@ import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Literal
+from typing import Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from activeusers.errors import ConfigError
-from activeusers.keys import DEFAULT_BUCKETS
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -30,6 +29,9 @@ RETIRED_VARIABLES: Mapping[str, str] = {
     "MEMBER_RETENTION_DAYS": "the day sets of ids are gone: active-users lists ids from the index for every day "
     "of RETENTION_DAYS",
 }
+
+# USER_BUCKETS when unset, and the buckets of a key schema built without settings.
+DEFAULT_BUCKETS: Final = 16
 
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")

@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Final
 
+from activeusers.connections import REDIS_ERRORS, Routed, SyncClient, pack_command
 from activeusers.days import day_expiry_s
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import DAY_SLOT, NEW_SLOT, SLOTS, KeySchema, bucket_of
-from activeusers.redisconn import REDIS_ERRORS, Routed, SyncClient, pack_command, send_commands
 from activeusers.scripts import NUMBER_USERS, SET_BITS
 from activeusers.settings import Settings
+from activeusers.transport import send_commands
 
 # Ids per NUMBER_USERS call and bits per SET_BITS call: bound one call's time on Redis' thread (and the arguments
 # of Lua's unpack).
@@ -137,6 +138,11 @@ class ActivityWriter:
         self._writer_id = secrets.token_hex(8)
         self._writes = itertools.count()
 
+    @classmethod
+    def of(cls, client: SyncClient, settings: Settings) -> ActivityWriter:
+        """The writer of the settings' key schema (:meth:`KeySchema.of`) and retention."""
+        return cls(client, KeySchema.of(settings), settings)
+
     def write(self, buckets: Buckets) -> None:
         """Store every bucket of the batch; raise :class:`StoreUnavailable` if Redis fails (nothing is partial
         in a harmful way: a retry of the same batch converges to the same state). The users of ``hours`` are
@@ -237,9 +243,8 @@ class ActivityWriter:
         """Send pre-packed commands (each with its routing key, built as they are sent when a generator; ``then``
         after they took effect) and return their replies in order; raise the first error reply once every reply
         is read. The one place that talks to Redis for batches."""
-        # Pre-packed and sent in one write per Redis node: redis-py's Pipeline spends microseconds of Python per
-        # command on bookkeeping and reply callbacks, and a backfill batch sends hundreds of commands: this halves
-        # the client's CPU per stored event (measured 1.5 us -> 0.8 us), on the store worker's busy core.
+        # Pre-packed and sent in one write per Redis node: redis-py's Pipeline spends Python per command on
+        # bookkeeping and reply callbacks, which a backfill batch of hundreds of commands feels on a busy core.
         replies = send_commands(self._client, commands, scripts, then)
         for reply in replies:
             if isinstance(reply, Exception):

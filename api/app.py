@@ -13,11 +13,11 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from activeusers.coalescer import Coalescer
+from activeusers.connections import async_redis_client
 from activeusers.days import days_between, hour_spans, retained_days
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema
 from activeusers.reader import ActivityReader
-from activeusers.redisconn import async_redis_client
 from activeusers.settings import Settings
 from api import page
 from api.activity import Activity

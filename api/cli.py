@@ -9,9 +9,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from activeusers.connections import async_redis_client
 from activeusers.events import MAX_USER_ID_CHARS, format_ts
 from activeusers.keys import KeySchema
-from activeusers.redisconn import async_redis_client, check_redis
+from activeusers.redischeck import check_redis
 from activeusers.settings import Settings
 from api.auth import PERMISSIONS
 from api.server import serve

@@ -32,8 +32,8 @@ from record import append_report
 from servers import write_sets
 from side import write_dataset
 
+from activeusers.connections import async_redis_client
 from activeusers.keys import KeySchema
-from activeusers.redisconn import async_redis_client
 from activeusers.settings import Settings
 from api.auth import VIEW_ENGAGEMENT_DASHBOARD
 from api.tokens import TokenStore

@@ -115,7 +115,7 @@ def raw_read(settings: Settings, total: int) -> float:
 
 def ours(settings: Settings, total: int) -> float:
     client = redis.Redis.from_url(settings.redis_url)
-    writer = ActivityWriter(client, KeySchema.of(settings), settings)
+    writer = ActivityWriter.of(client, settings)
     worker = StoreWorker(settings)
     worker.start()
     consumer = new_consumer(settings, "bench-ours")

@@ -25,10 +25,11 @@ from typing import Any, TypeVar
 
 from kafka.errors import KafkaTimeoutError
 
+from activeusers.clusterstats import cluster_counts
+from activeusers.connections import REDIS_ERRORS, redis_client
 from activeusers.errors import ListenError
 from activeusers.heartbeats import Heartbeats
 from activeusers.keys import KeySchema
-from activeusers.redisconn import REDIS_ERRORS, cluster_counts, redis_client
 from activeusers.settings import Settings
 from consumer.assignment import Assignment, label, labels
 from consumer.commits import Commits, Reach

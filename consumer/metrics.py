@@ -9,9 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from activeusers.clustermetrics import ClusterCollector
+from activeusers.clusterstats import ClusterCollector, ClusterCounts
 from activeusers.events import MALFORMED_REASONS
-from activeusers.redisconn import ClusterCounts
 
 SKIP_REASONS = ("unknown_type", "anonymous", "too_old")
 

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TextIO
 
+from activeusers.connections import REDIS_ERRORS, SyncClient, pack_command
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema
-from activeusers.redisconn import REDIS_ERRORS, SyncClient, pack_command, send_commands
 from activeusers.scripts import APPEND_NAMES
+from activeusers.transport import send_commands
 from activeusers.writer import ActivityWriter, Buckets
 from consumer.progress import ProgressBar
 

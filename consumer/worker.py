@@ -25,10 +25,10 @@ from typing import Any
 
 from kafka.errors import KafkaError
 
+from activeusers.clusterstats import ClusterCounts, cluster_counts
+from activeusers.connections import REDIS_ERRORS, SyncClient, redis_client
 from activeusers.errors import StoreUnavailable
-from activeusers.keys import KeySchema
 from activeusers.logs import configure
-from activeusers.redisconn import REDIS_ERRORS, ClusterCounts, SyncClient, cluster_counts, redis_client
 from activeusers.settings import Settings
 from activeusers.writer import ActivityWriter
 from consumer.deadletter import DeadLetterQueue
@@ -232,7 +232,7 @@ class _Storer:
                 self._redis = redis_client(self._settings)
             except REDIS_ERRORS as exc:
                 raise StoreUnavailable(f"Redis unreachable: {exc}") from exc
-            self._writer = ActivityWriter(self._redis, KeySchema.of(self._settings), self._settings)
+            self._writer = ActivityWriter.of(self._redis, self._settings)
         return self._writer
 
     def _report_cluster(self) -> None:

@@ -21,10 +21,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from activeusers import reader as reader_module
+from activeusers.connections import async_redis_client, redis_client
 from activeusers.errors import IndexIncomplete, StoreUnavailable
 from activeusers.keys import KeySchema, bucket_of
 from activeusers.reader import ActivityReader, _bits_used, _decoded, _selectors
-from activeusers.redisconn import async_redis_client, redis_client
 from activeusers.settings import Settings
 from activeusers.writer import ActivityWriter, Buckets
 

@@ -5,6 +5,7 @@ hash was numbered before the names lists existed (the list is never misaligned).
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import threading
 from collections.abc import Iterator
@@ -156,6 +157,17 @@ def test_write_is_idempotent_and_additive(stack: Any, writer: ActivityWriter, ke
         index_label("hour", "2031-06-01T05"): {"alice", "bob"},
         index_label("new", "2031-06-01"): {"alice"},
     }
+
+
+def test_of_writes_under_the_settings_key_schema(stack: Any, redis_prefix: str, redis_client) -> None:
+    settings = dataclasses.replace(SETTINGS, redis_key_prefix=redis_prefix, user_buckets=8)
+    client = redis.Redis.from_url(stack.redis_url)
+    ActivityWriter.of(client, settings).write(_batch((DAY, 5, "alice")))
+    assert bucket_state(redis_client, KeySchema.of(settings)) == {
+        index_label("day", "2031-06-01"): {"alice"},
+        index_label("hour", "2031-06-01T05"): {"alice"},
+    }
+    client.close()
 
 
 def test_a_known_user_costs_no_extra_round_trip(

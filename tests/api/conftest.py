@@ -14,7 +14,6 @@ import pytest
 import redis
 from aiohttp.test_utils import TestClient
 
-from activeusers.keys import KeySchema
 from activeusers.reader import ActivityReader
 from activeusers.settings import Settings
 from activeusers.writer import ActivityWriter, Buckets
@@ -105,7 +104,7 @@ def seed(base_settings: Settings, redis_client: redis.Redis) -> Callable[[Mappin
         for day, users in days.items():
             for user in users:
                 buckets.add_active(day, 12, user, NOW_MS)
-        ActivityWriter(redis_client, KeySchema.of(settings), settings).write(buckets)
+        ActivityWriter.of(redis_client, settings).write(buckets)
 
     return store
 
@@ -133,7 +132,7 @@ def seed_users(base_settings: Settings, redis_client: redis.Redis) -> Callable[.
         for day, users in created.items():
             for user in users:
                 buckets.add_created(day, user, NOW_MS)
-        ActivityWriter(redis_client, KeySchema.of(settings), settings).write(buckets)
+        ActivityWriter.of(redis_client, settings).write(buckets)
 
     return store
 

@@ -14,9 +14,9 @@ import pytest
 import redis
 
 from activeusers import reader as reader_module
+from activeusers.connections import async_redis_client
 from activeusers.keys import DAY_SLOT, SLOTS, KeySchema, bucket_of
 from activeusers.reader import ActivityReader
-from activeusers.redisconn import async_redis_client
 from activeusers.settings import Settings
 from activeusers.writer import ActivityWriter, Buckets
 from api import masks as mask_module

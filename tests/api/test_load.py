@@ -22,8 +22,7 @@ import orjson
 import pytest
 from streams import cli_token, consumer_env, start_api
 
-from activeusers.keys import KeySchema
-from activeusers.redisconn import redis_client
+from activeusers.connections import redis_client
 from activeusers.settings import Settings
 from activeusers.writer import ActivityWriter, Buckets
 from api.errors import OVERLOADED, UNAVAILABLE
@@ -91,7 +90,7 @@ def seed(settings: Settings) -> None:
         for day, users in DAYS.items():
             for user in users:
                 buckets.add_active(day, 12, user, int(time.time() * 1000))
-        ActivityWriter(client, KeySchema.of(settings), settings).write(buckets)
+        ActivityWriter.of(client, settings).write(buckets)
     finally:
         client.close()
 

@@ -22,7 +22,7 @@ import pytest
 from streams import bucket_state, consumer_env, index_label
 
 import consumer.reindex as reindex_module
-from activeusers import redisconn
+from activeusers import connections
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema, bucket_of
 from activeusers.settings import Settings
@@ -59,8 +59,8 @@ class Target:
     settings: Settings
     keys: KeySchema
 
-    def service(self) -> redisconn.SyncClient:
-        return redisconn.redis_client(self.settings)
+    def service(self) -> connections.SyncClient:
+        return connections.redis_client(self.settings)
 
 
 def _target(request: pytest.FixtureRequest, kind: str, **settings: Any) -> Target:
