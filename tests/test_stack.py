@@ -228,6 +228,19 @@ def test_port_probe_and_explicit_port_taken() -> None:
     assert kafka_ready(port, timeout=0.5) is not None  # nothing listens any more
 
 
+def test_dev_stack_runs_on_the_standard_library_alone() -> None:
+    """``.ci/run`` starts the stack with the system's python3, before any virtualenv: without site-packages (``-S``)
+    and from another folder, ``dev/stack`` still imports its package and ``consumer/kafkawire.py`` by path."""
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", str(REPO_ROOT / "dev" / "stack"), "up", "--help"],
+        capture_output=True, text=True, cwd="/", check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "--redis-cluster-tls-port" in result.stdout
+
+
 # ----------------------------------------------------------------------------------------------- integration
 
 
