@@ -35,7 +35,8 @@ from activeusers.redisconn import (
     settle,
 )
 from activeusers.scripts import Script
-from activeusers.settings import Secret, Settings
+from activeusers.secret import Secret
+from activeusers.settings import Settings
 
 
 def cmd(*args: str | int) -> tuple[str, bytes]:
