@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,7 +49,7 @@ from common import (
     target_line,
     today_utc,
 )
-from rocketchat_standin import StandIn, serve
+from rocketchat_standin import StandIn, served_in_thread
 
 from activeusers.settings import Settings
 from api.auth import ROCKETCHAT_PERMISSIONS, VIEW_ENGAGEMENT_DASHBOARD
@@ -63,20 +62,12 @@ TARGET_MS = 1.0
 
 @contextmanager
 def stand_in() -> Iterator[tuple[StandIn, str]]:
-    """The stand-in Rocket.Chat on its own event loop in a thread, with one admin whose role holds the permission."""
+    """The stand-in Rocket.Chat, with one admin whose role holds the permission."""
     rc = StandIn()
     rc.add_user(RC_USER, RC_TOKEN, ["user", "admin"])
     rc.set_permission(VIEW_ENGAGEMENT_DASHBOARD, ["admin"])
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    runner, url = asyncio.run_coroutine_threadsafe(serve(rc), loop).result(10)
-    try:
+    with served_in_thread(rc) as url:
         yield rc, url
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
 
 
 def measure(server: Server, ours: dict[str, str], requests: int) -> tuple[list[float], list[float]]:

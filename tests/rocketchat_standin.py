@@ -23,6 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -143,3 +146,18 @@ async def serve(stand_in: StandIn, tls: ssl.SSLContext | None = None) -> tuple[w
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     return runner, f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+
+
+@contextmanager
+def served_in_thread(stand_in: StandIn) -> Iterator[str]:
+    """``stand_in`` served from its own event loop in a thread (for code that does not run one); its base URL."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    runner, url = asyncio.run_coroutine_threadsafe(serve(stand_in), loop).result(10)
+    try:
+        yield url
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)

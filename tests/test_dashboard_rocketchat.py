@@ -4,14 +4,12 @@ the page says which kind of token it accepted, ours or Rocket.Chat's, and shows 
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from rocketchat_standin import StandIn, serve
+from rocketchat_standin import StandIn, served_in_thread
 from selenium.webdriver.common.by import By
 from streams import cli_token, consumer_env, start_api, wait_until
 from test_dashboard_browser import console_errors, downloads, driver, sign_in, wait_loaded
@@ -26,21 +24,13 @@ RC_TOKEN = "rc-personal-access-token-browser-0123456789ab"
 
 @pytest.fixture(scope="module")
 def rocketchat_url() -> Iterator[str]:
-    """The stand-in Rocket.Chat, served from its own event loop in a thread while the module runs."""
+    """The stand-in Rocket.Chat, served while the module runs."""
     rc = StandIn()
     rc.add_user("rc-admin", RC_TOKEN, ["user", "admin"])
     rc.add_user("rc-user", "rc-user-token", ["user"])
     rc.set_permission(VIEW_ENGAGEMENT_DASHBOARD, ["admin"])
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    runner, url = asyncio.run_coroutine_threadsafe(serve(rc), loop).result(10)
-    try:
+    with served_in_thread(rc) as url:
         yield url
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
 
 
 @pytest.fixture(scope="module")
