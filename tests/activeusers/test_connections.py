@@ -28,7 +28,8 @@ from activeusers.connections import (
     redis_client,
     redis_security,
 )
-from activeusers.settings import Secret, Settings
+from activeusers.secret import Secret
+from activeusers.settings import Settings
 from activeusers.transport import send_commands_async
 
 BURST = 300
