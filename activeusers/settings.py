@@ -12,6 +12,7 @@ import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from activeusers.errors import ConfigError
@@ -29,6 +30,10 @@ RETIRED_VARIABLES: Mapping[str, str] = {
     "MEMBER_RETENTION_DAYS": "the day sets of ids are gone: active-users lists ids from the index for every day "
     "of RETENTION_DAYS",
 }
+
+# The kinds of indexed data with a retention of their own: "days" for the day and new-user bitmaps (and the
+# counters beside them), "hours" for the hour bitmaps.
+Retained = Literal["days", "hours"]
 
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -137,6 +142,11 @@ class Settings:
     def zone(self) -> ZoneInfo:
         """The configured activity time zone (validated when the settings were built)."""
         return ZoneInfo(self.activity_timezone)
+
+    def retention(self, data: Retained) -> int:
+        """How many days after it ends a day's ``data`` is kept: ``RETENTION_DAYS`` for the day and new-user
+        bitmaps, ``HOUR_RETENTION_DAYS`` for the hour bitmaps."""
+        return self.retention_days if data == "days" else self.hour_retention_days
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:

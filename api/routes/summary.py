@@ -10,6 +10,7 @@ from typing import Final
 import orjson
 from aiohttp import web
 
+from activeusers.days import WEEK_DAYS
 from activeusers.reader import ActivityReader
 from api.dates import DATE_PARAMS, Param
 from api.daycache import DayCache
@@ -17,7 +18,7 @@ from api.indexreads import day_masks, day_union_counts, digest, keep_union_count
 from api.responses import csv_bytes_response, json_bytes_response
 from api.routes.common import authorized_query, requested_days, stored_days
 from api.state import DAY_CACHE, READER, SETTINGS
-from api.summary import LOOKBACK_DAYS, MONTH_DAYS, WEEK_DAYS, DayPoint, decoded_point, encoded_point, summarize
+from api.summary import LOOKBACK_DAYS, MONTH_DAYS, DayPoint, decoded_point, encoded_point, summarize
 
 PATH: Final = "/api/v1/active-users/summary"
 FORMATS: Final = ("json", "csv")
