@@ -33,12 +33,12 @@ RETIRED_VARIABLES: Mapping[str, str] = {
 # USER_BUCKETS when unset, and the buckets of a key schema built without settings.
 DEFAULT_BUCKETS: Final = 16
 
+# The kinds of indexed data with a retention of their own: "days" for the day and new-user bitmaps (and the
+# counters beside them), "hours" for the hour bitmaps.
+Retained = Literal["days", "hours"]
+
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-
-
-# What a retention applies to: "days", the day and new-user bitmaps; "hours", the hour bitmaps.
-Retained = Literal["days", "hours"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +112,8 @@ class Settings:
         return ZoneInfo(self.activity_timezone)
 
     def retention(self, data: Retained) -> int:
-        """The days ``data`` is kept after its day ends: ``RETENTION_DAYS`` for the day and new-user bitmaps,
-        ``HOUR_RETENTION_DAYS`` for the hour bitmaps."""
+        """How many days after it ends a day's ``data`` is kept: ``RETENTION_DAYS`` for the day and new-user
+        bitmaps, ``HOUR_RETENTION_DAYS`` for the hour bitmaps."""
         return self.retention_days if data == "days" else self.hour_retention_days
 
     @classmethod

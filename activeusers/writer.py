@@ -47,9 +47,9 @@ _Record = tuple[str, int, int, set[str]]
 
 
 @dataclass(slots=True)
-class Buckets:
-    """Distinct user ids per local day, hour and day of creation, accumulated from one batch of events, ready to
-    be written at once (these time buckets are not the user buckets of :func:`activeusers.keys.bucket_of`)."""
+class UserSets:
+    """Distinct user ids per local day, per local hour and per day of creation, accumulated from one batch of
+    events, ready to be written at once."""
 
     days: defaultdict[date, set[str]] = field(default_factory=lambda: defaultdict(set))
     hours: defaultdict[tuple[date, int], set[str]] = field(default_factory=lambda: defaultdict(set))
@@ -57,7 +57,7 @@ class Buckets:
     newest_event_ms: int = -1
 
     def add_active(self, day: date, hour: int, user_id: str, ts_ms: int) -> None:
-        """Record ``user_id`` as active in the day and hour bucket (as the classifier does, for seeding tools)."""
+        """Record ``user_id`` as active on ``day`` and in its ``hour`` (as the classifier does, for seeding tools)."""
         self.days[day].add(user_id)
         self.hours[(day, hour)].add(user_id)
         self.newest_event_ms = max(self.newest_event_ms, ts_ms)
@@ -105,7 +105,7 @@ class _Call:
 
 
 class ActivityWriter:
-    """Writes batches of buckets, expiry included: the index's bitmaps and counters in one pipelined round trip,
+    """Writes batches of user sets, expiry included: the index's bitmaps and counters in one pipelined round trip,
     after one more for the numbers (and names) of users it has not seen before."""
 
     def __init__(
@@ -119,8 +119,8 @@ class ActivityWriter:
         self._client = client
         self._keys = keys
         self._zone = settings.zone
-        self._retention_days = settings.retention_days
-        self._hour_retention_days = settings.hour_retention_days
+        self._retention_days = settings.retention("days")
+        self._hour_retention_days = settings.retention("hours")
         self._clock = clock
         self._wall = wall
         self._expiry_of: dict[tuple[date, int], int] = {}
@@ -143,19 +143,19 @@ class ActivityWriter:
         """The writer of the settings' key schema (:meth:`KeySchema.of`) and retention."""
         return cls(client, KeySchema.of(settings), settings)
 
-    def write(self, buckets: Buckets) -> None:
-        """Store every bucket of the batch; raise :class:`StoreUnavailable` if Redis fails (nothing is partial
+    def write(self, sets: UserSets) -> None:
+        """Store every set of the batch; raise :class:`StoreUnavailable` if Redis fails (nothing is partial
         in a harmful way: a retry of the same batch converges to the same state). The users of ``hours`` are
         numbered with those of ``days`` (the classifier puts every active user in both) or before (:meth:`numbers`)."""
         now = self._clock()
         expiring: list[tuple[str, int]] = []
         try:
-            self._number([user for group in (buckets.days, buckets.created) for u in group.values() for user in u])
+            self._number([user for group in (sets.days, sets.created) for u in group.values() for user in u])
             # NOSCRIPT (a new or restarted Redis): the script is loaded and sent again; idempotent, so bits set
             # before count nothing again.
             # The days' new version is set once their bits are: a reader that sees it finds every bit it vouches for.
-            commands = self._commands(buckets, self._wall(), (now, expiring))
-            days = {*buckets.days, *buckets.created, *(day for day, _ in buckets.hours)}
+            commands = self._commands(sets, self._wall(), (now, expiring))
+            days = {*sets.days, *sets.created, *(day for day, _ in sets.hours)}
             self._send(commands, (SET_BITS.source,), self._new_version(days))
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis write failed: {exc}") from exc
@@ -182,28 +182,28 @@ class ActivityWriter:
         fields = [part for day in days for part in (self._keys.day_field(day), token)]
         return key, pack_command(("HSET", key, *fields))
 
-    def _commands(self, buckets: Buckets, wall_s: float, memo: tuple[float, list[tuple[str, int]]]) -> Iterator[Routed]:
+    def _commands(self, sets: UserSets, wall_s: float, memo: tuple[float, list[tuple[str, int]]]) -> Iterator[Routed]:
         """The batch's bits' calls, built as they are sent, a few days at a time (Redis sets the first days' bits
         while the next days' calls are built)."""
         calls: dict[int, list[_Call]] = {}
         records = 0
-        for day, day_records in self._records(buckets).items():
+        for day, day_records in self._records(sets).items():
             records += self._bits(calls, day, day_records, wall_s, memo)
             if records >= STREAM_RECORDS:
                 yield from (call.packed() for bucket_calls in calls.values() for call in bucket_calls)
                 calls, records = {}, 0
         yield from (call.packed() for bucket_calls in calls.values() for call in bucket_calls)
 
-    def _records(self, buckets: Buckets) -> defaultdict[date, list[_Record]]:
+    def _records(self, sets: UserSets) -> defaultdict[date, list[_Record]]:
         """The bitmaps of the batch per local day: (key part, counter, expiry, users) of its day, hours and
         new users."""
         keys = self._keys
         records: defaultdict[date, list[_Record]] = defaultdict(list)
-        for day, users in buckets.days.items():
+        for day, users in sets.days.items():
             records[day].append((keys.day_part(day), DAY_SLOT, self._expiry(day, self._retention_days), users))
-        for (day, hour), users in buckets.hours.items():
+        for (day, hour), users in sets.hours.items():
             records[day].append((keys.hour_part(day, hour), hour, self._expiry(day, self._hour_retention_days), users))
-        for day, users in buckets.created.items():
+        for day, users in sets.created.items():
             records[day].append((keys.new_part(day), NEW_SLOT, self._expiry(day, self._retention_days), users))
         return records
 
@@ -244,7 +244,7 @@ class ActivityWriter:
         after they took effect) and return their replies in order; raise the first error reply once every reply
         is read. The one place that talks to Redis for batches."""
         # Pre-packed and sent in one write per Redis node: redis-py's Pipeline spends Python per command on
-        # bookkeeping and reply callbacks, which a backfill batch of hundreds of commands feels on a busy core.
+        # bookkeeping and reply callbacks, and a backfill batch sends hundreds of commands from a busy core.
         replies = send_commands(self._client, commands, scripts, then)
         for reply in replies:
             if isinstance(reply, Exception):

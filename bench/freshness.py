@@ -64,7 +64,7 @@ from common import (
 )
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from activeusers.events import format_ts
+from activeusers.isotime import format_iso
 from activeusers.keys import KeySchema, bucket_of
 from activeusers.settings import Settings
 from consumer.kafka import FETCH_MAX_WAIT_MS, FETCH_MIN_BYTES, new_producer, security_config
@@ -111,7 +111,7 @@ class Producer(threading.Thread):
                 time.sleep(due - now)
             sample = i % self._sample_every == 0
             user = f"fresh-{self._run}-{i // self._sample_every:06d}" if sample else rng.choice(population)
-            value = orjson.dumps({"type": "activity", "userId": user, "ts": format_ts(int(time.time() * 1000))})
+            value = orjson.dumps({"type": "activity", "userId": user, "ts": format_iso(int(time.time() * 1000))})
             if sample:
                 self.sent_at[user] = time.monotonic()
             future = producer.send(topic, key=user.encode(), value=value)

@@ -83,7 +83,7 @@ def _package_dir() -> Path:
 # The writer and its batch: in ``activeusers.writer`` since issue 22, in ``activeusers.store`` before.
 _WRITER = _own_module("activeusers.writer", "activeusers.store")
 ActivityWriter = _WRITER.ActivityWriter
-Buckets = _WRITER.Buckets
+UserSets = _WRITER.UserSets
 
 
 def _async_redis_client(settings: Settings) -> Any:
@@ -126,7 +126,7 @@ def write_dataset(settings: Settings, data: Dataset, last_day: date, label: str 
     try:
         for i, today in enumerate(activity(data, last_day)):
             base_ms = day_start_ms(today.day, settings.zone)
-            buckets = Buckets()
+            buckets = UserSets()
             for user, hour in today.active:
                 buckets.add_active(today.day, hour, user, base_ms + hour * 3_600_000)
             for user in today.created:
@@ -144,7 +144,7 @@ def write_dataset(settings: Settings, data: Dataset, last_day: date, label: str 
 
 def touch(day: date) -> dict[str, Any]:
     settings = Settings.from_env(os.environ)
-    buckets = Buckets()
+    buckets = UserSets()
     buckets.add_active(day, 0, TOUCH_USER, day_start_ms(day, settings.zone))
     client = redis.Redis.from_url(settings.redis_url)
     try:

@@ -112,7 +112,7 @@ def _consume(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _produce(settings: Settings, args: argparse.Namespace) -> int:
-    from consumer.produce import run_produce
+    from consumer.synthetic.producer import run_produce
 
     check_connections(settings, redis=False)
     return run_produce(settings, args)

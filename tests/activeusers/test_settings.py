@@ -620,3 +620,9 @@ def test_stale_just_above_heartbeat_is_accepted() -> None:
 
 def test_whitespace_topic_is_empty() -> None:
     assert "KAFKA_TOPIC" in config_error({"KAFKA_TOPIC": "   "})
+
+
+def test_retention_names_the_setting_of_each_kind_of_data():
+    settings = Settings(retention_days=400, hour_retention_days=90)
+    assert settings.retention("days") == 400
+    assert settings.retention("hours") == 90

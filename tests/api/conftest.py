@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 
 from activeusers.reader import ActivityReader
 from activeusers.settings import Settings
-from activeusers.writer import ActivityWriter, Buckets
+from activeusers.writer import ActivityWriter, UserSets
 from api.app import create_app
 from api.auth import VIEW_ENGAGEMENT_DASHBOARD
 from api.state import TOKENS
@@ -100,7 +100,7 @@ def seed(base_settings: Settings, redis_client: redis.Redis) -> Callable[[Mappin
 
     def store(days: Mapping[date, Iterable[str]], zone: str = "UTC") -> None:
         settings = replace(base_settings, activity_timezone=zone, retention_days=5000)
-        buckets = Buckets()
+        buckets = UserSets()
         for day, users in days.items():
             for user in users:
                 buckets.add_active(day, 12, user, NOW_MS)
@@ -125,7 +125,7 @@ def seed_users(base_settings: Settings, redis_client: redis.Redis) -> Callable[.
             retention_days=5000,
             hour_retention_days=5000,
         )
-        buckets = Buckets()
+        buckets = UserSets()
         for (day, hour), users in active.items():
             for user in users:
                 buckets.add_active(day, hour, user, NOW_MS)
