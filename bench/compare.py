@@ -2,7 +2,7 @@
 
 Both sides get the same seeded dataset (large by default: 500k users, 100k daily active, 90 days), each written
 through its OWN tree's writer under its own key prefix, and served by its OWN ``active-users serve``
-(``bench/sides.py``: the baseline is the ref's files under /tmp, run by the same interpreter with PYTHONPATH).
+(``bench/baseline.py``: the baseline is the ref's files under /tmp, run by the same interpreter with PYTHONPATH).
 Rows of the standard dataset (10k daily active: active-users) get it too, under prefixes of their own.
 Then, side by side:
 
@@ -48,6 +48,7 @@ from typing import Any
 
 import orjson
 import redis
+from baseline import Side, answer, default_ref, side_settings, sides
 from common import (
     ACTIVE_USERS_PATH,
     BY_TIME_OF_DAY_PATH,
@@ -65,11 +66,11 @@ from common import (
     require_env,
     stamp,
     start_query,
-    target_line,
     today_utc,
 )
-from memory import LAYOUT_NOTE, KindFigures, layout_header, layout_rows, measure_kinds, numbering_lines
-from sides import Side, answer, default_ref, side_settings, sides
+from figures import target_line
+from keykinds import KindFigures, measure_kinds
+from memory import LAYOUT_NOTE, layout_header, layout_rows, numbering_lines
 from sizing import SIZING_HEADER, per_day, retention_of, retention_text, sizes, sizing_rows
 
 
@@ -570,7 +571,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--no-docs", action="store_true", help="do not write the sizing table into docs/keys.md (--quick never does)"
     )
-    parser.add_argument("--record", action="store_true", help="append the report to BENCHMARKS.md")
+    parser.add_argument(
+        "--record", action="store_true", help="append the report to the benchmark history (docs/benchmarks/)"
+    )
     args = parser.parse_args()
     quick = args.quick
     args.cold_samples = args.cold_samples or (10 if quick else 100)
@@ -683,7 +686,7 @@ def main() -> int:
             "",
             "first: the side's first request for the row (the warm process' first; nothing of it computed before,"
             " by any process). cold: a new API process per sample, each after today's data was written again"
-            " (`bench/side.py touch`: one activity of one user today, as a consumer writes all day). warm: one"
+            " (`bench/treescript.py touch`: one activity of one user today, as a consumer writes all day). warm: one"
             " process per side, both running, after warm-up, data unchanged. Cold and warm samples of the two sides"
             " alternate. Bodies: parsed and compared once per row (active-users: on the days both sides list).",
             "",

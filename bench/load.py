@@ -57,9 +57,9 @@ from common import (
     range_query,
     require_env,
     stamp,
-    target_line,
     today_utc,
 )
+from figures import target_line
 from throughput import wrk
 
 CONNECTIONS = (64, 256, 1000)
@@ -225,7 +225,9 @@ def main() -> int:
     parser.add_argument("--connections", type=int, nargs="+", default=list(CONNECTIONS), help="64 256 1000")
     parser.add_argument("--rounds", type=int, default=3, help="rounds at the first connection count (default 3)")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_S} s per wrk run, one round")
-    parser.add_argument("--record", action="store_true", help="append the report to BENCHMARKS.md")
+    parser.add_argument(
+        "--record", action="store_true", help="append the report to the benchmark history (docs/benchmarks/)"
+    )
     parser.add_argument("--profile", action="store_true", help="then py-spy the API during one more summary run")
     args = parser.parse_args()
     require_env()

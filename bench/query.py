@@ -51,9 +51,9 @@ from common import (
     require_env,
     stamp,
     start_query,
-    target_line,
     today_utc,
 )
+from figures import target_line
 
 ROWS = (
     ("active-users", ACTIVE_USERS_PATH, 1),
@@ -258,7 +258,9 @@ def main() -> int:
         "--quick", action="store_true", help="40 timed requests per short row, 10 per 30+ day row, 3 per large row"
     )
     parser.add_argument("--no-large", action="store_true", help="skip the large dataset's summary rows")
-    parser.add_argument("--record", action="store_true", help="append the table to BENCHMARKS.md")
+    parser.add_argument(
+        "--record", action="store_true", help="append the table to the benchmark history (docs/benchmarks/)"
+    )
     parser.add_argument("--users-only", action="store_true", help="only the Users-tab rows (new-users, by hour, ...)")
     parser.add_argument(
         "--cold-samples", type=int, default=None, help="server starts per cold row (default 10, 3 with --quick)"

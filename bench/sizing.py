@@ -1,7 +1,7 @@
 """Sizing: Redis memory at 10k, 100k, 1M and 10M daily active users, computed from measured per-key figures.
 
-Pure functions over the :class:`~memory.KindFigures` that ``bench/memory.py`` measures (``bench/compare.py``
-calls them for both sides and writes the table into ``docs/keys.md`` and BENCHMARKS.md). The model, per kind:
+Pure functions over the :class:`~keykinds.KindFigures` that ``bench/keykinds.py`` measures (``bench/compare.py``
+calls them for both sides and writes the table into ``docs/keys.md`` and the benchmark history). The model, per kind:
 
 - dated sets (the day sets of ids a tree before issue 22 keeps): measured bytes per member times members per day,
   which scale with the daily active users;
@@ -24,10 +24,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from memory import KindFigures
+from keykinds import KindFigures
 
 SCALES = (10_000, 100_000, 1_000_000, 10_000_000)
 # Kinds of no dataset: the API's tokens, and keys no KeySchema method names.

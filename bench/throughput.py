@@ -34,9 +34,9 @@ from common import (
     range_query,
     require_env,
     stamp,
-    target_line,
     today_utc,
 )
+from figures import target_line
 
 SHARE_TARGET = 0.5
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
@@ -76,7 +76,9 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=30, help="seconds per wrk run (default 30)")
     parser.add_argument("--connections", type=int, default=16, help="wrk keep-alive connections (default 16)")
     parser.add_argument("--quick", action="store_true", help="5 s per wrk run")
-    parser.add_argument("--record", action="store_true", help="append the table to BENCHMARKS.md")
+    parser.add_argument(
+        "--record", action="store_true", help="append the table to the benchmark history (docs/benchmarks/)"
+    )
     args = parser.parse_args()
     require_env()
     if shutil.which("wrk") is None:
