@@ -17,9 +17,9 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
 from baseline import _entry_points_shim  # noqa: E402
-from compare import compare_bodies  # noqa: E402
 from keykinds import KindFigures, classify  # noqa: E402
 from memory import numbering_lines  # noqa: E402
+from rowsamples import compare_bodies  # noqa: E402
 from sizing import (  # noqa: E402
     is_numbering,
     numbered_users,
