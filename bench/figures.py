@@ -26,19 +26,28 @@ class Figure:
     label: str
     value: str
     target: str
-    met: bool
+    met: bool | None  # None: a figure without a target
     baseline: str = "-"
     ratio: str = "-"
 
 
 def target_line(label: str, value: str, target: str, met: bool, baseline: str = "-", ratio: str = "-") -> str:
     """The figure as a bullet under a table, recorded for ``bench/run`` when it asked for the figures."""
-    figure = Figure(label, value, target, met, baseline, ratio)
+    _record(Figure(label, value, target, met, baseline, ratio))
+    return f"- {label}: **{value}** (target: {target}; {'met' if met else 'NOT met'})"
+
+
+def figure_line(label: str, value: str, detail: str = "") -> str:
+    """A figure without a target (a benchmark's headline measure), as a bullet and a record like a target's."""
+    _record(Figure(label, value, "-", None))
+    return f"- {label}: **{value}**{detail}"
+
+
+def _record(figure: Figure) -> None:
     path = os.environ.get(FIGURES_ENV)
     if path:
         with Path(path).open("a") as out:
             out.write(json.dumps(asdict(figure)) + "\n")
-    return f"- {label}: **{value}** (target: {target}; {'met' if met else 'NOT met'})"
 
 
 def read_figures(path: Path) -> list[Figure]:
@@ -51,5 +60,5 @@ def read_figures(path: Path) -> list[Figure]:
 def table_row(benchmark: str, figure: Figure, day: str, command: str) -> str:
     """One row of BENCHMARKS.md's table of current figures (see :data:`TABLE_HEADER`)."""
     cells = [benchmark, figure.label, figure.value, figure.baseline, figure.ratio, figure.target]
-    cells += ["met" if figure.met else "**missed**", day, f"`{command}`"]
+    cells += ["-" if figure.met is None else "met" if figure.met else "**missed**", day, f"`{command}`"]
     return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"

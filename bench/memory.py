@@ -21,6 +21,7 @@ from dataclasses import replace
 
 import redis
 from common import LARGE, bench_settings, dataset_in_redis, emit, keys_of, require_env, stamp, today_utc
+from figures import figure_line
 from keykinds import KindFigures, measure_kinds
 from sizing import is_numbering, numbered_users, per_day
 from treescript import kinds
@@ -113,11 +114,14 @@ def main() -> int:
         "",
         LAYOUT_NOTE,
         "",
-        f"- Redis bytes per stored (user, day), every kind: **{total * data.days / max(pairs, 1):.1f}**",
+        figure_line("Redis bytes per stored (user, day), every kind", f"{total * data.days / max(pairs, 1):.1f}"),
         *numbering_lines(figures),
-        f"- Redis bytes per day at {data.dau:,} daily active: **{total / 1e6:,.2f} MB**;"
-        f" used_memory grew by {(after - before) / 1e6:,.1f} MB for {data.days} days"
-        f" ({(after - before) / max(data.days, 1) / 1e6:,.1f} MB per day, allocator overhead included)",
+        figure_line(
+            f"Redis bytes per day at {data.dau:,} daily active",
+            f"{total / 1e6:,.2f} MB",
+            f"; used_memory grew by {(after - before) / 1e6:,.1f} MB for {data.days} days"
+            f" ({(after - before) / max(data.days, 1) / 1e6:,.1f} MB per day, allocator overhead included)",
+        ),
         "",
     ]
     emit(lines, args.record)

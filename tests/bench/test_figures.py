@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from figures import FIGURES_ENV, Figure, read_figures, table_row, target_line
+from figures import FIGURES_ENV, Figure, figure_line, read_figures, table_row, target_line
 
 
 def test_a_figure_is_a_bullet_and_no_record_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -38,3 +38,13 @@ def test_a_table_row_escapes_pipes_and_says_missed() -> None:
     figure = Figure("a | b", "1", "2", False)
     row = table_row("load", figure, "2026-12-07", "bench/load.py --quick")
     assert row == "| load | a \\| b | 1 | - | - | 2 | **missed** | 2026-12-07 | `bench/load.py --quick` |"
+
+
+def test_a_figure_without_a_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "figures.jsonl"
+    monkeypatch.setenv(FIGURES_ENV, str(path))
+    assert figure_line("bytes per day", "3.09 MB", "; more") == "- bytes per day: **3.09 MB**; more"
+    [figure] = read_figures(path)
+    assert table_row("memory", figure, "2026-12-07", "bench/memory.py") == (
+        "| memory | bytes per day | 3.09 MB | - | - | - | - | 2026-12-07 | `bench/memory.py` |"
+    )
