@@ -15,9 +15,6 @@ calls them for both sides and writes the table into ``docs/keys.md`` and the ben
   bytes, as they are; dated hashes (counters per bucket and day): their measured bytes per day, whatever the users;
 - retention: the days each kind is kept, measured from the keys' expiry (EXPIRETIME minus the end of the key's
   day), so the table follows what the writer does rather than what a setting is believed to do.
-
-Before issue 22 every undated hash was scaled as a numbering, the versions hash too (90 fields at the large
-dataset, scaled by the 50M numbered users of the 10M row: about 1.8 GB too many in that row).
 """
 
 from __future__ import annotations
