@@ -74,7 +74,7 @@ NO_SECRET = Secret()
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Everything configurable, with the defaults documented in the README's configuration table."""
+    """Everything configurable, with the defaults documented in docs/operations.md's configuration table."""
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_topic: str = "user-activity"

@@ -106,9 +106,9 @@ def test_tls_redis_is_tls_only_with_acl_users(devstack: ModuleType, tmp_path: Pa
     assert default == "user default off"
 
 
-def test_the_readme_names_the_acl_users_rights(devstack: ModuleType) -> None:
-    readme = (REPO_ROOT / "README.md").read_text()
-    rule = readme.split("user active-users on >PASSWORD ", 1)[1].split("```", 1)[0]
+def test_the_security_doc_names_the_acl_users_rights(devstack: ModuleType) -> None:
+    security = (REPO_ROOT / "docs" / "security.md").read_text()
+    rule = security.split("user active-users on >PASSWORD ", 1)[1].split("```", 1)[0]
     assert tuple(rule.split()) == devstack.SERVICE_RIGHTS
 
 
