@@ -1,7 +1,7 @@
 """The event contract producers follow, and the decoder that turns Kafka record values into event fields.
 
-A record value is a UTF-8 JSON object ``{"type": ..., "userId": ..., "ts": ..., "roles": [...]}``; see the
-README's "Event contract". Decoding never raises anything but :class:`MalformedEvent`, whose ``reason`` is a
+A record value is a UTF-8 JSON object ``{"type": ..., "userId": ..., "ts": ..., "roles": [...]}``; see
+docs/events.md. Decoding never raises anything but :class:`MalformedEvent`, whose ``reason`` is a
 stable code used for dead-letter headers and metric labels.
 """
 

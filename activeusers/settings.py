@@ -43,7 +43,7 @@ KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Everything configurable, with the defaults documented in the README's configuration table."""
+    """Everything configurable, with the defaults documented in docs/operations.md's configuration table."""
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_topic: str = "user-activity"

@@ -140,7 +140,9 @@ def report(added: list[float], ours: list[float], theirs: list[float], me_calls:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="500 requests of each kind instead of 5,000")
-    parser.add_argument("--record", action="store_true", help="append the section to BENCHMARKS.md")
+    parser.add_argument(
+        "--record", action="store_true", help="append the section to today's benchmark history (docs/benchmarks/)"
+    )
     args = parser.parse_args()
     require_env()
     settings = bench_settings("rocketchat")

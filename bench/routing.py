@@ -86,7 +86,9 @@ def main() -> int:
     parser.add_argument("--batches", type=int, default=200)
     parser.add_argument("--commands", type=int, default=400, help="commands per batch")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved repetitions (the median is reported)")
-    parser.add_argument("--record", action="store_true", help="append the table to BENCHMARKS.md")
+    parser.add_argument(
+        "--record", action="store_true", help="append the table to the benchmark history (docs/benchmarks/)"
+    )
     args = parser.parse_args()
     single = redis_client(Settings(redis_url=os.environ["REDIS_URL"]))
     assert isinstance(single, redis.Redis)

@@ -73,8 +73,6 @@ TRANSPORT_USERS = {
 # The packages whose modules may not import each other in a circle (bench's scripts import their siblings by
 # their bare names: bench/ is on their path).
 GRAPHED = ("activeusers", "consumer", "api", "bench")
-# bench/memory.py <-> bench/sizing.py (KindFigures): the docs helper of issue 23 removes it; drop this on merge.
-KNOWN_CYCLES = [{"bench.memory", "bench.sizing"}]
 
 
 def module_names(root: Path, packages: Sequence[str]) -> dict[str, Path]:
@@ -132,7 +130,7 @@ def import_graph() -> dict[str, set[str]]:
 
 
 def test_no_modules_import_each_other_in_a_circle():
-    assert import_cycles(import_graph()) == KNOWN_CYCLES
+    assert import_cycles(import_graph()) == []
 
 
 def test_the_cycle_finder_sees_circles_through_a_function_and_between_scripts(tmp_path):

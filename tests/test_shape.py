@@ -12,7 +12,7 @@ from streams import REPO_ROOT
 
 PACKAGES: Final = ("activeusers", "consumer", "api")
 # Where the function limit holds too: the production packages and the tools that start and measure them.
-CODE: Final = (*PACKAGES, "dev/teststack")
+CODE: Final = (*PACKAGES, "dev/teststack", "bench")
 MAX_MODULE_LINES: Final = 400
 MAX_FUNCTION_LINES: Final = 60
 # Functions that are data, not logic: one literal document built in one expression.

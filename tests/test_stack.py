@@ -97,9 +97,9 @@ def test_tls_redis_is_tls_only_with_acl_users(tmp_path: Path) -> None:
     assert default == "user default off"
 
 
-def test_the_readme_names_the_acl_users_rights() -> None:
-    readme = (REPO_ROOT / "README.md").read_text()
-    rule = readme.split("user active-users on >PASSWORD ", 1)[1].split("```", 1)[0]
+def test_the_security_doc_names_the_acl_users_rights() -> None:
+    security = (REPO_ROOT / "docs" / "security.md").read_text()
+    rule = security.split("user active-users on >PASSWORD ", 1)[1].split("```", 1)[0]
     assert tuple(rule.split()) == SERVICE_RIGHTS
 
 
