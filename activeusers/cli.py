@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="active-users",
         description="Streaming active-users service: Kafka events in, exact daily active users out. "
-        "Settings come from environment variables (see the README's configuration table).",
+        "Settings come from environment variables (see the configuration table of docs/operations.md).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     registrars = sorted(entry_points(group=COMMANDS_GROUP), key=lambda point: point.name)

@@ -21,15 +21,16 @@ from typing import Any, Generic, TypeVar
 
 import redis
 
+from activeusers.connections import REDIS_ERRORS, AsyncClient, Routed, gate_of
 from activeusers.errors import StoreUnavailable
-from activeusers.redisconn import REDIS_ERRORS, AsyncClient, Routed, gate_of, send_commands_async
+from activeusers.transport import send_commands_async
 
 T = TypeVar("T")
 
 
 class Coalescer:
     """Sends the commands of the calls made during one turn of the event loop together
-    (:func:`~activeusers.redisconn.send_commands_async`, one permit of the client's gate a batch)."""
+    (:func:`~activeusers.transport.send_commands_async`, one permit of the client's gate a batch)."""
 
     def __init__(self, client: AsyncClient, timeout_s: float | None = None) -> None:
         self._client = client

@@ -10,9 +10,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
+from typing import Final
 from zoneinfo import ZoneInfo
 
-_MS_PER_DAY = 86_400_000
+# The lengths every module measures time in (a local day can still have 23 or 25 hours: these are UTC's).
+HOUR_MS: Final = 3_600_000
+DAY_MS: Final = 86_400_000
+DAY_S: Final = 86_400
+WEEK_DAYS: Final = 7
 # All zone offsets in use since 1972 are multiples of 15 minutes, so a local day or hour boundary can only fall
 # on a 15-minute slot edge; a slot is cached only when both of its ends agree, which keeps the cache exact for
 # historical odd offsets too.
@@ -68,7 +73,7 @@ def _days_between(first: date, last: date) -> tuple[date, ...]:
 
 def day_expiry_s(day: date, zone: ZoneInfo, retention_days: int) -> int:
     """Epoch seconds at which the data of ``day`` expires: ``retention_days`` after the day ends."""
-    return day_end_ms(day, zone) // 1000 + retention_days * 86_400
+    return day_end_ms(day, zone) // 1000 + retention_days * DAY_S
 
 
 def retained_days(now_ms: int, zone: ZoneInfo, retention_days: int) -> tuple[date, date]:
@@ -112,10 +117,10 @@ def clip_days(first: date, last: date, now_ms: int, zone: ZoneInfo, retention_da
     return days_between(max(first, oldest), min(last, newest))
 
 
-class Bucketer:
+class LocalHours:
     """Maps instants to (local day, local hour) in one zone, memoised per 15-minute slot.
 
-    Ingest calls this for every event, and ``astimezone`` costs microseconds; the memo makes it a dict lookup.
+    Ingest asks this for every event, and ``astimezone`` is slow next to the dict lookup the memo makes of it.
     """
 
     __slots__ = ("_cache", "zone")
@@ -124,7 +129,7 @@ class Bucketer:
         self.zone = zone
         self._cache: dict[int, tuple[date, int]] = {}
 
-    def bucket(self, epoch_ms: int) -> tuple[date, int]:
+    def hour_of(self, epoch_ms: int) -> tuple[date, int]:
         """The local calendar day and hour (0-23) that contain the instant."""
         slot = epoch_ms // _SLOT_MS
         hit = self._cache.get(slot)
@@ -142,15 +147,12 @@ class Bucketer:
         return value
 
 
-_MS_PER_HOUR = 3_600_000
-
-
 @dataclass(frozen=True, slots=True)
 class HourSpan:
-    """One local hour bucket of a day: its hour label (0-23) and the instants it covers, ``[start_ms, end_ms)``.
+    """One local hour of a day: its hour label (0-23) and the instants it covers, ``[start_ms, end_ms)``.
 
-    A repeated DST hour is one bucket covering both occurrences (two real hours); a skipped one has no span. The
-    bucket starts at the first instant carrying its label.
+    A repeated DST hour is one span covering both occurrences (two real hours); a skipped one has no span. The
+    span starts at the first instant carrying its label.
     """
 
     day: date
@@ -159,20 +161,17 @@ class HourSpan:
     end_ms: int
 
 
-# The API walks the hour buckets of up to the hour-retention window per request; a day's spans are pure, so the
+# The API walks the local hours of up to the hour-retention window per request; a day's spans are pure, so the
 # few days around today are computed once.
 @lru_cache(maxsize=4096)
 def hour_spans(day: date, zone: ZoneInfo) -> tuple[HourSpan, ...]:
-    """The hour buckets of ``day`` in ``zone``, oldest first (23 on a spring-forward day, 24 otherwise)."""
+    """The local hours of ``day`` in ``zone``, oldest first (23 on a spring-forward day, 24 otherwise)."""
     start, end = day_start_ms(day, zone), day_end_ms(day, zone)
-    if (
-        end - start == _MS_PER_DAY
-        and local_datetime(start, zone).utcoffset() == local_datetime(end - 1, zone).utcoffset()
-    ):
-        return tuple(HourSpan(day, h, start + h * _MS_PER_HOUR, start + (h + 1) * _MS_PER_HOUR) for h in range(24))
+    if end - start == DAY_MS and local_datetime(start, zone).utcoffset() == local_datetime(end - 1, zone).utcoffset():
+        return tuple(HourSpan(day, h, start + h * HOUR_MS, start + (h + 1) * HOUR_MS) for h in range(24))
     # A day with a transition: walk its 15-minute slots (every offset in use is a multiple of 15 minutes) and give
-    # each local hour label the slots that carry it, as the consumer's bucketing does. A label met again after
-    # others (a clock turned back by more than an hour) extends its one bucket to its last slot.
+    # each local hour label the slots that carry it, as the consumer's :class:`LocalHours` does. A label met again
+    # after others (a clock turned back by more than an hour) extends its one span to its last slot.
     bounds: dict[int, list[int]] = {}
     for slot in range(start, end, _SLOT_MS):
         hour = local_datetime(slot, zone).hour
@@ -182,14 +181,14 @@ def hour_spans(day: date, zone: ZoneInfo) -> tuple[HourSpan, ...]:
 
 
 def hours_overlapping(days: Sequence[date], start_ms: int, end_ms: int, zone: ZoneInfo) -> list[HourSpan]:
-    """The hour buckets of ``days`` that overlap the closed interval ``[start_ms, end_ms]``, oldest first."""
+    """The local hours of ``days`` that overlap the closed interval ``[start_ms, end_ms]``, oldest first."""
     return [
         span for day in days for span in hour_spans(day, zone) if span.start_ms <= end_ms and span.end_ms > start_ms
     ]
 
 
 def hours_starting_in(days: Sequence[date], after_ms: int, until_ms: int, zone: ZoneInfo) -> list[HourSpan]:
-    """The hour buckets of ``days`` whose start instant lies in ``(after_ms, until_ms]``, oldest first."""
+    """The local hours of ``days`` whose start instant lies in ``(after_ms, until_ms]``, oldest first."""
     return [span for day in days for span in hour_spans(day, zone) if after_ms < span.start_ms <= until_ms]
 
 
@@ -198,19 +197,25 @@ def moment_day_diff(start_ms: int, end_ms: int, zone: ZoneInfo) -> int:
     ``end.diff(start, 'days')``: the change of the zone's offset between the two instants is added first, so
     that a 23- or 25-hour DST day counts as one day."""
     elapsed = end_ms - start_ms + utc_offset_ms(end_ms, zone) - utc_offset_ms(start_ms, zone)
-    whole = abs(elapsed) // _MS_PER_DAY
+    whole = abs(elapsed) // DAY_MS
     return whole if elapsed >= 0 else -whole
 
 
-# datetime cannot hold instants within a day of its year-1 and year-9999 limits in every zone; the offset there
-# is the zone's earliest or latest one, which the nearest representable instant has too.
-_FIRST_OFFSET_MS = -62_135_510_400_000  # 0001-01-02T00:00:00.000Z
-_LAST_OFFSET_MS = 253_402_041_600_000  # 9999-12-29T00:00:00.000Z
+# datetime cannot hold instants within a day of its year-1 and year-9999 limits in every zone.
+_FIRST_LOCAL_MS: Final = -62_135_510_400_000  # 0001-01-02T00:00:00.000Z
+_LAST_LOCAL_MS: Final = 253_402_041_600_000  # 9999-12-29T00:00:00.000Z
+
+
+def representable(epoch_ms: int) -> int:
+    """The instant held just inside the range whose local datetime every zone can express (years 1-9999, less a
+    day at each end). Instants moved are far outside any retention window and share the zone's earliest or
+    latest offset, so a day or an offset computed from the moved instant changes no answer."""
+    return min(max(epoch_ms, _FIRST_LOCAL_MS), _LAST_LOCAL_MS)
 
 
 def utc_offset_ms(epoch_ms: int, zone: ZoneInfo) -> int:
     """The zone's UTC offset at the instant, in milliseconds (east positive), for any instant."""
-    offset = local_datetime(min(max(epoch_ms, _FIRST_OFFSET_MS), _LAST_OFFSET_MS), zone).utcoffset()
+    offset = local_datetime(representable(epoch_ms), zone).utcoffset()
     return 0 if offset is None else int(offset.total_seconds() * 1000)
 
 

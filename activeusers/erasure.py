@@ -20,20 +20,13 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Final
 
+from activeusers.connections import REDIS_ERRORS, AsyncClient, Routed, SyncClient, pack_command
 from activeusers.days import day_expiry_s
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import DAY_SLOT, NEW_SLOT, KeySchema, bucket_of
-from activeusers.redisconn import (
-    REDIS_ERRORS,
-    AsyncClient,
-    Routed,
-    SyncClient,
-    pack_command,
-    send_commands,
-    send_commands_async,
-)
 from activeusers.scripts import CLEAR_BITS, FORGET_USERS, RESTORE_USERS
 from activeusers.settings import Settings
+from activeusers.transport import send_commands, send_commands_async
 
 # Ids per forget_users.lua / restore_users.lua call: a few Redis calls each.
 IDS_CHUNK: Final = 200

@@ -12,9 +12,9 @@ from typing import Any, cast
 
 import orjson
 
+from activeusers.connections import REDIS_ERRORS, AsyncClient, SyncClient
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema
-from activeusers.redisconn import REDIS_ERRORS, AsyncClient, SyncClient
 from activeusers.settings import Settings
 
 # Bounds the readiness check's read; far more consumer-group members than any topic has partitions.

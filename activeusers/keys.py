@@ -50,12 +50,10 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
-if TYPE_CHECKING:
-    from activeusers.settings import Settings
+from activeusers.settings import DEFAULT_BUCKETS, Settings
 
-DEFAULT_BUCKETS: Final = 16
 # The counters of a day's counts key: hours 0-23 are their own slots.
 DAY_SLOT: Final = 24
 NEW_SLOT: Final = 25

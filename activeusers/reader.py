@@ -18,11 +18,12 @@ from typing import Any, Final
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from activeusers.coalescer import Coalescer, Pending
+from activeusers.connections import REDIS_ERRORS, AsyncClient, Routed, leased, pack_command
 from activeusers.errors import IndexIncomplete, StoreUnavailable
 from activeusers.heartbeats import live_heartbeats
 from activeusers.keys import SLOTS, KeySchema
-from activeusers.redisconn import REDIS_ERRORS, AsyncClient, Routed, leased, pack_command, send_commands_async
 from activeusers.scripts import COUNTS_BYTES, UNION_COUNTS, UNION_TTL_S
+from activeusers.transport import send_commands_async
 
 # Keys fetched per MGET (keys of one bucket): a bitmap is about 4 kB at the large dataset, counts 104 bytes, so
 # one MGET stays far below a millisecond of Redis' thread.
@@ -291,8 +292,8 @@ class ActivityReader:
     async def _send(self, commands: Sequence[Routed], scripts: Sequence[str] = ()) -> list[Any]:
         """Send pre-packed commands (each with its routing key) and return their replies in order; raise the
         first error reply once every reply is read. The one place the reader's batches talk to Redis."""
-        # Packed by hiredis in C and sent on pooled connections: a pipeline of 2,000 commands costs redis-py
-        # about 60 ms of Python (command objects, reply callbacks); pre-packed, well under 1 ms.
+        # Packed by hiredis in C and sent on pooled connections: redis-py's pipeline spends Python per command
+        # (command objects, reply callbacks), which a read of thousands of commands feels.
         replies = await send_commands_async(self._client, commands, scripts)
         for reply in replies:
             if isinstance(reply, Exception):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from activeusers.days import DAY_S
 from activeusers.keys import SLOTS
 
 # Beside this module, in the wheel too (pyproject.toml's package data).
@@ -52,4 +53,4 @@ RESTORE_USERS: Final = Script.named("restore_users")
 # Counts the users of unions of a bucket's bitmaps, keeping the unions of past days that many reads share.
 UNION_COUNTS: Final = Script.named("union_counts")
 # How long a kept union lives: the summary's windows end today all day, and a union of 89 past days is made once.
-UNION_TTL_S: Final = 86_400
+UNION_TTL_S: Final = DAY_S

@@ -6,17 +6,16 @@ as ``NAME_FILE=/path`` (the container convention, e.g. Docker secrets), read onc
 
 from __future__ import annotations
 
-import hmac
 import os
 import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Literal
+from typing import Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from activeusers.errors import ConfigError
-from activeusers.keys import DEFAULT_BUCKETS
+from activeusers.secret import NO_SECRET, Secret
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -31,53 +30,20 @@ RETIRED_VARIABLES: Mapping[str, str] = {
     "of RETENTION_DAYS",
 }
 
+# USER_BUCKETS when unset, and the buckets of a key schema built without settings.
+DEFAULT_BUCKETS: Final = 16
+
+# The kinds of indexed data with a retention of their own: "days" for the day and new-user bitmaps (and the
+# counters beside them), "hours" for the hour bitmaps.
+Retained = Literal["days", "hours"]
+
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
-class Secret:
-    """A secret setting: ``repr`` and ``str`` never show it (``***``, or nothing when empty); :meth:`reveal`
-    gives the value to the one client call that needs it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str = "") -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        """The secret itself (pass it to a client; never log or format it)."""
-        return self._value
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and hmac.compare_digest(self._value.encode(), other._value.encode())
-
-    def __hash__(self) -> int:
-        return hash((Secret, len(self._value)))
-
-    def __repr__(self) -> str:
-        return "Secret('***')" if self._value else "Secret('')"
-
-    def __str__(self) -> str:
-        return "***" if self._value else ""
-
-    def __getstate__(self) -> str:
-        return self._value
-
-    def __setstate__(self, state: str) -> None:
-        self._value = state
-
-
-NO_SECRET = Secret()
-# What a retention applies to: "days", the day and new-user bitmaps; "hours", the hour bitmaps.
-Retained = Literal["days", "hours"]
-
-
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Everything configurable, with the defaults documented in the README's configuration table."""
+    """Everything configurable, with the defaults documented in docs/operations.md's configuration table."""
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_topic: str = "user-activity"
@@ -125,6 +91,10 @@ class Settings:
     api_cache_bytes: int = 268_435_456
     api_cache_ttl_s: float = 600.0
     api_max_in_flight: int = 1024
+    rocketchat_url: str = ""
+    rocketchat_ca_file: str = ""
+    rocketchat_timeout_s: float = 5.0
+    rocketchat_auth_ttl_s: float = 60.0
     log_level: str = "INFO"
 
     def __repr__(self) -> str:
@@ -142,8 +112,8 @@ class Settings:
         return ZoneInfo(self.activity_timezone)
 
     def retention(self, data: Retained) -> int:
-        """The days ``data`` is kept after its day ends: ``RETENTION_DAYS`` for the day and new-user bitmaps,
-        ``HOUR_RETENTION_DAYS`` for the hour bitmaps."""
+        """How many days after it ends a day's ``data`` is kept: ``RETENTION_DAYS`` for the day and new-user
+        bitmaps, ``HOUR_RETENTION_DAYS`` for the hour bitmaps."""
         return self.retention_days if data == "days" else self.hour_retention_days
 
     @classmethod
@@ -228,6 +198,7 @@ class Settings:
         found.extend(self._kafka_security_problems())
         found.extend(self._redis_security_problems())
         found.extend(self._redis_cluster_problems())
+        found.extend(self._rocketchat_problems())
         return found
 
     def _kafka_security_problems(self) -> list[str]:
@@ -277,6 +248,26 @@ class Settings:
         elif any(tls_files.values()) or self.redis_ssl_key_password:
             named = ", ".join(name for name, value in tls_files.items() if value) or "REDIS_SSL_KEY_PASSWORD"
             found.append(f"{named} set but REDIS_URL does not use TLS (rediss://)")
+        return found
+
+    def _rocketchat_problems(self) -> list[str]:
+        """Rocket.Chat is asked over HTTP(S) within a bounded time; its CA file only makes sense with https."""
+        found: list[str] = []
+        try:
+            url = urllib.parse.urlsplit(self.rocketchat_url)
+            valid = url.scheme in ("http", "https") and bool(url.hostname) and not url.query and url.port != 0
+        except ValueError:  # an unclosed IPv6 bracket or a port that is not a number
+            url, valid = urllib.parse.urlsplit(""), False
+        if self.rocketchat_url and not valid:
+            found.append("ROCKETCHAT_URL must be an http:// or https:// URL of the server, without a query")
+        if self.rocketchat_ca_file and url.scheme != "https":
+            found.append("ROCKETCHAT_CA_FILE set but ROCKETCHAT_URL does not use TLS (https://)")
+        elif self.rocketchat_ca_file and not _readable(self.rocketchat_ca_file):
+            found.append(f"ROCKETCHAT_CA_FILE={self.rocketchat_ca_file!r} is not a readable file")
+        if not 0 < self.rocketchat_timeout_s <= 60:
+            found.append("ROCKETCHAT_TIMEOUT must be positive and at most 60s")
+        if not 0 <= self.rocketchat_auth_ttl_s <= 86400:
+            found.append("ROCKETCHAT_AUTH_TTL must be between 0 and 1d")
         return found
 
     def _redis_cluster_problems(self) -> list[str]:

@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Final
 
+from activeusers.connections import REDIS_ERRORS, Routed, SyncClient, pack_command
 from activeusers.days import day_expiry_s
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import DAY_SLOT, NEW_SLOT, SLOTS, KeySchema, bucket_of
-from activeusers.redisconn import REDIS_ERRORS, Routed, SyncClient, pack_command, send_commands
 from activeusers.scripts import NUMBER_USERS, SET_BITS
 from activeusers.settings import Settings
+from activeusers.transport import send_commands
 
 # Ids per NUMBER_USERS call and bits per SET_BITS call: bound one call's time on Redis' thread (and the arguments
 # of Lua's unpack).
@@ -46,9 +47,9 @@ _Record = tuple[str, int, int, set[str]]
 
 
 @dataclass(slots=True)
-class Buckets:
-    """Distinct user ids per local day, hour and day of creation, accumulated from one batch of events, ready to
-    be written at once (these time buckets are not the user buckets of :func:`activeusers.keys.bucket_of`)."""
+class UserSets:
+    """Distinct user ids per local day, per local hour and per day of creation, accumulated from one batch of
+    events, ready to be written at once."""
 
     days: defaultdict[date, set[str]] = field(default_factory=lambda: defaultdict(set))
     hours: defaultdict[tuple[date, int], set[str]] = field(default_factory=lambda: defaultdict(set))
@@ -56,7 +57,7 @@ class Buckets:
     newest_event_ms: int = -1
 
     def add_active(self, day: date, hour: int, user_id: str, ts_ms: int) -> None:
-        """Record ``user_id`` as active in the day and hour bucket (as the classifier does, for seeding tools)."""
+        """Record ``user_id`` as active on ``day`` and in its ``hour`` (as the classifier does, for seeding tools)."""
         self.days[day].add(user_id)
         self.hours[(day, hour)].add(user_id)
         self.newest_event_ms = max(self.newest_event_ms, ts_ms)
@@ -104,7 +105,7 @@ class _Call:
 
 
 class ActivityWriter:
-    """Writes batches of buckets, expiry included: the index's bitmaps and counters in one pipelined round trip,
+    """Writes batches of user sets, expiry included: the index's bitmaps and counters in one pipelined round trip,
     after one more for the numbers (and names) of users it has not seen before."""
 
     def __init__(
@@ -118,8 +119,8 @@ class ActivityWriter:
         self._client = client
         self._keys = keys
         self._zone = settings.zone
-        self._retention_days = settings.retention_days
-        self._hour_retention_days = settings.hour_retention_days
+        self._retention_days = settings.retention("days")
+        self._hour_retention_days = settings.retention("hours")
         self._clock = clock
         self._wall = wall
         self._expiry_of: dict[tuple[date, int], int] = {}
@@ -144,35 +145,40 @@ class ActivityWriter:
         self._writer_id = secrets.token_hex(8)
         self._writes = itertools.count()
 
-    def write(self, buckets: Buckets) -> None:
-        """Store every bucket of the batch; raise :class:`StoreUnavailable` if Redis fails (nothing is partial
+    @classmethod
+    def of(cls, client: SyncClient, settings: Settings) -> ActivityWriter:
+        """The writer of the settings' key schema (:meth:`KeySchema.of`) and retention."""
+        return cls(client, KeySchema.of(settings), settings)
+
+    def write(self, sets: UserSets) -> None:
+        """Store every set of the batch; raise :class:`StoreUnavailable` if Redis fails (nothing is partial
         in a harmful way: a retry of the same batch converges to the same state). The users of ``hours`` are
         numbered with those of ``days`` (the classifier puts every active user in both) or before (:meth:`numbers`).
         Forgotten users are left out: Redis refuses their numbers and their bits (see ``forget_users.lua``)."""
-        refused = self._write(buckets)
+        refused = self._write(sets)
         if refused:
             # Numbers retired since this writer learnt them: its users are numbered again (a forgotten one gets
             # none, one restored since gets a new number) and written once more.
             memo = self._numbers
-            again = {user for user in _users(buckets) if memo.get(user, -1) & NUMBER_MASK in refused}
+            again = {user for user in _users(sets) if memo.get(user, -1) & NUMBER_MASK in refused}
             for user in again:
                 memo.pop(user, None)
             if again:
-                self._write(_only(buckets, again))
+                self._write(_only(sets, again))
 
-    def _write(self, buckets: Buckets) -> set[int]:
+    def _write(self, sets: UserSets) -> set[int]:
         """:meth:`write` once: the numbers whose bits Redis refused (retired since this writer learnt them)."""
         now = self._clock()
         expiring: list[tuple[str, int]] = []
         try:
-            forgotten = self._number(list(_users(buckets, hours=False)))
+            forgotten = self._number(list(_users(sets, hours=False)))
             if forgotten:
-                buckets = _only(buckets, forgotten, keep=False)
+                sets = _only(sets, forgotten, keep=False)
             # NOSCRIPT (a new or restarted Redis): the script is loaded and sent again; idempotent, so bits set
             # before count nothing again.
             # The days' new version is set once their bits are: a reader that sees it finds every bit it vouches for.
-            commands = self._commands(buckets, self._wall(), (now, expiring))
-            days = {*buckets.days, *buckets.created, *(day for day, _ in buckets.hours)}
+            commands = self._commands(sets, self._wall(), (now, expiring))
+            days = {*sets.days, *sets.created, *(day for day, _ in sets.hours)}
             replies = self._send(commands, (SET_BITS.source,), self._new_version(days))
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis write failed: {exc}") from exc
@@ -201,28 +207,28 @@ class ActivityWriter:
         fields = [part for day in days for part in (self._keys.day_field(day), token)]
         return key, pack_command(("HSET", key, *fields))
 
-    def _commands(self, buckets: Buckets, wall_s: float, memo: tuple[float, list[tuple[str, int]]]) -> Iterator[Routed]:
+    def _commands(self, sets: UserSets, wall_s: float, memo: tuple[float, list[tuple[str, int]]]) -> Iterator[Routed]:
         """The batch's bits' calls, built as they are sent, a few days at a time (Redis sets the first days' bits
         while the next days' calls are built)."""
         calls: dict[int, list[_Call]] = {}
         records = 0
-        for day, day_records in self._records(buckets).items():
+        for day, day_records in self._records(sets).items():
             records += self._bits(calls, day, day_records, wall_s, memo)
             if records >= STREAM_RECORDS:
                 yield from (call.packed() for bucket_calls in calls.values() for call in bucket_calls)
                 calls, records = {}, 0
         yield from (call.packed() for bucket_calls in calls.values() for call in bucket_calls)
 
-    def _records(self, buckets: Buckets) -> defaultdict[date, list[_Record]]:
+    def _records(self, sets: UserSets) -> defaultdict[date, list[_Record]]:
         """The bitmaps of the batch per local day: (key part, counter, expiry, users) of its day, hours and
         new users."""
         keys = self._keys
         records: defaultdict[date, list[_Record]] = defaultdict(list)
-        for day, users in buckets.days.items():
+        for day, users in sets.days.items():
             records[day].append((keys.day_part(day), DAY_SLOT, self._expiry(day, self._retention_days), users))
-        for (day, hour), users in buckets.hours.items():
+        for (day, hour), users in sets.hours.items():
             records[day].append((keys.hour_part(day, hour), hour, self._expiry(day, self._hour_retention_days), users))
-        for day, users in buckets.created.items():
+        for day, users in sets.created.items():
             records[day].append((keys.new_part(day), NEW_SLOT, self._expiry(day, self._retention_days), users))
         return records
 
@@ -268,9 +274,8 @@ class ActivityWriter:
         """Send pre-packed commands (each with its routing key, built as they are sent when a generator; ``then``
         after they took effect) and return their replies in order; raise the first error reply once every reply
         is read. The one place that talks to Redis for batches."""
-        # Pre-packed and sent in one write per Redis node: redis-py's Pipeline spends microseconds of Python per
-        # command on bookkeeping and reply callbacks, and a backfill batch sends hundreds of commands: this halves
-        # the client's CPU per stored event (measured 1.5 us -> 0.8 us), on the store worker's busy core.
+        # Pre-packed and sent in one write per Redis node: redis-py's Pipeline spends Python per command on
+        # bookkeeping and reply callbacks, and a backfill batch sends hundreds of commands from a busy core.
         replies = send_commands(self._client, commands, scripts, then)
         for reply in replies:
             if isinstance(reply, Exception):
@@ -367,16 +372,16 @@ def _chunks(numbers: list[int]) -> Sequence[list[int]]:
     return [numbers[start : start + BITS_CHUNK] for start in range(0, len(numbers), BITS_CHUNK)]
 
 
-def _users(buckets: Buckets, *, hours: bool = True) -> set[str]:
+def _users(sets: UserSets, *, hours: bool = True) -> set[str]:
     """Every user of the batch (of its days and creations; and of its hours when ``hours``)."""
-    groups = [*buckets.days.values(), *buckets.created.values(), *(buckets.hours.values() if hours else ())]
+    groups = [*sets.days.values(), *sets.created.values(), *(sets.hours.values() if hours else ())]
     return set().union(*groups)
 
 
-def _only(buckets: Buckets, users: set[str], *, keep: bool = True) -> Buckets:
+def _only(sets: UserSets, users: set[str], *, keep: bool = True) -> UserSets:
     """The batch with only ``users`` (``keep``), or without them."""
-    kept = Buckets(newest_event_ms=buckets.newest_event_ms)
-    for source, target in ((buckets.days, kept.days), (buckets.hours, kept.hours), (buckets.created, kept.created)):
+    kept = UserSets(newest_event_ms=sets.newest_event_ms)
+    for source, target in ((sets.days, kept.days), (sets.hours, kept.hours), (sets.created, kept.created)):
         for group, members in source.items():
             chosen = members & users if keep else members - users
             if chosen:

@@ -13,22 +13,23 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from activeusers.coalescer import Coalescer
+from activeusers.connections import async_redis_client
 from activeusers.days import days_between, hour_spans, retained_days
 from activeusers.erasure import Eraser
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema
 from activeusers.reader import ActivityReader
-from activeusers.redisconn import async_redis_client
 from activeusers.settings import Settings
 from api import page
 from api.activity import Activity
 from api.admission import Admission
-from api.auth import Access
+from api.auth import ROCKETCHAT_PERMISSIONS, Access
 from api.daycache import DayCache
 from api.errors import error_middleware
 from api.httplog import server_logger
 from api.metrics import ApiMetrics
 from api.ratelimit import RateLimiter
+from api.rocketchat import RocketChat
 from api.routes import engagement, forget, health, meta, summary
 from api.state import ACCESS, ACTIVITY, METRICS, SETTINGS, TOKENS
 from api.tokens import TokenStore
@@ -117,7 +118,7 @@ async def _warm_up(reader: ActivityReader, settings: Settings, clock: Callable[[
     buckets of the hour-retention window computed. Best effort: an API whose Redis is down still starts (its
     readiness check says so) and pays these costs on its first request instead."""
     now_ms = int(clock() * 1000)
-    first, last = retained_days(now_ms, settings.zone, settings.hour_retention_days)
+    first, last = retained_days(now_ms, settings.zone, settings.retention("hours"))
     for day in days_between(first, last):
         hour_spans(day, settings.zone)
     try:
@@ -127,8 +128,8 @@ async def _warm_up(reader: ActivityReader, settings: Settings, clock: Callable[[
 
 
 async def _redis_pool(app: web.Application, *, cache: DayCache, clock: Callable[[], float]) -> AsyncIterator[None]:
-    """The Redis pool's lifetime, and the objects that ask through it: the app's :class:`Activity` and
-    :class:`Access`."""
+    """The Redis pool's lifetime (and the Rocket.Chat client's), and the objects that ask through them: the app's
+    :class:`Activity` and :class:`Access`."""
     settings = app[SETTINGS]
     keys = KeySchema.of(settings)
     client = async_redis_client(settings)
@@ -139,8 +140,24 @@ async def _redis_pool(app: web.Application, *, cache: DayCache, clock: Callable[
     app[ACTIVITY] = Activity(reader, cache, settings, clock, Eraser(client, settings, clock))
     app[TOKENS] = tokens = TokenStore(client, keys, coalescer)
     limiter = RateLimiter(client, keys, settings.api_rate_limit, settings.api_rate_limit_window_s)
-    app[ACCESS] = Access(tokens, limiter, clock)
+    rocketchat = await _rocketchat(settings)
+    app[ACCESS] = Access(tokens, limiter, clock, rocketchat)
     await _warm_up(reader, settings, clock)
     yield
+    if rocketchat is not None:
+        await rocketchat.aclose()
     await coalescer.aclose()
     await client.aclose()
+
+
+async def _rocketchat(settings: Settings) -> RocketChat | None:
+    """The client of ``ROCKETCHAT_URL`` when it is set. A Rocket.Chat that does not answer yet is a warning, not a
+    failure: our own tokens work without it, and /readyz says so."""
+    if not settings.rocketchat_url:
+        return None
+    rocketchat = RocketChat(settings, ROCKETCHAT_PERMISSIONS)
+    await rocketchat.open()
+    reason = await rocketchat.unreachable()
+    if reason is not None:
+        log.warning("Rocket.Chat not reachable at startup", extra={"error": reason})
+    return rocketchat

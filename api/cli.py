@@ -9,9 +9,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from activeusers.events import MAX_USER_ID_CHARS, format_ts
+from activeusers.connections import async_redis_client
+from activeusers.events import MAX_USER_ID_CHARS
+from activeusers.isotime import format_iso
 from activeusers.keys import KeySchema
-from activeusers.redisconn import async_redis_client, check_redis
+from activeusers.redischeck import check_redis
 from activeusers.settings import Settings
 from api.auth import PERMISSIONS
 from api.server import serve
@@ -74,7 +76,7 @@ def run_list(settings: Settings, args: argparse.Namespace) -> int:
     """``active-users token list``: one line per token, oldest first; never the tokens themselves."""
     records = _with_store(settings, lambda store: store.all())
     rows = [("ID", "USER", "PERMISSIONS", "CREATED")]
-    rows += [(r.id, r.user_id, ",".join(r.permissions) or "-", format_ts(r.created_ms)) for r in records]
+    rows += [(r.id, r.user_id, ",".join(r.permissions) or "-", format_iso(r.created_ms)) for r in records]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[3])

@@ -13,14 +13,13 @@ from datetime import date
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from activeusers.days import HourSpan, day_start_ms, days_before, moment_day_diff
-from api.dates import iso_string, local_day
+from activeusers.days import HOUR_MS, WEEK_DAYS, HourSpan, day_start_ms, days_before, moment_day_diff
+from activeusers.isotime import format_iso
+from api.dates import local_day
 
-HOUR_MS: Final = 3_600_000
 WINDOW_MS: Final = 24 * HOUR_MS
 # hourly-data's two-hour slots, newest label first as Rocket.Chat's chart expects them.
 SLOT_HOURS: Final = tuple(range(22, -1, -2))
-WEEK_DAYS: Final = 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +62,7 @@ def new_users_answer(window: NewUsersWindow, counts: Mapping[date, int], zone: Z
     listed = dict(days)
     yesterday = listed.get(days_before(window.last, 1), 0)
     return {
-        "days": [{"day": iso_string(day_start_ms(d, zone)), "users": n} for d, n in days],
+        "days": [{"day": format_iso(day_start_ms(d, zone)), "users": n} for d, n in days],
         "period": {"count": total, "variation": total - sum(n for _, n in previous)},
         "yesterday": {"count": yesterday, "variation": listed.get(window.last, 0) - yesterday},
         "success": True,

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 LOGIN_REQUIRED: Final = "You must be logged in to do this."
 UNAVAILABLE: Final = "Service unavailable: the data store cannot be reached. Try again shortly."
 OVERLOADED: Final = "Service unavailable: too many requests in progress. Try again shortly."
+ROCKETCHAT_UNREACHABLE: Final = "Rocket.Chat could not be reached to check the token"
 # Seconds a client is asked to wait after a 503 (Retry-After): a Redis down or a process at its bound.
 RETRY_AFTER_S: Final = 1
 INTERNAL: Final = "Internal server error"
@@ -103,6 +104,21 @@ class Overloaded(ApiError):
 
     def __init__(self) -> None:
         super().__init__(OVERLOADED)
+
+    def headers(self) -> dict[str, str] | None:
+        """``Retry-After``, as for a Redis that is down."""
+        return {"Retry-After": str(RETRY_AFTER_S)}
+
+
+class RocketChatUnreachable(ApiError):
+    """A token unknown here could not be checked against Rocket.Chat (unreachable, too slow, or a 5xx): refused,
+    never let through, and worth retrying."""
+
+    status = 503
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(ROCKETCHAT_UNREACHABLE)
+        self.reason = reason  # what happened instead of an answer, for the log and /readyz (never a header)
 
     def headers(self) -> dict[str, str] | None:
         """``Retry-After``, as for a Redis that is down."""

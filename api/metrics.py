@@ -1,5 +1,5 @@
 """Prometheus metrics of the API: requests by route and status, request latency, the day cache, and on a Redis
-Cluster its client's nodes, redirections and slot-map reloads (:mod:`activeusers.clustermetrics`).
+Cluster its client's nodes, redirections and slot-map reloads (:mod:`activeusers.clusterstats`).
 
 Each app owns its registry, so several apps (tests) never collide in the process-global default registry.
 Labels are the route's canonical path (``/api/v1/...``), never the raw URL, and never a user id or token.
@@ -21,10 +21,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from activeusers.clustermetrics import ClusterCollector
+from activeusers.clusterstats import ClusterCollector, cluster_counts
 from activeusers.coalescer import Coalescer
+from activeusers.connections import AsyncClient, Gate, gate_of
 from activeusers.reader import ActivityReader
-from activeusers.redisconn import AsyncClient, Gate, cluster_counts, gate_of
 from api.admission import Admission
 from api.daycache import DayCache
 

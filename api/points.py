@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Final
 
+from activeusers.days import WEEK_DAYS
 from api.indexreads import IndexReads, Versions, digest
-from api.windows import LOOKBACK_DAYS, MONTH_DAYS, WEEK_DAYS, DayPoint, decoded_point, encoded_point, summarize
+from api.windows import LOOKBACK_DAYS, MONTH_DAYS, DayPoint, decoded_point, encoded_point, summarize
 
 # Estimated bytes of one cached point.
 POINT_SIZE: Final = 200

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from activeusers.connections import REDIS_ERRORS, AsyncClient, leased
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema
-from activeusers.redisconn import REDIS_ERRORS, AsyncClient, leased
 
 _SKEW_MARGIN_MS = 60_000
 

@@ -17,9 +17,9 @@ from typing import Any
 import orjson
 
 from activeusers.coalescer import Coalescer, Pending
+from activeusers.connections import REDIS_ERRORS, AsyncClient, leased, pack_command
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema
-from activeusers.redisconn import REDIS_ERRORS, AsyncClient, leased, pack_command
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,8 @@ from functools import reduce
 from operator import or_
 from typing import Final
 
-WEEK_DAYS: Final = 7
+from activeusers.days import WEEK_DAYS
+
 MONTH_DAYS: Final = 30
 # How many days before the first reported day feed its windows.
 LOOKBACK_DAYS: Final = MONTH_DAYS - 1

@@ -1,5 +1,5 @@
 """What the benchmarks share: settings under a bench key prefix, the seeded dataset, API processes, an HTTP
-client loop, percentiles and the table output (stdout, and BENCHMARKS.md with ``--record``).
+client loop, percentiles and the table output (stdout, and the benchmark history with ``--record``).
 
 The dataset is written through the consumer's own :class:`~activeusers.writer.ActivityWriter`, so the keys, the
 encoding and the expiry are exactly what production stores: the index's bitmaps and counters, the numbering and
@@ -30,10 +30,10 @@ from dataset import Dataset
 from dataset import user_ids as user_ids
 from record import append_report
 from servers import write_sets
-from side import write_dataset
+from treescript import write_dataset
 
+from activeusers.connections import async_redis_client
 from activeusers.keys import KeySchema
-from activeusers.redisconn import async_redis_client
 from activeusers.settings import Settings
 from api.auth import VIEW_ENGAGEMENT_DASHBOARD
 from api.tokens import TokenStore
@@ -260,21 +260,17 @@ def progress(label: str, done: int, total: int, started: float) -> None:
     sys.stderr.flush()
 
 
-def target_line(label: str, value: str, target: str, met: bool) -> str:
-    """A bullet under a table; ``bench/run`` collects these into its targets table."""
-    return f"- {label}: **{value}** (target: {target}; {'met' if met else 'NOT met'})"
-
-
 def command_line(script: str) -> str:
     return " ".join(["python", script, *sys.argv[1:]]).strip()
 
 
 def emit(lines: Sequence[str], record: bool) -> None:
-    """Print the section; with ``record``, append it to BENCHMARKS.md too."""
+    """Print the section; with ``record``, append it to today's benchmark history too, under its command."""
     text = "\n".join(lines)
     print(text, flush=True)
     if record:
-        append_report(text)
+        command = command_line(f"bench/{Path(sys.argv[0]).name}")
+        append_report(f"## {datetime.now(UTC):%H:%M} UTC: `{command}`\n\n{text}")
 
 
 def stamp(script: str) -> str:

@@ -1,5 +1,5 @@
 """The seeded datasets, as plain data: no project imports, so a benchmark can replay the same dataset through
-the writer of another tree of the project (``bench/side.py``) as through this one (``common.write_dataset``).
+the writer of another tree of the project (``bench/treescript.py``) as through this one (``common.write_dataset``).
 """
 
 from __future__ import annotations

@@ -14,22 +14,23 @@ import time
 from dataclasses import replace
 
 import redis
-from common import bench_settings, dataset_in_redis, emit, keys_of, require_env, stamp, target_line, today_utc
+from common import bench_settings, dataset_in_redis, emit, require_env, stamp, today_utc
 from dataset import LARGE, STANDARD, activity, user_ids
+from figures import target_line
 
 from activeusers.erasure import forget_blocking
-from activeusers.writer import ActivityWriter, Buckets
+from activeusers.writer import ActivityWriter, UserSets
 
 SLOW_US = 5000
 
 
-def _day_batch(data: object, last_day: object) -> Buckets:
-    buckets = Buckets()
+def _day_batch(data: object, last_day: object) -> UserSets:
+    sets = UserSets()
     for day in activity(data, last_day):  # type: ignore[arg-type]
         if day.day == last_day:
             for user, hour in day.active:
-                buckets.add_active(day.day, hour, user, 1)
-    return buckets
+                sets.add_active(day.day, hour, user, 1)
+    return sets
 
 
 def _slow(client: redis.Redis, since_s: float, prefix: str) -> list[tuple[float, str]]:
@@ -58,7 +59,7 @@ def main() -> int:
     with dataset_in_redis(settings, data, last_day):
         batch = _day_batch(data, last_day)
         started = time.perf_counter()
-        ActivityWriter(client, keys_of(settings), settings).write(batch)
+        ActivityWriter.of(client, settings).write(batch)
         before_s = time.perf_counter() - started
         client.config_set("slowlog-log-slower-than", min(threshold, SLOW_US))
         try:
@@ -73,7 +74,7 @@ def main() -> int:
         finally:
             client.config_set("slowlog-log-slower-than", threshold)
         started = time.perf_counter()
-        ActivityWriter(client, keys_of(settings), settings).write(batch)
+        ActivityWriter.of(client, settings).write(batch)
         after_s = time.perf_counter() - started
     client.close()
     lines = [

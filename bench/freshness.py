@@ -29,19 +29,17 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import random
 import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-import redis
 from common import (
     ACTIVE_USERS_PATH,
     STANDARD,
@@ -58,16 +56,14 @@ from common import (
     require_env,
     service_env,
     stamp,
-    target_line,
     today_utc,
-    user_ids,
 )
+from figures import target_line
+from freshsamples import Producer, Watcher
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from activeusers.events import format_ts
-from activeusers.keys import KeySchema, bucket_of
 from activeusers.settings import Settings
-from consumer.kafka import FETCH_MAX_WAIT_MS, FETCH_MIN_BYTES, new_producer, security_config
+from consumer.kafka import FETCH_MAX_WAIT_MS, FETCH_MIN_BYTES, security_config
 
 PARTITIONS = 4
 P99_TARGET_S = 1.0
@@ -75,109 +71,6 @@ P99_TARGET_S = 1.0
 P99_ISSUE22_TARGET_S = 0.250
 DRAIN_S = 30.0
 READY_TIMEOUT_S = 90.0
-
-
-class Producer(threading.Thread):
-    """Sends ``rate`` events/s for ``duration`` s, pacing by the schedule (bursts catch up after a stall)."""
-
-    def __init__(self, settings: Settings, run: str, rate: int, duration: float, sample_every: int) -> None:
-        super().__init__(name="bench-producer", daemon=True)
-        self._settings = settings
-        self._run = run
-        self.rate = rate
-        self.total = int(rate * duration)
-        self._sample_every = sample_every
-        self.sent_at: dict[str, float] = {}
-        self.acked_at: dict[str, float] = {}
-        self.elapsed = 0.0
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self._produce()
-        except BaseException as exc:  # reported by the main thread
-            self.error = exc
-
-    def _produce(self) -> None:
-        population = user_ids(STANDARD.users, STANDARD.seed)
-        rng = random.Random(STANDARD.seed + 7)
-        producer = new_producer(self._settings, "bench-freshness")
-        topic = self._settings.kafka_topic
-        started = time.monotonic()
-        for i in range(self.total):
-            due = started + i / self.rate
-            now = time.monotonic()
-            if due - now > 0.001:
-                time.sleep(due - now)
-            sample = i % self._sample_every == 0
-            user = f"fresh-{self._run}-{i // self._sample_every:06d}" if sample else rng.choice(population)
-            value = orjson.dumps({"type": "activity", "userId": user, "ts": format_ts(int(time.time() * 1000))})
-            if sample:
-                self.sent_at[user] = time.monotonic()
-            future = producer.send(topic, key=user.encode(), value=value)
-            if sample:
-                future.add_callback(self._acked, user)
-        producer.flush(timeout=60)
-        self.elapsed = time.monotonic() - started
-        producer.close(timeout=10)
-
-    def _acked(self, user: str, metadata: object) -> None:
-        self.acked_at[user] = time.monotonic()
-
-
-class Watcher(threading.Thread):
-    """Looks in Redis every ``interval`` s for the producer's samples not found yet: their number in their bucket's
-    ids hash, then their bit in today's day bitmap (one pipelined round trip each); ``stored_at[user]`` is when the
-    bit was first seen set (what a reader can read; the version the API checks moves right after)."""
-
-    def __init__(self, settings: Settings, producer: Producer, interval: float) -> None:
-        super().__init__(name="bench-watcher", daemon=True)
-        self._settings = settings
-        self._producer = producer
-        self._interval = interval
-        self._halt = threading.Event()
-        self.stored_at: dict[str, float] = {}
-        self.error: BaseException | None = None
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(timeout=10)
-
-    def run(self) -> None:
-        try:
-            self._watch()
-        except BaseException as exc:  # reported by the main thread
-            self.error = exc
-
-    def _watch(self) -> None:
-        client = redis.Redis.from_url(self._settings.redis_url)
-        keys = KeySchema.of(self._settings)
-        numbers: dict[str, tuple[int, int]] = {}
-        try:
-            while not self._halt.wait(self._interval):
-                pending = [u for u in list(self._producer.sent_at) if u not in self.stored_at]
-                unnumbered = [u for u in pending if u not in numbers]
-                if unnumbered:
-                    pipe = client.pipeline(transaction=False)
-                    for user in unnumbered:
-                        pipe.hget(keys.ids(bucket_of(user, keys.buckets)), user)
-                    for user, number in zip(unnumbered, pipe.execute(), strict=True):
-                        if number is not None:
-                            numbers[user] = (bucket_of(user, keys.buckets), int(number))
-                numbered = [u for u in pending if u in numbers]
-                if numbered:
-                    today = today_utc()
-                    pipe = client.pipeline(transaction=False)
-                    for user in numbered:
-                        bucket, number = numbers[user]
-                        pipe.getbit(keys.day_bits(today, bucket), number)
-                    replies = pipe.execute()
-                    found_at = time.monotonic()
-                    for user, bit in zip(numbered, replies, strict=True):
-                        if bit:
-                            self.stored_at[user] = found_at
-        finally:
-            client.close()
 
 
 def consumer_metrics(log_path: Path) -> dict[str, float]:
@@ -274,7 +167,7 @@ def batch_text(batches: dict[str, float]) -> str:
     )
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=int, default=5000, help="events per second (default 5000)")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load (default 60)")
@@ -284,10 +177,65 @@ def main() -> int:
         "--watch-interval", type=float, default=0.005, help="seconds between looks in Redis (default 0.005)"
     )
     parser.add_argument("--quick", action="store_true", help="15 s of load")
-    parser.add_argument("--record", action="store_true", help="append the table to BENCHMARKS.md")
+    parser.add_argument(
+        "--record", action="store_true", help="append the table to the benchmark history (docs/benchmarks/)"
+    )
     args = parser.parse_args()
-    require_env()
-    duration = 15.0 if args.quick else args.duration
+    args.duration = 15.0 if args.quick else args.duration
+    return args
+
+
+@dataclass
+class Run:
+    """What one run saw: the producer's and the watcher's times, when the API first listed each sample, the polls'
+    start times, the API's answer times and the consumer's batch metrics over the load."""
+
+    producer: Producer
+    watcher: Watcher
+    seen: dict[str, float] = field(default_factory=dict)
+    starts: list[float] = field(default_factory=list)
+    answers: list[float] = field(default_factory=list)
+    batches: dict[str, float] = field(default_factory=dict)
+
+
+def warm_up(client: HttpClient, settings: Settings, run: str, log_dir: str) -> None:
+    """One event through the whole pipeline, so group join and assignment are not measured."""
+    sys.stderr.write("waiting for the consumer to join and store a first event...\n")
+    warm = Producer(settings, run + "-warmup", rate=1, duration=1, sample_every=1)
+    warm.start()
+    warm.join()
+    seen, _ = poll_until_seen(client, None, set(warm.sent_at), time.monotonic() + READY_TIMEOUT_S, 0.2)
+    if len(seen) != len(warm.sent_at):
+        raise RuntimeError(f"the warm-up event never became visible; consumer log in {log_dir}")
+
+
+def load(client: HttpClient, settings: Settings, run: str, args: argparse.Namespace, consumer_log: Path) -> Run:
+    """The load, the watcher and the polls until every sample was seen (or the drain time is over)."""
+    metrics_before = consumer_metrics(consumer_log)
+    sys.stderr.write(f"producing {args.rate} events/s for {args.duration:.0f} s...\n")
+    producer = Producer(settings, run, args.rate, args.duration, args.sample_every)
+    found = Run(producer, Watcher(settings, producer, args.watch_interval))
+    found.producer.start()
+    found.watcher.start()
+    deadline = time.monotonic() + args.duration + DRAIN_S
+    found.seen, found.starts = poll_until_seen(
+        client, found.producer, set(), deadline, args.poll_interval, found.answers
+    )
+    found.producer.join(timeout=60)
+    found.watcher.stop()
+    client.close()
+    metrics_after = consumer_metrics(consumer_log)
+    if found.producer.error is not None:
+        raise found.producer.error
+    if found.watcher.error is not None:
+        raise found.watcher.error
+    names = ("activeusers_batch_seconds_sum", "activeusers_batch_seconds_count", "activeusers_batch_records_sum")
+    found.batches = {name: metrics_after.get(name, 0.0) - metrics_before.get(name, 0.0) for name in names}
+    return found
+
+
+def measure(args: argparse.Namespace) -> Run:
+    """A fresh topic, a real consumer and API over it, the warm-up and the load; topics and keys deleted after."""
     run = uuid.uuid4().hex[:8]
     settings = bench_settings(
         "freshness",
@@ -296,7 +244,6 @@ def main() -> int:
         KAFKA_GROUP_ID=f"bench-freshness-{run}",
     )
     create_topic(settings)
-    answers: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-freshness-") as tmp, Path(tmp, "consumer.log").open("wb") as log:
         consumer = subprocess.Popen(
             [*active_users_command(), "consume"],
@@ -307,31 +254,8 @@ def main() -> int:
         try:
             with api_server(settings, Path(tmp)) as api:
                 client = HttpClient(api.host, api.port, auth_headers(settings))
-                # Warm-up: one event through the whole pipeline, so group join and assignment are not measured.
-                sys.stderr.write("waiting for the consumer to join and store a first event...\n")
-                warm = Producer(settings, run + "-warmup", rate=1, duration=1, sample_every=1)
-                warm.start()
-                warm.join()
-                seen, _ = poll_until_seen(client, None, set(warm.sent_at), time.monotonic() + READY_TIMEOUT_S, 0.2)
-                if len(seen) != len(warm.sent_at):
-                    raise RuntimeError(f"the warm-up event never became visible; consumer log in {tmp}")
-                metrics_before = consumer_metrics(Path(tmp, "consumer.log"))
-                sys.stderr.write(f"producing {args.rate} events/s for {duration:.0f} s...\n")
-                producer = Producer(settings, run, args.rate, duration, args.sample_every)
-                watcher = Watcher(settings, producer, args.watch_interval)
-                producer.start()
-                watcher.start()
-                seen, starts = poll_until_seen(
-                    client, producer, set(), time.monotonic() + duration + DRAIN_S, args.poll_interval, answers
-                )
-                producer.join(timeout=60)
-                watcher.stop()
-                client.close()
-                metrics_after = consumer_metrics(Path(tmp, "consumer.log"))
-                if producer.error is not None:
-                    raise producer.error
-                if watcher.error is not None:
-                    raise watcher.error
+                warm_up(client, settings, run, tmp)
+                return load(client, settings, run, args, Path(tmp, "consumer.log"))
         finally:
             consumer.terminate()
             try:
@@ -341,35 +265,50 @@ def main() -> int:
                 consumer.wait()
             delete_prefix(settings.redis_url, settings.redis_key_prefix)
             delete_topics(settings)
+
+
+def latency_row(name: str, values: list[float]) -> str:
+    if not values:
+        return f"| {name} | 0 | - | - | - |"
+    cells = (ms(percentile(values, 50)), ms(percentile(values, 99)), ms(max(values)))
+    return f"| {name} | {len(values):,} | " + " | ".join(cells) + " |"
+
+
+def stage_rows(found: Run) -> list[str]:
+    """Each sample's own stages: to the broker, to Redis, to the API; and the API's answers."""
+    producer, stored, seen = found.producer, found.watcher.stored_at, found.seen
     samples = list(producer.sent_at)
-    from_send = [seen[u] - producer.sent_at[u] for u in samples if u in seen]
-    from_ack = [seen[u] - producer.acked_at[u] for u in samples if u in seen and u in producer.acked_at]
-    stored = watcher.stored_at
     to_ack = [producer.acked_at[u] - producer.sent_at[u] for u in samples if u in producer.acked_at]
     to_redis = [stored[u] - producer.sent_at[u] for u in samples if u in stored]
     ack_to_redis = [stored[u] - producer.acked_at[u] for u in samples if u in stored and u in producer.acked_at]
     redis_to_api = [seen[u] - stored[u] for u in samples if u in stored and u in seen]
-    batches = {
-        name: metrics_after.get(name, 0.0) - metrics_before.get(name, 0.0)
-        for name in (
-            "activeusers_batch_seconds_sum",
-            "activeusers_batch_seconds_count",
-            "activeusers_batch_records_sum",
-        )
-    }
-    periods = [b - a for a, b in itertools.pairwise(starts)] or [0.0]
+    return [
+        "| stage | samples | p50 ms | p99 ms | max ms |",
+        "|---|---:|---:|---:|---:|",
+        latency_row("send -> broker acknowledgement (producer linger, broker, acks=all)", to_ack),
+        latency_row("send -> in Redis (all of the above, the consumer's fetch wait, batch and store)", to_redis),
+        latency_row(
+            "broker acknowledgement -> in Redis (the consumer: fetch wait, decode, hand-off, store)", ack_to_redis
+        ),
+        latency_row("in Redis -> visible through the API (wait for the next poll, the answer)", redis_to_api),
+        latency_row(
+            "the API's answers during the load (every poll: 2 days, today's element made again)", found.answers
+        ),
+    ]
+
+
+def report(args: argparse.Namespace, found: Run) -> list[str]:
+    """The section: latency to visible, the stages, the targets."""
+    producer, seen = found.producer, found.seen
+    samples = list(producer.sent_at)
+    from_send = [seen[u] - producer.sent_at[u] for u in samples if u in seen]
+    from_ack = [seen[u] - producer.acked_at[u] for u in samples if u in seen and u in producer.acked_at]
+    periods = [b - a for a, b in itertools.pairwise(found.starts)] or [0.0]
     missing = len(samples) - len(from_send)
     achieved = producer.total / producer.elapsed if producer.elapsed else 0.0
-
-    def row(name: str, values: list[float]) -> str:
-        if not values:
-            return f"| {name} | 0 | - | - | - |"
-        cells = (ms(percentile(values, 50)), ms(percentile(values, 99)), ms(max(values)))
-        return f"| {name} | {len(values):,} | " + " | ".join(cells) + " |"
-
     p99 = percentile(from_send, 99) if from_send else float("inf")
-    lines = [
-        f"### Freshness ({args.rate:,} events/s for {duration:.0f} s, real consumer and API processes)",
+    return [
+        f"### Freshness ({args.rate:,} events/s for {args.duration:.0f} s, real consumer and API processes)",
         "",
         stamp("bench/freshness.py"),
         f"{producer.total:,} events at {achieved:,.0f}/s achieved (acks=all, linger 5 ms), {PARTITIONS} partitions,"
@@ -379,8 +318,8 @@ def main() -> int:
         "",
         "| latency to first visible through the API | samples | p50 ms | p99 ms | max ms |",
         "|---|---:|---:|---:|---:|",
-        row("from send", from_send),
-        row("from broker acknowledgement", from_ack),
+        latency_row("from send", from_send),
+        latency_row("from broker acknowledgement", from_ack),
         "",
         f"Measurement floor: polls every {ms(percentile(periods, 50))} ms at p50 ({ms(max(periods))} ms max;"
         f" {args.poll_interval * 1000:.0f} ms pause plus the answer itself, which lists all of today's users)."
@@ -388,16 +327,10 @@ def main() -> int:
         "",
         "Where the time goes (each sample's own stages; the stages' percentiles do not add up to the total's):",
         "",
-        "| stage | samples | p50 ms | p99 ms | max ms |",
-        "|---|---:|---:|---:|---:|",
-        row("send -> broker acknowledgement (producer linger, broker, acks=all)", to_ack),
-        row("send -> in Redis (all of the above, the consumer's fetch wait, batch and store)", to_redis),
-        row("broker acknowledgement -> in Redis (the consumer: fetch wait, decode, hand-off, store)", ack_to_redis),
-        row("in Redis -> visible through the API (wait for the next poll, the answer)", redis_to_api),
-        row("the API's answers during the load (every poll: 2 days, today's element made again)", answers),
+        *stage_rows(found),
         "",
         f"In Redis: the sample's bit in today's day bitmap, looked for every {args.watch_interval * 1000:.0f} ms"
-        " (plus a round trip). " + batch_text(batches),
+        " (plus a round trip). " + batch_text(found.batches),
         "",
         target_line(
             "freshness p99 (from send)",
@@ -415,7 +348,12 @@ def main() -> int:
         f" {os.cpu_count()} cores",
         "",
     ]
-    emit(lines, args.record)
+
+
+def main() -> int:
+    args = parse_args()
+    require_env()
+    emit(report(args, measure(args)), args.record)
     return 0
 
 

@@ -28,15 +28,17 @@ import random
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import orjson
 import redis
+from figures import target_line
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
-from memory import measure_kinds
+from keykinds import measure_kinds
 from record import append_report
-from side import kinds
+from treescript import kinds
 
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
@@ -115,7 +117,7 @@ def raw_read(settings: Settings, total: int) -> float:
 
 def ours(settings: Settings, total: int) -> float:
     client = redis.Redis.from_url(settings.redis_url)
-    writer = ActivityWriter(client, KeySchema.of(settings), settings)
+    writer = ActivityWriter.of(client, settings)
     worker = StoreWorker(settings)
     worker.start()
     consumer = new_consumer(settings, "bench-ours")
@@ -236,7 +238,7 @@ def rounds(settings: Settings, events: int, count: int) -> list[tuple[float, flo
     return measured
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--users", type=int, default=50_000)
@@ -244,16 +246,36 @@ def main() -> int:
     parser.add_argument("--naive-events", type=int, default=100_000, help="events the naive baseline reads")
     parser.add_argument("--rounds", type=int, default=1, help="alternating raw read / active-users rounds")
     parser.add_argument("--quick", action="store_true", help="200k events, 20k for the naive baseline")
-    parser.add_argument("--record", action="store_true", help="append the table to BENCHMARKS.md")
+    parser.add_argument(
+        "--record", action="store_true", help="append the table to the benchmark history (docs/benchmarks/)"
+    )
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
     if args.quick:
         args.events, args.naive_events = 200_000, 20_000
+    return args
+
+
+@dataclass(frozen=True)
+class Rates:
+    """What one run measured: events/s of each consumer, each round's (raw, ours) and the index's bytes."""
+
+    raw: float
+    mine: float
+    flooded: float
+    slow: float
+    measured: list[tuple[float, float]]
+    per_member: float
+    members: int
+    day_keys: int
+
+
+def measure(args: argparse.Namespace) -> Rates:
+    """Every consumer over the same filled topic (and a topic with 10% malformed records), keys deleted after."""
     settings, flood = bench_settings(), bench_settings()
     fill(settings, args.events, args.users, args.days, args.seed)
     fill(flood, args.events, args.users, args.days, args.seed, 0.1)
     try:
-        rows = []
         measured = rounds(settings, args.events, max(1, args.rounds))
         raw, mine = median_pair(measured)
         sys.stderr.write("active-users ingest, 10% malformed...\n")
@@ -261,17 +283,23 @@ def main() -> int:
         sys.stderr.write("naive consumer...\n")
         slow = naive(settings, min(args.naive_events, args.events))
         per_member, members, day_keys = bytes_per_member(settings)
-        rows = [
-            ("raw read (same client, same fetch settings, no processing)", raw, 1.0),
-            ("active-users ingest (decode, bucket, store, commit)", mine, mine / raw),
-            ("active-users ingest, 10% malformed records (dead-lettered)", flooded, flooded / raw),
-            ("naive consumer (defaults, one SADD per event, auto-commit)", slow, slow / raw),
-        ]
     finally:
         cleanup(settings)
         cleanup(flood)
+    return Rates(raw, mine, flooded, slow, measured, per_member, members, day_keys)
+
+
+def report(args: argparse.Namespace, rates: Rates) -> list[str]:
+    """The section: the table of rates and the target figures."""
+    raw, mine, flooded, slow, measured = rates.raw, rates.mine, rates.flooded, rates.slow, rates.measured
+    rows = [
+        ("raw read (same client, same fetch settings, no processing)", raw, 1.0),
+        ("active-users ingest (decode, bucket, store, commit)", mine, mine / raw),
+        ("active-users ingest, 10% malformed records (dead-lettered)", flooded, flooded / raw),
+        ("naive consumer (defaults, one SADD per event, auto-commit)", slow, slow / raw),
+    ]
     command = "python bench/ingest.py " + " ".join(sys.argv[1:])
-    lines = [
+    return [
         f"### Ingest ({args.events:,} events, {args.users:,} users, {args.days} days, {PARTITIONS} partitions)",
         "",
         f"`{command.strip()}` on {datetime.now(UTC):%Y-%m-%d}, one consumer each (ours: a member and its store"
@@ -286,19 +314,46 @@ def main() -> int:
         "|---|---:|---:|",
         *[f"| {name} | {rate:,.0f} | {ratio:.2f} |" for name, rate, ratio in rows],
         "",
-        f"- active-users vs naive: **{mine / slow:.1f}x** (target: at least 5x)",
-        f"- active-users vs raw read: **{mine / raw:.0%}** (target: at least 80%)"
+        target_line(
+            "active-users vs naive",
+            f"{mine / slow:.1f}x",
+            "at least 5x",
+            mine >= 5 * slow,
+            f"{slow:,.0f}/s",
+            f"{mine / slow:.2f}",
+        ),
+        target_line(
+            "active-users vs raw read",
+            f"{mine / raw:.0%}",
+            "at least 80%",
+            mine >= 0.8 * raw,
+            f"{raw:,.0f}/s",
+            f"{mine / raw:.2f}",
+        )
         + (f"; per round: {', '.join(f'{o / r:.0%}' for r, o in measured)}" if len(measured) > 1 else ""),
-        f"- 10% malformed vs clean stream: **{flooded / mine:.2f}x the clean rate** (target: at least 0.5x)",
+        target_line(
+            "10% malformed vs clean stream",
+            f"{flooded / mine:.2f}x the clean rate",
+            "at least 0.5x",
+            flooded >= 0.5 * mine,
+            f"{mine:,.0f}/s",
+            f"{flooded / mine:.2f}",
+        ),
         f"- Redis bytes per stored (user, day), every key of active-users' index (bitmaps, counters, numbering"
-        f" and names lists, versions): **{per_member:.1f}** ({members:,} (user, day) bits in {day_keys} day"
-        " bitmaps, MEMORY USAGE on the installed redis-server; a stream of 30 days, so the numbering of every"
-        " user is amortized over few days)",
+        f" and names lists, versions): **{rates.per_member:.1f}** ({rates.members:,} (user, day) bits in"
+        f" {rates.day_keys} day bitmaps, MEMORY USAGE on the installed redis-server; a stream of 30 days, so the"
+        " numbering of every user is amortized over few days)",
         "",
     ]
+
+
+def main() -> int:
+    args = parse_args()
+    lines = report(args, measure(args))
     print("\n".join(lines))
     if args.record:
-        append_report("\n".join(lines))
+        stamp = f"{datetime.now(UTC):%H:%M} UTC"
+        append_report(f"## {stamp}: `python bench/ingest.py {' '.join(sys.argv[1:])}`\n\n" + "\n".join(lines))
     return 0
 
 

@@ -57,9 +57,9 @@ from common import (
     range_query,
     require_env,
     stamp,
-    target_line,
     today_utc,
 )
+from figures import target_line
 from throughput import wrk
 
 CONNECTIONS = (64, 256, 1000)
@@ -225,7 +225,9 @@ def main() -> int:
     parser.add_argument("--connections", type=int, nargs="+", default=list(CONNECTIONS), help="64 256 1000")
     parser.add_argument("--rounds", type=int, default=3, help="rounds at the first connection count (default 3)")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_S} s per wrk run, one round")
-    parser.add_argument("--record", action="store_true", help="append the report to BENCHMARKS.md")
+    parser.add_argument(
+        "--record", action="store_true", help="append the report to the benchmark history (docs/benchmarks/)"
+    )
     parser.add_argument("--profile", action="store_true", help="then py-spy the API during one more summary run")
     args = parser.parse_args()
     require_env()
@@ -304,7 +306,20 @@ def report(
         f"handler answers only 200 (wrk's non-2xx count for it: {trivial_non_2xx}). Socket errors: wrk's connect, "
         "read, write and timeout errors. Share of trivial: against the trivial handler's run of the same round.",
         "",
+        *target_lines(rows, duration, connections, base),
     ]
+    if hot:
+        lines += hot_lines(hot, connections[0])
+    lines.append("")
+    return lines
+
+
+def target_lines(
+    rows: list[Row], duration: int, connections: list[int], base: dict[tuple[int, int], float]
+) -> list[str]:
+    """No error at the last connection count; the summary's and active-users' shares at the first (the median
+    round's)."""
+    lines = []
     last = connections[-1]
     checked = [row for row in rows if row.connections == last and row.case.name in (ACTIVE_ROW, SUMMARY_ROW)]
     wrong = sum(row.result["non_2xx"] for row in checked)
@@ -333,20 +348,23 @@ def report(
         label = f"{name} at {first:,} connections: share of the trivial handler's req/s" + (
             ", p99" if needs_p99 else ""
         )
-        lines.append(target_line(label, value, target, met))
-    if hot:
-        lines += [
-            "",
-            f"Where the API's time went (py-spy at 200 Hz during one more summary run at {first:,} connections, apart "
-            "from the measured ones; samples of each function's own, the kernel's work in a system call counted in "
-            "the function that made it):",
-            "",
-            "| function | share of samples |",
-            "|---|---:|",
-            *(f"| `{name}` | {share:.1%} |" for name, share in hot),
-        ]
-    lines.append("")
+        trivial = base[(first, measured[middle].round)]
+        lines.append(target_line(label, value, target, met, f"{trivial:,.0f} req/s", f"{share:.3f}"))
     return lines
+
+
+def hot_lines(hot: list[tuple[str, float]], first: int) -> list[str]:
+    """Where the API's time went, by function, from the profile."""
+    return [
+        "",
+        f"Where the API's time went (py-spy at 200 Hz during one more summary run at {first:,} connections, apart "
+        "from the measured ones; samples of each function's own, the kernel's work in a system call counted in "
+        "the function that made it):",
+        "",
+        "| function | share of samples |",
+        "|---|---:|",
+        *(f"| `{name}` | {share:.1%} |" for name, share in hot),
+    ]
 
 
 if __name__ == "__main__":

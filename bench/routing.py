@@ -1,4 +1,4 @@
-"""Routing benchmark: the cost of sending the writer's packed batches through ``redisconn.send_commands``.
+"""Routing benchmark: the cost of sending the writer's packed batches through ``transport.send_commands``.
 
 Rows, all in one run against the same real Redis (and the real cluster when REDIS_CLUSTER_URL is set), the same
 batches (SADDs of 50 members and EXPIREATs on day keys, BITFIELDs on bucket-tagged bitmaps), repetitions
@@ -28,8 +28,9 @@ from typing import Any
 import redis
 from record import append_report
 
-from activeusers.redisconn import Routed, SyncClient, pack_command, redis_client, send_commands
+from activeusers.connections import Routed, SyncClient, pack_command, redis_client
 from activeusers.settings import Settings
+from activeusers.transport import send_commands
 
 
 def batches(prefix: str, count: int, size: int) -> list[list[Routed]]:
@@ -48,7 +49,7 @@ def batches(prefix: str, count: int, size: int) -> list[list[Routed]]:
 
 
 def baseline(client: redis.Redis, commands: Sequence[Routed]) -> None:
-    """The writer's send before ``redisconn``: one write, replies read in order, the first refusal raised."""
+    """The writer's send before ``transport``: one write, replies read in order, the first refusal raised."""
     pool = client.connection_pool
     connection = pool.get_connection()
     try:
@@ -85,7 +86,9 @@ def main() -> int:
     parser.add_argument("--batches", type=int, default=200)
     parser.add_argument("--commands", type=int, default=400, help="commands per batch")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved repetitions (the median is reported)")
-    parser.add_argument("--record", action="store_true", help="append the table to BENCHMARKS.md")
+    parser.add_argument(
+        "--record", action="store_true", help="append the table to the benchmark history (docs/benchmarks/)"
+    )
     args = parser.parse_args()
     single = redis_client(Settings(redis_url=os.environ["REDIS_URL"]))
     assert isinstance(single, redis.Redis)

@@ -1,7 +1,7 @@
 """Sizing: Redis memory at 10k, 100k, 1M and 10M daily active users, computed from measured per-key figures.
 
-Pure functions over the :class:`~memory.KindFigures` that ``bench/memory.py`` measures (``bench/compare.py``
-calls them for both sides and writes the table into ``docs/keys.md`` and BENCHMARKS.md). The model, per kind:
+Pure functions over the :class:`~keykinds.KindFigures` that ``bench/keykinds.py`` measures (``bench/compare.py``
+calls them for both sides and writes the table into ``docs/keys.md`` and the benchmark history). The model, per kind:
 
 - dated sets (the day sets of ids a tree before issue 22 keeps): measured bytes per member times members per day,
   which scale with the daily active users;
@@ -15,19 +15,14 @@ calls them for both sides and writes the table into ``docs/keys.md`` and BENCHMA
   bytes, as they are; dated hashes (counters per bucket and day): their measured bytes per day, whatever the users;
 - retention: the days each kind is kept, measured from the keys' expiry (EXPIRETIME minus the end of the key's
   day), so the table follows what the writer does rather than what a setting is believed to do.
-
-Before issue 22 every undated hash was scaled as a numbering, the versions hash too (90 fields at the large
-dataset, scaled by the 50M numbered users of the 10M row: about 1.8 GB too many in that row).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from memory import KindFigures
+from keykinds import KindFigures
 
 SCALES = (10_000, 100_000, 1_000_000, 10_000_000)
 # Kinds of no dataset: the API's tokens, and keys no KeySchema method names.

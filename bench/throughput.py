@@ -34,9 +34,9 @@ from common import (
     range_query,
     require_env,
     stamp,
-    target_line,
     today_utc,
 )
+from figures import target_line
 
 SHARE_TARGET = 0.5
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
@@ -76,16 +76,24 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=30, help="seconds per wrk run (default 30)")
     parser.add_argument("--connections", type=int, default=16, help="wrk keep-alive connections (default 16)")
     parser.add_argument("--quick", action="store_true", help="5 s per wrk run")
-    parser.add_argument("--record", action="store_true", help="append the table to BENCHMARKS.md")
+    parser.add_argument(
+        "--record", action="store_true", help="append the table to the benchmark history (docs/benchmarks/)"
+    )
     args = parser.parse_args()
     require_env()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install -y wrk (bench/run does it when run as root)")
     duration = 5 if args.quick else args.duration
+    emit(report(measure(duration, args.connections), duration, args.connections), args.record)
+    return 0
+
+
+def measure(duration: int, connections: int) -> list[tuple[str, dict[str, float]]]:
+    """wrk against active-users (a day of the dataset, a day without data) and the trivial handler, in that order."""
     settings = bench_settings("throughput")
     today = today_utc()
     empty_day = today - timedelta(days=STANDARD.days + 5)  # inside retention, before the dataset: no users
-    rows = []
+    rows: list[tuple[str, dict[str, float]]] = []
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp, dataset_in_redis(settings, STANDARD, today):
         headers = auth_headers(settings)
         with api_server(settings, Path(tmp)) as ours, aux_server("trivial", settings, Path(tmp)) as trivial:
@@ -101,10 +109,15 @@ def main() -> int:
             ]
             for name, server, path, sent in cases:
                 sys.stderr.write(f"wrk {duration} s: {name}...\n")
-                rows.append((name, wrk(server, path, sent, duration, args.connections)))
+                rows.append((name, wrk(server, path, sent, duration, connections)))
+    return rows
+
+
+def report(rows: list[tuple[str, dict[str, float]]], duration: int, connections: int) -> list[str]:
+    """The section: the table and each active-users row's share of the trivial handler's rate."""
     base = rows[-1][1]["rate"]
     lines = [
-        f"### API throughput (wrk, 1 thread, {args.connections} connections, {duration} s each, loopback)",
+        f"### API throughput (wrk, 1 thread, {connections} connections, {duration} s each, loopback)",
         "",
         stamp("bench/throughput.py"),
         f"Dataset: {STANDARD.describe()}. Each server is one aiohttp process; wrk runs beside it.",
@@ -128,11 +141,12 @@ def main() -> int:
                 f"{share:.0%}, {r['errors']:,.0f} errors",
                 "at least 50%, zero errors",
                 share >= SHARE_TARGET and r["errors"] == 0,
+                f"{base:,.0f} req/s",
+                f"{share:.2f}",
             )
         )
     lines.append("")
-    emit(lines, args.record)
-    return 0
+    return lines
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from kafka.errors import KafkaError
 
 from activeusers.errors import ConfigError
 from activeusers.settings import Settings
+from consumer import kafkawire
 from consumer.kafka import KAFKA_TIMEOUT_S, security_config
 
 # ApiVersions v0: api key 18, version 0, a correlation id, a client id; empty body. Every broker since 0.10
@@ -54,12 +55,6 @@ def check_broker(settings: Settings, timeout_s: float = KAFKA_TIMEOUT_S) -> None
         raise ConfigError(problem)
 
 
-def _request(api_key: int, version: int, body: bytes = b"") -> bytes:
-    """A request with header v1 (api key, version, correlation id, client id) and its size prefix."""
-    header = struct.pack(">hhih", api_key, version, _CORRELATION_ID, len(_CLIENT_ID)) + _CLIENT_ID
-    return struct.pack(">i", len(header) + len(body)) + header + body
-
-
 def _mechanism_problem(
     settings: Settings, address: tuple[str, int], context: ssl.SSLContext | None, timeout_s: float
 ) -> str | None:
@@ -70,16 +65,17 @@ def _mechanism_problem(
         with socket.create_connection(address, timeout=timeout_s) as raw:
             sock = context.wrap_socket(raw, server_hostname=address[0]) if context is not None else raw
             with sock:
-                sock.sendall(_request(_SASL_HANDSHAKE, 1, struct.pack(">h", len(mechanism)) + mechanism))
-                size, correlation_id = struct.unpack(">ii", _recv_exact(sock, 8))
-                error, count = struct.unpack(">hi", _recv_exact(sock, 6))
-                enabled = []
-                for _ in range(max(0, min(count, 64))):
-                    (length,) = struct.unpack(">h", _recv_exact(sock, 2))
-                    enabled.append(_recv_exact(sock, length).decode(errors="replace"))
+                handshake = kafkawire.encode_string(mechanism)
+                sock.sendall(kafkawire.encode_request(_SASL_HANDSHAKE, 1, _CORRELATION_ID, _CLIENT_ID, handshake))
+                size, correlation_id = kafkawire.recv_response_header(sock)
+                if correlation_id != _CORRELATION_ID or size < 6:
+                    return None
+                answer = kafkawire.Decoder(kafkawire.recv_exact(sock, size - 4))
+                error, count = answer.int16(), answer.int32()
+                enabled = [answer.string(errors="replace") or "" for _ in range(max(0, min(count, 64)))]
     except (OSError, struct.error):
         return None
-    if correlation_id != _CORRELATION_ID or size < 6 or error != _UNSUPPORTED_SASL_MECHANISM:
+    if error != _UNSUPPORTED_SASL_MECHANISM:
         return None
     return (
         f"KAFKA_SASL_MECHANISM={settings.kafka_sasl_mechanism} is not enabled on the broker's listener "
@@ -89,7 +85,7 @@ def _mechanism_problem(
 
 def api_versions_request() -> bytes:
     """An ApiVersions v0 request with its size prefix."""
-    return _request(_API_VERSIONS, 0)
+    return kafkawire.encode_request(_API_VERSIONS, 0, _CORRELATION_ID, _CLIENT_ID)
 
 
 def transport_problem(
@@ -113,7 +109,7 @@ def transport_problem(
                 )
         try:
             sock.sendall(api_versions_request())
-            size, correlation_id = struct.unpack(">ii", _recv_exact(sock, 8))
+            size, correlation_id = kafkawire.recv_response_header(sock)
         except ssl.SSLError as exc:
             return _client_certificate_problem(where, exc)
         except (OSError, struct.error) as exc:
@@ -258,16 +254,6 @@ def _first_server(servers: str) -> tuple[str, int]:
         return host.strip("[]") or "localhost", int(port)
     except ValueError:
         raise ConfigError(f"KAFKA_BOOTSTRAP_SERVERS={servers!r}: expected host:port[,host:port...]") from None
-
-
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ConnectionResetError("the connection was closed")
-        data += chunk
-    return data
 
 
 def _reason(exc: BaseException) -> str:

@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from activeusers.connections import redis_client
 from activeusers.events import MAX_USER_ID_CHARS
 from activeusers.keys import KeySchema
-from activeusers.redisconn import check_redis, redis_client
+from activeusers.redischeck import check_redis
 from activeusers.settings import Settings
 from activeusers.writer import ActivityWriter
 from consumer.shutdown import EXIT_UNDECODABLE, STOP_DEADLINE_S, StopRequest
@@ -125,7 +126,7 @@ def _consume(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _produce(settings: Settings, args: argparse.Namespace) -> int:
-    from consumer.produce import run_produce
+    from consumer.synthetic.producer import run_produce
 
     check_connections(settings, redis=False)
     return run_produce(settings, args)
@@ -155,7 +156,7 @@ def _reindex(settings: Settings, args: argparse.Namespace) -> int:
     redis = redis_client(settings)
     keys = KeySchema.of(settings)
     try:
-        result = reindex(redis, ActivityWriter(redis, keys, settings), keys, sys.stderr)
+        result = reindex(redis, ActivityWriter.of(redis, settings), keys, sys.stderr)
     finally:
         redis.close()
     print(
@@ -213,7 +214,7 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
     stop = stop_on_signals()
     check_connections(settings)
     redis = redis_client(settings)
-    writer = ActivityWriter(redis, KeySchema.of(settings), settings)
+    writer = ActivityWriter.of(redis, settings)
     producer = new_producer(settings, "active-users-replay-dlq") if args.dead_letter else None
     try:
         dead_letters = DeadLetterQueue(producer, settings.kafka_dlq_topic) if producer is not None else None

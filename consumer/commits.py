@@ -21,7 +21,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 
 from consumer.assignment import Assignment
-from consumer.ingest import Record
+from consumer.ingest import ConsumedRecord
 from consumer.kafka import KAFKA_TIMEOUT_S, Tick
 from consumer.metrics import ConsumerMetrics
 from consumer.shutdown import StopRequest
@@ -65,7 +65,7 @@ class Commits:
         self._recommit = threading.Event()
         self._last_recommit = 0.0
 
-    def reach(self, polled: Mapping[Any, Sequence[Record]], *, with_positions: bool) -> Reach:
+    def reach(self, polled: Mapping[Any, Sequence[ConsumedRecord]], *, with_positions: bool) -> Reach:
         """What ``polled`` will let the member commit; the client's positions are asked for (about 80 us a
         partition) only ``with_positions``: a full poll means more records wait, whose commits cover the rest."""
         next_offsets = {tp: records[-1].offset + 1 for tp, records in polled.items() if records}

@@ -1,4 +1,4 @@
-"""Turning one polled batch of Kafka records into bucket writes, dead letters and skip counts.
+"""Turning one polled batch of Kafka records into the user sets to write, dead letters and skip counts.
 
 This is the pure core of the consumer: no I/O, ``now_ms`` is a parameter. A poll becomes :class:`RecordSlice`
 lists once, on the member process (:func:`slices_of`); the store worker (and the replay) classify those into a
@@ -11,17 +11,26 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from enum import StrEnum
 from operator import attrgetter
 from typing import Any, NamedTuple, Protocol
 
-from activeusers.days import Bucketer, day_expiry_s
+from activeusers.days import LocalHours, day_expiry_s
 from activeusers.errors import MalformedEvent
-from activeusers.events import ACTIVE_TYPES, CREATED_TYPE, decode_fields, only_anonymous
+from activeusers.events import ACTIVE_TYPES, CREATED_TYPE, MalformedReason, decode_fields, only_anonymous
 from activeusers.settings import Settings
-from activeusers.writer import Buckets
+from activeusers.writer import UserSets
 
 
-class Record(Protocol):
+class SkipReason(StrEnum):
+    """Why a valid event is deliberately not stored (a metric label)."""
+
+    UNKNOWN_TYPE = "unknown_type"
+    ANONYMOUS = "anonymous"
+    TOO_OLD = "too_old"
+
+
+class ConsumedRecord(Protocol):
     """The fields of a kafka-python ``ConsumerRecord`` that ingestion reads."""
 
     @property
@@ -47,7 +56,7 @@ class RecordSlice(NamedTuple):
     values: list[bytes | None]
 
 
-def slices_of(polled: Mapping[Any, Sequence[Record]]) -> list[RecordSlice]:
+def slices_of(polled: Mapping[Any, Sequence[ConsumedRecord]]) -> list[RecordSlice]:
     """The records of a poll (``{TopicPartition: [records]}``) per non-empty partition."""
     # This runs on the member process, whose core kafka-python's fetching already fills: C-level getters, and
     # a range instead of a list of offsets when they are consecutive (the usual case: no compaction, no
@@ -88,9 +97,9 @@ class DeadLetter:
 
 @dataclass(slots=True)
 class Batch:
-    """What classifying one poll yields: the bucket writes, the dead letters and the skip counts."""
+    """What classifying one poll yields: the user sets to write, the dead letters and the skip counts."""
 
-    buckets: Buckets = field(default_factory=Buckets)
+    user_sets: UserSets = field(default_factory=UserSets)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
     stored_events: int = 0
@@ -98,24 +107,24 @@ class Batch:
 
 
 class Classifier:
-    """Decodes, validates and buckets records with the settings' zone, retention and limits.
+    """Decodes and validates records and sorts them into user sets with the settings' zone, retention and limits.
 
     An event older than ``RETENTION_DAYS`` (the index's retention, the longest) is ``too_old``; one that is only
     past ``HOUR_RETENTION_DAYS`` is stored, and the writer leaves its hour bitmap out (expired keys are not
     written)."""
 
     def __init__(self, settings: Settings) -> None:
-        self._bucketer = Bucketer(settings.zone)
+        self._hours = LocalHours(settings.zone)
         self._zone = settings.zone
         self._max_bytes = settings.max_event_bytes
         self._skew_ms = int(settings.max_future_skew_s * 1000)
-        self._retention_days = settings.retention_days
+        self._retention_days = settings.retention("days")
         self._expiry_ms: dict[date, int] = {}
 
     def classify(self, slices: Sequence[RecordSlice], now_ms: int) -> Batch:
         """Sort every record of a poll (see :func:`slices_of`) into the batch's writes, dead letters and skips."""
         batch = Batch()
-        # The batch's day and hour sets per (day, hour) of the bucketer, empty for a day past retention: now_ms
+        # The batch's day and hour sets per local (day, hour), empty for a day past retention: now_ms
         # is the batch's, so one lookup per event answers both.
         targets: dict[tuple[date, int], tuple[set[str], ...]] = {}
         for part in slices:
@@ -127,16 +136,16 @@ class Classifier:
         self, part: RecordSlice, now_ms: int, batch: Batch, targets: dict[tuple[date, int], tuple[set[str], ...]]
     ) -> None:
         # The per-record hot path of the consumer: locals instead of attribute lookups, no per-event objects.
-        buckets = batch.buckets
-        days, hours, created = buckets.days, buckets.hours, buckets.created
-        bucket = self._bucketer.bucket
+        sets = batch.user_sets
+        days, hours, created = sets.days, sets.hours, sets.created
+        hour_of = self._hours.hour_of
         expired = self._expired
         max_bytes = self._max_bytes
         latest_ms = now_ms + self._skew_ms
         skipped = batch.skipped
         dead = batch.dead_letters.append
         topic, partition, offsets, keys = part.topic, part.partition, part.offsets, part.keys
-        newest_ms = buckets.newest_event_ms
+        newest_ms = sets.newest_event_ms
         stored = 0
         for position, value in enumerate(part.values):
             try:
@@ -146,33 +155,39 @@ class Classifier:
                 continue
             if ts_ms > latest_ms:
                 detail = f"ts is {(ts_ms - now_ms) // 1000} s ahead of the clock"
-                dead(DeadLetter(topic, partition, offsets[position], keys[position], value, "future_ts", detail))
+                dead(
+                    DeadLetter(
+                        topic, partition, offsets[position], keys[position], value, MalformedReason.FUTURE_TS, detail
+                    )
+                )
                 continue
             if kind not in ACTIVE_TYPES and kind != CREATED_TYPE:
-                skipped["unknown_type"] += 1
+                skipped[SkipReason.UNKNOWN_TYPE] += 1
                 continue
             if roles and only_anonymous(roles):
-                skipped["anonymous"] += 1
+                skipped[SkipReason.ANONYMOUS] += 1
                 continue
-            slot = bucket(ts_ms)
+            day_hour = hour_of(ts_ms)
             if kind == CREATED_TYPE:
-                if expired(slot[0], now_ms):
-                    skipped["too_old"] += 1
+                if expired(day_hour[0], now_ms):
+                    skipped[SkipReason.TOO_OLD] += 1
                     continue
-                created[slot[0]].add(user_id)
+                created[day_hour[0]].add(user_id)
             else:
-                sets = targets.get(slot)
-                if sets is None:
-                    sets = targets[slot] = () if expired(slot[0], now_ms) else (days[slot[0]], hours[slot])
-                if not sets:
-                    skipped["too_old"] += 1
+                target = targets.get(day_hour)
+                if target is None:
+                    target = targets[day_hour] = (
+                        () if expired(day_hour[0], now_ms) else (days[day_hour[0]], hours[day_hour])
+                    )
+                if not target:
+                    skipped[SkipReason.TOO_OLD] += 1
                     continue
-                sets[0].add(user_id)
-                sets[1].add(user_id)
+                target[0].add(user_id)
+                target[1].add(user_id)
             if ts_ms > newest_ms:
                 newest_ms = ts_ms
             stored += 1
-        buckets.newest_event_ms = newest_ms
+        sets.newest_event_ms = newest_ms
         batch.stored_events += stored
 
     def _expired(self, day: date, now_ms: int) -> bool:

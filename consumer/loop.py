@@ -25,14 +25,15 @@ from typing import Any, TypeVar
 
 from kafka.errors import KafkaTimeoutError
 
+from activeusers.clusterstats import cluster_counts
+from activeusers.connections import REDIS_ERRORS, redis_client
 from activeusers.errors import ListenError
 from activeusers.heartbeats import Heartbeats
 from activeusers.keys import KeySchema
-from activeusers.redisconn import REDIS_ERRORS, cluster_counts, redis_client
 from activeusers.settings import Settings
 from consumer.assignment import Assignment, label, labels
 from consumer.commits import Commits, Reach
-from consumer.ingest import Record
+from consumer.ingest import ConsumedRecord
 from consumer.kafka import listener_tick, new_consumer
 from consumer.liveness import Liveness
 from consumer.metrics import ConsumerMetrics, HealthServer
@@ -110,7 +111,7 @@ class IngestLoop:
             if self.drain():
                 self._commits.commit_final()
 
-    def process(self, polled: Mapping[Any, Sequence[Record]]) -> None:
+    def process(self, polled: Mapping[Any, Sequence[ConsumedRecord]]) -> None:
         """Hand one poll's records to the store worker (waiting for the oldest batch if too many are in flight)."""
         self._pipeline.submit(polled, self._reach(polled))
 
@@ -142,7 +143,7 @@ class IngestLoop:
         """Withdraw this member's heartbeat (best effort, on a clean stop)."""
         self._liveness.forget()
 
-    def _reach(self, polled: Mapping[Any, Sequence[Record]]) -> Reach:
+    def _reach(self, polled: Mapping[Any, Sequence[ConsumedRecord]]) -> Reach:
         full = sum(map(len, polled.values())) >= self._settings.batch_size
         return self._commits.reach(polled, with_positions=not full and self._poller.failure is None)
 

@@ -9,11 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from activeusers.clustermetrics import ClusterCollector
-from activeusers.events import MALFORMED_REASONS
-from activeusers.redisconn import ClusterCounts
-
-SKIP_REASONS = ("unknown_type", "anonymous", "too_old")
+from activeusers.clusterstats import ClusterCollector, ClusterCounts
+from activeusers.events import MalformedReason
+from consumer.ingest import SkipReason
 
 
 class ConsumerMetrics:
@@ -59,10 +57,10 @@ class ConsumerMetrics:
         )
         self.redis_up = Gauge("activeusers_redis_up", "1 when the last Redis write succeeded", registry=r)
         self.assigned = Gauge("activeusers_assigned_partitions", "Partitions assigned to this member", registry=r)
-        for reason in SKIP_REASONS:
-            self.skipped.labels(reason)
-        for reason in MALFORMED_REASONS:
-            self.dead_lettered.labels(reason)
+        for skip in SkipReason:
+            self.skipped.labels(skip)
+        for malformed in MalformedReason:
+            self.dead_lettered.labels(malformed)
 
     def track_redis(self, counts: Callable[[], ClusterCounts | None]) -> None:
         """Export what ``counts`` says at each scrape about the Redis Cluster client (nothing for ``None``)."""

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from consumer.commits import Reach
-from consumer.ingest import Record, slices_of
+from consumer.ingest import ConsumedRecord, slices_of
 from consumer.metrics import ConsumerMetrics
 from consumer.shutdown import StopRequest
 from consumer.worker import Stored, StoreWorker
@@ -54,7 +54,7 @@ class Pipeline:
         self._in_flight: deque[tuple[Reach, float]] = deque()
         self.dropped = False
 
-    def submit(self, polled: Mapping[Any, Sequence[Record]], reach: Reach) -> None:
+    def submit(self, polled: Mapping[Any, Sequence[ConsumedRecord]], reach: Reach) -> None:
         """Hand one poll to the worker; finish the oldest batch while too many are in flight."""
         started = time.perf_counter()
         self._worker.submit(int(self._clock() * 1000), slices_of(polled))

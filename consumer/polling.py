@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
-from consumer.ingest import Record
+from consumer.ingest import ConsumedRecord
 from consumer.metrics import ConsumerMetrics
 from consumer.retry import backoff_delays
 from consumer.shutdown import EXIT_UNDECODABLE
@@ -50,12 +50,12 @@ class Poller:
         self.last_success = time.monotonic()
         self.failure: UndecodableFetch | None = None
 
-    def poll(self) -> Mapping[Any, Sequence[Record]]:
+    def poll(self) -> Mapping[Any, Sequence[ConsumedRecord]]:
         """The records of one poll (``{}`` when there were none or the poll failed)."""
         if self.failure is not None:
             return {}
         try:
-            polled: Mapping[Any, Sequence[Record]] = self._consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
+            polled: Mapping[Any, Sequence[ConsumedRecord]] = self._consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
         except Exception as exc:
             failure = undecodable(exc, self._consumer)  # re-raises what is neither Kafka's nor a codec's
             if failure is not None:

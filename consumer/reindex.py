@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TextIO
 
+from activeusers.connections import REDIS_ERRORS, SyncClient, pack_command
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema
-from activeusers.redisconn import REDIS_ERRORS, SyncClient, pack_command, send_commands
 from activeusers.scripts import APPEND_NAMES
-from activeusers.writer import ActivityWriter, Buckets
+from activeusers.transport import send_commands
+from activeusers.writer import ActivityWriter, UserSets
 from consumer.progress import ProgressBar
 
 # Members read (and written) at once: bounds the memory and one SSCAN page's share of Redis' thread.
@@ -47,7 +48,7 @@ class ReindexResult:
 
 @dataclass(frozen=True, slots=True)
 class _Source:
-    """One set to index: its key, what it holds (the Buckets field its members go to) and its day or hour."""
+    """One set to index: its key, what it holds (the UserSets field its members go to) and its day or hour."""
 
     key: str
     kind: str  # "days", "hours" or "created"
@@ -73,7 +74,7 @@ def reindex(
         indexed = 0
         for source in sources:
             for chunk in _members(client, source.key):
-                batch = Buckets()
+                batch = UserSets()
                 getattr(batch, source.kind)[source.when] = chunk
                 # write() numbers the users of days and creations; an hour set's may be in no day set any more.
                 writer.numbers(chunk)

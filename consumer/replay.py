@@ -17,18 +17,17 @@ from functools import partial
 from typing import Any, TextIO
 
 from kafka import TopicPartition
-from kafka.errors import KafkaError
 
 from activeusers.errors import ConfigError, StoreUnavailable
 from activeusers.settings import Settings
 from activeusers.writer import ActivityWriter
 from consumer.deadletter import DeadLetterQueue
-from consumer.ingest import Batch, Classifier, slices_of
+from consumer.ingest import Classifier, slices_of
 from consumer.kafka import KAFKA_TIMEOUT_S
 from consumer.metrics import ConsumerMetrics
 from consumer.polling import Poller
 from consumer.progress import ProgressBar
-from consumer.retry import until_done
+from consumer.storing import store_batch
 from consumer.undecodable import UndecodableFetch
 
 log = logging.getLogger(__name__)
@@ -73,11 +72,7 @@ def replay(
     bar = ProgressBar(total, out)
     classifier = Classifier(settings)
 
-    def store(batch: Batch) -> None:
-        if batch.buckets:
-            writer.write(batch.buckets)
-        if dead_letters is not None and batch.dead_letters:
-            dead_letters.publish(batch.dead_letters, KAFKA_TIMEOUT_S)
+    publish = None if dead_letters is None else partial(dead_letters.publish, timeout_s=KAFKA_TIMEOUT_S)
 
     def failed(exc: BaseException) -> None:
         (metrics.store_errors if isinstance(exc, StoreUnavailable) else metrics.kafka_errors).inc()
@@ -90,7 +85,7 @@ def replay(
         # Records past the end seen at start arrived during the replay; the live consumer owns them.
         bounded = {tp: [r for r in recs if r.offset < end[tp]] for tp, recs in polled.items()}
         batch = classifier.classify(slices_of(bounded), int(clock() * 1000))
-        if not until_done(partial(store, batch), (StoreUnavailable, KafkaError), stop.wait, failed):
+        if not store_batch(batch, writer.write, publish, stop.wait, failed):
             break
         records += batch.records
         stored += batch.stored_events

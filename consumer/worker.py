@@ -1,7 +1,7 @@
 """The store worker: a child process that classifies records, writes them to Redis and dead-letters the bad ones.
 
 CPython runs one thread at a time per process, and kafka-python's fetching alone keeps one core busy; decoding,
-bucketing, Redis writes and dead-letter publishing (tens of microseconds of kafka-python per record) therefore
+sorting into user sets, Redis writes and dead-letter publishing (kafka-python is slow per record) therefore
 run in this second process, beside the parent's next fetch. The parent keeps the records and commits offsets;
 the worker returns a small summary and never acknowledges a batch before Redis and the dead-letter topic have it.
 """
@@ -23,19 +23,17 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from kafka.errors import KafkaError
-
+from activeusers.clusterstats import ClusterCounts, cluster_counts
+from activeusers.connections import REDIS_ERRORS, SyncClient, redis_client
 from activeusers.errors import StoreUnavailable
-from activeusers.keys import KeySchema
 from activeusers.logs import configure
-from activeusers.redisconn import REDIS_ERRORS, ClusterCounts, SyncClient, cluster_counts, redis_client
 from activeusers.settings import Settings
 from activeusers.writer import ActivityWriter
 from consumer.deadletter import DeadLetterQueue
 from consumer.ingest import Batch, Classifier, RecordSlice
 from consumer.kafka import KAFKA_TIMEOUT_S, new_producer
-from consumer.retry import until_done
 from consumer.shutdown import StopRequest
+from consumer.storing import store_batch
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +58,13 @@ class Stored:
 
     @classmethod
     def of(cls, batch: Batch) -> Stored:
-        """Summarise a stored batch for the member (the buckets and the dead letters stay in the worker)."""
+        """Summarise a stored batch for the member (the user sets and the dead letters stay in the worker)."""
         return cls(
             batch.records,
             batch.stored_events,
             dict(batch.skipped),
             dict(Counter(letter.reason for letter in batch.dead_letters)),
-            batch.buckets.newest_event_ms,
+            batch.user_sets.newest_event_ms,
         )
 
 
@@ -190,34 +188,35 @@ class _Storer:
     def store(self, now_ms: int, slices: Sequence[RecordSlice]) -> None:
         """Store one batch and answer the parent: ``stored`` with the summary, or ``dropped`` at shutdown."""
         batch = self._classifier.classify(slices, now_ms)
-        redis_failed: list[BaseException] = []
+        redis_failed = False
 
-        def write() -> None:
-            if batch.buckets:
-                self._store_writer().write(batch.buckets)
+        def failed(exc: BaseException) -> None:
+            nonlocal redis_failed
+            if isinstance(exc, StoreUnavailable):
+                redis_failed = True
+                self._report_cluster()
+                self._conn.send(("redis", False, str(exc)))
+            else:
+                self._conn.send(("kafka", f"{type(exc).__name__}: {exc}"))
 
-        def redis_failure(exc: BaseException) -> None:
-            redis_failed.append(exc)
+        def written() -> None:
             self._report_cluster()
-            self._conn.send(("redis", False, str(exc)))
+            if redis_failed:
+                self._conn.send(("redis", True, ""))
 
-        done = until_done(write, (StoreUnavailable,), self._wait_for_stop, redis_failure)
-        self._report_cluster()
-        if not done:
-            self._conn.send(("dropped",))
-            return
-        if redis_failed:
-            self._conn.send(("redis", True, ""))
-        letters = batch.dead_letters
-        if letters and not until_done(
-            lambda: self._dead_letter_queue().publish(letters, KAFKA_TIMEOUT_S),
-            (KafkaError,),
+        done = store_batch(
+            batch,
+            lambda sets: self._store_writer().write(sets),
+            lambda letters: self._dead_letter_queue().publish(letters, KAFKA_TIMEOUT_S),
             self._wait_for_stop,
-            lambda exc: self._conn.send(("kafka", f"{type(exc).__name__}: {exc}")),
-        ):
+            failed,
+            written,
+        )
+        if done:
+            self._conn.send(("stored", Stored.of(batch)))
+        else:
+            self._report_cluster()
             self._conn.send(("dropped",))
-            return
-        self._conn.send(("stored", Stored.of(batch)))
 
     def close(self) -> None:
         """Flush the dead-letter producer and close the connections."""
@@ -232,7 +231,7 @@ class _Storer:
                 self._redis = redis_client(self._settings)
             except REDIS_ERRORS as exc:
                 raise StoreUnavailable(f"Redis unreachable: {exc}") from exc
-            self._writer = ActivityWriter(self._redis, KeySchema.of(self._settings), self._settings)
+            self._writer = ActivityWriter.of(self._redis, self._settings)
         return self._writer
 
     def _report_cluster(self) -> None:

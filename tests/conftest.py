@@ -218,7 +218,7 @@ def secure_cluster_env(secure_env: dict[str, str]) -> dict[str, str]:
         _unavailable("dev/stack up --secure --cluster wrote no rediss:// REDIS_CLUSTER_URL into secure.env")
     values = {name: value for name, value in secure_env.items() if name != "REDIS_CLUSTER_URL"}
     values |= {"REDIS_URL": url, "REDIS_CLUSTER": "true"}
-    from activeusers.redisconn import redis_client
+    from activeusers.connections import redis_client
     from activeusers.settings import Settings
 
     _check_cluster("TLS Redis Cluster", url, lambda: redis_client(Settings.from_env(values)))
@@ -265,7 +265,7 @@ def module_cluster_prefix(redis_cluster: str) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def module_secure_cluster_prefix(secure_cluster_env: dict[str, str]) -> Iterator[str]:
     """``module_cluster_prefix`` on the TLS cluster (deleted as its ACL user: it may SCAN and DEL)."""
-    from activeusers.redisconn import redis_client
+    from activeusers.connections import redis_client
     from activeusers.settings import Settings
 
     client = redis_client(Settings.from_env(secure_cluster_env))

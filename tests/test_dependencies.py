@@ -44,7 +44,7 @@ def test_the_floors_file_is_exactly_the_declared_floors():
 
 
 def test_hiredis_is_declared_directly():
-    # activeusers/redisconn.py imports hiredis itself (pack_command); an extra of redis-py is not a promise.
+    # activeusers/connections.py imports hiredis itself (pack_command); an extra of redis-py is not a promise.
     assert "hiredis" in {canonicalize_name(r.name) for r in RUNTIME}
 
 

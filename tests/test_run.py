@@ -17,7 +17,7 @@ import pytest
 from streams import REPO_ROOT, free_port, in_ci, oracle
 
 from activeusers.keys import KeySchema
-from consumer.produce import read_jsonl
+from consumer.synthetic.producer import read_jsonl
 
 
 def descendants(pid: int) -> set[int]:

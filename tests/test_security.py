@@ -197,7 +197,7 @@ def test_an_encrypted_client_key_with_its_password(secure_consumer_env, encrypte
 
 @pytest.mark.parametrize("store", ["single", "cluster"])
 def test_the_acl_user_may_do_what_the_service_does_and_nothing_more(store, secure_env, request):
-    from activeusers.redisconn import redis_client
+    from activeusers.connections import redis_client
 
     env = secure_env if store == "single" else request.getfixturevalue("secure_cluster_env")
     client = redis_client(Settings.from_env(env))

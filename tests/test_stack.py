@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import socket
 import struct
 import sys
@@ -12,10 +10,20 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from teststack.accounts import SERVICE_RIGHTS, render_redis_acl, scram_marker
+from teststack.envfiles import parse_env, render_env, render_secure_env
+from teststack.kafkaconfig import SecureListener, render_server_properties
+from teststack.kafkajars import jar_cache_dir
+from teststack.kafkaprobe import decode_metadata_response, encode_metadata_request, kafka_ready
+from teststack.layout import CLUSTERS, PLAIN_CLUSTER, TLS_CLUSTER, Paths, cluster_ports, stack_paths
+from teststack.output import StackError
+from teststack.ports import choose_port, port_is_free
+from teststack.rediscommands import cluster_create_command, redis_cluster_command, redis_command, redis_tls_command
+from teststack.redisprobe import cluster_problem, encode_redis_command, parse_cluster_info, redis_ready
 
 if TYPE_CHECKING:
     from conftest import Stack
@@ -24,39 +32,22 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 POLL_DEADLINE_S = 60.0
 
 
-def load_stack_module() -> ModuleType:
-    """Import the extensionless ``dev/stack`` script as a module."""
-    path = REPO_ROOT / "dev" / "stack"
-    loader = importlib.machinery.SourceFileLoader("dev_stack", str(path))
-    spec = importlib.util.spec_from_loader("dev_stack", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["dev_stack"] = module  # dataclasses look their module up while the class is created
-    loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def devstack() -> ModuleType:
-    return load_stack_module()
-
-
 # ----------------------------------------------------------------------------------------------- unit tests
 
 
-def test_env_file_round_trip(devstack: ModuleType) -> None:
-    text = devstack.render_env(kafka_port=19092, redis_port=6390)
+def test_env_file_round_trip() -> None:
+    text = render_env(kafka_port=19092, redis_port=6390)
     assert "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092\n" in text
     assert "REDIS_URL=redis://127.0.0.1:6390/0\n" in text
-    assert devstack.parse_env(text) == {
+    assert parse_env(text) == {
         "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:19092",
         "REDIS_URL": "redis://127.0.0.1:6390/0",
     }
-    assert devstack.parse_env("export A='x'\n# c\n\nB=\"y=z\"\n") == {"A": "x", "B": "y=z"}
+    assert parse_env("export A='x'\n# c\n\nB=\"y=z\"\n") == {"A": "x", "B": "y=z"}
 
 
-def test_server_properties_single_node_kraft_on_loopback(devstack: ModuleType, tmp_path: Path) -> None:
-    text = devstack.render_server_properties(19092, 19093, tmp_path / "data")
+def test_server_properties_single_node_kraft_on_loopback(tmp_path: Path) -> None:
+    text = render_server_properties(19092, 19093, tmp_path / "data")
     props = dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
     assert props["process.roles"] == "broker,controller"
     assert props["controller.quorum.bootstrap.servers"] == "127.0.0.1:19093"
@@ -71,9 +62,9 @@ def test_server_properties_single_node_kraft_on_loopback(devstack: ModuleType, t
     assert set(hosts) == {"127.0.0.1"}
 
 
-def test_server_properties_with_the_secure_listener(devstack: ModuleType, tmp_path: Path) -> None:
-    secure = devstack.SecureListener(19094, tmp_path / "server.p12", "pw", tmp_path / "ca.pem")
-    text = devstack.render_server_properties(19092, 19093, tmp_path / "data", secure)
+def test_server_properties_with_the_secure_listener(tmp_path: Path) -> None:
+    secure = SecureListener(19094, tmp_path / "server.p12", "pw", tmp_path / "ca.pem")
+    text = render_server_properties(19092, 19093, tmp_path / "data", secure)
     props = dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
     assert props["listeners"] == "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093,SASL_SSL://127.0.0.1:19094"
     assert props["advertised.listeners"] == props["listeners"]
@@ -84,20 +75,20 @@ def test_server_properties_with_the_secure_listener(devstack: ModuleType, tmp_pa
     assert props["listener.name.sasl_ssl.ssl.keystore.location"] == str(tmp_path / "server.p12")
     assert props["listener.name.sasl_ssl.ssl.truststore.type"] == "PEM"
     assert props["listener.name.sasl_ssl.ssl.client.auth"] == "required"
-    plain = devstack.render_server_properties(19092, 19093, tmp_path / "data")
+    plain = render_server_properties(19092, 19093, tmp_path / "data")
     assert "SASL_SSL" not in plain and "keystore" not in plain
 
 
-def test_tls_redis_is_tls_only_with_acl_users(devstack: ModuleType, tmp_path: Path) -> None:
-    paths = devstack.Paths(tmp_path)
-    cmd = devstack.redis_tls_command("redis-server", 6391, paths)
+def test_tls_redis_is_tls_only_with_acl_users(tmp_path: Path) -> None:
+    paths = Paths(tmp_path)
+    cmd = redis_tls_command("redis-server", 6391, paths)
     assert cmd[cmd.index("--port") + 1] == "0"  # no plaintext port at all
     assert cmd[cmd.index("--tls-port") + 1] == "6391"
     assert cmd[cmd.index("--bind") + 1] == "127.0.0.1"
     assert cmd[cmd.index("--tls-auth-clients") + 1] == "yes"
     assert cmd[cmd.index("--aclfile") + 1] == str(tmp_path / "secrets" / "redis-users.acl")
     assert not any("pw" in part for part in cmd)  # the password lives in the ACL file, not in ps
-    service, admin, default = devstack.render_redis_acl("pw", "admin-pw").splitlines()
+    service, admin, default = render_redis_acl("pw", "admin-pw").splitlines()
     assert service.startswith("user active-users on >pw resetchannels ~* -@all +")  # nothing but what is named
     rights = set(service.split()[6:])
     assert {"+evalsha", "+script|load", "+cluster|slots", "+asking", "+rpush", "+lrange", "+bitfield"} <= rights
@@ -106,102 +97,98 @@ def test_tls_redis_is_tls_only_with_acl_users(devstack: ModuleType, tmp_path: Pa
     assert default == "user default off"
 
 
-def test_the_readme_names_the_acl_users_rights(devstack: ModuleType) -> None:
-    readme = (REPO_ROOT / "README.md").read_text()
-    rule = readme.split("user active-users on >PASSWORD ", 1)[1].split("```", 1)[0]
-    assert tuple(rule.split()) == devstack.SERVICE_RIGHTS
+def test_the_security_doc_names_the_acl_users_rights() -> None:
+    security = (REPO_ROOT / "docs" / "security.md").read_text()
+    rule = security.split("user active-users on >PASSWORD ", 1)[1].split("```", 1)[0]
+    assert tuple(rule.split()) == SERVICE_RIGHTS
 
 
-def test_tls_cluster_nodes_are_tls_only_with_the_bus_and_replication_over_tls(
-    devstack: ModuleType, tmp_path: Path
-) -> None:
-    paths = devstack.Paths(tmp_path)
-    node_dir = paths.cluster_node_dir(devstack.TLS_CLUSTER, 2)
+def test_tls_cluster_nodes_are_tls_only_with_the_bus_and_replication_over_tls(tmp_path: Path) -> None:
+    paths = Paths(tmp_path)
+    node_dir = paths.cluster_node_dir(TLS_CLUSTER, 2)
     assert node_dir == tmp_path / "redis-cluster-tls" / "node-2"
-    cmd = devstack.redis_cluster_command("redis-server", 6397, node_dir, paths.log_file("n"), paths)
+    cmd = redis_cluster_command("redis-server", 6397, node_dir, paths.log_file("n"), paths)
     options = dict(zip(cmd[1::2], cmd[2::2], strict=False))
     assert (options["--port"], options["--tls-port"]) == ("0", "6397")
     assert (options["--tls-cluster"], options["--tls-replication"], options["--tls-auth-clients"]) == ("yes",) * 3
     assert options["--tls-client-cert-file"] == str(tmp_path / "tls" / "client.pem")  # the bus's client side
     assert options["--aclfile"] == str(tmp_path / "secrets" / "redis-users.acl")
     assert options["--cluster-enabled"] == "yes" and options["--dir"] == str(node_dir)
-    create = devstack.cluster_create_command("redis-cli", 6395, paths)
+    create = cluster_create_command("redis-cli", 6395, paths)
     assert create[:2] == ["redis-cli", "--tls"] and create[create.index("--user") + 1] == "stack-admin"
     assert create[create.index("create") + 1 :][:3] == ["127.0.0.1:6395", "127.0.0.1:6396", "127.0.0.1:6397"]
-    assert [cluster.services[0] for cluster in devstack.CLUSTERS] == ["redis-cluster-0", "redis-cluster-tls-0"]
-    assert devstack.TLS_CLUSTER.env_var == "STACK_REDIS_CLUSTER_TLS_PORT"
+    assert [cluster.services[0] for cluster in CLUSTERS] == ["redis-cluster-0", "redis-cluster-tls-0"]
+    assert TLS_CLUSTER.env_var == "STACK_REDIS_CLUSTER_TLS_PORT"
 
 
-def test_secure_env_names_the_services_settings(devstack: ModuleType, tmp_path: Path) -> None:
+def test_secure_env_names_the_services_settings(tmp_path: Path) -> None:
     from activeusers.settings import variable_names
 
-    values = devstack.parse_env(devstack.render_secure_env(19094, 6391, devstack.Paths(tmp_path)))
+    values = parse_env(render_secure_env(19094, 6391, Paths(tmp_path)))
     assert set(values) <= variable_names()
-    with_cluster = devstack.parse_env(devstack.render_secure_env(19094, 6391, devstack.Paths(tmp_path), 6395))
+    with_cluster = parse_env(render_secure_env(19094, 6391, Paths(tmp_path), 6395))
     assert with_cluster == {**values, "REDIS_CLUSTER_URL": "rediss://127.0.0.1:6395/0"}
     assert values["KAFKA_BOOTSTRAP_SERVERS"] == "127.0.0.1:19094"
     assert (values["KAFKA_SECURITY_PROTOCOL"], values["KAFKA_SASL_MECHANISM"]) == ("SASL_SSL", "SCRAM-SHA-512")
     assert values["REDIS_URL"] == "rediss://127.0.0.1:6391/0"
     assert values["KAFKA_SASL_PASSWORD_FILE"] == str(tmp_path / "secrets" / "kafka-password")
     assert not {"KAFKA_SASL_PASSWORD", "REDIS_PASSWORD"} & set(values)  # passwords only as files
-    assert devstack.scram_marker("pw") != devstack.scram_marker("other") and "pw" not in devstack.scram_marker("pw")
+    assert scram_marker("pw") != scram_marker("other") and "pw" not in scram_marker("pw")
 
 
-def test_redis_command_persistence_modes(devstack: ModuleType, tmp_path: Path) -> None:
-    paths = devstack.Paths(tmp_path)
-    plain = devstack.redis_command("redis-server", 6390, paths, aof=False)
+def test_redis_command_persistence_modes(tmp_path: Path) -> None:
+    paths = Paths(tmp_path)
+    plain = redis_command("redis-server", 6390, paths, aof=False)
     assert plain[plain.index("--bind") + 1] == "127.0.0.1"
     assert plain[plain.index("--save") + 1] == ""
     assert plain[plain.index("--appendonly") + 1] == "no"
     assert plain[plain.index("--daemonize") + 1] == "no"
-    aof = devstack.redis_command("redis-server", 6390, paths, aof=True)
+    aof = redis_command("redis-server", 6390, paths, aof=True)
     assert aof[aof.index("--appendonly") + 1] == "yes"
     assert aof[aof.index("--appendfsync") + 1] == "everysec"
     assert aof[aof.index("--dir") + 1] == str(tmp_path / "redis-data")
 
 
-def test_env_file_names_the_cluster_when_it_runs(devstack: ModuleType) -> None:
-    values = devstack.parse_env(devstack.render_env(19092, 6390, 6392))
+def test_env_file_names_the_cluster_when_it_runs() -> None:
+    values = parse_env(render_env(19092, 6390, 6392))
     assert values["REDIS_CLUSTER_URL"] == "redis://127.0.0.1:6392/0"
-    assert "REDIS_CLUSTER_URL" not in devstack.parse_env(devstack.render_env(19092, 6390))
+    assert "REDIS_CLUSTER_URL" not in parse_env(render_env(19092, 6390))
 
 
-def test_cluster_nodes_are_cluster_mode_on_loopback_without_persistence(devstack: ModuleType, tmp_path: Path) -> None:
-    paths = devstack.Paths(tmp_path)
-    cmd = devstack.redis_cluster_command(
-        "redis-server", 6393, paths.cluster_node_dir(devstack.PLAIN_CLUSTER, 1), paths.log_file("n")
-    )
+def test_cluster_nodes_are_cluster_mode_on_loopback_without_persistence(tmp_path: Path) -> None:
+    paths = Paths(tmp_path)
+    cmd = redis_cluster_command("redis-server", 6393, paths.cluster_node_dir(PLAIN_CLUSTER, 1), paths.log_file("n"))
     assert cmd[cmd.index("--port") + 1] == "6393" and cmd[cmd.index("--bind") + 1] == "127.0.0.1"
     assert cmd[cmd.index("--cluster-enabled") + 1] == "yes"
     assert cmd[cmd.index("--cluster-config-file") + 1] == "nodes.conf"
     assert cmd[cmd.index("--dir") + 1] == str(tmp_path / "redis-cluster" / "node-1")  # a nodes.conf per node
     assert (cmd[cmd.index("--save") + 1], cmd[cmd.index("--appendonly") + 1]) == ("", "no")
-    assert devstack.cluster_ports(7420) == [7420, 7421, 7422]
-    create = devstack.cluster_create_command("redis-cli", 7420)
+    assert cluster_ports(7420) == [7420, 7421, 7422]
+    create = cluster_create_command("redis-cli", 7420)
     assert create == [
         "redis-cli", "--cluster", "create", "127.0.0.1:7420", "127.0.0.1:7421", "127.0.0.1:7422",
         "--cluster-replicas", "0", "--cluster-yes",
     ]  # fmt: skip
 
 
-def test_cluster_info_is_parsed(devstack: ModuleType) -> None:
+def test_cluster_info_is_parsed() -> None:
     text = "cluster_state:ok\r\ncluster_slots_assigned:16384\r\ncluster_known_nodes:3\r\n"
-    assert devstack.parse_cluster_info(text) == {
+    assert parse_cluster_info(text) == {
         "cluster_state": "ok",
         "cluster_slots_assigned": "16384",
         "cluster_known_nodes": "3",
     }
-    assert devstack.encode_redis_command("CLUSTER", "INFO") == b"*2\r\n$7\r\nCLUSTER\r\n$4\r\nINFO\r\n"
+    assert encode_redis_command("CLUSTER", "INFO") == b"*2\r\n$7\r\nCLUSTER\r\n$4\r\nINFO\r\n"
 
 
-def test_jar_cache_dir_is_per_user_and_versioned(devstack: ModuleType) -> None:
-    xdg = devstack.jar_cache_dir("4.1.1", {"XDG_CACHE_HOME": "/c", "HOME": "/h"})
+def test_jar_cache_dir_is_per_user_and_versioned() -> None:
+    xdg = jar_cache_dir("4.1.1", {"XDG_CACHE_HOME": "/c", "HOME": "/h"})
     assert xdg == Path("/c/active-users/kafka-4.1.1")
-    assert devstack.jar_cache_dir("4.0.0", {"HOME": "/h"}) == Path("/h/.cache/active-users/kafka-4.0.0")
+    assert jar_cache_dir("4.0.0", {"HOME": "/h"}) == Path("/h/.cache/active-users/kafka-4.0.0")
 
 
-def test_metadata_request_and_response_codec(devstack: ModuleType) -> None:
-    request = devstack.encode_metadata_request(7, client_id="x")
+def test_metadata_request_and_response_codec() -> None:
+    request = encode_metadata_request(7, client_id="x")
     (size,) = struct.unpack(">i", request[:4])
     assert size == len(request) - 4
     assert struct.unpack(">hhi", request[4:12]) == (3, 4, 7)  # Metadata, v4, correlation id
@@ -221,24 +208,37 @@ def test_metadata_request_and_response_codec(devstack: ModuleType) -> None:
         + struct.pack(">i", 1)
         + struct.pack(">i", 0)  # no topics
     )
-    answer = devstack.decode_metadata_response(response)
+    answer = decode_metadata_response(response)
     assert answer.correlation_id == 7
     assert answer.brokers == ((1, "127.0.0.1", 19092),)
     assert answer.cluster_id == "cluster"
     assert answer.controller_id == 1
 
 
-def test_port_probe_and_explicit_port_taken(devstack: ModuleType) -> None:
+def test_port_probe_and_explicit_port_taken() -> None:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         port = listener.getsockname()[1]
-        assert not devstack.port_is_free(port)
-        with pytest.raises(devstack.StackError, match="taken"):
-            devstack.choose_port("redis", port, None, port, ())
-        fallback = devstack.choose_port("redis", None, None, port, ())
+        assert not port_is_free(port)
+        with pytest.raises(StackError, match="taken"):
+            choose_port("redis", port, None, port, ())
+        fallback = choose_port("redis", None, None, port, ())
         assert fallback != port
-    assert devstack.kafka_ready(port, timeout=0.5) is not None  # nothing listens any more
+    assert kafka_ready(port, timeout=0.5) is not None  # nothing listens any more
+
+
+def test_dev_stack_runs_on_the_standard_library_alone() -> None:
+    """``.ci/run`` starts the stack with the system's python3, before any virtualenv: without site-packages (``-S``)
+    and from another folder, ``dev/stack`` still imports its package and ``consumer/kafkawire.py`` by path."""
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", str(REPO_ROOT / "dev" / "stack"), "up", "--help"],
+        capture_output=True, text=True, cwd="/", check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "--redis-cluster-tls-port" in result.stdout
 
 
 # ----------------------------------------------------------------------------------------------- integration
@@ -374,7 +374,7 @@ def test_secure_stack_is_up_and_reused(stack: Stack, secure_env: dict[str, str])
         assert f"{service}: reused pid" in result.stderr
     assert "restarting" not in result.stderr and "wiping" not in result.stderr
     env_file = Path(secure_env["KAFKA_SASL_PASSWORD_FILE"]).parent.parent / "secure.env"
-    assert load_stack_module().parse_env(env_file.read_text()) == secure_env
+    assert parse_env(env_file.read_text()) == secure_env
     for name in ("KAFKA_SASL_PASSWORD_FILE", "REDIS_PASSWORD_FILE"):
         assert Path(secure_env[name]).stat().st_mode & 0o077 == 0  # passwords readable by their owner only
 
@@ -391,10 +391,9 @@ def test_cluster_is_up_every_slot_served_and_reused(stack: Stack, redis_cluster:
 
     import redis
 
-    devstack = load_stack_module()
     first = int(redis_cluster.rsplit(":", 1)[1].split("/")[0])
-    for port in devstack.cluster_ports(first):
-        assert devstack.cluster_problem(port) is None
+    for port in cluster_ports(first):
+        assert cluster_problem(port) is None
         node = redis.Redis(host="127.0.0.1", port=port, decode_responses=True)
         assert node.config_get("cluster-enabled") == {"cluster-enabled": "yes"}
         owned = [line for line in node.execute_command("CLUSTER", "NODES").splitlines() if "myself" in line]
@@ -406,7 +405,7 @@ def test_cluster_is_up_every_slot_served_and_reused(stack: Stack, redis_cluster:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "redis-cluster: reused pids" in result.stderr and "created" not in result.stderr
-    assert devstack.parse_env(result.stdout)["REDIS_CLUSTER_URL"] == redis_cluster
+    assert parse_env(result.stdout)["REDIS_CLUSTER_URL"] == redis_cluster
     status = subprocess.run(
         [sys.executable, str(REPO_ROOT / "dev" / "stack"), "status"], capture_output=True, text=True, check=False
     )
@@ -420,8 +419,7 @@ def test_tls_cluster_is_tls_only_every_slot_served_and_reused(stack: Stack, secu
 
     import redis
 
-    devstack = load_stack_module()
-    paths = devstack.stack_paths()
+    paths = stack_paths()
     first = int(secure_cluster_env["REDIS_URL"].rsplit(":", 1)[1].split("/")[0])
     admin = {"username": "stack-admin", "password": (paths.secrets / "redis-admin-password").read_text()}
     tls = {"ssl": True, "ssl_ca_certs": secure_cluster_env["REDIS_SSL_CA_FILE"]}
@@ -429,9 +427,9 @@ def test_tls_cluster_is_tls_only_every_slot_served_and_reused(stack: Stack, secu
         "ssl_certfile": secure_cluster_env["REDIS_SSL_CERT_FILE"],
         "ssl_keyfile": secure_cluster_env["REDIS_SSL_KEY_FILE"],
     }
-    for port in devstack.cluster_ports(first):
-        assert devstack.cluster_problem(port, tls=paths) is None
-        assert devstack.redis_ready(port) is not None  # no plaintext answer on the client port
+    for port in cluster_ports(first):
+        assert cluster_problem(port, tls=paths) is None
+        assert redis_ready(port) is not None  # no plaintext answer on the client port
         node = redis.Redis(host="127.0.0.1", port=port, decode_responses=True, **tls, **admin)
         settings = {name: node.config_get(name)[name] for name in ("port", "tls-cluster", "tls-replication")}
         assert settings == {"port": "0", "tls-cluster": "yes", "tls-replication": "yes"}
@@ -443,7 +441,7 @@ def test_tls_cluster_is_tls_only_every_slot_served_and_reused(stack: Stack, secu
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "redis-cluster-tls: reused pids" in result.stderr and "created" not in result.stderr
-    secure = devstack.parse_env(paths.secure_env_file.read_text())
+    secure = parse_env(paths.secure_env_file.read_text())
     assert secure["REDIS_CLUSTER_URL"] == secure_cluster_env["REDIS_URL"]
     status = subprocess.run(
         [sys.executable, str(REPO_ROOT / "dev" / "stack"), "status"], capture_output=True, text=True, check=False

@@ -30,7 +30,17 @@
       try { const body = await response.json(); message = body.error || body.message || message; } catch (e) { /* keep */ }
       throw new ApiError(response.status, message);
     }
+    signedInWith(response.headers.get("X-Auth-Source"));
     return response;
+  }
+
+  // Which kind of token the API accepted: one of ours, or a Rocket.Chat login or personal access token.
+  const SOURCES = { "active-users": "an active-users token", "rocketchat": "a Rocket.Chat token" };
+  function signedInWith(source) {
+    const c = creds();
+    if (!c || !SOURCES[source]) return;
+    $("who").textContent = "Signed in as " + c.user + " with " + SOURCES[source];
+    $("who").dataset.source = source;
   }
 
   const json = async (path) => (await get(path)).json();
@@ -209,6 +219,7 @@
     if (state.timer) { clearInterval(state.timer); state.timer = null; }
     $("live").checked = false;
     $("panels").hidden = true; $("signout").hidden = true; $("live-label").hidden = true;
+    $("who").textContent = ""; $("who").dataset.source = "";
     $("signin").hidden = false; $("signin-error").textContent = message || "";
   }
 

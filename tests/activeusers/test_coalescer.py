@@ -15,8 +15,8 @@ import pytest
 import redis
 
 from activeusers.coalescer import Coalescer, Pending
+from activeusers.connections import async_redis_client, pack_command
 from activeusers.errors import StoreUnavailable
-from activeusers.redisconn import async_redis_client, pack_command
 from activeusers.settings import Settings
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from activeusers.days import (
     _RETAINED,
-    Bucketer,
+    LocalHours,
     clip_days,
     day_end_ms,
     day_expiry_s,
@@ -105,7 +105,7 @@ def transitions(zone_name: str) -> tuple[int, ...]:
     return tuple(found)
 
 
-def expected_bucket(epoch_ms: int, zone: ZoneInfo) -> tuple[date, int]:
+def expected_hour(epoch_ms: int, zone: ZoneInfo) -> tuple[date, int]:
     here = datetime.fromtimestamp(epoch_ms // 1000, tz=UTC).replace(microsecond=(epoch_ms % 1000) * 1000)
     local = here.astimezone(zone)
     return local.date(), local.hour
@@ -243,7 +243,7 @@ def test_a_fall_back_across_midnight_returns_to_the_previous_day() -> None:
     assert end_28 == ms("2000-10-29T00:00:00-02:30")
     assert day_of(end_28, tz) == date(2000, 10, 29)
     assert day_of(ms("2000-10-29T00:01:00-02:30"), tz) == date(2000, 10, 28)
-    assert Bucketer(tz).bucket(ms("2000-10-29T00:01:00-02:30")) == (date(2000, 10, 28), 23)
+    assert LocalHours(tz).hour_of(ms("2000-10-29T00:01:00-02:30")) == (date(2000, 10, 28), 23)
     assert day_end_ms(date(2000, 10, 29), tz) - end_28 == 25 * HOUR_MS
 
 
@@ -442,7 +442,7 @@ def test_clip_days_uses_the_local_day_of_the_zone() -> None:
     )
 
 
-# ---------------------------------------------------------------------------------------------------------- Bucketer
+# ------------------------------------------------------------------------------------------------------- LocalHours
 
 
 @pytest.mark.parametrize(
@@ -462,7 +462,7 @@ def test_clip_days_uses_the_local_day_of_the_zone() -> None:
         ("America/New_York", "2024-03-10T06:59:59.999Z", (date(2024, 3, 10), 1)),
         ("America/New_York", "2024-03-10T07:00:00Z", (date(2024, 3, 10), 3)),  # 02:xx never happens
         ("America/New_York", "2024-11-03T05:30:00Z", (date(2024, 11, 3), 1)),  # first 01:30
-        ("America/New_York", "2024-11-03T06:30:00Z", (date(2024, 11, 3), 1)),  # repeated 01:30: same bucket
+        ("America/New_York", "2024-11-03T06:30:00Z", (date(2024, 11, 3), 1)),  # repeated 01:30: same hour
         ("America/New_York", "2024-11-03T07:00:00Z", (date(2024, 11, 3), 2)),
         ("Australia/Lord_Howe", "2024-10-05T15:29:59.999Z", (date(2024, 10, 6), 1)),  # 01:59:59.999 +10:30
         ("Australia/Lord_Howe", "2024-10-05T15:30:00Z", (date(2024, 10, 6), 2)),  # 02:30 +11:00
@@ -472,34 +472,34 @@ def test_clip_days_uses_the_local_day_of_the_zone() -> None:
         ("Pacific/Pago_Pago", "2024-12-31T10:00:00Z", (date(2024, 12, 30), 23)),
     ],
 )
-def test_bucket_examples(zone: str, instant: str, expected: tuple[date, int]) -> None:
-    bucketer = Bucketer(ZoneInfo(zone))
-    assert bucketer.bucket(ms(instant)) == expected
-    assert bucketer.bucket(ms(instant)) == expected  # the memoised answer is the same
+def test_local_hour_examples(zone: str, instant: str, expected: tuple[date, int]) -> None:
+    hours = LocalHours(ZoneInfo(zone))
+    assert hours.hour_of(ms(instant)) == expected
+    assert hours.hour_of(ms(instant)) == expected  # the memoised answer is the same
 
 
-def test_bucket_memo_does_not_leak_across_a_quarter_hour_boundary() -> None:
+def test_local_hour_memo_does_not_leak_across_a_quarter_hour_boundary() -> None:
     # Kathmandu's hours start at :15 UTC; a coarser memo (e.g. per UTC hour) would answer the cached hour.
-    bucketer = Bucketer(ZoneInfo("Asia/Kathmandu"))
-    assert bucketer.bucket(ms("2024-01-01T06:00:00Z")) == (date(2024, 1, 1), 11)
-    assert bucketer.bucket(ms("2024-01-01T06:14:59.999Z")) == (date(2024, 1, 1), 11)
-    assert bucketer.bucket(ms("2024-01-01T06:15:00Z")) == (date(2024, 1, 1), 12)
-    assert bucketer.bucket(ms("2024-01-01T06:59:59.999Z")) == (date(2024, 1, 1), 12)
+    hours = LocalHours(ZoneInfo("Asia/Kathmandu"))
+    assert hours.hour_of(ms("2024-01-01T06:00:00Z")) == (date(2024, 1, 1), 11)
+    assert hours.hour_of(ms("2024-01-01T06:14:59.999Z")) == (date(2024, 1, 1), 11)
+    assert hours.hour_of(ms("2024-01-01T06:15:00Z")) == (date(2024, 1, 1), 12)
+    assert hours.hour_of(ms("2024-01-01T06:59:59.999Z")) == (date(2024, 1, 1), 12)
 
 
-def test_bucket_memo_is_bounded() -> None:
-    bucketer = Bucketer(ZoneInfo("UTC"))
+def test_local_hour_memo_is_bounded() -> None:
+    hours = LocalHours(ZoneInfo("UTC"))
     for i in range(200_001):
-        bucketer._cache[-1 - i] = (date(2000, 1, 1), 0)
-    assert bucketer.bucket(ms("2024-01-01T00:00:00Z")) == (date(2024, 1, 1), 0)
-    assert len(bucketer._cache) <= 200_001
-    assert bucketer.bucket(ms("2024-01-01T00:14:00Z")) == (date(2024, 1, 1), 0)
+        hours._cache[-1 - i] = (date(2000, 1, 1), 0)
+    assert hours.hour_of(ms("2024-01-01T00:00:00Z")) == (date(2024, 1, 1), 0)
+    assert len(hours._cache) <= 200_001
+    assert hours.hour_of(ms("2024-01-01T00:14:00Z")) == (date(2024, 1, 1), 0)
 
 
 @pytest.mark.parametrize("zone", CHANGING_ZONES)
-def test_bucket_is_exact_around_every_transition(zone: str) -> None:
+def test_local_hour_is_exact_around_every_transition(zone: str) -> None:
     tz = ZoneInfo(zone)
-    shared = Bucketer(tz)
+    shared = LocalHours(tz)
     edges = transitions(zone)
     assert edges, f"{zone} should have at least one offset change between 2000 and 2040"
     for t in edges:
@@ -507,13 +507,13 @@ def test_bucket_is_exact_around_every_transition(zone: str) -> None:
         points = [t - 1, t, t + 1, slot_start - 1, slot_start, slot_start + SLOT_MS - 1, slot_start + SLOT_MS]
         points += [t - HOUR_MS, t + HOUR_MS - 1, t - 2 * HOUR_MS + 1]
         for p in points:
-            want = expected_bucket(p, tz)
-            assert Bucketer(tz).bucket(p) == want, (zone, p)
-            assert shared.bucket(p) == want, (zone, p)
+            want = expected_hour(p, tz)
+            assert LocalHours(tz).hour_of(p) == want, (zone, p)
+            assert shared.hour_of(p) == want, (zone, p)
         # and in the other order, so the memo of a later slot is filled first
-        fresh = Bucketer(tz)
+        fresh = LocalHours(tz)
         for p in reversed(points):
-            assert fresh.bucket(p) == expected_bucket(p, tz), (zone, p)
+            assert fresh.hour_of(p) == expected_hour(p, tz), (zone, p)
 
 
 @st.composite
@@ -523,13 +523,13 @@ def instants_near_transitions(draw: st.DrawFn) -> tuple[str, int]:
     return zone, t + draw(st.integers(-2 * HOUR_MS, 2 * HOUR_MS))
 
 
-_SHARED_BUCKETERS: dict[str, Bucketer] = {}
+_SHARED_HOURS: dict[str, LocalHours] = {}
 
 
-def _shared(zone: str) -> Bucketer:
-    if zone not in _SHARED_BUCKETERS:
-        _SHARED_BUCKETERS[zone] = Bucketer(ZoneInfo(zone))
-    return _SHARED_BUCKETERS[zone]
+def _shared(zone: str) -> LocalHours:
+    if zone not in _SHARED_HOURS:
+        _SHARED_HOURS[zone] = LocalHours(ZoneInfo(zone))
+    return _SHARED_HOURS[zone]
 
 
 @settings(max_examples=800, deadline=None)
@@ -540,15 +540,15 @@ def _shared(zone: str) -> Bucketer:
         instants_near_transitions(),
     )
 )
-def test_bucket_equals_local_date_and_hour(case: tuple[str, int]) -> None:
+def test_local_hour_equals_local_date_and_hour(case: tuple[str, int]) -> None:
     zone, epoch_ms = case
     tz = ZoneInfo(zone)
     local = local_datetime(epoch_ms, tz)
     want = (local.date(), local.hour)
-    assert want == expected_bucket(epoch_ms, tz)
+    assert want == expected_hour(epoch_ms, tz)
     # a long-lived memo (filled by earlier examples) and a fresh one must both agree
-    assert _shared(zone).bucket(epoch_ms) == want
-    assert Bucketer(tz).bucket(epoch_ms) == want
+    assert _shared(zone).hour_of(epoch_ms) == want
+    assert LocalHours(tz).hour_of(epoch_ms) == want
     assert day_of(epoch_ms, tz) == want[0]
     start, end = day_start_ms(want[0], tz), day_end_ms(want[0], tz)
     assert start <= epoch_ms
@@ -560,7 +560,7 @@ def test_bucket_equals_local_date_and_hour(case: tuple[str, int]) -> None:
         assert day_of(end, tz) == want[0] + timedelta(days=1)
 
 
-# --- hour buckets ---------------------------------------------------------------------------------------------
+# --- local hours ----------------------------------------------------------------------------------------------
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -572,7 +572,7 @@ NEW_YORK = ZoneInfo("America/New_York")
         ("UTC", date(2026, 3, 15), list(range(24)), None, ms("2026-03-15T00:00:00+00:00")),
         # Spring forward 02:00 -> 03:00: no hour 2; hour 3 starts right after hour 1.
         ("Europe/Berlin", date(2023, 3, 26), [0, 1, *range(3, 24)], None, ms("2023-03-26T00:00:00+01:00")),
-        # Fall back 03:00 -> 02:00: hour 2 is one bucket of two real hours.
+        # Fall back 03:00 -> 02:00: hour 2 is one span of two real hours.
         ("Europe/Berlin", date(2023, 10, 29), list(range(24)), 2, ms("2023-10-29T00:00:00+02:00")),
         ("America/New_York", date(2026, 3, 8), [0, 1, *range(3, 24)], None, ms("2026-03-08T00:00:00-05:00")),
         ("America/New_York", date(2026, 11, 1), list(range(24)), 1, ms("2026-11-01T00:00:00-04:00")),
@@ -593,11 +593,11 @@ def test_hour_spans_of_a_day(zone, day, hours, long_hour, first_ms):
 
 @pytest.mark.parametrize("zone", INTERESTING_ZONES)
 @pytest.mark.parametrize("year", [2023, 2026])
-def test_hour_spans_agree_with_the_consumers_bucketing(zone, year):
+def test_hour_spans_agree_with_the_consumers_local_hours(zone, year):
     """Every 15-minute slot of every transition day of the year (and of its first day) lies in the span of the
-    bucket the consumer writes it to."""
+    local hour the consumer writes it to."""
     tz = ZoneInfo(zone)
-    bucketer = Bucketer(tz)
+    hours = LocalHours(tz)
     day = date(year, 1, 1)
     while day.year == year:
         start, end = day_start_ms(day, tz), day_end_ms(day, tz)
@@ -606,8 +606,8 @@ def test_hour_spans_agree_with_the_consumers_bucketing(zone, year):
             continue
         spans = {s.hour: s for s in hour_spans(day, tz)}
         for slot in range(day_start_ms(day, tz), day_end_ms(day, tz), SLOT_MS):
-            bucket_day, hour = bucketer.bucket(slot)
-            assert bucket_day == day
+            hour_day, hour = hours.hour_of(slot)
+            assert hour_day == day
             assert spans[hour].start_ms <= slot < spans[hour].end_ms, (zone, day, hour)
         day += timedelta(days=1)
 
@@ -615,7 +615,7 @@ def test_hour_spans_agree_with_the_consumers_bucketing(zone, year):
 @pytest.mark.parametrize(
     ("start", "end", "expected"),
     [
-        # Inclusive at both ends: a bucket starting exactly at end counts, one ending exactly at start does not.
+        # Inclusive at both ends: an hour starting exactly at end counts, one ending exactly at start does not.
         ("2026-03-15T10:30:00+00:00", "2026-03-15T12:00:00+00:00", [(15, 10), (15, 11), (15, 12)]),
         ("2026-03-15T10:00:00+00:00", "2026-03-15T10:00:00+00:00", [(15, 10)]),
         ("2026-03-15T09:00:00+00:00", "2026-03-15T09:59:59.999+00:00", [(15, 9)]),
@@ -630,7 +630,7 @@ def test_hours_overlapping_a_closed_interval(start, end, expected):
 
 
 def test_hours_overlapping_the_repeated_hour_in_its_second_occurrence():
-    # 02:30 CET is the second 02:xx of 2023-10-29 in Berlin: still bucket 2, which overlaps alone.
+    # 02:30 CET is the second 02:xx of 2023-10-29 in Berlin: still hour 2, which overlaps alone.
     spans = hours_overlapping(
         [date(2023, 10, 29)], ms("2023-10-29T02:30:00+01:00"), ms("2023-10-29T02:40:00+01:00"), BERLIN
     )
@@ -642,13 +642,13 @@ def test_hours_overlapping_the_repeated_hour_in_its_second_occurrence():
     [
         # The end of a plain day: that day's 24 hours.
         ("UTC", "2026-03-15T23:59:59.999+00:00", [(date(2026, 3, 15), h) for h in range(24)]),
-        # Mid-day: yesterday 13..23 and today 0..12 (a bucket starting exactly at start counts).
+        # Mid-day: yesterday 13..23 and today 0..12 (an hour starting exactly at start counts).
         (
             "UTC",
             "2026-03-15T12:00:00+00:00",
             [(date(2026, 3, 14), h) for h in range(13, 24)] + [(date(2026, 3, 15), h) for h in range(13)],
         ),
-        # The end of a 23-hour day: its 23 buckets and the previous day's last hour.
+        # The end of a 23-hour day: its 23 hours and the previous day's last hour.
         (
             "Europe/Berlin",
             "2023-03-26T23:59:59.999+02:00",

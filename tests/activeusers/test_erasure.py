@@ -20,7 +20,7 @@ from activeusers.days import day_of
 from activeusers.erasure import Erasure, digests, forget_blocking, restore_blocking
 from activeusers.keys import KeySchema, bucket_of
 from activeusers.settings import Settings
-from activeusers.writer import ActivityWriter, Buckets
+from activeusers.writer import ActivityWriter, UserSets
 
 ZONE = "Europe/Berlin"
 BUCKETS = 4
@@ -40,15 +40,15 @@ def _today() -> date:
     return day_of(int(time.time() * 1000), _settings("x:").zone)
 
 
-def _batch(active: dict[str, list[tuple[int, int]]], created: dict[str, int] | None = None) -> Buckets:
+def _batch(active: dict[str, list[tuple[int, int]]], created: dict[str, int] | None = None) -> UserSets:
     """Users active on (days ago, hour) and created days ago."""
-    buckets, today = Buckets(), _today()
+    sets, today = UserSets(), _today()
     for user, when in active.items():
         for ago, hour in when:
-            buckets.add_active(today - timedelta(days=ago), hour, user, 1)
+            sets.add_active(today - timedelta(days=ago), hour, user, 1)
     for user, ago in (created or {}).items():
-        buckets.add_created(today - timedelta(days=ago), user, 1)
-    return buckets
+        sets.add_created(today - timedelta(days=ago), user, 1)
+    return sets
 
 
 # alice: today, 10 days ago (hours kept), 200 days ago (past hour retention: day bit only); created 200 days ago.
@@ -83,7 +83,7 @@ def test_forgetting_clears_every_bit_keeps_counters_and_bumps_versions(
 ) -> None:
     client, settings = target
     keys = KeySchema.of(settings)
-    writer = ActivityWriter(client, keys, settings)
+    writer = ActivityWriter.of(client, settings)
     writer.write(_batch(ACTIVE, CREATED))
     before = bucket_state(client, keys)
     versions = {_text(k): v for k, v in client.hgetall(keys.versions()).items()}
@@ -108,13 +108,13 @@ def test_forgetting_clears_every_bit_keeps_counters_and_bumps_versions(
 def test_a_forgotten_user_stays_forgotten_until_restored(target: tuple[Any, Settings]) -> None:
     client, settings = target
     keys = KeySchema.of(settings)
-    live = ActivityWriter(client, keys, settings)
+    live = ActivityWriter.of(client, settings)
     live.write(_batch(ACTIVE, CREATED))
     forget_blocking(client, settings, ["alice", "dave"])
     expected = bucket_state(client, keys)
     live.write(_batch(ACTIVE, CREATED))  # in flight: this writer remembers alice's number
     assert bucket_state(client, keys) == expected
-    ActivityWriter(client, keys, settings).write(_batch(ACTIVE, CREATED))  # a replay: a new writer
+    ActivityWriter.of(client, settings).write(_batch(ACTIVE, CREATED))  # a replay: a new writer
     assert bucket_state(client, keys) == expected
     assert restore_blocking(client, settings, ["alice", "erin"]).users == 1
     live.write(_batch({"alice": [(0, 11)]}))
@@ -146,7 +146,7 @@ def test_the_plan_keeps_every_call_small(redis_prefix: str) -> None:
 def test_counters_stay_exact_beside_a_concurrent_writer(redis_client: redis.Redis, redis_prefix: str) -> None:
     settings = _settings(redis_prefix)
     keys = KeySchema.of(settings)
-    writer = ActivityWriter(redis_client, keys, settings)
+    writer = ActivityWriter.of(redis_client, settings)
     population = {f"u{i}": [(ago, ago % 24) for ago in range(0, 30, 3)] for i in range(300)}
     writer.write(_batch(population))
     gone = [f"u{i}" for i in range(0, 300, 7)]

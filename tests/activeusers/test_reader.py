@@ -21,12 +21,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from activeusers import reader as reader_module
+from activeusers.connections import async_redis_client, redis_client
 from activeusers.errors import IndexIncomplete, StoreUnavailable
 from activeusers.keys import KeySchema, bucket_of
 from activeusers.reader import ActivityReader, _bits_used, _decoded, _selectors
-from activeusers.redisconn import async_redis_client, redis_client
 from activeusers.settings import Settings
-from activeusers.writer import ActivityWriter, Buckets
+from activeusers.writer import ActivityWriter, UserSets
 
 ZONE = "America/New_York"
 SETTINGS = Settings(activity_timezone=ZONE, retention_days=400, hour_retention_days=90)
@@ -34,8 +34,8 @@ DAY = date(2031, 6, 1)
 DAYS = [DAY + timedelta(days=n) for n in range(4)]
 
 
-def _batch(active: Mapping[date, Sequence[str]]) -> Buckets:
-    buckets = Buckets()
+def _batch(active: Mapping[date, Sequence[str]]) -> UserSets:
+    buckets = UserSets()
     for day, users in active.items():
         for n, user in enumerate(users):
             buckets.add_active(day, n % 24, user, 1)

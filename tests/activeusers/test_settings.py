@@ -12,10 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from activeusers.errors import ActiveUsersError, ConfigError
+from activeusers.secret import NO_SECRET, Secret
 from activeusers.settings import (
-    NO_SECRET,
     RETIRED_VARIABLES,
-    Secret,
     Settings,
     parse_duration,
     retired_variables,
@@ -69,6 +68,10 @@ DEFAULTS = {
     "api_cache_bytes": 268_435_456,
     "api_cache_ttl_s": 600.0,
     "api_max_in_flight": 1024,
+    "rocketchat_url": "",
+    "rocketchat_ca_file": "",
+    "rocketchat_timeout_s": 5.0,
+    "rocketchat_auth_ttl_s": 60.0,
     "log_level": "INFO",
 }
 
@@ -104,6 +107,9 @@ ENV_CASES = [
     ("API_CACHE_BYTES", "1048576", "api_cache_bytes", 1_048_576),
     ("API_CACHE_TTL", "30s", "api_cache_ttl_s", 30.0),
     ("API_MAX_IN_FLIGHT", "64", "api_max_in_flight", 64),
+    ("ROCKETCHAT_URL", "http://chat:3000", "rocketchat_url", "http://chat:3000"),
+    ("ROCKETCHAT_TIMEOUT", "800ms", "rocketchat_timeout_s", 0.8),
+    ("ROCKETCHAT_AUTH_TTL", "5m", "rocketchat_auth_ttl_s", 300.0),
     ("LOG_LEVEL", "debug", "log_level", "debug"),
 ]
 
@@ -129,8 +135,12 @@ SECURITY_CASES = [
     ("REDIS_SSL_KEY_FILE", READABLE, "redis_ssl_key_file", READABLE),
     ("REDIS_SSL_KEY_PASSWORD", "rkey", "redis_ssl_key_password", Secret("rkey")),
     ("REDIS_SSL_CHECK_HOSTNAME", "no", "redis_ssl_check_hostname", False),
+    ("ROCKETCHAT_CA_FILE", READABLE, "rocketchat_ca_file", READABLE),
 ]
-SECURE_ENV = {variable: raw for variable, raw, _, _ in SECURITY_CASES} | {"REDIS_URL": "rediss://cache:6380/0"}
+SECURE_ENV = {variable: raw for variable, raw, _, _ in SECURITY_CASES} | {
+    "REDIS_URL": "rediss://cache:6380/0",
+    "ROCKETCHAT_URL": "https://chat.example.com/",
+}
 
 
 def config_error(env: dict[str, str]) -> str:
@@ -291,6 +301,19 @@ def test_a_cluster_needs_a_tcp_seed_node_and_database_0(url: str, problem: str) 
     assert Settings.from_env({"REDIS_URL": url}).redis_cluster is False  # a single server may use either
 
 
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"ROCKETCHAT_URL": "http://chat:3000", "ROCKETCHAT_CA_FILE": READABLE}, "does not use TLS (https://)"),
+        ({"ROCKETCHAT_CA_FILE": READABLE}, "does not use TLS (https://)"),
+        ({"ROCKETCHAT_URL": "https://chat", "ROCKETCHAT_CA_FILE": "/nonexistent/ca.pem"}, "is not a readable file"),
+    ],
+)
+def test_the_rocketchat_ca_file_needs_https_and_a_readable_file(env: dict[str, str], problem: str) -> None:
+    message = config_error(env)
+    assert "ROCKETCHAT_CA_FILE" in message and problem in message
+
+
 def test_a_cluster_takes_no_encrypted_client_key(tmp_path) -> None:
     (tmp_path / "cert.pem").write_text("x")
     (tmp_path / "key.pem").write_text("x")
@@ -439,6 +462,15 @@ def test_unparseable_value(variable: str, raw: str, expected: str) -> None:
         ("LOG_LEVEL", "critical"),
         ("KAFKA_ISOLATION_LEVEL", "committed"),
         ("KAFKA_ISOLATION_LEVEL", "read_committed,read_uncommitted"),
+        ("ROCKETCHAT_URL", "chat.example.com"),
+        ("ROCKETCHAT_URL", "ftp://chat.example.com"),
+        ("ROCKETCHAT_URL", "https://"),
+        ("ROCKETCHAT_URL", "https://chat.example.com/?x=1"),
+        ("ROCKETCHAT_URL", "https://[::1"),
+        ("ROCKETCHAT_URL", "https://chat:port"),
+        ("ROCKETCHAT_TIMEOUT", "0"),
+        ("ROCKETCHAT_TIMEOUT", "61s"),
+        ("ROCKETCHAT_AUTH_TTL", "2d"),
     ],
 )
 def test_out_of_range_value_names_the_variable(variable: str, raw: str) -> None:
@@ -462,6 +494,9 @@ def test_out_of_range_value_names_the_variable(variable: str, raw: str) -> None:
         ("REDIS_URL", "unix:///run/redis.sock", "redis_url", "unix:///run/redis.sock"),
         ("LOG_LEVEL", "Warning", "log_level", "Warning"),
         ("KAFKA_ISOLATION_LEVEL", "READ_COMMITTED", "kafka_isolation_level", "READ_COMMITTED"),
+        ("ROCKETCHAT_URL", "https://chat.example.com/rocket", "rocketchat_url", "https://chat.example.com/rocket"),
+        ("ROCKETCHAT_TIMEOUT", "60s", "rocketchat_timeout_s", 60.0),
+        ("ROCKETCHAT_AUTH_TTL", "0", "rocketchat_auth_ttl_s", 0.0),
     ],
 )
 def test_boundary_values_are_accepted(variable: str, raw: str, field: str, expected: object) -> None:
@@ -585,3 +620,9 @@ def test_stale_just_above_heartbeat_is_accepted() -> None:
 
 def test_whitespace_topic_is_empty() -> None:
     assert "KAFKA_TOPIC" in config_error({"KAFKA_TOPIC": "   "})
+
+
+def test_retention_names_the_setting_of_each_kind_of_data():
+    settings = Settings(retention_days=400, hour_retention_days=90)
+    assert settings.retention("days") == 400
+    assert settings.retention("hours") == 90

@@ -1,10 +1,11 @@
-"""The writer (:mod:`activeusers.writer`): its batches (:class:`Buckets`), and against the real Redis its numbering,
+"""The writer (:mod:`activeusers.writer`): its batches (:class:`UserSets`), and against the real Redis its numbering,
 names lists and bitmaps: what it stores (decoded back into user ids through the names lists), expiry, idempotence,
 chunking, the memo of known numbers, several writers numbering the same new users at once, and a bucket whose ids
 hash was numbered before the names lists existed (the list is never misaligned)."""
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import threading
 from collections.abc import Iterator
@@ -13,10 +14,10 @@ from typing import Any
 
 import pytest
 import redis
-from buckets import members
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from streams import bucket_state, index_label
+from usersets import members
 
 from activeusers import writer as writer_module
 from activeusers.days import day_expiry_s
@@ -24,7 +25,7 @@ from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema, bucket_of
 from activeusers.scripts import APPEND_NAMES, HEADROOM_MIN_BITS, HEADROOM_SHARE
 from activeusers.settings import Settings
-from activeusers.writer import ActivityWriter, Buckets
+from activeusers.writer import ActivityWriter, UserSets
 
 ZONE = "America/New_York"
 SETTINGS = Settings(activity_timezone=ZONE, retention_days=400, hour_retention_days=90)
@@ -50,8 +51,8 @@ def names_keys(keys: KeySchema, bucket: int) -> tuple[str, str, str, str]:
     return keys.ids(bucket), keys.names(bucket), keys.names_made(bucket), keys.unlisted(bucket)
 
 
-def _batch(*active: tuple[date, int, str], created: tuple[tuple[date, str], ...] = ()) -> Buckets:
-    buckets = Buckets()
+def _batch(*active: tuple[date, int, str], created: tuple[tuple[date, str], ...] = ()) -> UserSets:
+    buckets = UserSets()
     for day, hour, user in active:
         buckets.add_active(day, hour, user, 1)
     for day, user in created:
@@ -59,18 +60,18 @@ def _batch(*active: tuple[date, int, str], created: tuple[tuple[date, str], ...]
     return buckets
 
 
-# ----------------------------------------------------------------------------------------------------------- Buckets
+# ----------------------------------------------------------------------------------------------------------- UserSets
 
 
 def test_buckets_start_empty() -> None:
-    buckets = Buckets()
+    buckets = UserSets()
     assert not buckets
     assert members(buckets) == 0
     assert buckets.newest_event_ms == -1
 
 
 def test_buckets_accumulate_distinct_users() -> None:
-    buckets = Buckets()
+    buckets = UserSets()
     buckets.add_active(DAY, 9, "alice", 1_000)
     buckets.add_active(DAY, 9, "alice", 3_000)  # same user, same hour: nothing new
     buckets.add_active(DAY, 10, "alice", 2_000)  # same day, another hour
@@ -89,7 +90,7 @@ def test_buckets_accumulate_distinct_users() -> None:
 
 
 def test_buckets_created_only() -> None:
-    buckets = Buckets()
+    buckets = UserSets()
     buckets.add_created(DAY, "carol", 7)
     buckets.add_created(DAY, "carol", 5)
     assert buckets  # a batch of only user.created events still has something to write
@@ -100,7 +101,7 @@ def test_buckets_created_only() -> None:
 
 
 def test_buckets_members_counts_every_addition() -> None:
-    buckets = Buckets()
+    buckets = UserSets()
     for i in range(5):
         buckets.add_active(DAY, i, f"u{i}", i)
     buckets.add_created(DAY, "u0", 0)
@@ -108,7 +109,7 @@ def test_buckets_members_counts_every_addition() -> None:
 
 
 def test_buckets_do_not_share_state() -> None:
-    first, second = Buckets(), Buckets()
+    first, second = UserSets(), UserSets()
     first.add_active(DAY, 1, "u", 1)
     assert not second
     assert second.days == {}
@@ -156,6 +157,17 @@ def test_write_is_idempotent_and_additive(stack: Any, writer: ActivityWriter, ke
         index_label("hour", "2031-06-01T05"): {"alice", "bob"},
         index_label("new", "2031-06-01"): {"alice"},
     }
+
+
+def test_of_writes_under_the_settings_key_schema(stack: Any, redis_prefix: str, redis_client) -> None:
+    settings = dataclasses.replace(SETTINGS, redis_key_prefix=redis_prefix, user_buckets=8)
+    client = redis.Redis.from_url(stack.redis_url)
+    ActivityWriter.of(client, settings).write(_batch((DAY, 5, "alice")))
+    assert bucket_state(redis_client, KeySchema.of(settings)) == {
+        index_label("day", "2031-06-01"): {"alice"},
+        index_label("hour", "2031-06-01T05"): {"alice"},
+    }
+    client.close()
 
 
 def test_a_known_user_costs_no_extra_round_trip(
@@ -232,7 +244,7 @@ def test_each_store_keeps_its_own_retention(stack: Any, keys: KeySchema, redis_c
 
 
 def test_write_of_nothing_writes_nothing(writer: ActivityWriter, keys: KeySchema, redis_client) -> None:
-    writer.write(Buckets())
+    writer.write(UserSets())
     assert list(redis_client.scan_iter(match=keys.pattern())) == []
 
 
@@ -242,7 +254,7 @@ def test_chunked_numbering_and_bits(
     monkeypatch.setattr(writer_module, "NUMBER_CHUNK", 7)
     monkeypatch.setattr(writer_module, "BITS_CHUNK", 5)
     users = {f"user-{i}" for i in range(300)}
-    batch = Buckets()
+    batch = UserSets()
     for user in users:
         batch.add_active(DAY, 0, user, 1)
         batch.add_created(DAY, user, 1)
@@ -338,7 +350,7 @@ def test_records_split_across_calls_count_exactly(
 ) -> None:
     monkeypatch.setattr(writer_module, "BITS_CHUNK", 7)
     users = {f"user-{i}" for i in range(120)}
-    batch = Buckets()
+    batch = UserSets()
     for i, user in enumerate(sorted(users)):
         batch.add_active(DAY + timedelta(days=i % 3), i % 24, user, 1)
         batch.add_active(DAY, 23, user, 1)

@@ -14,10 +14,9 @@ import pytest
 import redis
 from aiohttp.test_utils import TestClient
 
-from activeusers.keys import KeySchema
 from activeusers.reader import ActivityReader
 from activeusers.settings import Settings
-from activeusers.writer import ActivityWriter, Buckets
+from activeusers.writer import ActivityWriter, UserSets
 from api.app import create_app
 from api.auth import VIEW_ENGAGEMENT_DASHBOARD
 from api.state import TOKENS
@@ -101,11 +100,11 @@ def seed(base_settings: Settings, redis_client: redis.Redis) -> Callable[[Mappin
 
     def store(days: Mapping[date, Iterable[str]], zone: str = "UTC") -> None:
         settings = replace(base_settings, activity_timezone=zone, retention_days=5000)
-        buckets = Buckets()
+        buckets = UserSets()
         for day, users in days.items():
             for user in users:
                 buckets.add_active(day, 12, user, NOW_MS)
-        ActivityWriter(redis_client, KeySchema.of(settings), settings).write(buckets)
+        ActivityWriter.of(redis_client, settings).write(buckets)
 
     return store
 
@@ -126,14 +125,14 @@ def seed_users(base_settings: Settings, redis_client: redis.Redis) -> Callable[.
             retention_days=5000,
             hour_retention_days=5000,
         )
-        buckets = Buckets()
+        buckets = UserSets()
         for (day, hour), users in active.items():
             for user in users:
                 buckets.add_active(day, hour, user, NOW_MS)
         for day, users in created.items():
             for user in users:
                 buckets.add_created(day, user, NOW_MS)
-        ActivityWriter(redis_client, KeySchema.of(settings), settings).write(buckets)
+        ActivityWriter.of(redis_client, settings).write(buckets)
 
     return store
 

@@ -17,7 +17,6 @@ import pytest
 from streams import activity, generate
 
 from activeusers.days import days_between, retained_days
-from activeusers.keys import KeySchema
 from activeusers.writer import ActivityWriter
 from api.state import TOKENS
 from consumer.ingest import Classifier, RecordSlice
@@ -315,7 +314,7 @@ def seed_stream(settings, redis_client, events, now_ms: int) -> None:
     batch = Classifier(settings).classify([part], now_ms)
     assert not batch.dead_letters
     long_lived = replace(settings, retention_days=5000, hour_retention_days=5000)
-    ActivityWriter(redis_client, KeySchema.of(long_lived), long_lived).write(batch.buckets)
+    ActivityWriter.of(redis_client, long_lived).write(batch.user_sets)
 
 
 @pytest.mark.parametrize("zone", ["UTC", "America/New_York"])

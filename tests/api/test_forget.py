@@ -16,8 +16,7 @@ import orjson
 import pytest
 import redis
 
-from activeusers.keys import KeySchema
-from activeusers.writer import ActivityWriter, Buckets
+from activeusers.writer import ActivityWriter, UserSets
 from api.auth import FORGET_USERS, VIEW_ENGAGEMENT_DASHBOARD
 from api.routes import forget
 from api.routes.engagement import ACTIVE_USERS, BY_TIME_OF_DAY, HOURLY, NEW_USERS, WEEKLY
@@ -44,24 +43,24 @@ def _urls() -> list[str]:
     return urls
 
 
-def _history(without: set[str]) -> Buckets:
+def _history(without: set[str]) -> UserSets:
     """130 days of 12 users (a seeded random pattern), users created on some days, minus ``without``."""
-    rng, buckets = random.Random(25), Buckets()
+    rng, sets = random.Random(25), UserSets()
     for ago, user in itertools.product(range(130), range(12)):
         name, day = f"user-{user}", TODAY - timedelta(days=ago)
         active, hour, created = rng.random() < 0.4, rng.randrange(24), rng.random() < 0.05
         if name not in without and active:
-            buckets.add_active(day, hour, name, 1)
+            sets.add_active(day, hour, name, 1)
             if created:
-                buckets.add_created(day, name, 1)
-    return buckets
+                sets.add_created(day, name, 1)
+    return sets
 
 
 @pytest.fixture
 def store(base_settings: Any, redis_client: redis.Redis) -> Callable[[str, set[str]], None]:
     def write(prefix: str, without: set[str]) -> None:
         settings = replace(base_settings, redis_key_prefix=prefix, retention_days=5000, hour_retention_days=5000)
-        ActivityWriter(redis_client, KeySchema.of(settings), settings).write(_history(without))
+        ActivityWriter.of(redis_client, settings).write(_history(without))
 
     return write
 

@@ -39,7 +39,7 @@ from schemathesis.specs.openapi.checks import (
 from activeusers.heartbeats import Heartbeats
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
-from activeusers.writer import ActivityWriter, Buckets
+from activeusers.writer import ActivityWriter, UserSets
 from api.app import OPENAPI_PATH, create_app
 from api.auth import VIEW_ENGAGEMENT_DASHBOARD
 from api.dates import is_iso_instant
@@ -137,7 +137,7 @@ def served(base_settings: Settings, redis_client: redis.Redis) -> Iterator[Serve
 def seed(settings: Settings, client: redis.Redis) -> None:
     """40 days of a few users each (some days empty) in a few hours, some created, and a consumer heartbeat of
     "now"."""
-    buckets = Buckets()
+    buckets = UserSets()
     for back in range(40):
         day = NOW.date() - timedelta(days=back)
         for n in range(back % 5):

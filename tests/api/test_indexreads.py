@@ -14,11 +14,11 @@ import pytest
 import redis
 
 from activeusers import reader as reader_module
+from activeusers.connections import async_redis_client
 from activeusers.keys import DAY_SLOT, SLOTS, KeySchema, bucket_of
 from activeusers.reader import ActivityReader
-from activeusers.redisconn import async_redis_client
 from activeusers.settings import Settings
-from activeusers.writer import ActivityWriter, Buckets
+from activeusers.writer import ActivityWriter, UserSets
 from api import masks as mask_module
 from api.daycache import DayCache
 from api.indexreads import IndexReads
@@ -34,7 +34,7 @@ def _seed(stack: Any, keys: KeySchema, days: int, users: int = 200, seed: int = 
     rng = random.Random(days + seed)
     per_day: dict[date, set[str]] = {}
     per_hour: dict[tuple[date, int], set[str]] = {}
-    buckets = Buckets()
+    buckets = UserSets()
     for offset in range(days):
         day = DAY + timedelta(days=offset)
         if offset % 4 == 3:
@@ -148,7 +148,7 @@ async def test_a_later_write_is_read_again_and_nothing_else(
         await _check(reader, cache, (per_day, per_hour), days, ids=False)
         assert reader.fetched == 0
         versions = await reader.day_versions(days)
-        later = Buckets()
+        later = UserSets()
         # A known user and 400 new ones on the third day: more than the writer's headroom in every bucket's bitmap.
         for user in ("u1", *(f"late-{n}" for n in range(400))):
             later.add_active(days[2], 1, user, 1)
@@ -247,7 +247,7 @@ async def test_counters_summed_by_one_process_serve_another(
             DAY
         ] == 7
         assert reader.fetched == 0  # every day's counters from Redis' shared copy
-        later = Buckets()
+        later = UserSets()
         later.add_active(DAY, 1, "late", 1)
         sync = redis.Redis.from_url(stack.redis_url)
         ActivityWriter(sync, keys, SETTINGS).write(later)
@@ -295,7 +295,7 @@ async def test_kept_unions_are_made_once_and_again_when_lost_or_changed(
         assert await counted() == (want(), 2 + 1)
         redis_client.delete(label)
         assert await counted() == (want(), 2 + 1)
-        late = Buckets()
+        late = UserSets()
         late.add_active(days[3], 5, "late-user", 1)
         late.add_active(empty[2], 5, "late-user", 1)
         per_day.setdefault(days[3], set()).add("late-user")
@@ -321,7 +321,7 @@ async def test_ids_after_a_redis_that_lost_everything_and_numbered_the_same_user
     def write(day: date, *users: str) -> None:
         sync = redis.Redis.from_url(stack.redis_url)
         for user in users:  # one write each: numbered in this order
-            batch = Buckets()
+            batch = UserSets()
             batch.add_active(day, 1, user, 1)
             ActivityWriter(sync, keys, SETTINGS).write(batch)
         sync.close()

@@ -22,10 +22,9 @@ import orjson
 import pytest
 from streams import cli_token, consumer_env, start_api
 
-from activeusers.keys import KeySchema
-from activeusers.redisconn import redis_client
+from activeusers.connections import redis_client
 from activeusers.settings import Settings
-from activeusers.writer import ActivityWriter, Buckets
+from activeusers.writer import ActivityWriter, UserSets
 from api.errors import OVERLOADED, UNAVAILABLE
 
 CONCURRENT = 500
@@ -87,11 +86,11 @@ def seed(settings: Settings) -> None:
     """Store DAYS with the consumer's real writer (a single Redis or a cluster, as the settings say)."""
     client = redis_client(settings)
     try:
-        buckets = Buckets()
+        buckets = UserSets()
         for day, users in DAYS.items():
             for user in users:
                 buckets.add_active(day, 12, user, int(time.time() * 1000))
-        ActivityWriter(client, KeySchema.of(settings), settings).write(buckets)
+        ActivityWriter.of(client, settings).write(buckets)
     finally:
         client.close()
 

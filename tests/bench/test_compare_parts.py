@@ -16,10 +16,10 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
-from compare import compare_bodies  # noqa: E402
-from memory import KindFigures, classify, numbering_lines  # noqa: E402
-from side import kinds  # noqa: E402
-from sides import _entry_points_shim  # noqa: E402
+from baseline import _entry_points_shim  # noqa: E402
+from keykinds import KindFigures, classify  # noqa: E402
+from memory import numbering_lines  # noqa: E402
+from rowsamples import compare_bodies  # noqa: E402
 from sizing import (  # noqa: E402
     is_numbering,
     numbered_users,
@@ -29,6 +29,7 @@ from sizing import (  # noqa: E402
     scaled_once_bytes,
     sizes,
 )
+from treescript import kinds  # noqa: E402
 
 from activeusers.keys import KeySchema  # noqa: E402
 

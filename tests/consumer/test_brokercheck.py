@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from activeusers.errors import ConfigError
-from activeusers.settings import Secret, Settings
+from activeusers.secret import Secret
+from activeusers.settings import Settings
 from consumer.brokercheck import (
     _mechanism_problem,
     _refusal,

@@ -7,7 +7,7 @@ from datetime import date
 
 import orjson
 import pytest
-from buckets import members
+from usersets import members
 
 from activeusers.settings import Settings
 from consumer.ingest import Classifier, slices_of
@@ -40,17 +40,17 @@ def test_active_events_are_bucketed_by_their_own_time_in_the_zone():
         ],
         activity_timezone="America/New_York",
     )
-    assert dict(batch.buckets.days) == {date(2023, 11, 13): {"a", "b"}}
-    assert dict(batch.buckets.hours) == {(date(2023, 11, 13), 22): {"a", "b"}, (date(2023, 11, 13), 23): {"a"}}
+    assert dict(batch.user_sets.days) == {date(2023, 11, 13): {"a", "b"}}
+    assert dict(batch.user_sets.hours) == {(date(2023, 11, 13), 22): {"a", "b"}, (date(2023, 11, 13), 23): {"a"}}
     assert batch.stored_events == 3
     assert batch.records == 3
-    assert batch.buckets.newest_event_ms == 1_699_935_000_000
+    assert batch.user_sets.newest_event_ms == 1_699_935_000_000
 
 
 def test_created_users_go_to_their_own_bucket():
     batch = classify([rec(0, {"type": "user.created", "userId": "n", "ts": "2023-11-10T12:00:00.000Z"})])
-    assert dict(batch.buckets.created) == {date(2023, 11, 10): {"n"}}
-    assert not batch.buckets.days
+    assert dict(batch.user_sets.created) == {date(2023, 11, 10): {"n"}}
+    assert not batch.user_sets.days
 
 
 @pytest.mark.parametrize(
@@ -64,7 +64,7 @@ def test_created_users_go_to_their_own_bucket():
 def test_valid_but_uncounted_events_are_skipped_with_a_reason(body, reason):
     batch = classify([rec(0, body)], retention_days=30)
     assert batch.skipped == {reason: 1}
-    assert not batch.buckets
+    assert not batch.user_sets
     assert not batch.dead_letters
 
 
@@ -134,4 +134,4 @@ def test_a_batch_deduplicates_users_per_bucket():
     records = [rec(i, {"type": "activity", "userId": f"u{i % 3}", "ts": NOW_MS - i}) for i in range(300)]
     batch = classify(records)
     assert batch.stored_events == 300
-    assert members(batch.buckets) == 6  # three users, one day bucket and one hour bucket
+    assert members(batch.user_sets) == 6  # three users, one day bucket and one hour bucket

@@ -22,11 +22,11 @@ import pytest
 from streams import bucket_state, consumer_env, index_label
 
 import consumer.reindex as reindex_module
-from activeusers import redisconn
+from activeusers import connections
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema, bucket_of
 from activeusers.settings import Settings
-from activeusers.writer import ActivityWriter, Buckets
+from activeusers.writer import ActivityWriter, UserSets
 from consumer.reindex import ReindexResult, reindex
 
 # Every test here reaches the real Redis (and cluster) through _target, not the stack fixture the marker follows.
@@ -59,8 +59,8 @@ class Target:
     settings: Settings
     keys: KeySchema
 
-    def service(self) -> redisconn.SyncClient:
-        return redisconn.redis_client(self.settings)
+    def service(self) -> connections.SyncClient:
+        return connections.redis_client(self.settings)
 
 
 def _target(request: pytest.FixtureRequest, kind: str, **settings: Any) -> Target:
@@ -108,7 +108,7 @@ def _number_as_before(client: Any, keys: KeySchema, users: Iterable[str], seed: 
     return numbers
 
 
-def _write_before(target: Target, buckets: Buckets) -> None:
+def _write_before(target: Target, buckets: UserSets) -> None:
     """Set the bits (and counters) of users the previous version numbered: the numbers are known, so nothing is
     numbered and no names list is started."""
     client = target.service()
@@ -163,7 +163,7 @@ def _previous_version(target: Target) -> _Upgrade:
     indexed = [f"u{n}" for n in range(400)]
     set_only = [f"s{n}" for n in range(150)]
     numbers = _number_as_before(client, keys, indexed, seed=7)
-    bits = Buckets()
+    bits = UserSets()
     for n, user in enumerate(indexed[:300]):
         bits.add_active(RECENT, 9 if n % 2 else 14, user, 0)
     for user in indexed[200:]:
@@ -288,7 +288,7 @@ def test_an_interrupted_run_is_finished_by_the_next(
     client, keys = target.client, target.keys
     previous = [f"p{n}" for n in range(600)]
     numbers = _number_as_before(client, keys, previous, seed=11)
-    bits = Buckets()
+    bits = UserSets()
     for user in previous:
         bits.add_active(MID, 6, user, 0)
     _write_before(target, bits)
@@ -329,7 +329,7 @@ def test_an_interrupted_run_is_finished_by_the_next(
     else:
         assert listed == sum(map(len, numbering)) and left.keys() == sets_before.keys() - set(map(keys.old_day, days))
     # A consumer of this version meanwhile: its new numbers list themselves only in the buckets already listed.
-    meanwhile = Buckets()
+    meanwhile = UserSets()
     for user in (*previous[500:], *(f"m{n}" for n in range(40))):
         meanwhile.add_active(TODAY, 1, user, 0)
     _write_before(target, meanwhile)
@@ -381,7 +381,7 @@ class _LiveWriter(threading.Thread):
                 last = self._finish.is_set()
                 users = {f"live-{self.batches}-{n}" for n in range(12)}
                 users |= {self.known[(self.batches * 5 + n) % len(self.known)] for n in range(5)}
-                batch = Buckets()
+                batch = UserSets()
                 for user in users:
                     batch.add_active(TODAY, 5, user, 0)
                 writer.write(batch)
@@ -441,7 +441,7 @@ def test_a_consumer_writing_all_along_keeps_every_names_list_equal_to_its_hash(
     client, keys = target.client, target.keys
     previous = [f"old-{n}" for n in range(2000)]
     numbers = _number_as_before(client, keys, previous, seed=5)
-    bits = Buckets()
+    bits = UserSets()
     for user in previous:
         bits.add_active(RECENT, 8, user, 0)
     _write_before(target, bits)
@@ -493,7 +493,7 @@ def test_numbers_a_consumer_of_the_previous_version_gives_meanwhile_are_listed_a
             if shown and shown[-1][0] > len(previous) and not self.calls:
                 self.calls += 1
                 _number_as_before(client, keys, rolling, seed=9)
-                meanwhile = Buckets()
+                meanwhile = UserSets()
                 for user in rolling:
                     meanwhile.add_active(TODAY, 0, user, 0)
                 _write_before(target, meanwhile)

@@ -1,31 +1,36 @@
-"""Redis connections of the asyncio clients (``activeusers.redisconn``): a burst waits for a free connection
-instead of failing, bounded by REDIS_POOL_SIZE and REDIS_POOL_WAIT, on the real single server and cluster.
-
-(Beside ``test_redisconn.py``, which still imports the retired ``activeusers.store`` at this commit.)
+"""Redis connections (``activeusers.connections``): the clients and their settings (timeouts, credentials, TLS
+files), and for the asyncio clients a burst that waits for a free connection instead of failing, bounded by
+REDIS_POOL_SIZE and REDIS_POOL_WAIT, on the real single server and cluster.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+import redis.asyncio.cluster
 
-from activeusers.redisconn import (
+from activeusers.connections import (
     Gate,
     PoolExhausted,
     async_redis_client,
     gate_of,
     leased,
     pack_command,
-    send_commands_async,
+    redis_client,
+    redis_security,
 )
+from activeusers.secret import Secret
 from activeusers.settings import Settings
+from activeusers.transport import send_commands_async
 
 BURST = 300
 
@@ -119,3 +124,71 @@ async def test_the_gate_admits_in_turn() -> None:
 
     await asyncio.gather(*(hold(n) for n in range(6)))
     assert order == list(range(6)) and gate.in_use == 0
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def test_a_cluster_setting_makes_cluster_clients() -> None:
+    settings = Settings(redis_url="redis://127.0.0.1:6379/0", redis_cluster=True, redis_timeout_s=0.75)
+    client = async_redis_client(settings)  # connects on first use only
+    assert isinstance(client, redis.asyncio.cluster.RedisCluster)
+    asyncio.run(client.aclose())
+    with pytest.raises(redis.exceptions.RedisClusterException):
+        redis_client(Settings(redis_url=f"redis://127.0.0.1:{closed_port()}/0", redis_cluster=True))
+
+
+TIMEOUTS = Settings(redis_url="redis://cache.invalid:6390/3", redis_timeout_s=0.75)
+
+
+def _assert_the_settings_timeouts(kwargs: dict[str, Any]) -> None:
+    assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("cache.invalid", 6390, 3)
+    assert kwargs["socket_timeout"] == 0.75
+    assert kwargs["socket_connect_timeout"] == 0.75
+
+
+def test_redis_client_uses_the_settings_timeouts() -> None:
+    client = redis_client(TIMEOUTS)
+    _assert_the_settings_timeouts(client.connection_pool.connection_kwargs)
+    client.close()
+
+
+async def test_async_redis_client_uses_the_settings_timeouts() -> None:
+    client = async_redis_client(TIMEOUTS)
+    _assert_the_settings_timeouts(client.connection_pool.connection_kwargs)
+    await client.aclose()
+
+
+def test_clients_get_the_acl_user_password_and_tls_files(tmp_path) -> None:
+    files = {name: tmp_path / f"{name}.pem" for name in ("ca", "cert", "key")}
+    for path in files.values():
+        path.write_text("x")
+    settings = Settings(
+        redis_url="rediss://cache.invalid:6380/0",
+        redis_username="app",
+        redis_password=Secret("pw"),
+        redis_ssl_ca_file=str(files["ca"]),
+        redis_ssl_cert_file=str(files["cert"]),
+        redis_ssl_key_file=str(files["key"]),
+        redis_ssl_check_hostname=False,
+    )
+    assert settings.problems() == []
+    # The asyncio cluster client connects at its first command only, so its settings can be looked at here.
+    cluster = async_redis_client(dataclasses.replace(settings, redis_cluster=True))
+    assert isinstance(cluster, redis.asyncio.cluster.RedisCluster)
+    for kwargs in (redis_client(settings).connection_pool.connection_kwargs,
+                   async_redis_client(settings).connection_pool.connection_kwargs,
+                   cluster.nodes_manager.connection_kwargs):  # fmt: skip
+        assert (kwargs["username"], kwargs["password"]) == ("app", "pw")
+        assert kwargs["ssl_ca_certs"] == str(files["ca"]) and kwargs["ssl_cert_reqs"] == "required"
+        assert (kwargs["ssl_certfile"], kwargs["ssl_keyfile"]) == (str(files["cert"]), str(files["key"]))
+        assert kwargs["ssl_check_hostname"] is False
+    asyncio.run(cluster.aclose())
+    assert redis_security(Settings()) == {}  # plaintext, default user: nothing added
+    keyed = dataclasses.replace(settings, redis_ssl_key_password=Secret("kpw"))
+    assert redis_security(keyed)["ssl_password"] == "kpw"
+    assert "ssl_password" not in redis_security(settings)  # the asyncio cluster client refuses even None

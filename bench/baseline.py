@@ -7,7 +7,7 @@ The ``active-users`` command finds its subcommands through entry points; the bas
 ``.dist-info`` with the entry points of *its* ``pyproject.toml``, found before the editable install of this tree
 (so a subcommand this tree added is not loaded from a tree that lacks it).
 
-Each side writes the dataset through its own writer (``bench/side.py seed``) under its own key prefix, in the
+Each side writes the dataset through its own writer (``bench/treescript.py seed``) under its own key prefix, in the
 same Redis, and serves it with its own ``active-users serve``.
 """
 
@@ -33,7 +33,7 @@ from common import REPO_ROOT, Server, service_env
 
 from activeusers.settings import Settings
 
-SIDE_SCRIPT = Path(__file__).resolve().parent / "side.py"
+TREE_SCRIPT = Path(__file__).resolve().parent / "treescript.py"
 API_REDIS_TIMEOUT_S = "60"
 
 
@@ -59,12 +59,12 @@ class Side:
         return env
 
     def start(self, *args: str) -> subprocess.Popen[str]:
-        """``bench/side.py ARGS`` in this side's tree, started (:func:`answer` waits for its JSON answer)."""
-        argv = [sys.executable, str(SIDE_SCRIPT), *args]
+        """``bench/treescript.py ARGS`` in this side's tree, started (:func:`answer` waits for its JSON answer)."""
+        argv = [sys.executable, str(TREE_SCRIPT), *args]
         return subprocess.Popen(argv, env=self.env(), cwd=self.root, stdout=subprocess.PIPE, text=True)
 
     def run(self, *args: str) -> Any:
-        """``bench/side.py ARGS`` in this side's tree; its JSON answer."""
+        """``bench/treescript.py ARGS`` in this side's tree; its JSON answer."""
         return answer(self.start(*args))
 
     def api(self, log_dir: Path, name: str) -> Server:
@@ -74,7 +74,7 @@ class Side:
 
 
 def answer(process: subprocess.Popen[str]) -> Any:
-    """The JSON answer of a ``bench/side.py`` process (raises if it failed)."""
+    """The JSON answer of a ``bench/treescript.py`` process (raises if it failed)."""
     out, _ = process.communicate()
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, process.args))}: exit {process.returncode}")

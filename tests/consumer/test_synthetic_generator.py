@@ -7,15 +7,16 @@ from datetime import UTC, datetime
 
 import pytest
 
+from activeusers.days import DAY_MS
 from activeusers.errors import MalformedEvent
 from activeusers.events import decode_fields
-from consumer.generator import DAY_MS, Profile, Record, generate, population
+from consumer.synthetic.generator import GeneratedRecord, Profile, generate, population
 
 NOW_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 MAX_BYTES = 16384
 
 
-def events(records: list[Record]) -> list[dict[str, object]]:
+def events(records: list[GeneratedRecord]) -> list[dict[str, object]]:
     return [r.value for r in records if isinstance(r.value, dict)]
 
 
@@ -24,7 +25,7 @@ def ts_of(event: dict[str, object]) -> datetime:
 
 
 @pytest.fixture(scope="module")
-def stream() -> list[Record]:
+def stream() -> list[GeneratedRecord]:
     return list(generate(Profile(users=1000, days=28), 7, NOW_MS, 40_000))
 
 

@@ -30,10 +30,10 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from activeusers.events import CREATED_TYPE, format_ts
+from activeusers.days import DAY_MS, HOUR_MS
+from activeusers.events import CREATED_TYPE
+from activeusers.isotime import format_iso
 
-DAY_MS: Final = 86_400_000
-HOUR_MS: Final = 3_600_000
 ID_ALPHABET: Final = string.ascii_letters + string.digits
 
 # Relative traffic per local hour of the day: quiet nights, a morning peak, a lunch dip, an afternoon peak.
@@ -104,7 +104,7 @@ class User:
 
 
 @dataclass(frozen=True, slots=True)
-class Record:
+class GeneratedRecord:
     """One Kafka record: the partition key (the user id) and either an event object or malformed bytes."""
 
     key: str
@@ -140,7 +140,7 @@ def population(profile: Profile, seed: int, now_ms: int) -> list[User]:
     return users
 
 
-def generate(profile: Profile, seed: int, now_ms: int, count: int) -> Iterator[Record]:
+def generate(profile: Profile, seed: int, now_ms: int, count: int) -> Iterator[GeneratedRecord]:
     """``count`` records in time order over the ``profile.days`` days before ``now_ms``.
 
     The ``user.created`` events of users created in the window come first from the budget (as many as fit),
@@ -167,12 +167,16 @@ def generate(profile: Profile, seed: int, now_ms: int, count: int) -> Iterator[R
             while next_creation < len(creations) and creations[next_creation][0] <= ts:
                 created_ms, user_id = creations[next_creation]
                 next_creation += 1
-                yield _maybe_malformed(rng, profile, Record(user_id, _event(CREATED_TYPE, user_id, created_ms)))
+                yield _maybe_malformed(
+                    rng, profile, GeneratedRecord(user_id, _event(CREATED_TYPE, user_id, created_ms))
+                )
             eligible = bisect.bisect_right(created_at, ts)
             user = users[bisect.bisect_right(cumulative, rng.random() * cumulative[eligible - 1], 0, eligible - 1)]
-            yield _maybe_malformed(rng, profile, Record(user.id, _activity(rng, profile, user, ts, zone, last_day)))
+            yield _maybe_malformed(
+                rng, profile, GeneratedRecord(user.id, _activity(rng, profile, user, ts, zone, last_day))
+            )
     for created_ms, user_id in creations[next_creation:]:
-        yield _maybe_malformed(rng, profile, Record(user_id, _event(CREATED_TYPE, user_id, created_ms)))
+        yield _maybe_malformed(rng, profile, GeneratedRecord(user_id, _event(CREATED_TYPE, user_id, created_ms)))
 
 
 def _roles(rng: random.Random, profile: Profile) -> tuple[str, ...]:
@@ -224,10 +228,10 @@ def _activity(
 
 
 def _event(kind: str, user_id: str, ts: int) -> dict[str, object]:
-    return {"type": kind, "userId": user_id, "ts": format_ts(ts)}
+    return {"type": kind, "userId": user_id, "ts": format_iso(ts)}
 
 
-def _maybe_malformed(rng: random.Random, profile: Profile, record: Record) -> Record:
+def _maybe_malformed(rng: random.Random, profile: Profile, record: GeneratedRecord) -> GeneratedRecord:
     if profile.malformed_share and rng.random() < profile.malformed_share:
-        return Record(record.key, MALFORMED_VALUES[rng.randrange(len(MALFORMED_VALUES))])
+        return GeneratedRecord(record.key, MALFORMED_VALUES[rng.randrange(len(MALFORMED_VALUES))])
     return record

@@ -1,13 +1,13 @@
-"""Redis connections: the clients and their security, the start-up check, and the routing of packed commands
-(pure grouping and redirection logic; sending on fakeredis and on the real single server and cluster)."""
+"""The packed-command transport: the routing of packed commands (pure grouping and redirection logic; sending on
+fakeredis and on the real single server and cluster)."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import socket
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import fakeredis
@@ -17,25 +17,22 @@ import redis.asyncio.cluster
 import redis.cluster
 from redis.exceptions import AskError, MovedError, NoScriptError, TryAgainError
 
-from activeusers.errors import ConfigError, StoreUnavailable
-from activeusers.redisconn import (
-    ClusterCounts,
-    async_redis_client,
-    check_redis,
-    cluster_counts,
+from activeusers.clusterstats import ClusterCounts, ClusterStats, cluster_counts
+from activeusers.connections import async_redis_client, pack_command, redis_client
+from activeusers.errors import StoreUnavailable
+from activeusers.scripts import Script
+from activeusers.settings import Settings
+from activeusers.transport import (
+    MAX_REDIRECTS,
+    _blocking,
+    _cluster_rounds,
     group_by_owner,
     key_slot,
-    pack_command,
-    redis_client,
-    redis_config_problem,
-    redis_security,
     route,
     send_commands,
     send_commands_async,
     settle,
 )
-from activeusers.scripts import Script
-from activeusers.settings import Secret, Settings
 
 
 def cmd(*args: str | int) -> tuple[str, bytes]:
@@ -106,6 +103,55 @@ def test_route_sends_asked_commands_to_the_named_node_apart() -> None:
     assert unknown == [("n1", True, [1])]  # a node not in the map yet: the slot's owner, after ASKING
 
 
+class ScriptedNodes:
+    """A cluster of one node ``n`` whose replies are scripted: ``answer(position)`` for each command sent."""
+
+    def __init__(self, answer: Any, failing: int = 0) -> None:
+        self.answer = answer
+        self.failing = failing  # how many exchanges fail as a lost node before the others answer
+        self.sent: list[list[bytes]] = []
+        self.reloads = 0
+
+    def locate(self, slot: int) -> Any:
+        return SimpleNamespace(name="n")
+
+    def named(self, host: str, port: int) -> Any:
+        return None
+
+    async def exchange(self, sends: Any) -> list[list[Any]]:
+        if self.failing:
+            self.failing -= 1
+            raise redis.ConnectionError("lost")
+        self.sent.append([packed for _, packed, _, _ in sends])
+        return [[self.answer(packed) for packed in packed_of(sent)] for _, sent, _, _ in sends]
+
+    async def reload(self) -> None:
+        self.reloads += 1
+
+
+def packed_of(joined: bytes) -> list[bytes]:
+    """The commands of one joined write, each back as its routing key's bytes (the commands here are GETs)."""
+    return [part.split(b"\r\n")[0] for part in joined.split(b"$1\r\n")[1:]]
+
+
+def test_the_routing_core_follows_moved_until_max_redirects_and_reloads_each_time() -> None:
+    stats = ClusterStats()
+    nodes = ScriptedNodes(lambda key: MovedError("1 127.0.0.1:1") if key == b"b" else key)
+    replies = _blocking(_cluster_rounds(nodes, [cmd("GET", "a"), cmd("GET", "b")], stats))
+    assert replies[0] == b"a" and isinstance(replies[1], MovedError)  # redirected too often: its last reply
+    assert len(nodes.sent) == MAX_REDIRECTS and nodes.reloads == MAX_REDIRECTS
+    assert (stats.get("moved"), stats.get("reload"), stats.get("failed_reload")) == (MAX_REDIRECTS, MAX_REDIRECTS, 0)
+
+
+def test_the_routing_core_reloads_after_a_lost_node_and_raises() -> None:
+    stats = ClusterStats()
+    nodes = ScriptedNodes(lambda key: key, failing=1)
+    with pytest.raises(redis.ConnectionError):
+        _blocking(_cluster_rounds(nodes, [cmd("GET", "a")], stats))
+    assert nodes.reloads == 1 and stats.get("reload") == 1
+    assert _blocking(_cluster_rounds(nodes, [cmd("GET", "a")], stats)) == [b"a"]
+
+
 def test_send_commands_on_one_server_returns_replies_and_refusals_in_order() -> None:
     client = fakeredis.FakeRedis()
     client.set("t:s", "a string")
@@ -174,96 +220,6 @@ async def test_send_commands_async_on_one_server() -> None:
     assert replies[0] == b"a string" and isinstance(replies[1], redis.ResponseError)
     assert await send_commands_async(client, []) == []
     await client.aclose()
-
-
-# ---------------------------------------------------------------------------------------------------------- clients
-
-
-def test_a_cluster_setting_makes_cluster_clients() -> None:
-    settings = Settings(redis_url="redis://127.0.0.1:6379/0", redis_cluster=True, redis_timeout_s=0.75)
-    client = async_redis_client(settings)  # connects on first use only
-    assert isinstance(client, redis.asyncio.cluster.RedisCluster)
-    asyncio.run(client.aclose())
-    with pytest.raises(redis.exceptions.RedisClusterException):
-        redis_client(Settings(redis_url=f"redis://127.0.0.1:{closed_port()}/0", redis_cluster=True))
-
-
-TIMEOUTS = Settings(redis_url="redis://cache.invalid:6390/3", redis_timeout_s=0.75)
-
-
-def _assert_the_settings_timeouts(kwargs: dict[str, Any]) -> None:
-    assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("cache.invalid", 6390, 3)
-    assert kwargs["socket_timeout"] == 0.75
-    assert kwargs["socket_connect_timeout"] == 0.75
-
-
-def test_redis_client_uses_the_settings_timeouts() -> None:
-    client = redis_client(TIMEOUTS)
-    _assert_the_settings_timeouts(client.connection_pool.connection_kwargs)
-    client.close()
-
-
-async def test_async_redis_client_uses_the_settings_timeouts() -> None:
-    client = async_redis_client(TIMEOUTS)
-    _assert_the_settings_timeouts(client.connection_pool.connection_kwargs)
-    await client.aclose()
-
-
-def test_clients_get_the_acl_user_password_and_tls_files(tmp_path) -> None:
-    files = {name: tmp_path / f"{name}.pem" for name in ("ca", "cert", "key")}
-    for path in files.values():
-        path.write_text("x")
-    settings = Settings(
-        redis_url="rediss://cache.invalid:6380/0",
-        redis_username="app",
-        redis_password=Secret("pw"),
-        redis_ssl_ca_file=str(files["ca"]),
-        redis_ssl_cert_file=str(files["cert"]),
-        redis_ssl_key_file=str(files["key"]),
-        redis_ssl_check_hostname=False,
-    )
-    assert settings.problems() == []
-    # The asyncio cluster client connects at its first command only, so its settings can be looked at here.
-    cluster = async_redis_client(dataclasses.replace(settings, redis_cluster=True))
-    assert isinstance(cluster, redis.asyncio.cluster.RedisCluster)
-    for kwargs in (redis_client(settings).connection_pool.connection_kwargs,
-                   async_redis_client(settings).connection_pool.connection_kwargs,
-                   cluster.nodes_manager.connection_kwargs):  # fmt: skip
-        assert (kwargs["username"], kwargs["password"]) == ("app", "pw")
-        assert kwargs["ssl_ca_certs"] == str(files["ca"]) and kwargs["ssl_cert_reqs"] == "required"
-        assert (kwargs["ssl_certfile"], kwargs["ssl_keyfile"]) == (str(files["cert"]), str(files["key"]))
-        assert kwargs["ssl_check_hostname"] is False
-    asyncio.run(cluster.aclose())
-    assert redis_security(Settings()) == {}  # plaintext, default user: nothing added
-    keyed = dataclasses.replace(settings, redis_ssl_key_password=Secret("kpw"))
-    assert redis_security(keyed)["ssl_password"] == "kpw"
-    assert "ssl_password" not in redis_security(settings)  # the asyncio cluster client refuses even None
-
-
-@pytest.mark.parametrize(
-    ("error", "setting"),
-    [
-        (redis.AuthenticationError("invalid username-password pair"), "REDIS_USERNAME/REDIS_PASSWORD"),
-        (redis.ResponseError("NOAUTH Authentication required."), "REDIS_PASSWORD"),
-        (redis.ConnectionError("[SSL: CERTIFICATE_VERIFY_FAILED] self-signed certificate"), "REDIS_SSL_CA_FILE"),
-        (redis.ConnectionError("[SSL: CERTIFICATE_VERIFY_FAILED] Hostname mismatch"), "REDIS_SSL_CHECK_HOSTNAME"),
-        (redis.ConnectionError("[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED]"), "REDIS_SSL_CERT_FILE/REDIS_SSL_KEY_FILE"),
-    ],
-)  # fmt: skip
-def test_refusals_name_the_setting(error: Exception, setting: str) -> None:
-    settings = Settings(redis_url="rediss://:secret-pw@cache.invalid:6380/0")
-    problem = redis_config_problem(settings, error)
-    assert problem is not None and problem.startswith(setting + ":")
-    assert "secret-pw" not in problem and "rediss://***@cache.invalid:6380/0" in problem
-
-
-def test_plaintext_on_a_tls_port_and_a_server_that_is_down() -> None:
-    plain = Settings(redis_url="redis://cache.invalid:6380/0")
-    reset = redis.ConnectionError("Error while reading from cache.invalid:6380 : (104, 'Connection reset by peer')")
-    assert (redis_config_problem(plain, reset) or "").startswith("REDIS_URL:")
-    refused = redis.ConnectionError("Error 111 connecting to cache.invalid:6380. Connection refused.")
-    assert redis_config_problem(plain, refused) is None  # merely down: the caller's retries wait for it
-    check_redis(Settings(redis_url=f"redis://127.0.0.1:{closed_port()}/0", redis_timeout_s=0.2))  # no raise
 
 
 # ---------------------------------------------------------------------------------------------- the real services
@@ -421,15 +377,6 @@ async def test_async_cluster_send_follows_moved_and_loads_scripts(moving_slot, r
     # Both commands of the moved slot came back MOVED; one reload answered both.
     assert cluster_counts(client) == ClusterCounts(3, 0, (("moved", 2), ("ask", 0), ("tryagain", 0)), 1, 0)
     await client.aclose()
-
-
-def test_check_redis_on_the_cluster(redis_cluster: str, stack: Any) -> None:
-    check_redis(_cluster_settings(redis_cluster))  # no raise
-    bad = _cluster_settings(redis_cluster.replace("redis://", "redis://nobody:wrong@"))
-    with pytest.raises(ConfigError, match="REDIS_USERNAME/REDIS_PASSWORD"):
-        check_redis(bad)
-    with pytest.raises(ConfigError, match=r"^REDIS_CLUSTER: .* is not a Redis Cluster node"):
-        check_redis(_cluster_settings(stack.redis_url))
 
 
 def test_a_cluster_whose_seed_is_down_is_counted_as_a_failed_reload(redis_cluster: str, cluster_prefix: str) -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from activeusers.clustermetrics import ClusterCollector
-from activeusers.redisconn import ClusterCounts
+from activeusers.clusterstats import ClusterCollector, ClusterCounts
 
 
 def _exposition(counts: ClusterCounts | None, namespace: str) -> list[str]:

@@ -83,13 +83,15 @@ def _package_dir() -> Path:
 # The writer and its batch: in ``activeusers.writer`` since issue 22, in ``activeusers.store`` before.
 _WRITER = _own_module("activeusers.writer", "activeusers.store")
 ActivityWriter = _WRITER.ActivityWriter
-Buckets = _WRITER.Buckets
+UserSets = _WRITER.UserSets
 
 
 def _async_redis_client(settings: Settings) -> Any:
-    """The tree's asyncio client factory: in ``activeusers.redisconn`` since issue 14, in ``activeusers.store``
-    before (a baseline tree)."""
-    return _own_module("activeusers.redisconn", "activeusers.store").async_redis_client(settings)
+    """The tree's asyncio client factory: in ``activeusers.connections`` since issue 23, in
+    ``activeusers.redisconn`` from issue 14, in ``activeusers.store`` before (a baseline tree)."""
+    return _own_module("activeusers.connections", "activeusers.redisconn", "activeusers.store").async_redis_client(
+        settings
+    )
 
 
 def schema_of(settings: Settings) -> KeySchema:
@@ -108,16 +110,23 @@ def schema_of(settings: Settings) -> KeySchema:
     return KeySchema(**values)
 
 
+def writer_of(client: redis.Redis, settings: Settings) -> Any:
+    """The tree's writer for these settings: its constructor from settings if it has one (since issue 23), else
+    built from :func:`schema_of`."""
+    of = getattr(ActivityWriter, "of", None)
+    return of(client, settings) if of is not None else ActivityWriter(client, schema_of(settings), settings)
+
+
 def write_dataset(settings: Settings, data: Dataset, last_day: date, label: str = "") -> int:
     """Store the dataset (days ending ``last_day``) through the tree's writer; returns (user, day) pairs."""
     client = redis.Redis.from_url(settings.redis_url)
-    writer = ActivityWriter(client, schema_of(settings), settings)
+    writer = writer_of(client, settings)
     started = time.monotonic()
     pairs = 0
     try:
         for i, today in enumerate(activity(data, last_day)):
             base_ms = day_start_ms(today.day, settings.zone)
-            buckets = Buckets()
+            buckets = UserSets()
             for user, hour in today.active:
                 buckets.add_active(today.day, hour, user, base_ms + hour * 3_600_000)
             for user in today.created:
@@ -135,11 +144,11 @@ def write_dataset(settings: Settings, data: Dataset, last_day: date, label: str 
 
 def touch(day: date) -> dict[str, Any]:
     settings = Settings.from_env(os.environ)
-    buckets = Buckets()
+    buckets = UserSets()
     buckets.add_active(day, 0, TOUCH_USER, day_start_ms(day, settings.zone))
     client = redis.Redis.from_url(settings.redis_url)
     try:
-        ActivityWriter(client, schema_of(settings), settings).write(buckets)
+        writer_of(client, settings).write(buckets)
     finally:
         client.close()
     return {"user": TOUCH_USER}

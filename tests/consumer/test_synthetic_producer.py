@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 from streams import REPO_ROOT, ConsumerProcess, bucket_state, consumer_env, oracle, wait_drained
 
 from activeusers.keys import KeySchema
-from consumer.generator import Profile, Record, generate
-from consumer.produce import read_jsonl, send
+from consumer.synthetic.generator import GeneratedRecord, Profile, generate
+from consumer.synthetic.producer import read_jsonl, send
 
 NOW_MS = 1_767_225_600_000
 
@@ -72,7 +72,7 @@ def test_rate_is_respected_with_a_fake_clock():
     assert 1.95 <= now[0] <= 2.0  # 200 records at 100/s
 
 
-def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 60) -> list[tuple[int, Record]]:
+def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 60) -> list[tuple[int, GeneratedRecord]]:
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
@@ -80,11 +80,11 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 60)
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
-        found: list[tuple[int, Record]] = []
+        found: list[tuple[int, GeneratedRecord]] = []
         deadline = time.monotonic() + timeout_s
         while len(found) < expected and time.monotonic() < deadline:
             for tp, batch in consumer.poll(timeout_ms=500).items():
-                found.extend((tp.partition, Record(r.key.decode(), r.value)) for r in batch)
+                found.extend((tp.partition, GeneratedRecord(r.key.decode(), r.value)) for r in batch)
     finally:
         consumer.close()
     return found
