@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Erasure at the large dataset: forgetting one user, then 1,000 users (``activeusers.erasure``, as
+"""Erasure at the large dataset over 400 days (day and new-user bitmaps of 400 days, hour bitmaps of the last
+90: HOUR_RETENTION_DAYS): forgetting one user, then 1,000 users (``activeusers.erasure``, as
 ``active-users forget`` runs it), with Redis' SLOWLOG checked for any command over 5 ms meanwhile; and the
 writer's time for a day's batch in buckets with forgotten users (the tombstone check) against the same batch before.
 
@@ -22,6 +23,7 @@ from activeusers.erasure import forget_blocking
 from activeusers.writer import ActivityWriter, UserSets
 
 SLOW_US = 5000
+RETENTION_DAYS = 400
 
 
 def _day_batch(data: object, last_day: object) -> UserSets:
@@ -46,11 +48,12 @@ def _slow(client: redis.Redis, since_s: float, prefix: str) -> list[tuple[float,
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="the standard dataset over 30 days")
+    parser.add_argument("--days", type=int, default=RETENTION_DAYS, help="days written (default 400: the retention)")
     parser.add_argument("--record", action="store_true", help="append the section to BENCHMARKS.md")
     args = parser.parse_args()
     require_env()
-    data = replace(STANDARD, days=30) if args.quick else LARGE
-    settings = bench_settings("forget", RETENTION_DAYS="400", HOUR_RETENTION_DAYS="90")
+    data = replace(STANDARD, days=30) if args.quick else replace(LARGE, days=args.days)
+    settings = bench_settings("forget", RETENTION_DAYS=str(RETENTION_DAYS), HOUR_RETENTION_DAYS="90")
     client = redis.Redis.from_url(settings.redis_url)
     threshold = int(client.config_get("slowlog-log-slower-than")["slowlog-log-slower-than"])
     last_day = today_utc()
