@@ -46,7 +46,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
-from streams import in_ci
+
+from tests.support.environment import in_ci
 
 if TYPE_CHECKING:
     import redis

@@ -23,30 +23,16 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 from selenium.webdriver.common.by import By
-from streams import (
-    REPO_ROOT,
-    Activity,
-    Sent,
-    activity,
-    cli_token,
-    consumer_env,
-    free_port,
-    generate,
-    http_get,
-    in_ci,
-    iso,
-    start_api,
-    wait_until,
-)
-from test_end_to_end import (
-    expected_by_time_of_day,
-    expected_hourly,
-    expected_new_users,
-    expected_weekly,
-    ingest,
-)
 
 from api.errors import UNAVAILABLE
+from tests.support.answers import expected_by_time_of_day, expected_hourly, expected_new_users, expected_weekly
+from tests.support.environment import REPO_ROOT, in_ci
+from tests.support.events import Sent, generate, iso
+from tests.support.network import free_port, http_get
+from tests.support.oracle import Activity, activity
+from tests.support.pipeline import ingest
+from tests.support.processes import cli_token, consumer_env, start_api
+from tests.support.waiting import wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

@@ -11,9 +11,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from streams import REPO_ROOT
 
 from activeusers.cli import COMMANDS_GROUP, build_parser
+from tests.support.environment import REPO_ROOT
 
 FORBIDDEN = {"activeusers": {"consumer", "api"}, "consumer": {"api"}, "api": {"consumer"}}
 

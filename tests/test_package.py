@@ -26,7 +26,11 @@ from pathlib import Path
 
 import orjson
 import pytest
-from streams import REPO_ROOT, free_port, http_get, read_topic, wait_until
+
+from tests.support.environment import REPO_ROOT
+from tests.support.network import free_port, http_get
+from tests.support.topics import read_topic
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration  # builds and installs from PyPI; the end-to-end test uses the services
 

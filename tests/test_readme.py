@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import fields
 
-from streams import REPO_ROOT
-
 from activeusers.settings import Settings, parse_duration
+from tests.support.environment import REPO_ROOT
 
 README = (REPO_ROOT / "README.md").read_text()
 

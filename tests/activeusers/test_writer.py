@@ -13,10 +13,8 @@ from typing import Any
 
 import pytest
 import redis
-from buckets import members
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from streams import bucket_state, index_label
 
 from activeusers import writer as writer_module
 from activeusers.days import day_expiry_s
@@ -25,6 +23,9 @@ from activeusers.keys import KeySchema, bucket_of
 from activeusers.scripts import APPEND_NAMES, HEADROOM_MIN_BITS, HEADROOM_SHARE
 from activeusers.settings import Settings
 from activeusers.writer import ActivityWriter, Buckets
+from tests.support.buckets import members
+from tests.support.indexstate import bucket_state
+from tests.support.oracle import index_label
 
 ZONE = "America/New_York"
 SETTINGS = Settings(activity_timezone=ZONE, retention_days=400, hour_retention_days=90)

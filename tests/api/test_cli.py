@@ -129,7 +129,7 @@ def test_serve_starts_logs_and_stops_on_sigterm(env):
 
 def test_a_taken_api_port_is_one_line_and_exit_2(env, tmp_path):
     """A second ``serve`` on the port the first one holds ends at start-up, naming API_PORT, no traceback."""
-    from streams import start_api
+    from tests.support.processes import start_api
 
     first, base = start_api(env, tmp_path / "first.log")
     port = base.rsplit(":", 1)[1]

@@ -11,10 +11,10 @@ import time
 import orjson
 import pytest
 import redis
-from streams import in_ci
 
 from activeusers.heartbeats import Heartbeats
 from activeusers.keys import KeySchema
+from tests.support.environment import in_ci
 
 PATH = "/api/v1/engagement-dashboard/users/active-users?start=2026-03-01T00:00:00.000Z&end=2026-03-15T00:00:00.000Z"
 UNAVAILABLE = b'{"success":false,"error":"Service unavailable: the data store cannot be reached. Try again shortly."}'
@@ -133,7 +133,9 @@ def test_a_killed_consumer_stops_counting_when_its_heartbeat_expires(stack, topi
     heartbeat expires (CONSUMER_STALE), while the survivor keeps the API ready."""
     import uuid
 
-    from streams import ConsumerProcess, consumer_env, http_get, start_api, wait_until
+    from tests.support.network import http_get
+    from tests.support.processes import ConsumerProcess, consumer_env, start_api
+    from tests.support.waiting import wait_until
 
     name = topic(partitions=2)
     env = consumer_env(

@@ -20,13 +20,13 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from streams import cli_token, consumer_env, start_api
 
 from activeusers.keys import KeySchema
 from activeusers.redisconn import redis_client
 from activeusers.settings import Settings
 from activeusers.writer import ActivityWriter, Buckets
 from api.errors import OVERLOADED, UNAVAILABLE
+from tests.support.processes import cli_token, consumer_env, start_api
 
 CONCURRENT = 500
 # Whole requests, sent together, must all be answered within this (a bound, not a speed target).

@@ -24,29 +24,17 @@ import orjson
 import pytest
 import redis
 from kafka.admin import KafkaAdminClient, NewTopic
-from streams import (
-    MALFORMED_SAMPLES,
-    REPO_ROOT,
-    ConsumerProcess,
-    Feeder,
-    Sent,
-    activity,
-    bucket_state,
-    cli_token,
-    committed_offsets,
-    consumer_env,
-    expected_buckets,
-    generate,
-    http_get,
-    produce,
-    read_topic,
-    start_api,
-    wait_drained,
-    wait_until,
-)
 
 from activeusers.keys import KeySchema
 from consumer.deadletter import HEADER_REASON
+from tests.support.environment import REPO_ROOT
+from tests.support.events import MALFORMED_SAMPLES, Sent, generate
+from tests.support.indexstate import bucket_state
+from tests.support.network import http_get
+from tests.support.oracle import activity, expected_buckets
+from tests.support.processes import ConsumerProcess, cli_token, consumer_env, start_api
+from tests.support.topics import Feeder, committed_offsets, produce, read_topic, wait_drained
+from tests.support.waiting import wait_until
 
 ZONE = "Europe/Berlin"
 RETENTION_DAYS = 30

@@ -18,29 +18,17 @@ import orjson
 import pytest
 import redis
 from kafka.future import Future
-from parts import HELD, ScriptedWorker, stored
-from streams import (
-    MALFORMED_SAMPLES,
-    ConsumerProcess,
-    Feeder,
-    Sent,
-    SlowRelay,
-    bucket_state,
-    committed_offsets,
-    consumer_env,
-    end_offsets,
-    expected_buckets,
-    free_port,
-    generate,
-    http_get,
-    produce,
-    read_topic,
-    wait_drained,
-    wait_until,
-)
 
 from activeusers.keys import KeySchema
 from consumer.deadletter import HEADER_OFFSET, HEADER_PARTITION, HEADER_REASON, HEADER_TOPIC
+from tests.support.events import MALFORMED_SAMPLES, Sent, generate
+from tests.support.indexstate import bucket_state
+from tests.support.network import SlowRelay, free_port, http_get
+from tests.support.oracle import expected_buckets
+from tests.support.parts import HELD, ScriptedWorker, stored
+from tests.support.processes import ConsumerProcess, consumer_env
+from tests.support.topics import Feeder, committed_offsets, end_offsets, produce, read_topic, wait_drained
+from tests.support.waiting import wait_until
 
 ZONE = "America/New_York"
 RETENTION_DAYS = 30

@@ -15,7 +15,6 @@ import pytest
 import redis
 from kafka import TopicPartition
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError
-from streams import bucket_state, index_label, oracle
 
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
@@ -23,6 +22,8 @@ from activeusers.writer import ActivityWriter
 from consumer.metrics import ConsumerMetrics
 from consumer.polling import POLL_TIMEOUT_MS, Poller
 from consumer.replay import replay
+from tests.support.indexstate import bucket_state
+from tests.support.oracle import index_label, oracle
 
 Record = namedtuple("Record", "topic partition offset key value")
 
