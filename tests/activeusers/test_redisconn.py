@@ -131,8 +131,8 @@ def _then_runs_last(client: Any, key: str) -> None:
     assert replies == [1, b"OK"] and client.get(key) == b"again"  # loaded: one write, still in order
 
 
-def test_then_runs_after_every_command_even_one_sent_again(stack: Any, redis_prefix: str) -> None:
-    client = redis.Redis.from_url(stack.redis_url)
+def test_then_runs_after_every_command_even_one_sent_again(redis_url: str, redis_prefix: str) -> None:
+    client = redis.Redis.from_url(redis_url)
     _then_runs_last(client, f"{redis_prefix}mark")
     client.close()
 
@@ -423,13 +423,13 @@ async def test_async_cluster_send_follows_moved_and_loads_scripts(moving_slot, r
     await client.aclose()
 
 
-def test_check_redis_on_the_cluster(redis_cluster: str, stack: Any) -> None:
+def test_check_redis_on_the_cluster(redis_cluster: str, redis_url: str) -> None:
     check_redis(_cluster_settings(redis_cluster))  # no raise
     bad = _cluster_settings(redis_cluster.replace("redis://", "redis://nobody:wrong@"))
     with pytest.raises(ConfigError, match="REDIS_USERNAME/REDIS_PASSWORD"):
         check_redis(bad)
     with pytest.raises(ConfigError, match=r"^REDIS_CLUSTER: .* is not a Redis Cluster node"):
-        check_redis(_cluster_settings(stack.redis_url))
+        check_redis(_cluster_settings(redis_url))
 
 
 def test_a_cluster_whose_seed_is_down_is_counted_as_a_failed_reload(redis_cluster: str, cluster_prefix: str) -> None:
@@ -450,8 +450,8 @@ def test_a_cluster_whose_seed_is_down_is_counted_as_a_failed_reload(redis_cluste
     client.close()
 
 
-def test_single_server_scripts_are_loaded_on_noscript(stack: Any, redis_prefix: str) -> None:
-    client = redis_client(Settings(redis_url=stack.redis_url))
+def test_single_server_scripts_are_loaded_on_noscript(redis_url: str, redis_prefix: str) -> None:
+    client = redis_client(Settings(redis_url=redis_url))
     script = Script("return redis.call('INCR', KEYS[1])")
     key = f"{redis_prefix}n"
     client.script_flush()

@@ -32,7 +32,8 @@ from tests.support.indexstate import bucket_state
 from tests.support.oracle import index_label
 from tests.support.processes import consumer_env
 
-# Every test here reaches the real Redis (and cluster) through _target, not the stack fixture the marker follows.
+# Every test here reaches the real Redis (and cluster) through _target (request.getfixturevalue), which collection
+# cannot see: conftest fails such a test unless it is marked by hand.
 pytestmark = pytest.mark.integration
 
 TODAY = datetime.now(UTC).date()
