@@ -447,7 +447,8 @@ def test_the_live_toggle_refreshes(pipeline, driver):
     added = [Sent(e["userId"].encode(), orjson.dumps(e), e) for e in events]
     ingest(pipeline.env, added, pipeline.tmp)
     pipeline.sent.extend(added)
-    time.sleep(6)  # longer than the live period: with live off nothing changes
+    # The point: a wait longer than the live period, through which nothing may change while live is off.
+    time.sleep(6)
     assert (int(value(driver, "dau")), text(driver, "#asof")) == (dau, asof)
     live.click()
     wait_until(lambda: int(value(driver, "dau")) == dau + len(fresh), 20, "live did not show the new users")
