@@ -26,6 +26,8 @@ from tests.support.environment import REPO_ROOT
 from tests.support.network import free_port
 from tests.support.processes import ConsumerProcess
 
+pytestmark = pytest.mark.slow  # runs the compose file's processes
+
 OURS = ("topics", "consumer", "api", "demo")  # the services that run the active-users image
 SETTINGS_VARS = variable_names()  # the *_FILE forms of the secrets included
 

@@ -34,6 +34,8 @@ from tests.support.pipeline import ingest
 from tests.support.processes import cli_token, consumer_env, start_api
 from tests.support.waiting import wait_until
 
+pytestmark = pytest.mark.slow  # a real browser over the whole pipeline
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 SCREENSHOT = REPO_ROOT / ".ci" / "artifacts" / "dashboard.png"

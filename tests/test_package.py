@@ -32,7 +32,8 @@ from tests.support.network import free_port, http_get
 from tests.support.topics import read_topic
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.integration  # builds and installs from PyPI; the end-to-end test uses the services
+# Builds and installs from PyPI; the end-to-end test uses the services.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PACKAGES = ("activeusers", "consumer", "api")
 BUILD_TIMEOUT_S = 600

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+pytestmark = pytest.mark.slow  # starts and restarts the test bed's services
+
 if TYPE_CHECKING:
     from conftest import Stack
 

@@ -28,6 +28,8 @@ from activeusers.writer import ActivityWriter, Buckets
 from api.errors import OVERLOADED, UNAVAILABLE
 from tests.support.processes import cli_token, consumer_env, start_api
 
+pytestmark = pytest.mark.slow  # hundreds of concurrent requests against API processes
+
 CONCURRENT = 500
 # Whole requests, sent together, must all be answered within this (a bound, not a speed target).
 ANSWERED_WITHIN_S = 60

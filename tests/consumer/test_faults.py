@@ -36,6 +36,8 @@ from tests.support.processes import ConsumerProcess, cli_token, consumer_env, st
 from tests.support.topics import Feeder, committed_offsets, produce, read_topic, wait_drained
 from tests.support.waiting import wait_until
 
+pytestmark = pytest.mark.slow  # stops and restarts a private broker and Redis
+
 ZONE = "Europe/Berlin"
 RETENTION_DAYS = 30
 STACK_SCRIPT = REPO_ROOT / "dev" / "stack"
