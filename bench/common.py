@@ -223,6 +223,19 @@ class HttpClient:
         self._conn.close()
 
 
+def first_answer(server: Server, url: str, headers: Mapping[str, str] | None, label: str = "") -> tuple[bytes, float]:
+    """The body and seconds of one request to ``server`` on a connection of its own (a cold server's first
+    answer); anything but a 200 raises."""
+    client = HttpClient(server.host, server.port, headers)
+    try:
+        status, body, seconds = client.get(url)
+    finally:
+        client.close()
+    if status != 200:
+        raise RuntimeError(f"{label}{url}: HTTP {status}: {body[:200]!r}")
+    return body, seconds
+
+
 def iso_ms(moment: datetime) -> str:
     """JavaScript ``toISOString()`` form."""
     moment = moment.astimezone(UTC)

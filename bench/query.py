@@ -45,6 +45,7 @@ from common import (
     bench_settings,
     dataset_in_redis,
     emit,
+    first_answer,
     ms,
     percentile,
     range_query,
@@ -157,13 +158,7 @@ def cold(start: Callable[[], Server], url: str, headers: dict[str, str] | None, 
     size = 0
     for _ in range(samples):
         with start() as server:
-            client = HttpClient(server.host, server.port, headers)
-            try:
-                status, body, seconds = client.get(url)
-            finally:
-                client.close()
-        if status != 200:
-            raise RuntimeError(f"{url}: HTTP {status}: {body[:200]!r}")
+            body, seconds = first_answer(server, url, headers)
         size = len(body)
         times.append(seconds)
     return Timing(percentile(times, 50), percentile(times, 99), size, len(times))

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import (
     ACTIVE_USERS_PATH,
@@ -49,11 +49,11 @@ from common import (
     today_utc,
 )
 from figures import target_line
-from rocketchat_standin import StandIn, served_in_thread
 
 from activeusers.settings import Settings
 from api.auth import ROCKETCHAT_PERMISSIONS, VIEW_ENGAGEMENT_DASHBOARD
 from api.rocketchat import RocketChat
+from tests.support.rocketchat_standin import StandIn, served_in_thread
 
 RC_USER = "bench-rocketchat-user"
 RC_TOKEN = "bench-rocketchat-login-token-0123456789abcdef"

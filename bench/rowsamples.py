@@ -16,6 +16,7 @@ from baseline import Side
 from common import (
     ACTIVE_USERS_PATH,
     HttpClient,
+    first_answer,
     ms,
     percentile,
     range_query,
@@ -59,14 +60,7 @@ def row_url(path: str, today: date, days: int) -> str:
 
 def cold_once(side: Side, url: str, headers: dict[str, str], logs: Path) -> float:
     with side.api(logs, "cold") as server:
-        client = HttpClient(server.host, server.port, headers)
-        try:
-            status, body, seconds = client.get(url)
-        finally:
-            client.close()
-    if status != 200:
-        raise RuntimeError(f"{side.label} {url}: HTTP {status}: {body[:200]!r}")
-    return seconds
+        return first_answer(server, url, headers, f"{side.label} ")[1]
 
 
 def warm(

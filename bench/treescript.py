@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import importlib.util
 import inspect
 import json
 import os
@@ -69,15 +68,8 @@ def _own_module(*names: str) -> Any:
 
 
 def _package_dir() -> Path:
-    """The directory of the imported ``activeusers`` package. Under pytest (``pythonpath = tests``) the folder
-    ``tests/activeusers`` makes ``activeusers`` a namespace package without ``__file__``, whose modules the editable
-    install's finder still resolves: the directory of one of them then."""
-    if activeusers.__file__ is not None:
-        return Path(activeusers.__file__).parent
-    spec = importlib.util.find_spec("activeusers.keys")
-    if spec is None or spec.origin is None:
-        raise ImportError("activeusers.keys cannot be found")
-    return Path(spec.origin).parent
+    """The directory of the imported ``activeusers`` package."""
+    return Path(activeusers.__file__).parent
 
 
 # The writer and its batch: in ``activeusers.writer`` since issue 22, in ``activeusers.store`` before.

@@ -17,20 +17,12 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
-from streams import (
-    ConsumerProcess,
-    Sent,
-    activity,
-    cli_token,
-    consumer_env,
-    free_port,
-    generate,
-    http_get,
-    iso,
-    produce,
-    start_api,
-    wait_drained,
-)
+
+from tests.support.events import Sent, generate, iso
+from tests.support.network import free_port, http_get
+from tests.support.oracle import activity
+from tests.support.processes import ConsumerProcess, cli_token, consumer_env, start_api
+from tests.support.topics import produce, wait_drained
 
 ZONE = "America/New_York"
 RETENTION_DAYS = 400

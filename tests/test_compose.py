@@ -19,10 +19,14 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from streams import REPO_ROOT, ConsumerProcess, free_port
 
 from activeusers.cli import build_parser
 from activeusers.settings import Settings, variable_names
+from tests.support.environment import REPO_ROOT
+from tests.support.network import free_port
+from tests.support.processes import ConsumerProcess
+
+pytestmark = pytest.mark.slow  # runs the compose file's processes
 
 OURS = ("topics", "consumer", "api", "demo")  # the services that run the active-users image
 SETTINGS_VARS = variable_names()  # the *_FILE forms of the secrets included

@@ -23,30 +23,18 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 from selenium.webdriver.common.by import By
-from streams import (
-    REPO_ROOT,
-    Activity,
-    Sent,
-    activity,
-    cli_token,
-    consumer_env,
-    free_port,
-    generate,
-    http_get,
-    in_ci,
-    iso,
-    start_api,
-    wait_until,
-)
-from test_end_to_end import (
-    expected_by_time_of_day,
-    expected_hourly,
-    expected_new_users,
-    expected_weekly,
-    ingest,
-)
 
 from api.errors import UNAVAILABLE
+from tests.support.answers import expected_by_time_of_day, expected_hourly, expected_new_users, expected_weekly
+from tests.support.environment import REPO_ROOT, in_ci
+from tests.support.events import Sent, generate, iso
+from tests.support.network import free_port, http_get
+from tests.support.oracle import Activity, activity
+from tests.support.pipeline import ingest
+from tests.support.processes import cli_token, consumer_env, start_api
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.slow  # a real browser over the whole pipeline
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -461,7 +449,8 @@ def test_the_live_toggle_refreshes(pipeline, driver):
     added = [Sent(e["userId"].encode(), orjson.dumps(e), e) for e in events]
     ingest(pipeline.env, added, pipeline.tmp)
     pipeline.sent.extend(added)
-    time.sleep(6)  # longer than the live period: with live off nothing changes
+    # The point: a wait longer than the live period, through which nothing may change while live is off.
+    time.sleep(6)
     assert (int(value(driver, "dau")), text(driver, "#asof")) == (dau, asof)
     live.click()
     wait_until(lambda: int(value(driver, "dau")) == dau + len(fresh), 20, "live did not show the new users")

@@ -9,13 +9,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from rocketchat_standin import StandIn, served_in_thread
 from selenium.webdriver.common.by import By
-from streams import cli_token, consumer_env, start_api, wait_until
-from test_dashboard_browser import console_errors, downloads, driver, sign_in, wait_loaded
 
 from api.auth import VIEW_ENGAGEMENT_DASHBOARD
 from api.errors import LOGIN_REQUIRED
+from tests.support.processes import cli_token, consumer_env, start_api
+from tests.support.rocketchat_standin import StandIn, served_in_thread
+from tests.support.waiting import wait_until
+from tests.test_dashboard_browser import console_errors, downloads, driver, sign_in, wait_loaded
 
 __all__ = ["downloads", "driver"]  # the browser fixtures of test_dashboard_browser, shared
 

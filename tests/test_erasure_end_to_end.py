@@ -24,24 +24,16 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
-from streams import (
-    ConsumerProcess,
-    Feeder,
-    Sent,
-    bucket_state,
-    cli_token,
-    consumer_env,
-    expected_buckets,
-    generate,
-    http_get,
-    index_label,
-    iso,
-    produce,
-    start_api,
-    wait_drained,
-)
 
 from activeusers.keys import KeySchema
+from tests.support.events import Sent, generate, iso
+from tests.support.indexstate import bucket_state
+from tests.support.network import http_get
+from tests.support.oracle import expected_buckets, index_label
+from tests.support.processes import ConsumerProcess, cli_token, consumer_env, start_api
+from tests.support.topics import Feeder, produce, wait_drained
+
+pytestmark = pytest.mark.integration
 
 ZONE = "Europe/Berlin"
 RETENTION_DAYS = 30

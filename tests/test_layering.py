@@ -13,9 +13,9 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import pytest
-from streams import REPO_ROOT
 
 from activeusers.cli import COMMANDS_GROUP, build_parser
+from tests.support.environment import REPO_ROOT
 
 FORBIDDEN = {"activeusers": {"consumer", "api"}, "consumer": {"api"}, "api": {"consumer"}}
 

@@ -26,9 +26,14 @@ from pathlib import Path
 
 import orjson
 import pytest
-from streams import REPO_ROOT, free_port, http_get, read_topic, wait_until
 
-pytestmark = pytest.mark.integration  # builds and installs from PyPI; the end-to-end test uses the services
+from tests.support.environment import REPO_ROOT
+from tests.support.network import free_port, http_get
+from tests.support.topics import read_topic
+from tests.support.waiting import wait_until
+
+# Builds and installs from PyPI; the end-to-end test uses the services.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PACKAGES = ("activeusers", "consumer", "api")
 BUILD_TIMEOUT_S = 600

@@ -8,9 +8,9 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
-from streams import REPO_ROOT
 
 from activeusers.settings import Settings, parse_duration
+from tests.support.environment import REPO_ROOT
 
 README = (REPO_ROOT / "README.md").read_text()
 OPERATIONS = (REPO_ROOT / "docs" / "operations.md").read_text()

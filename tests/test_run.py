@@ -14,10 +14,12 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
-from streams import REPO_ROOT, free_port, in_ci, oracle
 
 from activeusers.keys import KeySchema
 from consumer.synthetic.producer import read_jsonl
+from tests.support.environment import REPO_ROOT, in_ci
+from tests.support.network import free_port
+from tests.support.oracle import oracle
 
 
 def descendants(pid: int) -> set[int]:

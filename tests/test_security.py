@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 import redis
-from streams import REPO_ROOT, consumer_env, free_port, http_get, start_api
-from test_end_to_end import assert_pipeline_matches_oracle
 
 from activeusers.settings import Settings
 from consumer.kafka import security_config
+from tests.support.environment import REPO_ROOT
+from tests.support.network import free_port, http_get
+from tests.support.pipeline import assert_pipeline_matches_oracle
+from tests.support.processes import consumer_env, start_api
 
 START_UP_BOUND_S = 30.0  # the checks answer in seconds; kafka-python alone would retry for minutes
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Final
 
 import pytest
-from streams import REPO_ROOT
+
+from tests.support.environment import REPO_ROOT
 
 PACKAGES: Final = ("activeusers", "consumer", "api")
 # Where the function limit holds too: the production packages and the tools that start and measure them.

@@ -25,6 +25,8 @@ from teststack.ports import choose_port, port_is_free
 from teststack.rediscommands import cluster_create_command, redis_cluster_command, redis_command, redis_tls_command
 from teststack.redisprobe import cluster_problem, encode_redis_command, parse_cluster_info, redis_ready
 
+pytestmark = pytest.mark.slow  # starts and restarts the test bed's services
+
 if TYPE_CHECKING:
     from conftest import Stack
 

@@ -101,9 +101,9 @@ def test_each_retired_variable_is_logged_once(
 
 
 def test_a_real_subcommand_starts_with_a_retired_variable_set(
-    stack: Any, redis_prefix: str, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    redis_url: str, redis_prefix: str, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    clean_env.setenv("REDIS_URL", stack.redis_url)
+    clean_env.setenv("REDIS_URL", redis_url)
     clean_env.setenv("REDIS_KEY_PREFIX", redis_prefix)
     clean_env.delenv("REDIS_CLUSTER", raising=False)
     clean_env.setenv("MEMBER_RETENTION_DAYS", "45")

@@ -24,11 +24,11 @@ def command(*args: str) -> tuple[str, bytes]:
     return args[1], pack_command(args)
 
 
-async def test_the_reads_of_one_turn_share_one_write(stack: Any, redis_prefix: str, redis_client) -> None:
+async def test_the_reads_of_one_turn_share_one_write(redis_url: str, redis_prefix: str, redis_client) -> None:
     hash_key, text_key = f"{redis_prefix}h", f"{redis_prefix}t"
     redis_client.hset(hash_key, mapping={"a": "1", "b": "2"})
     redis_client.set(text_key, "x")
-    client = async_redis_client(Settings(redis_url=stack.redis_url))
+    client = async_redis_client(Settings(redis_url=redis_url))
     coalescer = Coalescer(client)
     try:
         first = coalescer.submit([command("HGET", hash_key, "a")])

@@ -74,12 +74,14 @@ def port_of(url: str) -> int:
     return int(url.rsplit(":", 1)[1].split("/", 1)[0])
 
 
-async def test_a_burst_waits_for_the_few_connections_of_a_single_server(stack: Any, redis_prefix: str, redis_client):
+async def test_a_burst_waits_for_the_few_connections_of_a_single_server(
+    redis_url: str, redis_prefix: str, redis_client
+):
     keys = [f"{redis_prefix}k{n}" for n in range(7)]
     for n, key in enumerate(keys):
         redis_client.set(key, str(n))
-    settings = Settings(redis_url=stack.redis_url, redis_pool_size=3, redis_pool_wait_s=5)
-    replies, opened = await burst(settings, keys, {port_of(stack.redis_url)})
+    settings = Settings(redis_url=redis_url, redis_pool_size=3, redis_pool_wait_s=5)
+    replies, opened = await burst(settings, keys, {port_of(redis_url)})
     assert replies == [str(n % 7).encode() for n in range(BURST)]
     assert 1 <= opened <= 3  # 300 at once over at most REDIS_POOL_SIZE connections, none refused
 
@@ -97,8 +99,8 @@ async def test_a_burst_waits_for_the_few_connections_of_a_cluster(
     assert 1 <= opened <= 2 * len(nodes)  # at most REDIS_POOL_SIZE per node
 
 
-async def test_a_wait_past_redis_pool_wait_is_pool_exhausted(stack: Any) -> None:
-    client = async_redis_client(Settings(redis_url=stack.redis_url, redis_pool_size=1, redis_pool_wait_s=0.2))
+async def test_a_wait_past_redis_pool_wait_is_pool_exhausted(redis_url: str) -> None:
+    client = async_redis_client(Settings(redis_url=redis_url, redis_pool_size=1, redis_pool_wait_s=0.2))
     try:
         async with leased(client):  # the one permit, held
             started = time.monotonic()

@@ -16,13 +16,16 @@ from typing import Any
 
 import pytest
 import redis
-from streams import bucket_state, index_label
 
 from activeusers.days import day_of
 from activeusers.erasure import Erasure, digests, forget_blocking, restore_blocking
 from activeusers.keys import KeySchema, bucket_of
 from activeusers.settings import Settings
 from activeusers.writer import ActivityWriter, UserSets
+from tests.support.indexstate import bucket_state
+from tests.support.oracle import index_label
+
+pytestmark = pytest.mark.integration
 
 ZONE = "Europe/Berlin"
 BUCKETS = 4
@@ -146,7 +149,7 @@ def test_the_plan_keeps_every_call_small(redis_prefix: str) -> None:
 
 
 def test_counters_stay_exact_beside_a_concurrent_writer(
-    stack: Any, redis_client: redis.Redis, redis_prefix: str
+    redis_url: str, redis_client: redis.Redis, redis_prefix: str
 ) -> None:
     # A writer thread keeps writing batches with the forgotten users while the erasure runs: a writer that learnt
     # their numbers before, and a new one now and then (a replay); each round of the erasure waits for one more of
@@ -154,7 +157,7 @@ def test_counters_stay_exact_beside_a_concurrent_writer(
     settings = _settings(redis_prefix)
     population = {f"u{i}": [(ago, ago % 24) for ago in range(0, 120, 3)] for i in range(300)}
     gone = [f"u{i}" for i in range(0, 300, 7)]
-    client = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
     live = ActivityWriter.of(client, settings)
     live.write(_batch(population))
     written, stop = [0], threading.Event()

@@ -164,7 +164,9 @@ async def test_reading_a_closed_port_becomes_store_unavailable() -> None:
         await dead.aclose()
 
 
-async def test_on_the_real_redis_a_record_expires_by_itself(stack: Any, redis_prefix: str, redis_client: Any) -> None:
+async def test_on_the_real_redis_a_record_expires_by_itself(
+    redis_url: str, redis_prefix: str, redis_client: Any
+) -> None:
     keys = KeySchema(redis_prefix, "UTC")
     beats = Heartbeats(redis_client, keys, SETTINGS)
     beats.beat("alive", {"ts": 1}, NOW)
@@ -172,7 +174,7 @@ async def test_on_the_real_redis_a_record_expires_by_itself(stack: Any, redis_pr
     assert 0 < redis_client.pttl(keys.heartbeat("alive")) <= TTL_MS
     assert redis_client.pexpireat(keys.heartbeat("gone"), 1)  # its expiry has passed: Redis removes it at once
     assert not redis_client.exists(keys.heartbeat("gone"))
-    reader_client = aioredis.Redis.from_url(stack.redis_url)
+    reader_client = aioredis.Redis.from_url(redis_url)
     try:
         assert await live_heartbeats(reader_client, keys) == {"alive": {"ts": 1}}
         beats.forget("alive")

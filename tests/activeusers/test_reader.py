@@ -74,15 +74,15 @@ def keys(redis_prefix: str) -> KeySchema:
 
 
 @pytest.fixture
-def writer(stack: Any, keys: KeySchema) -> Iterator[ActivityWriter]:
-    client = redis.Redis.from_url(stack.redis_url)
+def writer(redis_url: str, keys: KeySchema) -> Iterator[ActivityWriter]:
+    client = redis.Redis.from_url(redis_url)
     yield ActivityWriter(client, keys, SETTINGS)
     client.close()
 
 
 @pytest.fixture
-async def async_client(stack: Any) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(stack.redis_url)
+async def async_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
     yield client
     await client.aclose()
 
@@ -150,10 +150,10 @@ async def test_active_ids_learn_only_the_numbers_given_since(
 
 
 async def test_active_ids_fetch_only_up_to_the_highest_bit(
-    stack: Any, redis_prefix: str, reader: ActivityReader, lranges: Lranges
+    redis_url: str, redis_prefix: str, reader: ActivityReader, lranges: Lranges
 ) -> None:
     one = KeySchema(redis_prefix, ZONE, 1)
-    writer = ActivityWriter(redis.Redis.from_url(stack.redis_url), one, SETTINGS)
+    writer = ActivityWriter(redis.Redis.from_url(redis_url), one, SETTINGS)
     users = [f"u{n}" for n in range(50)]
     for user in users:
         writer.numbers([user])  # numbers 0-49, in this order
@@ -166,7 +166,7 @@ async def test_active_ids_fetch_only_up_to_the_highest_bit(
 
 @pytest.mark.parametrize("chunk", [1, 3, 7, 40, 41])
 async def test_names_are_fetched_in_chunks(
-    stack: Any,
+    redis_url: str,
     redis_prefix: str,
     async_client: aioredis.Redis,
     lranges: Lranges,
@@ -175,7 +175,7 @@ async def test_names_are_fetched_in_chunks(
 ) -> None:
     monkeypatch.setattr(reader_module, "NAMES_CHUNK", chunk)
     one = KeySchema(redis_prefix, ZONE, 1)
-    writer = ActivityWriter(redis.Redis.from_url(stack.redis_url), one, SETTINGS)
+    writer = ActivityWriter(redis.Redis.from_url(redis_url), one, SETTINGS)
     users = [f"u{n}" for n in range(41)]
     for user in users:
         writer.numbers([user])  # numbers 0-40, in this order
@@ -230,20 +230,20 @@ async def test_a_listing_is_one_round_trip_and_one_more_for_new_names(
     assert "user ids read again" not in caplog.text
 
 
-def numbered_in_order(stack: Any, keys: KeySchema, users: Sequence[str]) -> ActivityWriter:
+def numbered_in_order(redis_url: str, keys: KeySchema, users: Sequence[str]) -> ActivityWriter:
     """A writer that numbered ``users`` one by one: in their order (in a one-bucket schema, number n is users[n])."""
-    writer = ActivityWriter(redis.Redis.from_url(stack.redis_url), keys, SETTINGS)
+    writer = ActivityWriter(redis.Redis.from_url(redis_url), keys, SETTINGS)
     for user in users:
         writer.numbers([user])
     return writer
 
 
 async def test_a_names_list_made_again_is_read_again(
-    stack: Any, redis_prefix: str, async_client: aioredis.Redis, redis_client: Any, caplog: pytest.LogCaptureFixture
+    redis_url: str, redis_prefix: str, async_client: aioredis.Redis, redis_client: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     one = KeySchema(redis_prefix, ZONE, 1)
     users = [f"user-{n}" for n in range(10)]
-    numbered_in_order(stack, one, users).write(_batch({DAY: users[:5]}))
+    numbered_in_order(redis_url, one, users).write(_batch({DAY: users[:5]}))
     reader = ActivityReader(async_client, one)
     assert await reader.active_ids([DAY]) == [users[:5]]
     assert reader.names_known == 5
@@ -251,7 +251,7 @@ async def test_a_names_list_made_again_is_read_again(
     # order (a newcomer first): every bit means another user now, and the id held last is elsewhere.
     redis_client.delete(*redis_client.scan_iter(match=one.pattern()))
     renumbered = ["newcomer", *reversed(users)]
-    replay = numbered_in_order(stack, one, renumbered)
+    replay = numbered_in_order(redis_url, one, renumbered)
     replay.write(_batch({DAY: users[:5], DAY + timedelta(days=1): ["newcomer", users[9]]}))
     found = await reader.active_ids([DAY, DAY + timedelta(days=1)])
     assert found == [[f"user-{n}" for n in (4, 3, 2, 1, 0)], ["newcomer", users[9]]]
@@ -262,14 +262,14 @@ async def test_a_names_list_made_again_is_read_again(
 
 
 async def test_a_names_list_made_again_with_the_same_last_id_is_read_again(
-    stack: Any, redis_prefix: str, async_client: aioredis.Redis, redis_client: Any
+    redis_url: str, redis_prefix: str, async_client: aioredis.Redis, redis_client: Any
 ) -> None:
     one = KeySchema(redis_prefix, ZONE, 1)
-    numbered_in_order(stack, one, ["a", "b", "c"]).write(_batch({DAY: ["a", "b", "c"]}))
+    numbered_in_order(redis_url, one, ["a", "b", "c"]).write(_batch({DAY: ["a", "b", "c"]}))
     reader = ActivityReader(async_client, one)
     assert await reader.active_ids([DAY]) == [["a", "b", "c"]]
     redis_client.delete(*redis_client.scan_iter(match=one.pattern()))  # lost; a replay numbers b, a, c
-    numbered_in_order(stack, one, ["b", "a", "c"]).write(_batch({DAY: ["a"]}))  # bit 1: user "a"
+    numbered_in_order(redis_url, one, ["b", "a", "c"]).write(_batch({DAY: ["a"]}))  # bit 1: user "a"
     assert await reader.active_ids([DAY]) == [["a"]]  # the held names say ["b"]
 
 
@@ -292,10 +292,10 @@ async def test_a_names_list_deleted_by_hand_fails_every_process(
 
 
 async def test_names_held_past_a_list_rolled_back_are_read_again(
-    stack: Any, redis_prefix: str, async_client: aioredis.Redis, redis_client: Any
+    redis_url: str, redis_prefix: str, async_client: aioredis.Redis, redis_client: Any
 ) -> None:
     one = KeySchema(redis_prefix, ZONE, 1)
-    writer = numbered_in_order(stack, one, ["a", "b", "c", "d"])
+    writer = numbered_in_order(redis_url, one, ["a", "b", "c", "d"])
     writer.write(_batch({DAY: ["a", "b", "c", "d"]}))
     reader = ActivityReader(async_client, one)
     assert await reader.active_ids([DAY]) == [["a", "b", "c", "d"]]
@@ -306,7 +306,7 @@ async def test_names_held_past_a_list_rolled_back_are_read_again(
     redis_client.delete(one.day_bits(DAY, 0))
     redis_client.setbit(one.day_bits(DAY, 0), 0, 1)
     # After the restart, a consumer numbers two other users: x and y get numbers 2 and 3.
-    replay = numbered_in_order(stack, one, ["x", "y"])
+    replay = numbered_in_order(redis_url, one, ["x", "y"])
     replay.write(_batch({DAY: ["y"]}))
     assert replay.numbers(["x", "y"]) == {"x": (0, 2), "y": (0, 3)}
     assert await reader.active_ids([DAY]) == [["a", "y"]]  # the held names say ["a", "d"]
@@ -335,11 +335,11 @@ async def test_a_bit_without_a_name_is_an_incomplete_index(
 
 
 async def test_a_hash_numbered_without_names_is_an_incomplete_index(
-    stack: Any, redis_prefix: str, async_client: aioredis.Redis, redis_client: Any
+    redis_url: str, redis_prefix: str, async_client: aioredis.Redis, redis_client: Any
 ) -> None:
     one = KeySchema(redis_prefix, ZONE, 1)
     redis_client.hset(one.ids(0), mapping={"old-0": 0, "old-1": 1})  # numbered by a version without names lists
-    writer = ActivityWriter(redis.Redis.from_url(stack.redis_url), one, SETTINGS)
+    writer = ActivityWriter(redis.Redis.from_url(redis_url), one, SETTINGS)
     writer.write(_batch({DAY: ["old-1", "new-2"]}))
     with pytest.raises(IndexIncomplete, match=r"lists 0 user ids but the index has user number 2"):
         await ActivityReader(async_client, one).active_ids([DAY])

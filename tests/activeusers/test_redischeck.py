@@ -4,7 +4,6 @@ raise); on the real cluster and single server."""
 from __future__ import annotations
 
 import socket
-from typing import Any
 
 import pytest
 import redis
@@ -51,10 +50,10 @@ def test_plaintext_on_a_tls_port_and_a_server_that_is_down() -> None:
     check_redis(Settings(redis_url=f"redis://127.0.0.1:{closed_port()}/0", redis_timeout_s=0.2))  # no raise
 
 
-def test_check_redis_on_the_cluster(redis_cluster: str, stack: Any) -> None:
+def test_check_redis_on_the_cluster(redis_cluster: str, redis_url: str) -> None:
     check_redis(_cluster(redis_cluster))  # no raise
     bad = _cluster(redis_cluster.replace("redis://", "redis://nobody:wrong@"))
     with pytest.raises(ConfigError, match="REDIS_USERNAME/REDIS_PASSWORD"):
         check_redis(bad)
     with pytest.raises(ConfigError, match=r"^REDIS_CLUSTER: .* is not a Redis Cluster node"):
-        check_redis(_cluster(stack.redis_url))
+        check_redis(_cluster(redis_url))

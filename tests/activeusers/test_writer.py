@@ -16,8 +16,6 @@ import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from streams import bucket_state, index_label
-from usersets import members
 
 from activeusers import writer as writer_module
 from activeusers.days import day_expiry_s
@@ -26,6 +24,9 @@ from activeusers.keys import KeySchema, bucket_of
 from activeusers.scripts import APPEND_NAMES, HEADROOM_MIN_BITS, HEADROOM_SHARE
 from activeusers.settings import Settings
 from activeusers.writer import ActivityWriter, UserSets
+from tests.support.indexstate import bucket_state
+from tests.support.oracle import index_label
+from tests.support.usersets import members
 
 ZONE = "America/New_York"
 SETTINGS = Settings(activity_timezone=ZONE, retention_days=400, hour_retention_days=90)
@@ -39,8 +40,8 @@ def keys(redis_prefix: str) -> KeySchema:
 
 
 @pytest.fixture
-def writer(stack: Any, keys: KeySchema) -> Iterator[ActivityWriter]:
-    client = redis.Redis.from_url(stack.redis_url)
+def writer(redis_url: str, keys: KeySchema) -> Iterator[ActivityWriter]:
+    client = redis.Redis.from_url(redis_url)
     yield ActivityWriter(client, keys, SETTINGS)
     client.close()
 
@@ -143,12 +144,14 @@ def test_write_stores_bitmaps_names_and_expiry(writer: ActivityWriter, keys: Key
     assert not list(redis_client.scan_iter(match=keys.old_day_pattern()))
 
 
-def test_write_is_idempotent_and_additive(stack: Any, writer: ActivityWriter, keys: KeySchema, redis_client) -> None:
+def test_write_is_idempotent_and_additive(
+    redis_url: str, writer: ActivityWriter, keys: KeySchema, redis_client
+) -> None:
     first = _batch((DAY, 5, "alice"), created=((DAY, "alice"),))
     writer.write(first)
     state = bucket_state(redis_client, keys)
     writer.write(first)
-    other = ActivityWriter(redis.Redis.from_url(stack.redis_url), keys, SETTINGS)  # no memo: asks Redis
+    other = ActivityWriter(redis.Redis.from_url(redis_url), keys, SETTINGS)  # no memo: asks Redis
     other.write(first)
     assert bucket_state(redis_client, keys) == state
     other.write(_batch((DAY, 5, "bob")))
@@ -193,9 +196,9 @@ def test_a_known_user_costs_no_extra_round_trip(
     assert len(sends) == 3
 
 
-def test_expiry_is_sent_once_then_refreshed(stack: Any, keys: KeySchema, redis_client) -> None:
+def test_expiry_is_sent_once_then_refreshed(redis_url: str, keys: KeySchema, redis_client) -> None:
     now = [1000.0]
-    writer = ActivityWriter(redis.Redis.from_url(stack.redis_url), keys, SETTINGS, clock=lambda: now[0])
+    writer = ActivityWriter(redis.Redis.from_url(redis_url), keys, SETTINGS, clock=lambda: now[0])
     batch = _batch((DAY, 5, "alice"))
     bucket = bucket_of("alice", 8)
     bits = [keys.day_bits(DAY, bucket), keys.hour_bits(DAY, 5, bucket), keys.counts(DAY, bucket)]
@@ -216,18 +219,18 @@ def test_expiry_is_sent_once_then_refreshed(stack: Any, keys: KeySchema, redis_c
     assert bucket_state(redis_client, keys)[index_label("hour", "2031-06-01T05")] == {"alice"}
 
 
-def test_another_writer_sends_the_expiry_it_has_not_sent(stack: Any, keys: KeySchema, redis_client) -> None:
-    first = ActivityWriter(redis.Redis.from_url(stack.redis_url), keys, SETTINGS)
+def test_another_writer_sends_the_expiry_it_has_not_sent(redis_url: str, keys: KeySchema, redis_client) -> None:
+    first = ActivityWriter(redis.Redis.from_url(redis_url), keys, SETTINGS)
     first.write(_batch((DAY, 5, "alice")))
     bits = keys.day_bits(DAY, bucket_of("alice", 8))
     redis_client.persist(bits)
-    ActivityWriter(redis.Redis.from_url(stack.redis_url), keys, SETTINGS).write(_batch((DAY, 5, "alice")))
+    ActivityWriter(redis.Redis.from_url(redis_url), keys, SETTINGS).write(_batch((DAY, 5, "alice")))
     assert redis_client.expiretime(bits) == day_expiry_s(DAY, SETTINGS.zone, 400)
 
 
-def test_each_store_keeps_its_own_retention(stack: Any, keys: KeySchema, redis_client) -> None:
+def test_each_store_keeps_its_own_retention(redis_url: str, keys: KeySchema, redis_client) -> None:
     wall = day_expiry_s(DAY, SETTINGS.zone, 90) + 1.0  # DAY's hours just expired; its day and counts have not
-    writer = ActivityWriter(redis.Redis.from_url(stack.redis_url), keys, SETTINGS, wall=lambda: wall)
+    writer = ActivityWriter(redis.Redis.from_url(redis_url), keys, SETTINGS, wall=lambda: wall)
     writer.write(_batch((DAY, 5, "alice"), created=((DAY, "bob"),)))
     writer.write(_batch((DAY, 6, "carol")))  # a second batch of the day: still no hour (no key without expiry)
     long_ago = DAY - timedelta(days=500)
@@ -286,13 +289,13 @@ def test_numbering_survives_a_script_flush(writer: ActivityWriter, keys: KeySche
     assert bucket_state(redis_client, keys)[index_label("day", "2031-06-01")] == {"alice"}
 
 
-def test_concurrent_writers_agree_on_dense_numbers(stack: Any, keys: KeySchema, redis_client) -> None:
+def test_concurrent_writers_agree_on_dense_numbers(redis_url: str, keys: KeySchema, redis_client) -> None:
     users = [f"racer-{n}" for n in range(3000)]
     results: list[dict[str, tuple[int, int]]] = []
     ready = threading.Barrier(6)
 
     def number(seed: int) -> None:
-        client = redis.Redis.from_url(stack.redis_url)
+        client = redis.Redis.from_url(redis_url)
         writer = ActivityWriter(client, keys, SETTINGS)
         order = users[seed * 500 :] + users[: seed * 500]  # each starts elsewhere, so they overlap
         ready.wait()
@@ -315,9 +318,11 @@ def test_concurrent_writers_agree_on_dense_numbers(stack: Any, keys: KeySchema, 
     assert all(b == bucket_of(user, 8) for user, (b, _) in results[0].items())
 
 
-def test_a_new_bitmap_is_created_at_its_buckets_size_with_headroom(stack: Any, redis_prefix: str, redis_client) -> None:
+def test_a_new_bitmap_is_created_at_its_buckets_size_with_headroom(
+    redis_url: str, redis_prefix: str, redis_client
+) -> None:
     one = KeySchema(redis_prefix, ZONE, 1)  # one bucket: every user's number is its place in the list
-    writer = ActivityWriter(redis.Redis.from_url(stack.redis_url), one, SETTINGS)
+    writer = ActivityWriter(redis.Redis.from_url(redis_url), one, SETTINGS)
     users = [f"user-{n}" for n in range(7812)]
     writer.numbers(users)
     writer.write(_batch((DAY, 3, users[0]), (DAY, 3, users[10])))  # low numbers, in a bucket of 7,812 users
@@ -346,7 +351,7 @@ def test_a_new_bitmap_is_created_at_its_buckets_size_with_headroom(stack: Any, r
 
 
 def test_records_split_across_calls_count_exactly(
-    stack: Any, writer: ActivityWriter, keys: KeySchema, redis_client, monkeypatch: pytest.MonkeyPatch
+    redis_url: str, writer: ActivityWriter, keys: KeySchema, redis_client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(writer_module, "BITS_CHUNK", 7)
     users = {f"user-{i}" for i in range(120)}
@@ -357,14 +362,14 @@ def test_records_split_across_calls_count_exactly(
     writer.write(batch)
     state = bucket_state(redis_client, keys)  # asserts that every counter equals its bitmap's bits
     writer.write(batch)
-    ActivityWriter(redis.Redis.from_url(stack.redis_url), keys, SETTINGS).write(batch)  # no memo: every expiry
+    ActivityWriter(redis.Redis.from_url(redis_url), keys, SETTINGS).write(batch)  # no memo: every expiry
     assert bucket_state(redis_client, keys) == state
     assert state[index_label("hour", "2031-06-01T23")] == users
 
 
-def test_a_bitmap_past_its_expiry_on_redis_clock_is_not_written(stack: Any, keys: KeySchema, redis_client) -> None:
+def test_a_bitmap_past_its_expiry_on_redis_clock_is_not_written(redis_url: str, keys: KeySchema, redis_client) -> None:
     old = date(2020, 1, 1)  # its retention ended long ago; this writer's clock says otherwise
-    writer = ActivityWriter(redis.Redis.from_url(stack.redis_url), keys, SETTINGS, wall=lambda: 0.0)
+    writer = ActivityWriter(redis.Redis.from_url(redis_url), keys, SETTINGS, wall=lambda: 0.0)
     writer.write(_batch((old, 1, "alice"), created=((old, "alice"),)))
     kept = (keys.versions(), *(key for b in range(keys.buckets) for key in names_keys(keys, b)))
     left = [key for key in redis_client.scan_iter(match=keys.pattern()) if key not in kept]  # no expiry by design
@@ -440,13 +445,13 @@ def test_numbering_lists_each_new_id_at_its_number(writer: ActivityWriter, keys:
     assert bucket_state(redis_client, keys)[index_label("day", "2031-06-02")] == set(users[60:])
 
 
-def test_concurrent_writers_keep_every_names_list_aligned(stack: Any, keys: KeySchema, redis_client) -> None:
+def test_concurrent_writers_keep_every_names_list_aligned(redis_url: str, keys: KeySchema, redis_client) -> None:
     users = [f"racer-{n}" for n in range(2400)]
     ready = threading.Barrier(6)
     failures: list[BaseException] = []
 
     def write(seed: int) -> None:
-        client = redis.Redis.from_url(stack.redis_url)
+        client = redis.Redis.from_url(redis_url)
         try:
             writer = ActivityWriter(client, keys, SETTINGS)
             order = users[seed * 400 :] + users[: seed * 400]  # each starts elsewhere, so they overlap
@@ -476,11 +481,11 @@ def test_concurrent_writers_keep_every_names_list_aligned(stack: Any, keys: KeyS
 
 
 def test_a_hash_numbered_before_the_names_list_gets_no_names_from_the_numbering(
-    stack: Any, redis_prefix: str, redis_client
+    redis_url: str, redis_prefix: str, redis_client
 ) -> None:
     one = KeySchema(redis_prefix, ZONE, 1)
     redis_client.hset(one.ids(0), mapping={"old-0": 0, "old-1": 1, "old-2": 2})  # as an older version numbered
-    writer = ActivityWriter(redis.Redis.from_url(stack.redis_url), one, SETTINGS)
+    writer = ActivityWriter(redis.Redis.from_url(redis_url), one, SETTINGS)
     writer.write(_batch((DAY, 0, "new-3"), (DAY, 0, "old-1")))
     assert writer.numbers(["new-3", "old-1", "new-4"]) == {"new-3": (0, 3), "old-1": (0, 1), "new-4": (0, 4)}
     assert redis_client.hlen(one.ids(0)) == 5

@@ -65,8 +65,8 @@ def now_ms() -> int:
 
 
 @pytest.fixture
-def base_settings(stack: Any, redis_prefix: str) -> Settings:
-    return Settings(redis_url=stack.redis_url, redis_key_prefix=redis_prefix)
+def base_settings(redis_url: str, redis_prefix: str) -> Settings:
+    return Settings(redis_url=redis_url, redis_key_prefix=redis_prefix)
 
 
 @pytest.fixture

@@ -22,20 +22,20 @@ from api.tokens import TokenStore, hash_token
 
 
 @pytest.fixture
-def env(stack, redis_prefix, monkeypatch):
-    monkeypatch.setenv("REDIS_URL", stack.redis_url)
+def env(redis_url, redis_prefix, monkeypatch):
+    monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("REDIS_KEY_PREFIX", redis_prefix)
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    yield {**os.environ, "REDIS_URL": stack.redis_url, "REDIS_KEY_PREFIX": redis_prefix}
+    yield {**os.environ, "REDIS_URL": redis_url, "REDIS_KEY_PREFIX": redis_prefix}
     # main() configures JSON logging on the root logger; give pytest its handlers back.
     root.handlers[:] = handlers
     root.setLevel(level)
 
 
-def lookup(stack, prefix, token):
+def lookup(redis_url, prefix, token):
     async def run():
-        client = aioredis.Redis.from_url(stack.redis_url)
+        client = aioredis.Redis.from_url(redis_url)
         try:
             return await TokenStore(client, KeySchema(prefix, "UTC")).lookup(token)
         finally:
@@ -44,12 +44,12 @@ def lookup(stack, prefix, token):
     return asyncio.run(run())
 
 
-def test_token_lifecycle(env, stack, redis_prefix, redis_client, capsys):
+def test_token_lifecycle(env, redis_url, redis_prefix, redis_client, capsys):
     assert main(["token", "create", "--user-id", "alice", "--permission", VIEW_ENGAGEMENT_DASHBOARD]) == 0
     out, err = capsys.readouterr()
     token = out.strip()
     assert re.fullmatch(r"[A-Za-z0-9_-]{43}", token)
-    record = lookup(stack, redis_prefix, token)
+    record = lookup(redis_url, redis_prefix, token)
     assert record.user_id == "alice" and record.permissions == (VIEW_ENGAGEMENT_DASHBOARD,)
     assert f"created token {record.id} for user alice" in err
     assert redis_client.hexists(f"{redis_prefix}tokens", hash_token(token))
@@ -69,7 +69,7 @@ def test_token_lifecycle(env, stack, redis_prefix, redis_client, capsys):
     assert token not in listing and bob_token not in listing and hash_token(token) not in listing
 
     assert main(["token", "revoke", record.id]) == 0
-    assert lookup(stack, redis_prefix, token) is None
+    assert lookup(redis_url, redis_prefix, token) is None
     assert main(["token", "revoke", record.id]) == 1
     assert main(["token", "revoke", "--user-id", "bob"]) == 0
     assert "revoked 2 token(s) of user bob" in capsys.readouterr().err
@@ -129,7 +129,7 @@ def test_serve_starts_logs_and_stops_on_sigterm(env):
 
 def test_a_taken_api_port_is_one_line_and_exit_2(env, tmp_path):
     """A second ``serve`` on the port the first one holds ends at start-up, naming API_PORT, no traceback."""
-    from streams import start_api
+    from tests.support.processes import start_api
 
     first, base = start_api(env, tmp_path / "first.log")
     port = base.rsplit(":", 1)[1]

@@ -14,12 +14,13 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
-from streams import activity, generate
 
 from activeusers.days import days_between, retained_days
 from activeusers.writer import ActivityWriter
 from api.state import TOKENS
 from consumer.ingest import Classifier, RecordSlice
+from tests.support.events import generate
+from tests.support.oracle import activity
 
 PATH = "/api/v1/engagement-dashboard/users/active-users"
 V1 = "2026-01-01T00:00:00.000Z"

@@ -186,6 +186,7 @@ def fuzz(
         session.close()
 
 
+@pytest.mark.slow  # a property-based walk of every operation
 def test_schemathesis(served: Served) -> None:
     store = served.app[TOKENS]
     admin_token, _ = served.run(store.create(ADMIN, (VIEW_ENGAGEMENT_DASHBOARD,), NOW_MS))

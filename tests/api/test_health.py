@@ -11,10 +11,11 @@ import time
 import orjson
 import pytest
 import redis
-from streams import in_ci
 
 from activeusers.heartbeats import Heartbeats
 from activeusers.keys import KeySchema
+from tests.support.environment import in_ci
+from tests.support.waiting import wait_until
 
 PATH = "/api/v1/engagement-dashboard/users/active-users?start=2026-03-01T00:00:00.000Z&end=2026-03-15T00:00:00.000Z"
 UNAVAILABLE = b'{"success":false,"error":"Service unavailable: the data store cannot be reached. Try again shortly."}'
@@ -91,13 +92,17 @@ async def test_recovers_when_redis_returns(make_api, redis_prefix, tmp_path):
             stdout=subprocess.DEVNULL,
         )
         client = redis.Redis(port=port, socket_connect_timeout=0.2)
-        for _ in range(100):
+
+        def answers() -> bool:
             try:
-                client.ping()
-                break
+                return bool(client.ping())
             except redis.ConnectionError:
-                time.sleep(0.05)
-        client.close()
+                return False
+
+        try:
+            wait_until(answers, 5, "redis-server did not start")
+        finally:
+            client.close()
         return server
 
     server = start()
@@ -133,7 +138,8 @@ def test_a_killed_consumer_stops_counting_when_its_heartbeat_expires(stack, topi
     heartbeat expires (CONSUMER_STALE), while the survivor keeps the API ready."""
     import uuid
 
-    from streams import ConsumerProcess, consumer_env, http_get, start_api, wait_until
+    from tests.support.network import http_get
+    from tests.support.processes import ConsumerProcess, consumer_env, start_api
 
     name = topic(partitions=2)
     env = consumer_env(

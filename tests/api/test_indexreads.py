@@ -30,7 +30,7 @@ SETTINGS = Settings(retention_days=400, hour_retention_days=400)
 Oracle = tuple[dict[date, set[str]], dict[tuple[date, int], set[str]]]
 
 
-def _seed(stack: Any, keys: KeySchema, days: int, users: int = 200, seed: int = 0) -> Oracle:
+def _seed(redis_url: str, keys: KeySchema, days: int, users: int = 200, seed: int = 0) -> Oracle:
     rng = random.Random(days + seed)
     per_day: dict[date, set[str]] = {}
     per_hour: dict[tuple[date, int], set[str]] = {}
@@ -45,7 +45,7 @@ def _seed(stack: Any, keys: KeySchema, days: int, users: int = 200, seed: int = 
             per_day.setdefault(day, set()).add(user)
             per_hour.setdefault((day, hour), set()).add(user)
         buckets.add_created(day, f"new{offset}", 1)
-    client = redis.Redis.from_url(stack.redis_url)
+    client = redis.Redis.from_url(redis_url)
     ActivityWriter(client, keys, SETTINGS).write(buckets)
     client.close()
     return per_day, per_hour
@@ -87,11 +87,13 @@ async def _check(reader: ActivityReader, cache: DayCache, oracle: Oracle, days: 
 
 @pytest.mark.parametrize("buckets", [1, 5, 16])
 @pytest.mark.parametrize("cache_bytes", [0, 1 << 26])
-async def test_counts_and_masks_equal_set_unions(stack: Any, redis_prefix: str, buckets: int, cache_bytes: int) -> None:
+async def test_counts_and_masks_equal_set_unions(
+    redis_url: str, redis_prefix: str, buckets: int, cache_bytes: int
+) -> None:
     keys = KeySchema(redis_prefix, "UTC", buckets)
-    oracle = _seed(stack, keys, 12)
+    oracle = _seed(redis_url, keys, 12)
     days = [DAY + timedelta(days=n) for n in range(-2, 13)]
-    client = async_redis_client(Settings(redis_url=stack.redis_url))
+    client = async_redis_client(Settings(redis_url=redis_url))
     cache = DayCache(cache_bytes, 60)
     try:
         reader = ActivityReader(client, keys)
@@ -131,15 +133,15 @@ class CountingReader(ActivityReader):
 
 @pytest.mark.parametrize("span_step", [1, 256])
 async def test_a_later_write_is_read_again_and_nothing_else(
-    stack: Any, redis_prefix: str, monkeypatch: pytest.MonkeyPatch, span_step: int
+    redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch, span_step: int
 ) -> None:
     """A cached day is served until a write gives it a new version; then it alone is read again, unless its
     new users outgrew a bucket's span (``span_step`` 1: every new user does), when every mask is joined again."""
     monkeypatch.setattr(mask_module, "SPAN_STEP", span_step)
     keys = KeySchema(redis_prefix, "UTC", 4)
-    per_day, per_hour = _seed(stack, keys, 6)
+    per_day, per_hour = _seed(redis_url, keys, 6)
     days = [DAY + timedelta(days=n) for n in range(6)]
-    client = async_redis_client(Settings(redis_url=stack.redis_url))
+    client = async_redis_client(Settings(redis_url=redis_url))
     cache = DayCache(1 << 26, 60)
     try:
         reader = CountingReader(client, keys)
@@ -154,7 +156,7 @@ async def test_a_later_write_is_read_again_and_nothing_else(
             later.add_active(days[2], 1, user, 1)
             per_day.setdefault(days[2], set()).add(user)
             per_hour.setdefault((days[2], 1), set()).add(user)
-        sync = redis.Redis.from_url(stack.redis_url)
+        sync = redis.Redis.from_url(redis_url)
         ActivityWriter(sync, keys, SETTINGS).write(later)
         sync.close()
         after = await reader.day_versions(days)
@@ -168,12 +170,12 @@ async def test_a_later_write_is_read_again_and_nothing_else(
 
 
 async def test_a_redis_that_lost_everything_is_not_served_from_the_cache(
-    stack: Any, redis_prefix: str, redis_client: redis.Redis
+    redis_url: str, redis_prefix: str, redis_client: redis.Redis
 ) -> None:
     keys = KeySchema(redis_prefix, "UTC", 2)
-    oracle = _seed(stack, keys, 4)
+    oracle = _seed(redis_url, keys, 4)
     days = [DAY + timedelta(days=n) for n in range(4)]
-    client = async_redis_client(Settings(redis_url=stack.redis_url))
+    client = async_redis_client(Settings(redis_url=redis_url))
     cache = DayCache(1 << 26, 60)
     try:
         reader = ActivityReader(client, keys)
@@ -181,7 +183,7 @@ async def test_a_redis_that_lost_everything_is_not_served_from_the_cache(
         for key in redis_client.scan_iter(match=keys.pattern()):
             redis_client.delete(key)
         await _check(reader, cache, ({}, {}), days)
-        other = _seed(stack, keys, 4, users=50, seed=1)  # new data, new versions
+        other = _seed(redis_url, keys, 4, users=50, seed=1)  # new data, new versions
         await _check(reader, cache, other, days, ids=False)
         # A new process lists the ids of the new numbering (the ids of the reader above: the next test).
         await _check(ActivityReader(client, keys), DayCache(0, 60), other, days)
@@ -190,33 +192,33 @@ async def test_a_redis_that_lost_everything_is_not_served_from_the_cache(
 
 
 async def test_ids_after_a_redis_that_lost_everything_are_the_new_ones(
-    stack: Any, redis_prefix: str, redis_client: redis.Redis
+    redis_url: str, redis_prefix: str, redis_client: redis.Redis
 ) -> None:
     keys = KeySchema(redis_prefix, "UTC", 2)
     days = [DAY + timedelta(days=n) for n in range(4)]
-    client = async_redis_client(Settings(redis_url=stack.redis_url))
+    client = async_redis_client(Settings(redis_url=redis_url))
     try:
         reader = ActivityReader(client, keys)
-        first, _ = _seed(stack, keys, 4)
+        first, _ = _seed(redis_url, keys, 4)
         assert [sorted(ids) for ids in await reader.active_ids(days)] == [sorted(first.get(d, ())) for d in days]
         for key in redis_client.scan_iter(match=keys.pattern()):
             redis_client.delete(key)
-        other, _ = _seed(stack, keys, 4, users=50, seed=1)  # the same ids hashes and lists, numbered anew
+        other, _ = _seed(redis_url, keys, 4, users=50, seed=1)  # the same ids hashes and lists, numbered anew
         assert [sorted(ids) for ids in await reader.active_ids(days)] == [sorted(other.get(d, ())) for d in days]
     finally:
         await client.aclose()
 
 
 async def test_chunked_fetches_and_a_script_flush(
-    stack: Any, redis_prefix: str, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    redis_url: str, redis_prefix: str, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     keys = KeySchema(redis_prefix, "UTC", 3)
-    oracle = _seed(stack, keys, 20)
+    oracle = _seed(redis_url, keys, 20)
     monkeypatch.setattr(reader_module, "FETCH_CHUNK", 4)
     monkeypatch.setattr(reader_module, "NAMES_CHUNK", 7)
     days = [DAY + timedelta(days=n) for n in range(20)]
     redis_client.script_flush()  # a Redis that never saw the script: the reader loads it and asks again
-    client = async_redis_client(Settings(redis_url=stack.redis_url))
+    client = async_redis_client(Settings(redis_url=redis_url))
     try:
         await _check(ActivityReader(client, keys), DayCache(0, 60), oracle, days)
     finally:
@@ -224,14 +226,14 @@ async def test_chunked_fetches_and_a_script_flush(
 
 
 async def test_counters_summed_by_one_process_serve_another(
-    stack: Any, redis_prefix: str, redis_client: redis.Redis
+    redis_url: str, redis_prefix: str, redis_client: redis.Redis
 ) -> None:
     """A day's summed counters are kept in Redis under the day's version: another process (another cache) takes
     them (here altered, to tell them from summed ones) instead of reading every bucket, until a write."""
     keys = KeySchema(redis_prefix, "UTC", 4)
-    per_day, _ = _seed(stack, keys, 3)
+    per_day, _ = _seed(redis_url, keys, 3)
     days = [DAY + timedelta(days=n) for n in range(3)]
-    client = async_redis_client(Settings(redis_url=stack.redis_url))
+    client = async_redis_client(Settings(redis_url=redis_url))
     try:
         reader = CountingReader(client, keys)
         assert await IndexReads(reader, DayCache(1 << 20, 60)).day_counts(days, await reader.day_versions(days)) == {
@@ -249,7 +251,7 @@ async def test_counters_summed_by_one_process_serve_another(
         assert reader.fetched == 0  # every day's counters from Redis' shared copy
         later = UserSets()
         later.add_active(DAY, 1, "late", 1)
-        sync = redis.Redis.from_url(stack.redis_url)
+        sync = redis.Redis.from_url(redis_url)
         ActivityWriter(sync, keys, SETTINGS).write(later)
         sync.close()
         assert (await IndexReads(reader, DayCache(1 << 20, 60)).day_counts(days, await reader.day_versions(days)))[
@@ -261,17 +263,17 @@ async def test_counters_summed_by_one_process_serve_another(
 
 
 async def test_kept_unions_are_made_once_and_again_when_lost_or_changed(
-    stack: Any, redis_prefix: str, redis_client: redis.Redis
+    redis_url: str, redis_prefix: str, redis_client: redis.Redis
 ) -> None:
     """A union of consecutive days is read as the union of all but its newest day, kept in Redis, and the newest
     day: made once (one BITOP per bucket to make it, one to OR it with the newest day), made again when a kept day
     gets a new version or either of its two keys is gone (evicted), and right when the kept days have no data."""
     keys = KeySchema(redis_prefix, "UTC", 2)
-    per_day, _ = _seed(stack, keys, 8)
+    per_day, _ = _seed(redis_url, keys, 8)
     days = [DAY + timedelta(days=n) for n in range(8)]
     empty = [DAY - timedelta(days=n) for n in range(5, 0, -1)] + days[:1]  # no data but on the last day
     groups = [days, empty]
-    client = async_redis_client(Settings(redis_url=stack.redis_url))
+    client = async_redis_client(Settings(redis_url=redis_url))
 
     async def counted() -> tuple[list[int], int]:
         redis_client.config_resetstat()
@@ -300,7 +302,7 @@ async def test_kept_unions_are_made_once_and_again_when_lost_or_changed(
         late.add_active(empty[2], 5, "late-user", 1)
         per_day.setdefault(days[3], set()).add("late-user")
         per_day.setdefault(empty[2], set()).add("late-user")
-        sync = redis.Redis.from_url(stack.redis_url)
+        sync = redis.Redis.from_url(redis_url)
         ActivityWriter(sync, keys, SETTINGS).write(late)
         sync.close()
         # Both kept unions made again in both buckets and ORed with the newest day, but the empty days' union in the
@@ -311,7 +313,7 @@ async def test_kept_unions_are_made_once_and_again_when_lost_or_changed(
 
 
 async def test_ids_after_a_redis_that_lost_everything_and_numbered_the_same_users_in_another_order(
-    stack: Any, redis_prefix: str, redis_client: redis.Redis
+    redis_url: str, redis_prefix: str, redis_client: redis.Redis
 ) -> None:
     """A replay after the loss numbers the same users again, in another order (partitions are consumed in any
     order): the ids are the new numbering's, also where the last id a process held keeps its number."""
@@ -319,14 +321,14 @@ async def test_ids_after_a_redis_that_lost_everything_and_numbered_the_same_user
     first, second, third = [user for user in (f"p{n}" for n in range(100)) if bucket_of(user, 2) == 0][:3]
 
     def write(day: date, *users: str) -> None:
-        sync = redis.Redis.from_url(stack.redis_url)
+        sync = redis.Redis.from_url(redis_url)
         for user in users:  # one write each: numbered in this order
             batch = UserSets()
             batch.add_active(day, 1, user, 1)
             ActivityWriter(sync, keys, SETTINGS).write(batch)
         sync.close()
 
-    client = async_redis_client(Settings(redis_url=stack.redis_url))
+    client = async_redis_client(Settings(redis_url=redis_url))
     try:
         reader = ActivityReader(client, keys)
         write(DAY, first, second, third)

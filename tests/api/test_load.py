@@ -20,12 +20,14 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from streams import cli_token, consumer_env, start_api
 
 from activeusers.connections import redis_client
 from activeusers.settings import Settings
 from activeusers.writer import ActivityWriter, UserSets
 from api.errors import OVERLOADED, UNAVAILABLE
+from tests.support.processes import cli_token, consumer_env, start_api
+
+pytestmark = pytest.mark.slow  # hundreds of concurrent requests against API processes
 
 CONCURRENT = 500
 # Whole requests, sent together, must all be answered within this (a bound, not a speed target).

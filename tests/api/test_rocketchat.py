@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rocketchat_standin import StandIn, serve
 
 from activeusers.logs import JsonFormatter
 from activeusers.settings import Settings
 from api.auth import AUTH_SOURCE, ROCKETCHAT_PERMISSIONS, VIEW_ENGAGEMENT_DASHBOARD
 from api.errors import RocketChatUnreachable, Unauthorized
 from api.rocketchat import RocketChat
+from tests.support.rocketchat_standin import StandIn, serve
 
 PATH = "/api/v1/engagement-dashboard/users/active-users?start=2026-03-01T00:00:00.000Z&end=2026-03-15T00:00:00.000Z"
 FORGET = "/api/v1/active-users/forget"

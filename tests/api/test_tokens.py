@@ -30,8 +30,8 @@ def test_record_round_trip_and_rejects_garbage():
 
 
 @pytest.fixture
-async def store(stack, redis_prefix):
-    client = aioredis.Redis.from_url(stack.redis_url)
+async def store(redis_url, redis_prefix):
+    client = aioredis.Redis.from_url(redis_url)
     yield TokenStore(client, KeySchema(redis_prefix, "UTC"))
     await client.aclose()
 

@@ -9,12 +9,12 @@ from collections import namedtuple
 import pytest
 from kafka.errors import KafkaTimeoutError, UnknownMemberIdError
 from kafka.future import Future
-from parts import give_up, owning
 
 from consumer.assignment import Assignment
 from consumer.commits import Commits
 from consumer.metrics import ConsumerMetrics
 from consumer.shutdown import StopRequest
+from tests.support.parts import give_up, owning
 
 Record = namedtuple("Record", "topic partition offset key value")
 TP = namedtuple("TP", "topic partition")

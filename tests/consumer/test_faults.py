@@ -24,29 +24,19 @@ import orjson
 import pytest
 import redis
 from kafka.admin import KafkaAdminClient, NewTopic
-from streams import (
-    MALFORMED_SAMPLES,
-    REPO_ROOT,
-    ConsumerProcess,
-    Feeder,
-    Sent,
-    activity,
-    bucket_state,
-    cli_token,
-    committed_offsets,
-    consumer_env,
-    expected_buckets,
-    generate,
-    http_get,
-    produce,
-    read_topic,
-    start_api,
-    wait_drained,
-    wait_until,
-)
 
 from activeusers.keys import KeySchema
 from consumer.deadletter import HEADER_REASON
+from tests.support.environment import REPO_ROOT
+from tests.support.events import MALFORMED_SAMPLES, Sent, generate
+from tests.support.indexstate import bucket_state
+from tests.support.network import http_get
+from tests.support.oracle import activity, expected_buckets
+from tests.support.processes import ConsumerProcess, cli_token, consumer_env, start_api
+from tests.support.topics import Feeder, committed_offsets, produce, read_topic, wait_drained
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.slow  # stops and restarts a private broker and Redis
 
 ZONE = "Europe/Berlin"
 RETENTION_DAYS = 30
@@ -81,10 +71,11 @@ class PrivateStack:
         """Send ``signum`` to the service's process and wait until it is gone."""
         pid = int((self.directory / f"{service}.pid").read_text().split()[0])
         os.kill(pid, signum)
-        deadline = time.monotonic() + 30
-        while Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid):
-            assert time.monotonic() < deadline, f"{service} (pid {pid}) did not stop"
-            time.sleep(0.05)
+
+        def gone() -> bool:
+            return not Path(f"/proc/{pid}").exists() or "zombie" in _state(pid)
+
+        wait_until(gone, 30, f"{service} (pid {pid}) did not stop")
 
     def down(self) -> None:
         self._run("down", "--purge")
@@ -155,7 +146,7 @@ def test_broker_stopped_and_restarted_during_a_stream(private_stack, tmp_path):
     try:
         wait_until(lambda: feeder.done >= 1500, 60, "the feeder did not get going")
         private_stack.signal("kafka", signal.SIGKILL)
-        time.sleep(3)
+        time.sleep(3)  # the point: an outage of some seconds, through which the consumer must live
         assert member.process.poll() is None, "the consumer must survive a broker outage"
         private_stack.up()
         feeder.finish()
@@ -199,7 +190,7 @@ def test_redis_stopped_and_restarted_during_a_stream_and_the_api_says_503(privat
         assert seconds < 5, "the API must answer within its Redis timeout, not hang"
         status, body, _ = _get(base + "/readyz")
         assert status == 503 and body["checks"]["redis"]["ok"] is False
-        time.sleep(3)
+        wait_until(lambda: "redis write failed, retrying" in member.log_text(), 60, "no write failed during the outage")
         assert member.process.poll() is None, "the consumer must survive a Redis outage"
         private_stack.up()
         wait_until(lambda: _get(query, headers)[0] == 200, 30, "the API did not recover by itself")
@@ -321,7 +312,7 @@ def test_sigterm_while_the_broker_is_down_ends_the_consumer_in_time(private_stac
     try:
         wait_drained(private_stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], topic)
         private_stack.signal("kafka", signal.SIGKILL)
-        time.sleep(3)  # polls, heartbeats and commits now fail
+        time.sleep(3)  # the point: polls, heartbeats and commits fail for some seconds before the SIGTERM
         assert member.process.poll() is None, "the consumer must wait for the broker"
         started = time.monotonic()
         member.process.send_signal(signal.SIGTERM)

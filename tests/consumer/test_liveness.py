@@ -6,7 +6,6 @@ import logging
 from collections import namedtuple
 
 import fakeredis
-from parts import owning
 
 from activeusers.errors import StoreUnavailable
 from activeusers.heartbeats import Heartbeats
@@ -14,6 +13,7 @@ from activeusers.keys import KeySchema
 from activeusers.settings import Settings
 from consumer.liveness import Liveness
 from consumer.metrics import ConsumerMetrics
+from tests.support.parts import owning
 
 TP = namedtuple("TP", "topic partition")
 

@@ -18,29 +18,17 @@ import orjson
 import pytest
 import redis
 from kafka.future import Future
-from parts import HELD, ScriptedWorker, stored
-from streams import (
-    MALFORMED_SAMPLES,
-    ConsumerProcess,
-    Feeder,
-    Sent,
-    SlowRelay,
-    bucket_state,
-    committed_offsets,
-    consumer_env,
-    end_offsets,
-    expected_buckets,
-    free_port,
-    generate,
-    http_get,
-    produce,
-    read_topic,
-    wait_drained,
-    wait_until,
-)
 
 from activeusers.keys import KeySchema
 from consumer.deadletter import HEADER_OFFSET, HEADER_PARTITION, HEADER_REASON, HEADER_TOPIC
+from tests.support.events import MALFORMED_SAMPLES, Sent, generate
+from tests.support.indexstate import bucket_state
+from tests.support.network import SlowRelay, free_port, http_get
+from tests.support.oracle import expected_buckets
+from tests.support.parts import HELD, ScriptedWorker, stored
+from tests.support.processes import ConsumerProcess, consumer_env
+from tests.support.topics import Feeder, committed_offsets, end_offsets, produce, read_topic, wait_drained
+from tests.support.waiting import wait_until
 
 ZONE = "America/New_York"
 RETENTION_DAYS = 30
@@ -103,10 +91,11 @@ def test_sigkill_mid_stream_then_restart_still_exact(stack, topic, redis_prefix,
     env = _env(stack, name, redis_prefix, BATCH_SIZE="100", KAFKA_SESSION_TIMEOUT="6s")
     produce(stack.kafka_bootstrap, name, sent[:3000])
     first = ConsumerProcess(env, tmp_path / "first.log")
-    deadline = time.monotonic() + 60
-    while sum(committed_offsets(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name).values()) < 500:
-        assert time.monotonic() < deadline, first.log_text()[-2000:]
-        time.sleep(0.05)
+    wait_until(
+        lambda: sum(committed_offsets(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name).values()) >= 500,
+        60,
+        "the first member did not commit 500 records",
+    )
     first.kill()
     partial = committed_offsets(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name)
     assert sum(partial.values()) < 6000
@@ -246,15 +235,17 @@ class _OwnRedis:
             ],
         )
         client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
-        deadline = time.monotonic() + 10
-        while True:
+
+        def answers() -> bool:
             try:
-                client.ping()
-                break
+                return bool(client.ping())
             except redis.ConnectionError:
-                assert time.monotonic() < deadline, "private redis-server did not start"
-                time.sleep(0.05)
-        client.close()
+                return False
+
+        try:
+            wait_until(answers, 10, "private redis-server did not start")
+        finally:
+            client.close()
 
     def stop(self) -> None:
         assert self.process is not None
@@ -286,7 +277,7 @@ def test_redis_outage_stops_commits_and_loses_nothing(stack, topic, own_redis, t
         own.stop()
         before = committed_offsets(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name)
         produce(stack.kafka_bootstrap, name, sent[2000:])
-        time.sleep(5)
+        wait_until(lambda: "redis write failed, retrying" in member.log_text(), 60, "no write failed during the outage")
         assert member.process.poll() is None, "the consumer must survive a Redis outage"
         assert committed_offsets(stack.kafka_bootstrap, env["KAFKA_GROUP_ID"], name) == before
         own.start()
@@ -354,10 +345,7 @@ def test_signals_stop_cleanly_and_withdraw_the_heartbeat(
     env = _env(stack, name, redis_prefix)
     member = ConsumerProcess(env, tmp_path / "consumer.log")
     keys = KeySchema(redis_prefix, ZONE)
-    deadline = time.monotonic() + 30
-    while not redis_client.zrange(keys.heartbeats(), 0, -1):
-        assert time.monotonic() < deadline, member.log_text()[-2000:]
-        time.sleep(0.1)
+    wait_until(lambda: redis_client.zrange(keys.heartbeats(), 0, -1), 30, "the member wrote no heartbeat")
     member.process.send_signal(getattr(signals, signal_name))
     assert member.stop() == 0
     assert redis_client.zrange(keys.heartbeats(), 0, -1) == []

@@ -10,9 +10,12 @@ import urllib.request
 import uuid
 
 import orjson
-from streams import REPO_ROOT, ConsumerProcess, consumer_env, free_port, http_get, wait_until
 
 from consumer.metrics import ConsumerMetrics, HealthServer
+from tests.support.environment import REPO_ROOT
+from tests.support.network import free_port, http_get
+from tests.support.processes import ConsumerProcess, consumer_env
+from tests.support.waiting import wait_until
 
 
 def test_the_port_is_bound_at_construction_and_served_from_start():

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections import namedtuple
 
-from parts import HELD, ScriptedWorker, stored
-
 from consumer.commits import Reach
 from consumer.metrics import ConsumerMetrics
 from consumer.pipeline import IN_FLIGHT, NO_REACH, Pipeline
 from consumer.shutdown import StopRequest
+from tests.support.parts import HELD, ScriptedWorker, stored
 
 Record = namedtuple("Record", "topic partition offset key value")
 

@@ -15,7 +15,6 @@ import pytest
 import redis
 from kafka import TopicPartition
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError
-from streams import bucket_state, index_label, oracle
 
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
@@ -23,6 +22,8 @@ from activeusers.writer import ActivityWriter
 from consumer.metrics import ConsumerMetrics
 from consumer.polling import POLL_TIMEOUT_MS, Poller
 from consumer.replay import replay
+from tests.support.indexstate import bucket_state
+from tests.support.oracle import index_label, oracle
 
 Record = namedtuple("Record", "topic partition offset key value")
 
@@ -144,14 +145,14 @@ class ReplayTopic(Scripted):
         return {self.tp: chunk}
 
 
-def test_replay_waits_out_a_restarting_broker_and_completes(stack, redis_prefix):
+def test_replay_waits_out_a_restarting_broker_and_completes(redis_url, redis_prefix):
     now_ms = int(time.time() * 1000)  # the writer keeps what is inside retention by the wall clock
     events = [{"type": "login", "userId": f"u{n}", "ts": now_ms - n * 3_600_000} for n in range(5)]
     values = [orjson.dumps(e) for e in events]
     down = KafkaConnectionError("111 ECONNREFUSED")
     consumer = ReplayTopic("t", values, [down, down, None, down, None, None])
     consumer.script += [None] * 5  # whatever else it asks for
-    client = redis.Redis.from_url(stack.redis_url)  # the writer's index scripts need the real Redis
+    client = redis.Redis.from_url(redis_url)  # the writer's index scripts need the real Redis
     keys = KeySchema(redis_prefix, "UTC")
     settings = Settings(kafka_topic="t", kafka_dlq_topic="t.dlq", redis_key_prefix=redis_prefix)
     writer = ActivityWriter(client, keys, settings)

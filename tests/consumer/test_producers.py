@@ -11,27 +11,18 @@ from pathlib import Path
 
 import orjson
 import pytest
-from streams import (
-    REPO_ROOT,
-    ConsumerProcess,
-    Sent,
-    bucket_state,
-    committed_offsets,
-    consumer_env,
-    end_offsets,
-    expected_buckets,
-    free_port,
-    generate,
-    http_get,
-    kcat_produce,
-    read_topic,
-    wait_drained,
-    wait_until,
-)
 
 from activeusers.keys import KeySchema
 from consumer.deadletter import HEADER_REASON
 from consumer.shutdown import EXIT_UNDECODABLE
+from tests.support.environment import REPO_ROOT
+from tests.support.events import Sent, generate
+from tests.support.indexstate import bucket_state
+from tests.support.network import free_port, http_get
+from tests.support.oracle import expected_buckets
+from tests.support.processes import ConsumerProcess, consumer_env
+from tests.support.topics import committed_offsets, end_offsets, kcat_produce, read_topic, wait_drained
+from tests.support.waiting import wait_until
 
 ZONE = "Europe/Berlin"
 RETENTION_DAYS = 30

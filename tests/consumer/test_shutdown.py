@@ -9,19 +9,14 @@ import time
 import uuid
 
 import orjson
-from streams import (
-    REPO_ROOT,
-    ConsumerProcess,
-    committed_offsets,
-    consumer_env,
-    free_port,
-    generate,
-    http_get,
-    produce,
-    wait_until,
-)
 
 from consumer.shutdown import EXIT_STOP_OVERRUN, STOP_DEADLINE_S, StopRequest
+from tests.support.environment import REPO_ROOT
+from tests.support.events import generate
+from tests.support.network import free_port, http_get
+from tests.support.processes import ConsumerProcess, consumer_env
+from tests.support.topics import committed_offsets, produce
+from tests.support.waiting import wait_until
 
 BOUND_S = 10.0  # what the README promises: SIGTERM to exit
 

@@ -10,11 +10,14 @@ import uuid
 from collections import Counter, defaultdict
 from zoneinfo import ZoneInfo
 
-from streams import REPO_ROOT, ConsumerProcess, bucket_state, consumer_env, oracle, wait_drained
-
 from activeusers.keys import KeySchema
 from consumer.synthetic.generator import GeneratedRecord, Profile, generate
 from consumer.synthetic.producer import read_jsonl, send
+from tests.support.environment import REPO_ROOT
+from tests.support.indexstate import bucket_state
+from tests.support.oracle import oracle
+from tests.support.processes import ConsumerProcess, consumer_env
+from tests.support.topics import wait_drained
 
 NOW_MS = 1_767_225_600_000
 

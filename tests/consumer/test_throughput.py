@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 from collections import namedtuple
 
-from parts import give_up, owning
-
 from consumer import throughput as module
 from consumer.metrics import ConsumerMetrics
 from consumer.throughput import Throughput
 from consumer.worker import Stored
+from tests.support.parts import give_up, owning
 
 TP = namedtuple("TP", "topic partition")
 P0, P1 = TP("t", 0), TP("t", 1)

@@ -11,7 +11,6 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
-from streams import bucket_state, index_label, oracle, read_topic
 
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
@@ -19,6 +18,9 @@ from consumer.deadletter import HEADER_OFFSET
 from consumer.ingest import RecordSlice
 from consumer.shutdown import StopRequest
 from consumer.worker import StoreWorker, WorkerFailed
+from tests.support.indexstate import bucket_state
+from tests.support.oracle import index_label, oracle
+from tests.support.topics import read_topic
 
 
 def _slices(now_ms: int) -> list[RecordSlice]:
