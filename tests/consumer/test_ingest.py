@@ -7,7 +7,7 @@ from datetime import date
 
 import orjson
 import pytest
-from tests.support.buckets import members
+from tests.support.usersets import members
 
 from activeusers.settings import Settings
 from consumer.ingest import Classifier, slices_of
