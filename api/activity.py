@@ -80,11 +80,11 @@ class Activity:
         return await self._reads.new_user_counts(days, versions)
 
     async def hour_counts(self, hours: Sequence[tuple[date, int]], versions: Versions) -> dict[tuple[date, int], int]:
-        """Distinct users of each local hour bucket ``(day, hour)`` (0 without data)."""
+        """Distinct users of each local hour ``(day, hour)`` (0 without data)."""
         return await self._reads.hour_counts(hours, versions)
 
     async def hour_union_counts(self, groups: Sequence[Sequence[tuple[date, int]]], versions: Versions) -> list[int]:
-        """Distinct users of each group of local hour buckets."""
+        """Distinct users of each group of local hours."""
         return await self._reads.hour_union_counts(groups, versions)
 
     async def day_elements(self, days: Sequence[date], versions: Versions) -> dict[date, bytes]:

@@ -76,7 +76,7 @@ class IndexReads:
         return {day: found[NEW_SLOT] for day, found in zip(days, counters, strict=True)}
 
     async def hour_counts(self, hours: Sequence[tuple[date, int]], versions: Versions) -> dict[tuple[date, int], int]:
-        """Distinct users of each local hour bucket ``(day, hour)`` (0 without data); ``versions``: those of at
+        """Distinct users of each local hour ``(day, hour)`` (0 without data); ``versions``: those of at
         least their days."""
         days = sorted({day for day, _ in hours})
         counters = dict(zip(days, await self.day_counters(days, versions), strict=True))
@@ -156,7 +156,7 @@ class IndexReads:
         self.cache.put(key, version, counts, UNIONS_SIZE)
 
     async def hour_union_counts(self, groups: Sequence[Sequence[tuple[date, int]]], versions: Versions) -> list[int]:
-        """The distinct users of each group of local hour buckets (unioned in Redis), kept while their days keep
+        """The distinct users of each group of local hours (unioned in Redis), kept while their days keep
         their versions (``versions``: those of at least their days)."""
         version = tuple(versions[day] for group in groups for day, _ in group)
         key = ("hour unions", _frozen(groups))

@@ -105,7 +105,7 @@ def _operations() -> dict[str, dict[str, Any]]:
                     "New users per day (at most D days), newest first.",
                 ),
                 "usersByTimeOfTheDayInAWeek": (
-                    "Distinct active users of every local hour bucket overlapping [start, end] (exact instants).",
+                    "Distinct active users of every local hour overlapping [start, end] (exact instants).",
                     dates,
                     "UsersByTimeOfDay",
                     "Hours with active users, newest date first, hour descending.",

@@ -88,7 +88,7 @@ def _hour_days(activity: Activity, query: Query) -> list[date]:
 
 
 async def _by_time_of_day(activity: Activity, asked: Asked) -> web.Response:
-    """Distinct active users of every local hour bucket overlapping ``[start, end]`` that had any."""
+    """Distinct active users of every local hour overlapping ``[start, end]`` that had any."""
     counts = {}
     if asked.days:
         start_ms, end_ms = iso_ms(asked.query["start"]), iso_ms(asked.query["end"])
@@ -104,7 +104,7 @@ def _hourly_days(activity: Activity, query: Query) -> list[date]:
 
 
 async def _hourly(activity: Activity, asked: Asked) -> web.Response:
-    """Distinct active users of each two-hour slot of the 24 hour buckets up to ``start``."""
+    """Distinct active users of each two-hour slot of the 24 local hours up to ``start``."""
     zone = activity.settings.zone
     after, until, _, _ = hourly_window(iso_ms(asked.query["start"]), zone)
     spans = hours_starting_in(asked.days, after, until, zone)

@@ -7,10 +7,10 @@ from datetime import date
 
 import orjson
 import pytest
-from tests.support.buckets import members
 
 from activeusers.settings import Settings
 from consumer.ingest import Classifier, slices_of
+from tests.support.usersets import members
 
 Record = namedtuple("Record", "topic partition offset key value")
 TP = namedtuple("TP", "topic partition")
