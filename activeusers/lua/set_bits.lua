@@ -24,17 +24,39 @@ local k, a, zeros, now = 3, 2, nil, nil
 local call, unpack = redis.call, unpack
 local gone, refused = call('GET', KEYS[2]), {}
 
+local byte, band, rshift, floor = string.byte, bit.band, bit.rshift, math.floor
+
+-- Whether the bit of ``offset`` may be set: not a forgotten number's (only called in a bucket with one).
 local function allowed(offset)
-  if not gone then
-    return true
-  end
   local n = tonumber(offset)
-  local byte = string.byte(gone, math.floor(n / 8) + 1)
-  if byte and bit.band(bit.rshift(byte, 7 - n % 8), 1) == 1 then
+  local found = byte(gone, floor(n / 8) + 1)
+  if found and band(rshift(found, 7 - n % 8), 1) == 1 then
     refused[#refused + 1] = offset
     return false
   end
   return true
+end
+
+-- Sets the bits of ``offsets`` in ``key``; how many were not set before. A bucket without forgotten numbers (most)
+-- takes the loop without the check.
+local function set(key, offsets)
+  local new = 0
+  if not string.find(offsets, ' ', 1, true) then
+    if not gone or allowed(offsets) then
+      new = 1 - call('SETBIT', key, offsets, '1')
+    end
+  elseif not gone then
+    for b in string.gmatch(offsets, '%d+') do
+      new = new + 1 - call('SETBIT', key, b, '1')
+    end
+  else
+    for b in string.gmatch(offsets, '%d+') do
+      if allowed(b) then
+        new = new + 1 - call('SETBIT', key, b, '1')
+      end
+    end
+  end
+  return new
 end
 
 local function expire(key, at, blank)
@@ -67,19 +89,9 @@ for _ = 1, tonumber(ARGV[1]) do
   local counts, at, records, incr, i = KEYS[k], ARGV[a], tonumber(ARGV[a + 1]), {}, 0
   k, a = k + 1, a + 2
   for _ = 1, records do
-    local key, offsets, new = KEYS[k], ARGV[a + 2], 0
+    local key, new = KEYS[k], 0
     if ARGV[a + 1] == '0' or expire(key, ARGV[a + 1], bitmap) then
-      if not string.find(offsets, ' ', 1, true) then
-        if allowed(offsets) then
-          new = 1 - call('SETBIT', key, offsets, '1')
-        end
-      else
-        for b in string.gmatch(offsets, '%d+') do
-          if allowed(b) then
-            new = new + 1 - call('SETBIT', key, b, '1')
-          end
-        end
-      end
+      new = set(key, ARGV[a + 2])
     end
     if new > 0 then
       incr[i + 1], incr[i + 2], incr[i + 3], incr[i + 4] = 'INCRBY', 'u32', ARGV[a], new
