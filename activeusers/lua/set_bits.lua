@@ -15,45 +15,54 @@
 -- expire).
 -- The bit of a forgotten number is never set: such bits are refused, inside the same call, so no batch in flight,
 -- redelivery or replay brings a forgotten user back. The forgotten numbers are read once per call (a GET: one bit
--- per numbered user of the bucket) and looked up in Lua. Replies the refused numbers (the writer numbers their
--- users again: a user forgotten and then restored has a new number).
+-- per numbered user of the bucket) into a Lua table, one lookup per bit. Replies the refused numbers (the writer
+-- numbers their users again: a user forgotten and then restored has a new number).
 -- The headroom (at least HEADROOM_MIN_BITS, else 1/HEADROOM_SHARE of the users) and the counts key's size (26
 -- counters of 4 bytes) are the ones activeusers/scripts.py states.
 local HEADROOM_MIN_BITS, HEADROOM_SHARE, COUNTERS_BYTES = 64, 64, 104
 local k, a, zeros, now = 3, 2, nil, nil
 local call, unpack = redis.call, unpack
-local gone, refused = call('GET', KEYS[2]), {}
+local find, gmatch, byte, band, rshift = string.find, string.gmatch, string.byte, bit.band, bit.rshift
 
-local byte, band, rshift, floor = string.byte, bit.band, bit.rshift, math.floor
-
--- Whether the bit of ``offset`` may be set: not a forgotten number's (only called in a bucket with one).
-local function allowed(offset)
-  local n = tonumber(offset)
-  local found = byte(gone, floor(n / 8) + 1)
-  if found and band(rshift(found, 7 - n % 8), 1) == 1 then
-    refused[#refused + 1] = offset
-    return false
+-- The forgotten numbers of a ``forgotten`` bitmap, as a set of their decimal offsets (nil: none). Its zero bytes
+-- are skipped by string.find: a few set bits in a bitmap of every numbered user.
+local function numbers_of(bits)
+  if not bits then
+    return nil
   end
-  return true
+  local found, at, any = {}, 1, false
+  while true do
+    at = find(bits, '[^%z]', at)
+    if not at then
+      return any and found or nil
+    end
+    local value = byte(bits, at)
+    for i = 0, 7 do
+      if band(rshift(value, 7 - i), 1) == 1 then
+        found[tostring((at - 1) * 8 + i)], any = true, true
+      end
+    end
+    at = at + 1
+  end
 end
 
--- Sets the bits of ``offsets`` in ``key``; how many were not set before. A bucket without forgotten numbers (most)
--- takes the loop without the check.
+local forgotten, refused = numbers_of(call('GET', KEYS[2])), {}
+
+-- Sets the bits of ``offsets`` in ``key`` but a forgotten number's (refused); how many were not set before.
 local function set(key, offsets)
+  if not find(offsets, ' ', 1, true) then
+    if forgotten and forgotten[offsets] then
+      refused[#refused + 1] = offsets
+      return 0
+    end
+    return 1 - call('SETBIT', key, offsets, '1')
+  end
   local new = 0
-  if not string.find(offsets, ' ', 1, true) then
-    if not gone or allowed(offsets) then
-      new = 1 - call('SETBIT', key, offsets, '1')
-    end
-  elseif not gone then
-    for b in string.gmatch(offsets, '%d+') do
+  for b in gmatch(offsets, '%d+') do
+    if forgotten and forgotten[b] then
+      refused[#refused + 1] = b
+    else
       new = new + 1 - call('SETBIT', key, b, '1')
-    end
-  else
-    for b in string.gmatch(offsets, '%d+') do
-      if allowed(b) then
-        new = new + 1 - call('SETBIT', key, b, '1')
-      end
     end
   end
   return new
