@@ -1,8 +1,9 @@
 -- Sets one user bucket's share of a batch, in groups of one day. KEYS[1]: the bucket's ids hash; KEYS[2]: its
--- forgotten numbers (a bitmap, forget_users.lua); ARGV[1]: the number of groups. A group is its counts key (KEYS) with "counts expiry, records" (ARGV), then per record a bitmap
--- (KEYS) with "counter, bitmap expiry, offsets" (ARGV). The offsets are decimal, separated by spaces: they reach
--- SETBIT as the text they came as, where a number computed in Lua would be formatted back, a printf per bit; one
--- argument per record instead of one per bit costs the client's packing less.
+-- forgotten numbers (a bitmap, forget_users.lua); ARGV[1]: the number of groups. A group is its counts key (KEYS)
+-- with "counts expiry, records" (ARGV), then per record a bitmap (KEYS) with "counter, bitmap expiry, offsets"
+-- (ARGV). The offsets are decimal, separated by spaces: they reach SETBIT as the text they came as, where a number
+-- computed in Lua would be formatted back, a printf per bit; one argument per record instead of one per bit costs
+-- the client's packing less.
 -- Each record sets its bits with one SETBIT per bit (on redis-server 7.0 cheaper than one BITFIELD for any number
 -- of bits: 1.0 against 1.4 us a bit at 2 bits, even at 40; a backfill's hour records have 1 to 3) and adds how many
 -- were not set before to its counter ("#slot", a u32 of the counts key); the group's counters are added by one
