@@ -49,7 +49,10 @@ class Api:
     settings: Settings
 
     async def get(self, path: str, headers: Mapping[str, str] | None = None) -> Answer:
-        response = await self.client.request("GET", path, headers=dict(headers or {}))
+        return await self.request("GET", path, headers)
+
+    async def request(self, method: str, path: str, headers: Mapping[str, str] | None = None) -> Answer:
+        response = await self.client.request(method, path, headers=dict(headers or {}))
         body = await response.read()
         return Answer(response.status, response.headers, body)
 
