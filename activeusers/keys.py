@@ -50,7 +50,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from datetime import date
-from typing import Final
+from typing import Final, Literal
 
 from activeusers.settings import DEFAULT_BUCKETS, Settings
 
@@ -58,6 +58,8 @@ from activeusers.settings import DEFAULT_BUCKETS, Settings
 DAY_SLOT: Final = 24
 NEW_SLOT: Final = 25
 SLOTS: Final = 26
+# The per-day bitmaps of a bucket: its users active that day, created that day, and first active that day.
+DayKind = Literal["day", "new", "first"]
 # Day numbers of the first-day numbers (u16): 1 is 1970-01-01, so 0 means none and the last is in 2149.
 _DAY_ZERO: Final = date(1969, 12, 31).toordinal()
 
@@ -139,6 +141,13 @@ class KeySchema:
     def first_part(self, day: date) -> str:
         """What follows the bucket's tag in :meth:`first_bits`."""
         return self.first_part_start() + day.isoformat()
+
+    def kind_part(self, kind: DayKind, day: date) -> str:
+        """What follows the bucket's tag in ``day``'s bitmap of ``kind`` (:meth:`day_part`, :meth:`new_part` or
+        :meth:`first_part`)."""
+        if kind == "new":
+            return self.new_part(day)
+        return self.first_part(day) if kind == "first" else self.day_part(day)
 
     def first_part_start(self) -> str:
         """What precedes the date in :meth:`first_part`: the first-day script names other days' bitmaps with it."""
