@@ -8,7 +8,7 @@
 -- old day's first-day bitmap (if that still lives: SETBIT on a missing key would make one without expiry), set in
 -- this one, and the number replaced. An earlier or equal one is left alone, so replays, duplicates and expiry never
 -- move a first day later. Returns the day numbers whose bitmaps lost a bit (their index versions must change).
-local HEADROOM_MIN_BITS, HEADROOM_SHARE = 64, 64
+local HEADROOM_MIN_BITS, HEADROOM_SHARE, SLICE = 64, 64, 1000
 local call, unpack, floor = redis.call, unpack, math.floor
 local day, at, prefix = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 
@@ -37,28 +37,35 @@ if at ~= '0' then
   end
 end
 
-local numbers, gets = {}, {}
+local numbers = {}
 for n in string.gmatch(ARGV[4], '%d+') do
   numbers[#numbers + 1] = n
-  gets[#gets + 1], gets[#gets + 2], gets[#gets + 3] = 'GET', 'u16', '#' .. n
 end
-local firsts = call('BITFIELD', KEYS[1], unpack(gets))
-local sets, lost, moved = {}, {}, {}
-for i, n in ipairs(numbers) do
-  local first = firsts[i]
-  if first == 0 or first > day then
-    if first > 0 then
-      local old = prefix .. iso(first)
-      if call('EXISTS', old) == 1 and call('SETBIT', old, n, '0') == 1 and not lost[first] then
-        lost[first] = true
-        moved[#moved + 1] = first
-      end
-    end
-    call('SETBIT', KEYS[2], n, '1')
-    sets[#sets + 1], sets[#sets + 2], sets[#sets + 3], sets[#sets + 4] = 'SET', 'u16', '#' .. n, day
+local lost, moved = {}, {}
+-- In slices of SLICE users: a command's arguments pass through Lua's unpack, which takes at most about 8,000.
+for from = 1, #numbers, SLICE do
+  local gets, sets = {}, {}
+  local to = math.min(from + SLICE - 1, #numbers)
+  for i = from, to do
+    gets[#gets + 1], gets[#gets + 2], gets[#gets + 3] = 'GET', 'u16', '#' .. numbers[i]
   end
-end
-if #sets > 0 then
-  call('BITFIELD', KEYS[1], unpack(sets))
+  local firsts = call('BITFIELD', KEYS[1], unpack(gets))
+  for i = from, to do
+    local n, first = numbers[i], firsts[i - from + 1]
+    if first == 0 or first > day then
+      if first > 0 then
+        local old = prefix .. iso(first)
+        if call('EXISTS', old) == 1 and call('SETBIT', old, n, '0') == 1 and not lost[first] then
+          lost[first] = true
+          moved[#moved + 1] = first
+        end
+      end
+      call('SETBIT', KEYS[2], n, '1')
+      sets[#sets + 1], sets[#sets + 2], sets[#sets + 3], sets[#sets + 4] = 'SET', 'u16', '#' .. n, day
+    end
+  end
+  if #sets > 0 then
+    call('BITFIELD', KEYS[1], unpack(sets))
+  end
 end
 return moved

@@ -15,6 +15,7 @@ import pytest
 import redis
 import redis.cluster
 
+from activeusers import writer as writer_module
 from activeusers.keys import KeySchema, bucket_of, day_number, day_of_number
 from activeusers.scripts import FIRST_DAYS
 from activeusers.settings import Settings
@@ -127,6 +128,17 @@ def test_an_earlier_day_arriving_late_moves_the_bit_and_the_left_days_version(
     writer.write(batch((later, "alice"), (DAY + timedelta(days=9), "alice")))  # later days change nothing
     assert first_day_of(redis_client, keys, writer, "alice") == earlier
     assert first_users(redis_client, keys, writer, later, ["alice"]) == set()
+
+
+def test_a_call_of_as_many_users_as_the_writer_sends_at_once(stack: Any, redis_prefix: str, redis_client) -> None:
+    keys = KeySchema(redis_prefix, ZONE, 1)  # one bucket: a day's users in calls of BITS_CHUNK
+    writer = ActivityWriter(redis.Redis.from_url(stack.redis_url), keys, SETTINGS)
+    users = [f"many-{i}" for i in range(writer_module.BITS_CHUNK + 500)]
+    writer.write(batch(*((DAY + timedelta(days=2), user) for user in users)))
+    writer.write(batch(*((DAY, user) for user in users)))  # every one moved in the same calls
+    assert first_users(redis_client, keys, writer, DAY, users) == set(users)
+    assert first_users(redis_client, keys, writer, DAY + timedelta(days=2), users) == set()
+    assert {first_day_of(redis_client, keys, writer, user) for user in users[::97]} == {DAY}
 
 
 def test_an_expired_first_day_bitmap_is_not_made_again(
