@@ -20,8 +20,8 @@ from typing import Any, Final
 from activeusers.connections import REDIS_ERRORS, Routed, SyncClient, pack_command
 from activeusers.days import day_expiry_s
 from activeusers.errors import StoreUnavailable
-from activeusers.keys import DAY_SLOT, NEW_SLOT, SLOTS, KeySchema, bucket_of
-from activeusers.scripts import NUMBER_USERS, SET_BITS
+from activeusers.keys import DAY_SLOT, NEW_SLOT, SLOTS, KeySchema, bucket_of, day_number, day_of_number
+from activeusers.scripts import FIRST_DAYS, NUMBER_USERS, SET_BITS
 from activeusers.settings import Settings
 from activeusers.transport import send_commands
 
@@ -154,9 +154,16 @@ class ActivityWriter:
             # NOSCRIPT (a new or restarted Redis): the script is loaded and sent again; idempotent, so bits set
             # before count nothing again.
             # The days' new version is set once their bits are: a reader that sees it finds every bit it vouches for.
-            commands = self._commands(sets, self._wall(), (now, expiring))
+            wall_s = self._wall()
+            commands = itertools.chain(
+                self._commands(sets, wall_s, (now, expiring)), self._first_days(sets, wall_s, (now, expiring))
+            )
             days = {*sets.days, *sets.created, *(day for day, _ in sets.hours)}
-            self._send(commands, (SET_BITS.source,), self._new_version(days))
+            replies = self._send(commands, (SET_BITS.source, FIRST_DAYS.source), self._new_version(days))
+            # A user's first day moved earlier also changed the first-day bitmap of the day it left.
+            left = {number for reply in replies if isinstance(reply, list) for number in reply}
+            if left and (versions := self._new_version({day_of_number(int(number)) for number in left})):
+                self._send([versions])
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis write failed: {exc}") from exc
         if len(self._expiry_sent) > EXPIRY_MEMO_KEYS:
@@ -193,6 +200,30 @@ class ActivityWriter:
                 yield from (call.packed() for bucket_calls in calls.values() for call in bucket_calls)
                 calls, records = {}, 0
         yield from (call.packed() for bucket_calls in calls.values() for call in bucket_calls)
+
+    def _first_days(self, sets: UserSets, wall_s: float, memo: tuple[float, list[tuple[str, int]]]) -> Iterator[Routed]:
+        """The batch's first-day calls: per day and user bucket, the day's users handed to :data:`FIRST_DAYS`, which
+        moves the first active day of those whose recorded one is later (idempotent, like the bits')."""
+        keys = self._keys
+        start = keys.first_part_start()
+        for day, users in sets.days.items():
+            expire_at = self._expiry(day, self._retention_days)
+            if expire_at <= wall_s:
+                continue
+            found: defaultdict[int, list[int]] = defaultdict(list)
+            for user in users:
+                packed = self._numbers[user]
+                found[packed >> NUMBER_BITS].append(packed & NUMBER_MASK)
+            number, part = day_number(day), keys.first_part(day)
+            for bucket, numbers in found.items():
+                first_days, tag = keys.first_days(bucket), self._tags[bucket]
+                at = self._due(tag + part, expire_at, *memo)
+                for chunk in _chunks(numbers):
+                    command = (
+                        *("EVALSHA", FIRST_DAYS.sha, 3, first_days, tag + part, self._ids[bucket]),
+                        *(number, at, tag + start, " ".join(map(str, chunk))),
+                    )
+                    yield first_days, pack_command(command)
 
     def _records(self, sets: UserSets) -> defaultdict[date, list[_Record]]:
         """The bitmaps of the batch per local day: (key part, counter, expiry, users) of its day, hours and

@@ -166,9 +166,11 @@ def store_reads(monkeypatch: pytest.MonkeyPatch) -> StoreReads:
         reads.listings.append(list(days))
         return await real_ids(self, days)
 
-    async def day_bitmaps(self: ActivityReader, days: Sequence[date], *also: Any) -> tuple[list[list[bytes]], Any]:
+    async def day_bitmaps(
+        self: ActivityReader, days: Sequence[date], *also: Any, **kind: Any
+    ) -> tuple[list[list[bytes]], Any]:
         reads.fetched.extend(days)
-        return await real_bitmaps(self, days, *also)
+        return await real_bitmaps(self, days, *also, **kind)
 
     monkeypatch.setattr(ActivityReader, "named_bitmaps", named_bitmaps)
     monkeypatch.setattr(ActivityReader, "_day_bitmaps", day_bitmaps)

@@ -69,6 +69,8 @@ DATA_OPERATIONS = frozenset(
         "chatBusierHourlyData",
         "chatBusierWeeklyData",
         "activeUsersSummary",
+        "activeUsersRetention",
+        "activeUsersStickiness",
     }
 )
 ADMIN = "fuzz-admin-1"

@@ -122,9 +122,9 @@ class CountingReader(ActivityReader):
         self.fetched += len(groups)
         return await super().hour_union_counts(groups)
 
-    async def day_bitmaps(self, days: Any) -> list[list[bytes]]:
+    async def day_bitmaps(self, days: Any, kind: Any = "day") -> list[list[bytes]]:
         self.fetched += len(days)
-        return await super().day_bitmaps(days)
+        return await super().day_bitmaps(days, kind)
 
     async def day_counters(self, days: Any) -> list[tuple[int, ...]]:
         self.fetched += len(days)
