@@ -90,10 +90,12 @@ class Erasure:
             for (_, groups), reply in zip(batch, replies, strict=True):
                 touched.update(groups[int(position) - 1] for position in reply)
             self.done = start + len(batch)
-        if touched:
+        # The retired numbers' first days are forgotten too (first_days.lua records none for them from now on).
+        firsts = [self._no_first_day(bucket, sorted(found)) for bucket, found in numbers.items() if found]
+        if touched or firsts:
             token = f"forget.{secrets.token_hex(8)}"
             fields = [part for day in sorted(touched) for part in (self.keys.day_field(day), token)]
-            yield [(versions, pack_command(("HSET", versions, *fields)))], ()
+            yield [*firsts, *([(versions, pack_command(("HSET", versions, *fields)))] if fields else [])], ()
         return Erased(len(self.ids), tuple(sorted(touched)))
 
     def _retire(self, bucket: int, ids: Sequence[str]) -> Routed:
@@ -101,6 +103,12 @@ class Erasure:
         numbering = (keys.ids(bucket), keys.names(bucket), keys.names_made(bucket), keys.unlisted(bucket))
         command: tuple[str | int, ...] = ("EVALSHA", FORGET_USERS.sha, 5, *numbering, keys.forgotten(bucket), *ids)
         return keys.ids(bucket), pack_command(command)
+
+    def _no_first_day(self, bucket: int, numbers: list[int]) -> Routed:
+        """The command that sets the first-day numbers of ``numbers`` to none."""
+        key = self.keys.first_days(bucket)
+        fields = [part for number in numbers for part in ("SET", "u16", f"#{number}", 0)]
+        return key, pack_command(("BITFIELD", key, *fields))
 
     def _retained(self, versions: list[Any] | dict[Any, Any]) -> list[tuple[date, bool]]:
         """The days in the versions hash (every day ever written: ``HGETALL``'s reply) whose bitmaps are still
@@ -126,7 +134,7 @@ class Erasure:
         return [_clear_call(records[start : start + per_call], numbers) for start in range(0, len(records), per_call)]
 
 
-def _clear_call(records: Sequence[tuple[date, str, str, int]], numbers: list[int]) -> _Clear:
+def _clear_call(records: Sequence[tuple[date, str, str, int | None]], numbers: list[int]) -> _Clear:
     """One clear_bits.lua call of ``numbers`` over ``records`` (day, counts key, bitmap, slot; grouped by day),
     with the days of its groups."""
     groups: list[date] = []
@@ -138,7 +146,7 @@ def _clear_call(records: Sequence[tuple[date, str, str, int]], numbers: list[int
             keys.append(counts)
             sizes.append([])
         keys.append(key)
-        sizes[-1].append(f"#{slot}")
+        sizes[-1].append("-" if slot is None else f"#{slot}")
     args: list[str | int] = []
     for slots in sizes:
         args += (len(slots), *slots)
@@ -155,9 +163,14 @@ def _clear_call(records: Sequence[tuple[date, str, str, int]], numbers: list[int
     return (keys[0], pack_command(command)), groups
 
 
-def _parts(keys: KeySchema, day: date, hours: bool) -> list[tuple[str, int]]:
-    """What follows a bucket's tag in each retained bitmap of ``day``, with its counter's slot."""
-    parts = [(keys.day_part(day), DAY_SLOT), (keys.new_part(day), NEW_SLOT)]
+def _parts(keys: KeySchema, day: date, hours: bool) -> list[tuple[str, int | None]]:
+    """What follows a bucket's tag in each retained bitmap of ``day``, with its counter's slot (None: the first-day
+    bitmap has no counter)."""
+    parts: list[tuple[str, int | None]] = [
+        (keys.day_part(day), DAY_SLOT),
+        (keys.new_part(day), NEW_SLOT),
+        (keys.first_part(day), None),
+    ]
     if hours:
         parts += [(keys.hour_part(day, hour), hour) for hour in range(24)]
     return parts

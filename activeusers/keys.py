@@ -19,6 +19,10 @@ Layout (``P`` is the configured prefix, ``Z`` the activity time zone name, ``N``
 - ``P{N.b}:counts:Z:YYYY-MM-DD``: 26 unsigned 32-bit big-endian counters (``BITFIELD u32 #i``): the bits set in
   that day's hour bitmaps (``#0``-``#23``), day bitmap (``#24``, :data:`DAY_SLOT`) and new-user bitmap (``#25``,
   :data:`NEW_SLOT`), kept by the same script that sets the bits, so counts need no ``BITCOUNT``.
+- ``P{N.b}:firstday:Z``: STRING of u16, ``#n`` the local day number (:func:`day_number`) of user ``n``'s first active
+  day ever recorded (0: none), moved only earlier, never expiring (kept as long as the numbering).
+- ``P{N.b}:first:Z:YYYY-MM-DD``: bitmap of the users whose first active day is that day (a user's bit moves to an
+  earlier day's bitmap with the number above), with the day bitmaps' retention.
 - ``P{N.b}:scratch``: a union of the bucket's bitmaps, made and deleted inside one reader's script call.
 - ``P{N.b}:union:Z:YYYY-MM-DD:YYYY-MM-DD``: bitmap, the union of the bucket's day bitmaps of those days, kept by
   the API (a day, ``UNION_TTL_S``) for the unions that include them, with ``P{N.b}:unionof:Z:...`` (a STRING: the
@@ -50,7 +54,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from datetime import date
-from typing import Final
+from typing import Final, Literal
 
 from activeusers.settings import DEFAULT_BUCKETS, Settings
 
@@ -58,11 +62,25 @@ from activeusers.settings import DEFAULT_BUCKETS, Settings
 DAY_SLOT: Final = 24
 NEW_SLOT: Final = 25
 SLOTS: Final = 26
+# The per-day bitmaps of a bucket: its users active that day, created that day, and first active that day.
+DayKind = Literal["day", "new", "first"]
+# Day numbers of the first-day numbers (u16): 1 is 1970-01-01, so 0 means none and the last is in 2149.
+_DAY_ZERO: Final = date(1969, 12, 31).toordinal()
 
 
 def bucket_of(user_id: str, buckets: int) -> int:
     """The bucket of ``user_id``: CRC-32 of its UTF-8 bytes modulo ``buckets`` (stable across processes)."""
     return zlib.crc32(user_id.encode()) % buckets
+
+
+def day_number(day: date) -> int:
+    """The number of ``day`` in the first-day numbers (days since 1969-12-31, so 1970-01-01 is 1)."""
+    return day.toordinal() - _DAY_ZERO
+
+
+def day_of_number(number: int) -> date:
+    """The day of a first-day number (:func:`day_number`'s inverse)."""
+    return date.fromordinal(number + _DAY_ZERO)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +137,29 @@ class KeySchema:
     def counts(self, day: date, bucket: int) -> str:
         """The counters of ``day`` in ``bucket``: users of each hour, of the day, and created that day."""
         return self.tag(bucket) + self.counts_part(day)
+
+    def first_days(self, bucket: int) -> str:
+        """The first-day numbers of ``bucket``'s users: a u16 per user number, never expiring."""
+        return f"{self.tag(bucket)}firstday:{self.zone_name}"
+
+    def first_bits(self, day: date, bucket: int) -> str:
+        """Bitmap of the users of ``bucket`` whose first active day ever recorded is ``day``."""
+        return self.tag(bucket) + self.first_part(day)
+
+    def first_part(self, day: date) -> str:
+        """What follows the bucket's tag in :meth:`first_bits`."""
+        return self.first_part_start() + day.isoformat()
+
+    def kind_part(self, kind: DayKind, day: date) -> str:
+        """What follows the bucket's tag in ``day``'s bitmap of ``kind`` (:meth:`day_part`, :meth:`new_part` or
+        :meth:`first_part`)."""
+        if kind == "new":
+            return self.new_part(day)
+        return self.first_part(day) if kind == "first" else self.day_part(day)
+
+    def first_part_start(self) -> str:
+        """What precedes the date in :meth:`first_part`: the first-day script names other days' bitmaps with it."""
+        return f"first:{self.zone_name}:"
 
     def scratch(self, bucket: int) -> str:
         """Scratch key of ``bucket`` for the readers' unions in Redis: written and deleted inside one script call."""

@@ -21,7 +21,7 @@ from activeusers.coalescer import Coalescer, Pending
 from activeusers.connections import REDIS_ERRORS, AsyncClient, Routed, leased, pack_command
 from activeusers.errors import IndexIncomplete, StoreUnavailable
 from activeusers.heartbeats import live_heartbeats
-from activeusers.keys import SLOTS, KeySchema
+from activeusers.keys import SLOTS, DayKind, KeySchema
 from activeusers.scripts import COUNTS_BYTES, UNION_COUNTS, UNION_TTL_S
 from activeusers.transport import send_commands_async
 
@@ -208,17 +208,17 @@ class ActivityReader:
                     totals[position] += int.from_bytes(value.ljust(COUNTS_BYTES, b"\0"), "big")
         return [struct.unpack(f">{SLOTS}I", total.to_bytes(COUNTS_BYTES, "big")) for total in totals]
 
-    async def day_bitmaps(self, days: Sequence[date]) -> list[list[bytes]]:
-        """Each user bucket's bitmap of the users active on each day: ``[bucket][position in days]`` (``b""`` for a
-        bitmap that does not exist)."""
-        values, _ = await self._day_bitmaps(days)
+    async def day_bitmaps(self, days: Sequence[date], kind: DayKind = "day") -> list[list[bytes]]:
+        """Each user bucket's bitmap of ``kind`` (the users active, created or first active) of each day:
+        ``[bucket][position in days]`` (``b""`` for a bitmap that does not exist)."""
+        values, _ = await self._day_bitmaps(days, kind=kind)
         return values
 
     async def _day_bitmaps(
-        self, days: Sequence[date], also: Sequence[Routed] = ()
+        self, days: Sequence[date], also: Sequence[Routed] = (), kind: DayKind = "day"
     ) -> tuple[list[list[bytes]], list[Any]]:
         """:meth:`day_bitmaps`, and the replies of the commands ``also``, sent in the same round trip."""
-        _, calls, replies = await self._mget([self._keys.day_part(d) for d in days], also)
+        _, calls, replies = await self._mget([self._keys.kind_part(kind, d) for d in days], also)
         values: list[list[bytes]] = [[] for _ in range(self._keys.buckets)]
         for (bucket, _, _), reply in zip(calls, replies, strict=False):
             values[bucket] += [value or b"" for value in reply]

@@ -41,6 +41,8 @@ NUMBER_USERS: Final = Script.named("number_users")
 APPEND_NAMES: Final = Script.named("append_names")
 # Sets a bucket's bits of a batch and adds the bits that were new to the days' counters.
 SET_BITS: Final = Script.named("set_bits")
+# Moves a bucket's users' first active day earlier when a day of theirs precedes it (cohort=first's index).
+FIRST_DAYS: Final = Script.named("first_days")
 # A new bitmap's room beyond the bucket's numbered users, for the users numbered later that day (SETBIT past a
 # string's end reallocates it with room for as much again), and a counts key's size: set_bits.lua states them.
 HEADROOM_MIN_BITS: Final = 64

@@ -20,10 +20,11 @@ from typing import Any, Final
 from activeusers.connections import REDIS_ERRORS, Routed, SyncClient, pack_command
 from activeusers.days import day_expiry_s
 from activeusers.errors import StoreUnavailable
-from activeusers.keys import DAY_SLOT, NEW_SLOT, SLOTS, KeySchema, bucket_of
-from activeusers.scripts import NUMBER_USERS, SET_BITS
+from activeusers.keys import DAY_SLOT, NEW_SLOT, SLOTS, KeySchema, bucket_of, day_number, day_of_number
+from activeusers.scripts import FIRST_DAYS, NUMBER_USERS, SET_BITS
 from activeusers.settings import Settings
 from activeusers.transport import send_commands
+from activeusers.usersets import UserSets
 
 # Ids per NUMBER_USERS call and bits per SET_BITS call: bound one call's time on Redis' thread (and the arguments
 # of Lua's unpack).
@@ -44,31 +45,6 @@ NUMBER_MASK: Final = (1 << NUMBER_BITS) - 1
 _COUNTERS: Final = tuple(f"#{slot}" for slot in range(SLOTS))
 # A bitmap of a batch: key part, counter, expiry and users.
 _Record = tuple[str, int, int, set[str]]
-
-
-@dataclass(slots=True)
-class UserSets:
-    """Distinct user ids per local day, per local hour and per day of creation, accumulated from one batch of
-    events, ready to be written at once."""
-
-    days: defaultdict[date, set[str]] = field(default_factory=lambda: defaultdict(set))
-    hours: defaultdict[tuple[date, int], set[str]] = field(default_factory=lambda: defaultdict(set))
-    created: defaultdict[date, set[str]] = field(default_factory=lambda: defaultdict(set))
-    newest_event_ms: int = -1
-
-    def add_active(self, day: date, hour: int, user_id: str, ts_ms: int) -> None:
-        """Record ``user_id`` as active on ``day`` and in its ``hour`` (as the classifier does, for seeding tools)."""
-        self.days[day].add(user_id)
-        self.hours[(day, hour)].add(user_id)
-        self.newest_event_ms = max(self.newest_event_ms, ts_ms)
-
-    def add_created(self, day: date, user_id: str, ts_ms: int) -> None:
-        """Record that ``user_id`` was created on ``day``."""
-        self.created[day].add(user_id)
-        self.newest_event_ms = max(self.newest_event_ms, ts_ms)
-
-    def __bool__(self) -> bool:
-        return bool(self.days or self.created)
 
 
 @dataclass(slots=True)
@@ -160,33 +136,41 @@ class ActivityWriter:
             # Numbers retired since this writer learnt them: its users are numbered again (a forgotten one gets
             # none, one restored since gets a new number) and written once more.
             memo = self._numbers
-            again = {user for user in _users(sets) if memo.get(user, -1) & NUMBER_MASK in refused}
+            again = {user for user in sets.members() if memo.get(user, -1) & NUMBER_MASK in refused}
             for user in again:
                 memo.pop(user, None)
             if again:
-                self._write(_only(sets, again))
+                self._write(sets.only(again))
 
     def _write(self, sets: UserSets) -> set[int]:
         """:meth:`write` once: the numbers whose bits Redis refused (retired since this writer learnt them)."""
         now = self._clock()
         expiring: list[tuple[str, int]] = []
         try:
-            forgotten = self._number(list(_users(sets, hours=False)))
+            forgotten = self._number(list(sets.members(hours=False)))
             if forgotten:
-                sets = _only(sets, forgotten, keep=False)
+                sets = sets.only(forgotten, keep=False)
             # NOSCRIPT (a new or restarted Redis): the script is loaded and sent again; idempotent, so bits set
             # before count nothing again.
             # The days' new version is set once their bits are: a reader that sees it finds every bit it vouches for.
-            commands = self._commands(sets, self._wall(), (now, expiring))
+            wall_s = self._wall()
+            # The bits' calls are counted as they are sent: their replies (refused numbers) come first.
+            bits: list[Routed] = []
+            counted = _kept(self._commands(sets, wall_s, (now, expiring)), bits)
+            commands = itertools.chain(counted, self._first_days(sets, wall_s, (now, expiring)))
             days = {*sets.days, *sets.created, *(day for day, _ in sets.hours)}
-            replies = self._send(commands, (SET_BITS.source,), self._new_version(days))
+            replies = self._send(commands, (SET_BITS.source, FIRST_DAYS.source), self._new_version(days))
+            # A user's first day moved earlier also changed the first-day bitmap of the day it left.
+            left = {number for reply in replies[len(bits) :] if isinstance(reply, list) for number in reply}
+            if left and (versions := self._new_version({day_of_number(int(number)) for number in left})):
+                self._send([versions])
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis write failed: {exc}") from exc
         if len(self._expiry_sent) > EXPIRY_MEMO_KEYS:
             self._expiry_sent.clear()
         for key, expire_at in expiring:
             self._expiry_sent[key] = (expire_at, now)
-        return {int(number) for reply in replies if isinstance(reply, list) for number in reply}
+        return {int(number) for reply in replies[: len(bits)] if isinstance(reply, list) for number in reply}
 
     def numbers(self, user_ids: Collection[str]) -> dict[str, tuple[int, int]]:
         """The (bucket, number) of each user id, numbering the unknown ones (raises :class:`StoreUnavailable`);
@@ -218,6 +202,38 @@ class ActivityWriter:
                 yield from (call.packed() for bucket_calls in calls.values() for call in bucket_calls)
                 calls, records = {}, 0
         yield from (call.packed() for bucket_calls in calls.values() for call in bucket_calls)
+
+    def _first_days(self, sets: UserSets, wall_s: float, memo: tuple[float, list[tuple[str, int]]]) -> Iterator[Routed]:
+        """The batch's first-day calls: per day and user bucket, the day's users handed to :data:`FIRST_DAYS`, which
+        moves the first active day of those whose recorded one is later (idempotent, like the bits')."""
+        keys = self._keys
+        start = keys.first_part_start()
+        for day, users in sets.days.items():
+            expire_at = self._expiry(day, self._retention_days)
+            if expire_at <= wall_s:
+                continue
+            found: defaultdict[int, list[int]] = defaultdict(list)
+            for user in users:
+                packed = self._numbers[user]
+                found[packed >> NUMBER_BITS].append(packed & NUMBER_MASK)
+            number, part = day_number(day), keys.first_part(day)
+            for bucket, numbers in found.items():
+                first_days, tag = keys.first_days(bucket), self._tags[bucket]
+                at = self._due(tag + part, expire_at, *memo)
+                for chunk in _chunks(numbers):
+                    command = (
+                        *(
+                            "EVALSHA",
+                            FIRST_DAYS.sha,
+                            4,
+                            first_days,
+                            tag + part,
+                            self._ids[bucket],
+                            self._forgotten[bucket],
+                        ),
+                        *(number, at, tag + start, " ".join(map(str, chunk))),
+                    )
+                    yield first_days, pack_command(command)
 
     def _records(self, sets: UserSets) -> defaultdict[date, list[_Record]]:
         """The bitmaps of the batch per local day: (key part, counter, expiry, users) of its day, hours and
@@ -372,18 +388,8 @@ def _chunks(numbers: list[int]) -> Sequence[list[int]]:
     return [numbers[start : start + BITS_CHUNK] for start in range(0, len(numbers), BITS_CHUNK)]
 
 
-def _users(sets: UserSets, *, hours: bool = True) -> set[str]:
-    """Every user of the batch (of its days and creations; and of its hours when ``hours``)."""
-    groups = [*sets.days.values(), *sets.created.values(), *(sets.hours.values() if hours else ())]
-    return set().union(*groups)
-
-
-def _only(sets: UserSets, users: set[str], *, keep: bool = True) -> UserSets:
-    """The batch with only ``users`` (``keep``), or without them."""
-    kept = UserSets(newest_event_ms=sets.newest_event_ms)
-    for source, target in ((sets.days, kept.days), (sets.hours, kept.hours), (sets.created, kept.created)):
-        for group, members in source.items():
-            chosen = members & users if keep else members - users
-            if chosen:
-                target[group] = chosen  # type: ignore[index]
-    return kept
+def _kept(commands: Iterator[Routed], sent: list[Routed]) -> Iterator[Routed]:
+    """``commands``, each also appended to ``sent`` as it goes."""
+    for command in commands:
+        sent.append(command)
+        yield command

@@ -15,12 +15,15 @@ from typing import Any
 from activeusers.coalescer import Pending
 from activeusers.days import clip_days, day_of
 from activeusers.erasure import Erased, Eraser
+from activeusers.periods import Period
 from activeusers.reader import ActivityReader
 from activeusers.settings import Retained, Settings
+from api.cohorts import Cohort, Cohorts, Plan, plan
 from api.dates import day_range
 from api.daycache import DayCache
 from api.indexreads import IndexReads, Versions
 from api.points import DayPoints
+from api.retention import CohortRow
 from api.userlists import UserLists
 from api.windows import DayPoint
 
@@ -48,6 +51,7 @@ class Activity:
         self._reads = IndexReads(reader, cache)
         self._lists = UserLists(reader, cache)
         self._points = DayPoints(self._reads)
+        self._cohorts = Cohorts(self._reads)
 
     def now_ms(self) -> int:
         """The clock's current instant in epoch milliseconds."""
@@ -96,6 +100,25 @@ class Activity:
     ) -> tuple[list[DayPoint], int]:
         """The DAU/WAU/MAU points of ``days`` and their distinct users; ``feed``: the days their windows read."""
         return await self._points.points(feed, days, versions)
+
+    def retention_plan(self, start: str, end: str, period: Period, periods: int) -> tuple[Plan, list[date]]:
+        """The cohort periods of a ``start..end`` range (its days that can hold data) reporting up to ``periods``
+        periods later, and the days that can hold data of every period the answer looks at."""
+        stored = self.stored_days(*self.requested_days(start, end))
+        found = plan(stored[0], stored[-1], period, periods, self.today()) if stored else Plan([], [])
+        if found.first is None or found.last is None:
+            return found, []
+        return found, self.stored_days(found.first, found.last)
+
+    async def retention(
+        self, found: Plan, period: Period, cohort: Cohort, days: Sequence[date], versions: Versions
+    ) -> list[CohortRow]:
+        """Each cohort period of ``found`` with its members and how many came back in each period after."""
+        return await self._cohorts.retention(found, period, cohort, days, versions)
+
+    async def stickiness(self, days: Sequence[date], versions: Versions) -> tuple[int, list[int]]:
+        """The distinct users of ``days`` and how many were active on exactly 1, 2, ... of them."""
+        return await self._cohorts.stickiness(days, versions)
 
     async def kept_answer(self, key: Hashable, version: Hashable, make: Callable[[], Awaitable[bytes]]) -> bytes:
         """A whole answer's body, kept under ``version`` (what it depends on): made again only when that changed."""

@@ -30,7 +30,7 @@ from api.httplog import server_logger
 from api.metrics import ApiMetrics
 from api.ratelimit import RateLimiter
 from api.rocketchat import RocketChat
-from api.routes import engagement, forget, health, meta, summary
+from api.routes import engagement, forget, health, meta, retention, summary
 from api.state import ACCESS, ACTIVITY, METRICS, SETTINGS, TOKENS
 from api.tokens import TokenStore
 
@@ -59,6 +59,8 @@ ROUTES: Final = (
     Route("chatBusierHourlyData", engagement.HOURLY, engagement.hourly_data, True),
     Route("chatBusierWeeklyData", engagement.WEEKLY, engagement.weekly_data, True),
     Route("activeUsersSummary", summary.PATH, summary.summary, True),
+    Route("activeUsersRetention", retention.RETENTION, retention.retention, True),
+    Route("activeUsersStickiness", retention.STICKINESS, retention.stickiness, True),
     Route("forgetUsers", forget.PATH, forget.forget, True, "POST", forget.MAX_BODY_BYTES),
     Route("healthz", "/healthz", health.healthz, False),
     Route("readyz", "/readyz", health.readyz, False),

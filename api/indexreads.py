@@ -18,7 +18,7 @@ from typing import Final, TypeVar
 
 from activeusers.coalescer import Pending
 from activeusers.errors import StoreUnavailable
-from activeusers.keys import DAY_SLOT, NEW_SLOT, SLOTS
+from activeusers.keys import DAY_SLOT, NEW_SLOT, SLOTS, DayKind
 from activeusers.reader import ActivityReader
 from api.daycache import DayCache
 from api.masks import Layout, joined, layout_for
@@ -113,26 +113,27 @@ class IndexReads:
         except StoreUnavailable as exc:
             LOG.warning("derived values not shared", extra={"kind": kind, "error": str(exc)})
 
-    async def day_masks(self, days: Sequence[date], versions: Versions) -> list[int]:
-        """Each day's active users as one mask (0 for a day without data), in the order of ``days``, all in one
-        layout. The cached masks of the current layout are taken, the others fetched and joined; when a bucket
-        outgrew its span every mask is joined again, in the new layout: masks of two layouts cannot be combined."""
+    async def day_masks(self, days: Sequence[date], versions: Versions, kind: DayKind = "day") -> list[int]:
+        """Each day's active users (or its users of another ``kind``: created, first active) as one mask (0 for a
+        day without data), in the order of ``days``, all in one layout. The cached masks of the current layout are
+        taken, the others fetched and joined; when a bucket outgrew its span every mask is joined again, in the new
+        layout: masks of two layouts cannot be combined."""
         cache = self.cache
         layout: Layout | None = cache.get(LAYOUT, LAYOUT)
         found: list[int | None] = [None] * len(days)
         if layout is not None:
-            found = [cache.get(("day", day), (versions[day], layout)) for day in days]
+            found = [cache.get((kind, day), (versions[day], layout)) for day in days]
         missing = [i for i, mask in enumerate(found) if mask is None]
         if missing:
-            bitmaps = await self.reader.day_bitmaps([days[i] for i in missing])
+            bitmaps = await self.reader.day_bitmaps([days[i] for i in missing], kind)
             wider = layout_for(bitmaps, layout)
             if wider != layout and len(missing) < len(days):
                 missing = list(range(len(days)))
-                bitmaps = await self.reader.day_bitmaps(days)
+                bitmaps = await self.reader.day_bitmaps(days, kind)
                 wider = layout_for(bitmaps, wider)
             for i, mask in zip(missing, joined(bitmaps, wider), strict=True):
                 found[i] = mask
-                cache.put(("day", days[i]), (versions[days[i]], wider), mask, wider.size)
+                cache.put((kind, days[i]), (versions[days[i]], wider), mask, wider.size)
             cache.put(LAYOUT, LAYOUT, wider, 64 * len(wider.spans))
         return [mask for mask in found if mask is not None]
 

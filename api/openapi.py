@@ -85,6 +85,30 @@ def _data_operation(summary: str, params: list[dict[str, Any]], ok: dict[str, An
     }
 
 
+def _choice(name: str, values: list[str], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": {"type": "string", "enum": values},
+    }
+
+
+def _csv_operation(summary: str, params: list[dict[str, Any]], schema: str, example: str) -> dict[str, Any]:
+    """One of our own data operations: JSON, or CSV when ``format=csv``."""
+    header = example.split("\r\n", 1)[0]
+    return _data_operation(
+        summary,
+        [*params, _choice("format", ["json", "csv"], f"json (default) or csv (rows {header}).")],
+        {
+            "description": f"The {schema.lower()}; CSV when format=csv.",
+            "headers": _NO_STORE_HEADERS,
+            "content": {JSON: {"schema": ref(schema)}, "text/csv": {"schema": {"type": "string"}, "example": example}},
+        },
+    )
+
+
 def _operations() -> dict[str, dict[str, Any]]:
     dates = [_date_param("start"), _date_param("end")]
     start_only = [_date_param("start", hourly=True)]
@@ -124,29 +148,34 @@ def _operations() -> dict[str, dict[str, Any]]:
                 ),
             }.items()
         },
-        "activeUsersSummary": _data_operation(
+        "activeUsersSummary": _csv_operation(
             "Exact distinct users of the range and per-day DAU, WAU and MAU.",
+            dates,
+            "Summary",
+            "date,dau,wau,mau\r\n2026-01-01,3,5,9\r\n",
+        ),
+        "activeUsersRetention": _csv_operation(
+            "Retention: of the users of each cohort period of the range, how many were active in each period after.",
             [
                 *dates,
+                _choice("period", ["day", "week", "month"], "Local days, ISO weeks or calendar months (default week)."),
+                _choice("cohort", ["first", "new", "active"], "Members: first active, created, or active in it."),
                 {
-                    "name": "format",
+                    "name": "periods",
                     "in": "query",
                     "required": False,
-                    "description": "json (default) or csv (rows date,dau,wau,mau).",
-                    "schema": {"type": "string", "enum": ["json", "csv"]},
+                    "description": "Periods reported after each cohort's own (default 12).",
+                    "schema": {"type": "integer", "minimum": 0, "maximum": 400},
                 },
             ],
-            {
-                "description": "The summary; CSV when format=csv.",
-                "headers": _NO_STORE_HEADERS,
-                "content": {
-                    JSON: {"schema": ref("Summary")},
-                    "text/csv": {
-                        "schema": {"type": "string"},
-                        "example": "date,dau,wau,mau\r\n2026-01-01,3,5,9\r\n",
-                    },
-                },
-            },
+            "Retention",
+            "cohort,size,k0,k1\r\n2026-09-28,120,120,64\r\n2026-10-05,31,31,\r\n",
+        ),
+        "activeUsersStickiness": _csv_operation(
+            "Stickiness: how many users were active on exactly 1, 2, ... N of the range's N days.",
+            dates,
+            "Stickiness",
+            "active_days,users\r\n1,2100\r\n2,1200\r\n",
         ),
         "forgetUsers": _forget_operation(),
         "healthz": {"summary": "The process answers.", "responses": {"200": _json("Health", "Up.")}},

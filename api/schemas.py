@@ -177,6 +177,42 @@ SCHEMAS: Final[dict[str, Any]] = {
             "success": {"type": "boolean", "enum": [True]},
         }
     ),
+    "Cohort": closed(
+        {
+            "start": {"type": "string", "format": "date", "description": "First day of the cohort period."},
+            "size": {"type": "integer", "minimum": 0, "description": "The cohort's members."},
+            "returned": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 0},
+                "description": "Entry k: the members active in the k-th period after the cohort's (0: its own).",
+            },
+        }
+    ),
+    "Retention": closed(
+        {
+            "timezone": {"type": "string", "description": "The IANA zone whose local days the answer uses."},
+            "period": {"type": "string", "enum": ["day", "week", "month"]},
+            "cohort": {"type": "string", "enum": ["first", "new", "active"]},
+            "start": {"type": "string", "format": "date", "nullable": True, "description": "First cohort's first day."},
+            "end": {"type": "string", "format": "date", "nullable": True, "description": "Last cohort's last day."},
+            "cohorts": {"type": "array", "items": ref("Cohort"), "description": "Every cohort period, oldest first."},
+            "success": {"type": "boolean", "enum": [True]},
+        }
+    ),
+    "Stickiness": closed(
+        {
+            "timezone": {"type": "string", "description": "The IANA zone whose local days the answer uses."},
+            "start": {"type": "string", "format": "date", "nullable": True, "description": "First day reported."},
+            "end": {"type": "string", "format": "date", "nullable": True, "description": "Last day reported."},
+            "distinctUsers": {"type": "integer", "minimum": 0, "description": "Distinct users over start..end."},
+            "activeDays": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 0},
+                "description": "Entry k-1: the users active on exactly k of the reported days.",
+            },
+            "success": {"type": "boolean", "enum": [True]},
+        }
+    ),
     "Health": closed({"status": {"type": "string", "enum": ["ok"]}}),
     "Readiness": closed(
         {

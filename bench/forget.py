@@ -20,7 +20,8 @@ from dataset import LARGE, STANDARD, activity, user_ids
 from figures import target_line
 
 from activeusers.erasure import forget_blocking
-from activeusers.writer import ActivityWriter, UserSets
+from activeusers.usersets import UserSets
+from activeusers.writer import ActivityWriter
 
 SLOW_US = 5000
 RETENTION_DAYS = 400

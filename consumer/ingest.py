@@ -19,7 +19,7 @@ from activeusers.days import LocalHours, day_expiry_s
 from activeusers.errors import MalformedEvent
 from activeusers.events import ACTIVE_TYPES, CREATED_TYPE, MalformedReason, decode_fields, only_anonymous
 from activeusers.settings import Settings
-from activeusers.writer import UserSets
+from activeusers.usersets import UserSets
 
 
 class SkipReason(StrEnum):

@@ -132,6 +132,11 @@ def _requests(now: int) -> dict[str, list[str]]:
         "active-users": [f"{dashboard}active-users?{span}" for span in spans],
         "summary": [f"/api/v1/active-users/summary?{span}" for span in spans],
         "summary-csv": [f"/api/v1/active-users/summary?{span}&format=csv" for span in spans],
+        "retention": [
+            f"/api/v1/active-users/retention?{span}&period={p}" for span in spans for p in ("day", "week", "month")
+        ],
+        "retention-new-csv": [f"/api/v1/active-users/retention?{span}&cohort=new&format=csv" for span in spans],
+        "stickiness": [f"/api/v1/active-users/stickiness?{span}" for span in spans],
         "new-users": [f"{dashboard}new-users?{span}" for span in spans],
         "users-by-time-of-the-day-in-a-week": [f"{dashboard}users-by-time-of-the-day-in-a-week?{s}" for s in spans],
         "hourly-data": [f"{dashboard}chat-busier/hourly-data?start={iso(start)}" for start in starts],

@@ -41,7 +41,7 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 SCREENSHOT = REPO_ROOT / ".ci" / "artifacts" / "dashboard.png"
 ZONE = "UTC"
 TZ = ZoneInfo(ZONE)
-PANELS = ("active", "new", "tod", "busy")
+PANELS = ("active", "new", "tod", "busy", "retention", "sticky")
 PAGE_BUDGET_BYTES = 300_000
 USERS = "/api/v1/engagement-dashboard/users/"
 
@@ -256,7 +256,10 @@ def test_sign_in_and_the_active_users_panel_for_two_presets(pipeline, driver):
         oracle = [len(days.get(d, set())) for d in dates(first, day)]
         assert drawn["series"][0]["values"] == oracle
         assert value(driver, "dau") == str(oracle[-1])
-        assert value(driver, "dau-change") == str(oracle[-1] - oracle[-2])
+        # Today's DAU is shown "so far"; the change compares yesterday with the day before, two whole days.
+        assert value(driver, "dau-change") == str(oracle[-2] - oracle[-3])
+        assert text(driver, "#dau-change").startswith(f"yesterday {oracle[-2]}, ")
+        assert "so far today" in text(driver, "#active .counters")
         assert (value(driver, "wau"), value(driver, "mau")) == (str(rows[-1]["wau"]), str(rows[-1]["mau"]))
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(SCREENSHOT))
@@ -296,6 +299,9 @@ def test_the_time_of_day_panel_for_7_days(pipeline, driver, downloads):
     from_api = {(date(e["year"], e["month"], e["day"]), e["hour"]): e["users"] for e in answer["week"]}
     assert grid == [[from_api.get((d, h), 0) for h in range(24)] for d in span]
     assert chart(driver, "#tod .heat") == {"x": [d.isoformat() for d in span], "hours": grid}
+    # The axes are labelled: the hours down the first column, the days along the first row.
+    labels = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#tod .heat span")]
+    assert labels == ["hour", *(f"{h:02d}:00" for h in range(24)), *(d.isoformat()[5:] for d in span)]
     cells = [f"{d.isoformat()},{h},{grid[i][h]}" for i, d in enumerate(span) for h in range(24)]
     assert download(driver, downloads, "tod", "tod.csv").splitlines() == ["date,hour,users", *cells]
     assert console_errors(driver) == []
@@ -389,6 +395,8 @@ def test_a_prefix_without_data_shows_empty_texts_not_blank_charts(pipeline, driv
             "new": "No new users in this period.",
             "tod": "No active users in this period yet.",
             "busy": f"No active users on {page_day(driver).isoformat()}.",
+            "retention": "No cohort has members in this range.",
+            "sticky": "No active users in this period yet.",
         }
         assert value(driver, "dau") == value(driver, "new-count") == "0"
         assert driver.find_elements(By.CSS_SELECTOR, "#panels canvas, .heat div") == []
@@ -415,6 +423,64 @@ def test_redis_down_shows_the_503_message(pipeline, driver, tmp_path):
     finally:
         api.terminate()
         assert api.wait(timeout=15) == 0
+
+
+def select(driver: Any, element_id: str, value: str) -> None:
+    driver.execute_script(
+        "const s = document.getElementById(arguments[0]); s.value = arguments[1];s.dispatchEvent(new Event('change'));",
+        element_id,
+        value,
+    )
+
+
+def test_the_retention_table_for_each_period_and_cohort(pipeline, driver, downloads):
+    open_signed_in(pipeline, driver)
+    day = page_day(driver)
+    firsts = {"day": day - timedelta(days=11), "week": day - timedelta(days=day.weekday() + 77)}
+    firsts["month"] = date(day.year - (day.month <= 11), (day.month - 12) % 12 + 1, 1)
+    for period, cohort in (("week", "first"), ("month", "new"), ("day", "active")):
+        before = {"retention": loaded(driver, "retention")}
+        select(driver, "retention-cohort", cohort)
+        select(driver, "retention-period", period)
+        wait_loaded(driver, ("retention",), before)
+        start, end = whole_days(firsts[period], day)
+        query = f"?start={start}&end={end}&period={period}&cohort={cohort}&periods=12"
+        answer = pipeline.api("/api/v1/active-users/retention" + query)
+        assert chart(driver, "#retention table") == answer["cohorts"]
+        rows = driver.find_elements(By.CSS_SELECTOR, "#retention tr")
+        assert len(rows) == len(answer["cohorts"]) + 1 == 13
+        assert rows[1].text.split()[:3] == [
+            answer["cohorts"][0]["start"],
+            str(answer["cohorts"][0]["size"]),
+            str(answer["cohorts"][0]["returned"][0]),
+        ]
+    assert sum(row["size"] for row in answer["cohorts"]) > 0
+    _, csv = http_get(pipeline.base + "/api/v1/active-users/retention" + query + "&format=csv", pipeline.headers)
+    assert download(driver, downloads, "retention", "retention.csv") == csv.decode()
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    driver.find_element(By.ID, "retention").screenshot(str(SCREENSHOT.with_name("dashboard-retention.png")))
+    assert console_errors(driver) == []
+
+
+def test_the_stickiness_histogram(pipeline, driver, downloads):
+    open_signed_in(pipeline, driver)
+    found, day = pipeline.found(), page_day(driver)
+    span = dates(day - timedelta(days=29), day)
+    counts: dict[str, int] = {}
+    for d in span:
+        for user in found.days.get(d, set()):
+            counts[user] = counts.get(user, 0) + 1
+    histogram = [sum(1 for n in counts.values() if n == k) for k in range(1, 31)]
+    assert chart(driver, "#sticky .chart") == {
+        "x": [str(k) for k in range(1, 31)],
+        "series": [{"label": "Users active on exactly this many days", "values": histogram}],
+    }
+    start, end = whole_days(span[0], day)
+    _, csv = http_get(
+        f"{pipeline.base}/api/v1/active-users/stickiness?start={start}&end={end}&format=csv", pipeline.headers
+    )
+    assert download(driver, downloads, "sticky", "stickiness.csv") == csv.decode()
+    assert console_errors(driver) == []
 
 
 def test_the_page_weighs_under_300_kilobytes_as_transferred(pipeline, driver):

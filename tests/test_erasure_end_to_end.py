@@ -1,10 +1,11 @@
 """Erasure end to end, on a single Redis and on the real Redis Cluster: a stream in Kafka consumed by the real
 consumer process, two real API processes that had cached every range, ``POST /api/v1/active-users/forget`` while
 the rest of the stream (the forgotten users' events included) is being consumed. Once the stream drains, every
-endpoint of both processes answers byte for byte as an API over an index fed the stream without those users (the
-oracle: its own topic, consumer and API process), and the index equals the oracle of the events without them, its
-counters equal to its bits; still so after ``active-users replay``; ``active-users forget --restore`` then a new
-event counts from then on only; the CLI shows a progress line for many ids."""
+endpoint (retention and stickiness included) of both processes answers byte for byte as an API over an index fed
+the stream without those users (the oracle: its own topic, consumer and API process), and the index equals the
+oracle of the events without them, its counters equal to its bits; still so after ``active-users replay``;
+``active-users forget --restore`` then a new event counts from then on only; the CLI shows a progress line for
+many ids."""
 
 from __future__ import annotations
 
@@ -77,6 +78,9 @@ def _requests(now: int) -> list[str]:
     for name in ("active-users", "new-users", "users-by-time-of-the-day-in-a-week"):
         paths += [f"{dashboard}{name}?{span}" for span in spans]
     paths += [f"/api/v1/active-users/summary?{span}" for span in spans]
+    paths += [f"/api/v1/active-users/stickiness?{span}" for span in spans]
+    for cohort in ("first", "new", "active"):
+        paths += [f"/api/v1/active-users/retention?{span}&period=day&cohort={cohort}" for span in spans]
     for days in (0, 3, 10, 20):
         start = iso(now - days * 86_400_000)
         paths += [

@@ -84,7 +84,7 @@ def test_dev_run_prints_working_curls_and_ctrl_c_stops_everything(stack, kafka_a
         assert len(children) >= 2  # the consumer and the API
 
         curls = [shlex.split(line.strip()) for line in lines if line.strip().startswith("curl ")]
-        assert len(curls) == 2
+        assert len(curls) == 4
         answers = []
         for argv in curls:
             done = subprocess.run(argv, capture_output=True, timeout=30, check=True)
@@ -110,6 +110,9 @@ def test_dev_run_prints_working_curls_and_ctrl_c_stops_everything(stack, kafka_a
         assert summary["distinctUsers"] > 0
         for row in summary["days"]:
             assert row["dau"] == len(expected.get(row["date"], ()))
+        retention, stickiness = answers[2], answers[3]
+        assert retention["period"] == "week" and len(retention["cohorts"]) >= 4
+        assert sum(stickiness["activeDays"]) == stickiness["distinctUsers"] > 0
     finally:
         run.send_signal(signal.SIGINT)
         try:

@@ -39,14 +39,17 @@ DaysOf = Callable[[Activity, Query], list[date]]
 Answer = Callable[[Activity, Asked], Awaitable[web.Response]]
 
 
-def guarded(params: Sequence[Param], days_of: DaysOf, answer: Answer) -> Handler:
-    """The handler of a data route: checks, then ``answer`` with the days ``days_of`` names for the query."""
+def guarded(params: Sequence[Param], days_of: DaysOf, answer: Answer, later: Sequence[Param] = ()) -> Handler:
+    """The handler of a data route: checks, then ``answer`` with the days ``days_of`` names for the query.
+    ``later``: parameters checked once ``params`` passed (our endpoints check theirs after the dates)."""
 
     async def handle(request: web.Request) -> web.Response:
         access, activity = request.app[ACCESS], request.app[ACTIVITY]
         sent = access.credentials(request.headers)
         try:
             query = validated(request.rel_url.raw_query_string, params)
+            if later:
+                query |= validated(request.rel_url.raw_query_string, later)
         except ValidationError:
             await _admit(request, access, sent)
             raise

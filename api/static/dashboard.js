@@ -3,8 +3,10 @@
 (function () {
   const API = "/api/v1/engagement-dashboard/users/";
   const SUMMARY = "/api/v1/active-users/summary";
-  const DAY = 86400000;
-  const state = { zone: "UTC", days: { active: 30, new: 30, tod: 7 }, busyDay: null, timer: null, data: {} };
+  const RETENTION = "/api/v1/active-users/retention";
+  const STICKINESS = "/api/v1/active-users/stickiness";
+  const COHORT_PERIODS = 12;
+  const state = { zone: "UTC", days: { active: 30, new: 30, tod: 7, sticky: 30 }, busyDay: null, timer: null, data: {} };
   const $ = (id) => document.getElementById(id);
   const charts = {};
 
@@ -80,8 +82,9 @@
   const dayMs = (d) => Date.UTC(+d.slice(0, 4), +d.slice(5, 7) - 1, +d.slice(8, 10)) / 1000;
 
   function status(panel, text) { panel.querySelector(".status").textContent = text || ""; }
-  function signedDelta(el, n) {
-    el.textContent = (n > 0 ? "+" : "") + n + " vs the day before";
+  // Today is not over: its counts are shown "so far", and the change compares the last two whole days.
+  function signedDelta(el, n, yesterday) {
+    el.textContent = "yesterday " + yesterday + ", " + (n > 0 ? "+" : "") + n + " vs the day before";
     el.className = n > 0 ? "up" : n < 0 ? "down" : "";
     el.dataset.value = String(n);
   }
@@ -117,11 +120,11 @@
     $("zone").textContent = "Time zone: " + s.timezone;
     const rows = s.days;
     state.data.active = { query: q, first: r.first, today: r.today };
-    const last = rows[rows.length - 1], prev = rows[rows.length - 2];
+    const last = rows[rows.length - 1], whole = rows[rows.length - 2], before = rows[rows.length - 3];
     for (const k of ["dau", "wau", "mau"]) {
-      const v = last ? last[k] : 0;
+      const v = last ? last[k] : 0, y = whole ? whole[k] : 0;
       $(k).textContent = String(v); $(k).dataset.value = String(v);
-      signedDelta($(k + "-change"), v - (prev ? prev[k] : 0));
+      signedDelta($(k + "-change"), y - (before ? before[k] : 0), y);
     }
     const x = rows.map((d) => d.date);
     draw("active", panel.querySelector(".chart"), x, [
@@ -156,7 +159,13 @@
     const heat = panel.querySelector(".heat");
     heat.replaceChildren();
     const grid = [];
+    // The first column names the hours (rows), the first row the days (columns).
+    if (max) {
+      heat.appendChild(label("hour", ""));
+      for (let h = 0; h < 24; h++) heat.appendChild(label(String(h).padStart(2, "0") + ":00", ""));
+    }
     for (const d of x) {
+      if (max) heat.appendChild(label(d.slice(5), "day"));
       const col = [];
       for (let h = 0; h < 24; h++) {
         const n = cells[d + "T" + h] || 0; col.push(n);
@@ -172,6 +181,68 @@
     state.data.tod = [["date", "hour", "users"]];
     x.forEach((d, i) => grid[i].forEach((n, h) => state.data.tod.push([d, h, n])));
     status(panel, max ? "" : "No active users in this period yet.");
+  }
+
+  function label(textContent, className) {
+    const e = document.createElement("span");
+    e.textContent = textContent; e.className = className;
+    return e;
+  }
+
+  // The first day of the period ``count`` periods before the one holding ``date``.
+  function periodStart(date, period, count) {
+    if (period === "day") return addDays(date, -count);
+    if (period === "week") return addDays(date, -((new Date(date + "T00:00:00Z").getUTCDay() + 6) % 7) - 7 * count);
+    const [y, m] = date.split("-").map(Number);
+    const back = new Date(Date.UTC(y, m - 1 - count, 1));
+    return back.toISOString().slice(0, 10);
+  }
+
+  async function loadRetention() {
+    const panel = $("retention");
+    const period = $("retention-period").value, cohort = $("retention-cohort").value;
+    const today = localDate(Date.now());
+    const first = periodStart(today, period, COHORT_PERIODS - 1);
+    const q = "?start=" + new Date(localMs(first, 0, 0, 0, 0)).toISOString() + "&end="
+      + new Date(localMs(today, 23, 59, 59, 999)).toISOString() + "&period=" + period + "&cohort=" + cohort
+      + "&periods=" + COHORT_PERIODS;
+    const a = await json(RETENTION + q);
+    state.data.retention = { query: q };
+    const table = panel.querySelector("table");
+    table.dataset.chart = JSON.stringify(a.cohorts);
+    const width = Math.max(0, ...a.cohorts.map((c) => c.returned.length));
+    const head = document.createElement("tr");
+    for (const name of ["Cohort", "Users"].concat([...Array(width).keys()].map((k) => period + " " + k))) {
+      const th = document.createElement("th"); th.textContent = name; head.appendChild(th);
+    }
+    const rows = [head];
+    for (const c of a.cohorts) {
+      const tr = document.createElement("tr");
+      for (const v of [c.start, String(c.size)]) { const th = document.createElement("th"); th.textContent = v; tr.appendChild(th); }
+      for (let k = 0; k < width; k++) {
+        const td = document.createElement("td");
+        if (k < c.returned.length) {
+          const share = c.size ? c.returned[k] / c.size : 0;
+          td.innerHTML = c.returned[k] + " <small>" + Math.round(100 * share) + "%</small>";
+          td.style.background = "rgba(29,116,245," + (0.08 + 0.8 * share).toFixed(2) + ")";
+          td.style.color = share > 0.55 ? "#fff" : "";
+        }
+        tr.appendChild(td);
+      }
+      rows.push(tr);
+    }
+    table.replaceChildren(...rows);
+    status(panel, a.cohorts.some((c) => c.size) ? "" : "No cohort has members in this range.");
+  }
+
+  async function loadSticky() {
+    const panel = $("sticky"); const r = range(state.days.sticky);
+    const q = "?start=" + r.start + "&end=" + r.end;
+    const a = await json(STICKINESS + q);
+    state.data.sticky = { query: q };
+    const x = a.activeDays.map((_, i) => String(i + 1));
+    draw("sticky", panel.querySelector(".chart"), x, [{ label: "Users active on exactly this many days", values: a.activeDays }], true);
+    status(panel, a.distinctUsers ? "" : "No active users in this period yet.");
   }
 
   async function loadBusy() {
@@ -193,7 +264,8 @@
     status(panel, slots.length ? "" : "No active users on " + day + ".");
   }
 
-  const loaders = { active: loadActive, new: loadNew, tod: loadTod, busy: loadBusy };
+  const loaders = { active: loadActive, new: loadNew, tod: loadTod, busy: loadBusy, retention: loadRetention,
+    sticky: loadSticky };
 
   async function load(name) {
     const panel = $(name);
@@ -210,7 +282,7 @@
   async function refresh() {
     await load("active");
     if (!creds()) return;  // a 401/403 signed out: the other panels would only fail the same way
-    await Promise.all(["new", "tod", "busy"].map(load));
+    await Promise.all(["new", "tod", "busy", "retention", "sticky"].map(load));
     if (creds()) $("asof").textContent = "as of " + parts(Date.now()).hour + ":" + parts(Date.now()).minute + ":" + parts(Date.now()).second;
   }
 
@@ -261,10 +333,15 @@
     $("busy-day").addEventListener("change", () => { state.busyDay = $("busy-day").value; load("busy"); });
     $("busy-prev").addEventListener("click", () => { state.busyDay = addDays($("busy-day").value, -1); load("busy"); });
     $("busy-next").addEventListener("click", () => { state.busyDay = addDays($("busy-day").value, 1); load("busy"); });
-    $("active").querySelector(".csv").addEventListener("click", async () => {
-      try { downloadText("active-users.csv", await (await get(SUMMARY + state.data.active.query + "&format=csv")).text()); }
-      catch (e) { status($("active"), e.message); }
-    });
+    // These panels' CSV is the server's own (format=csv of the query shown).
+    for (const [name, path, file] of [["active", SUMMARY, "active-users.csv"], ["retention", RETENTION, "retention.csv"],
+      ["sticky", STICKINESS, "stickiness.csv"]]) {
+      $(name).querySelector(".csv").addEventListener("click", async () => {
+        try { downloadText(file, await (await get(path + state.data[name].query + "&format=csv")).text()); }
+        catch (e) { status($(name), e.message); }
+      });
+    }
+    for (const id of ["retention-period", "retention-cohort"]) $(id).addEventListener("change", () => load("retention"));
     for (const name of ["new", "tod", "busy"]) {
       $(name).querySelector(".csv").addEventListener("click", () => downloadText(name + ".csv", csv(state.data[name] || [])));
     }

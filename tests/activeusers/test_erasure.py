@@ -19,9 +19,10 @@ import redis
 
 from activeusers.days import day_of
 from activeusers.erasure import Erasure, digests, forget_blocking, restore_blocking
-from activeusers.keys import KeySchema, bucket_of
+from activeusers.keys import KeySchema, bucket_of, day_number
 from activeusers.settings import Settings
-from activeusers.writer import ActivityWriter, UserSets
+from activeusers.usersets import UserSets
+from activeusers.writer import ActivityWriter
 from tests.support.indexstate import bucket_state
 from tests.support.oracle import index_label
 
@@ -65,6 +66,11 @@ ACTIVE = {
 CREATED = {"alice": 200, "dave": 3}
 
 
+def _first_day(client: Any, keys: KeySchema, bucket: int, number: int) -> int:
+    found: int = client.bitfield(keys.first_days(bucket)).get("u16", f"#{number}").execute()[0]
+    return found
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -91,6 +97,10 @@ def test_forgetting_clears_every_bit_keeps_counters_and_bumps_versions(
     writer = ActivityWriter.of(client, settings)
     writer.write(_batch(ACTIVE, CREATED))
     before = bucket_state(client, keys)
+    (bucket, number), first = writer.numbers(["alice"])["alice"], _today() - timedelta(days=200)
+    assert _first_day(client, keys, bucket, number) == day_number(first) and client.getbit(
+        keys.first_bits(first, bucket), number
+    )
     versions = {_text(k): v for k, v in client.hgetall(keys.versions()).items()}
     with caplog.at_level(logging.INFO, logger="activeusers.erasure"):
         done = forget_blocking(client, settings, ["alice", "alice", "nobody"])
@@ -105,6 +115,8 @@ def test_forgetting_clears_every_bit_keeps_counters_and_bumps_versions(
     bucket = bucket_of("alice", BUCKETS)
     assert "alice" not in map(_text, client.hkeys(keys.ids(bucket)))
     assert "alice" not in map(_text, client.lrange(keys.names(bucket), 0, -1))
+    # Her first day is forgotten too: no first-day number, no bit in that day's first-day bitmap.
+    assert _first_day(client, keys, bucket, number) == 0 and not client.getbit(keys.first_bits(first, bucket), number)
     (line,) = [r for r in caplog.records if r.getMessage() == "users forgotten"]
     assert line.count == 2 and line.sha256 == digests(["alice", "nobody"])  # type: ignore[attr-defined]
     assert "alice" not in caplog.text
@@ -115,10 +127,12 @@ def test_a_forgotten_user_stays_forgotten_until_restored(target: tuple[Any, Sett
     keys = KeySchema.of(settings)
     live = ActivityWriter.of(client, settings)
     live.write(_batch(ACTIVE, CREATED))
+    bucket, number = live.numbers(["alice"])["alice"]
     forget_blocking(client, settings, ["alice", "dave"])
     expected = bucket_state(client, keys)
     live.write(_batch(ACTIVE, CREATED))  # in flight: this writer remembers alice's number
     assert bucket_state(client, keys) == expected
+    assert _first_day(client, keys, bucket, number) == 0  # first_days.lua refused her number too
     ActivityWriter.of(client, settings).write(_batch(ACTIVE, CREATED))  # a replay: a new writer
     assert bucket_state(client, keys) == expected
     assert restore_blocking(client, settings, ["alice", "erin"]).users == 1

@@ -27,6 +27,7 @@ def test_every_lua_file_is_one_script() -> None:
     assert files == [
         "append_names",
         "clear_bits",
+        "first_days",
         "forget_users",
         "number_users",
         "restore_users",

@@ -23,7 +23,8 @@ from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema, bucket_of
 from activeusers.scripts import APPEND_NAMES, HEADROOM_MIN_BITS, HEADROOM_SHARE
 from activeusers.settings import Settings
-from activeusers.writer import ActivityWriter, UserSets
+from activeusers.usersets import UserSets
+from activeusers.writer import ActivityWriter
 from tests.support.indexstate import bucket_state
 from tests.support.oracle import index_label
 from tests.support.usersets import members
@@ -239,8 +240,12 @@ def test_each_store_keeps_its_own_retention(redis_url: str, keys: KeySchema, red
         index_label("day", "2031-06-01"): {"alice", "carol"},
         index_label("new", "2031-06-01"): {"bob"},
     }
-    # a field per day / user, for good: the versions, and per bucket the numbering and the names behind it
-    kept = (keys.versions(), *(key for b in range(keys.buckets) for key in names_keys(keys, b)))
+    # a field per day / user, for good: the versions, and per bucket the numbering, the names behind it and the
+    # users' first days
+    kept = (
+        keys.versions(),
+        *(key for b in range(keys.buckets) for key in (*names_keys(keys, b), keys.first_days(b))),
+    )
     assert all(redis_client.ttl(key) > 0 for key in redis_client.scan_iter(match=keys.pattern()) if key not in kept)
     # dave was numbered (and named) though none of his bitmaps was written
     assert "dave" in redis_client.lrange(keys.names(bucket_of("dave", 8)), 0, -1)

@@ -16,7 +16,8 @@ from aiohttp.test_utils import TestClient
 
 from activeusers.reader import ActivityReader
 from activeusers.settings import Settings
-from activeusers.writer import ActivityWriter, UserSets
+from activeusers.usersets import UserSets
+from activeusers.writer import ActivityWriter
 from api.app import create_app
 from api.auth import VIEW_ENGAGEMENT_DASHBOARD
 from api.state import TOKENS
@@ -169,9 +170,11 @@ def store_reads(monkeypatch: pytest.MonkeyPatch) -> StoreReads:
         reads.listings.append(list(days))
         return await real_ids(self, days)
 
-    async def day_bitmaps(self: ActivityReader, days: Sequence[date], *also: Any) -> tuple[list[list[bytes]], Any]:
+    async def day_bitmaps(
+        self: ActivityReader, days: Sequence[date], *also: Any, **kind: Any
+    ) -> tuple[list[list[bytes]], Any]:
         reads.fetched.extend(days)
-        return await real_bitmaps(self, days, *also)
+        return await real_bitmaps(self, days, *also, **kind)
 
     monkeypatch.setattr(ActivityReader, "named_bitmaps", named_bitmaps)
     monkeypatch.setattr(ActivityReader, "_day_bitmaps", day_bitmaps)

@@ -391,9 +391,9 @@ async def test_a_write_today_recomputes_todays_point_from_its_window_only(
     fetched: list[date] = []
     original = ActivityReader.day_bitmaps
 
-    async def spied(self, days):
+    async def spied(self, days, kind="day"):
         fetched.extend(days)
-        return await original(self, days)
+        return await original(self, days, kind)
 
     monkeypatch.setattr(ActivityReader, "day_bitmaps", spied)
     seed({TODAY: {"late-1", "u3"}, TODAY - timedelta(days=3): {"late-2"}})

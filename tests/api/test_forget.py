@@ -16,7 +16,8 @@ import orjson
 import pytest
 import redis
 
-from activeusers.writer import ActivityWriter, UserSets
+from activeusers.usersets import UserSets
+from activeusers.writer import ActivityWriter
 from api.auth import FORGET_USERS, VIEW_ENGAGEMENT_DASHBOARD
 from api.routes import forget
 from api.routes.engagement import ACTIVE_USERS, BY_TIME_OF_DAY, HOURLY, NEW_USERS, WEEKLY

@@ -39,7 +39,8 @@ from schemathesis.specs.openapi.checks import (
 from activeusers.heartbeats import Heartbeats
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
-from activeusers.writer import ActivityWriter, UserSets
+from activeusers.usersets import UserSets
+from activeusers.writer import ActivityWriter
 from api.app import OPENAPI_PATH, create_app
 from api.auth import VIEW_ENGAGEMENT_DASHBOARD
 from api.dates import is_iso_instant
@@ -69,6 +70,8 @@ DATA_OPERATIONS = frozenset(
         "chatBusierHourlyData",
         "chatBusierWeeklyData",
         "activeUsersSummary",
+        "activeUsersRetention",
+        "activeUsersStickiness",
     }
 )
 ADMIN = "fuzz-admin-1"

@@ -18,7 +18,8 @@ from activeusers.connections import async_redis_client
 from activeusers.keys import DAY_SLOT, SLOTS, KeySchema, bucket_of
 from activeusers.reader import ActivityReader
 from activeusers.settings import Settings
-from activeusers.writer import ActivityWriter, UserSets
+from activeusers.usersets import UserSets
+from activeusers.writer import ActivityWriter
 from api import masks as mask_module
 from api.daycache import DayCache
 from api.indexreads import IndexReads
@@ -122,9 +123,9 @@ class CountingReader(ActivityReader):
         self.fetched += len(groups)
         return await super().hour_union_counts(groups)
 
-    async def day_bitmaps(self, days: Any) -> list[list[bytes]]:
+    async def day_bitmaps(self, days: Any, kind: Any = "day") -> list[list[bytes]]:
         self.fetched += len(days)
-        return await super().day_bitmaps(days)
+        return await super().day_bitmaps(days, kind)
 
     async def day_counters(self, days: Any) -> list[tuple[int, ...]]:
         self.fetched += len(days)

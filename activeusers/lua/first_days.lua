@@ -1,0 +1,74 @@
+-- Keeps the first active day of one user bucket's users who were active on one day. KEYS[1]: the bucket's
+-- first-day numbers (a string of u16, #n the local day number of user n's first active day, 0 = none), KEYS[2]:
+-- the first-day bitmap of that day, KEYS[3]: the bucket's ids hash (to size a new bitmap), KEYS[4]: its forgotten
+-- numbers (forget_users.lua: their first days are never recorded again, as set_bits.lua refuses their bits). ARGV: the day's number,
+-- the bitmap's expiry (0: sent recently), what precedes a date in the names of the bucket's first-day bitmaps
+-- (activeusers/keys.py builds it: the other days' bitmaps are named from it here), and the users' numbers (decimal,
+-- separated by spaces).
+-- A user whose recorded first day is later than this day (or who has none) is moved here: its bit cleared in the
+-- old day's first-day bitmap (if that still lives: SETBIT on a missing key would make one without expiry), set in
+-- this one, and the number replaced. An earlier or equal one is left alone, so replays, duplicates and expiry never
+-- move a first day later. Returns the day numbers whose bitmaps lost a bit (their index versions must change).
+local HEADROOM_MIN_BITS, HEADROOM_SHARE, SLICE = 64, 64, 1000
+local call, unpack, floor = redis.call, unpack, math.floor
+local day, at, prefix = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+
+-- Day number (1 = 1970-01-01) to YYYY-MM-DD: Howard Hinnant's civil_from_days.
+local function iso(number)
+  local z = number - 1 + 719468
+  local era = floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = floor((doe - floor(doe / 1460) + floor(doe / 36524) - floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + floor(yoe / 4) - floor(yoe / 100))
+  local mp = floor((5 * doy + 2) / 153)
+  local d = doy - floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400 + (m <= 2 and 1 or 0)
+  return string.format('%04d-%02d-%02d', y, m, d)
+end
+
+if at ~= '0' then
+  if tonumber(at) <= tonumber(call('TIME')[1]) then
+    return {}
+  end
+  local users = call('HLEN', KEYS[3])
+  local room = math.max(HEADROOM_MIN_BITS, users / HEADROOM_SHARE)
+  if not call('SET', KEYS[2], string.rep('\0', floor((users + room) / 8) + 1), 'NX', 'EXAT', at) then
+    call('EXPIREAT', KEYS[2], at)
+  end
+end
+
+local numbers = {}
+for n in string.gmatch(ARGV[4], '%d+') do
+  numbers[#numbers + 1] = n
+end
+local lost, moved = {}, {}
+-- In slices of SLICE users: a command's arguments pass through Lua's unpack, which takes at most about 8,000.
+for from = 1, #numbers, SLICE do
+  local gets, gone, sets = {}, {}, {}
+  local to = math.min(from + SLICE - 1, #numbers)
+  for i = from, to do
+    gets[#gets + 1], gets[#gets + 2], gets[#gets + 3] = 'GET', 'u16', '#' .. numbers[i]
+    gone[#gone + 1], gone[#gone + 2], gone[#gone + 3] = 'GET', 'u1', numbers[i]
+  end
+  local firsts = call('BITFIELD', KEYS[1], unpack(gets))
+  local forgotten = call('BITFIELD', KEYS[4], unpack(gone))
+  for i = from, to do
+    local n, first = numbers[i], firsts[i - from + 1]
+    if forgotten[i - from + 1] == 0 and (first == 0 or first > day) then
+      if first > 0 then
+        local old = prefix .. iso(first)
+        if call('EXISTS', old) == 1 and call('SETBIT', old, n, '0') == 1 and not lost[first] then
+          lost[first] = true
+          moved[#moved + 1] = first
+        end
+      end
+      call('SETBIT', KEYS[2], n, '1')
+      sets[#sets + 1], sets[#sets + 2], sets[#sets + 3], sets[#sets + 4] = 'SET', 'u16', '#' .. n, day
+    end
+  end
+  if #sets > 0 then
+    call('BITFIELD', KEYS[1], unpack(sets))
+  end
+end
+return moved
