@@ -2,9 +2,9 @@
 -- first-day numbers (a string of u16, #n the local day number of user n's first active day, 0 = none), KEYS[2]:
 -- the first-day bitmap of that day, KEYS[3]: the bucket's ids hash (to size a new bitmap), KEYS[4]: its forgotten
 -- numbers (forget_users.lua: their first days are never recorded again, as set_bits.lua refuses their bits; read
--- once, tested only in a bucket that has one). ARGV: the day's number, the bitmap's expiry (0: sent recently), what precedes a date in the names of the bucket's first-day bitmaps
--- (activeusers/keys.py builds it: the other days' bitmaps are named from it here), and the users' numbers (decimal,
--- separated by spaces).
+-- once, tested only in a bucket that has one). ARGV: the day's number, the bitmap's expiry (0: sent recently),
+-- what precedes a date in the names of the bucket's first-day bitmaps (activeusers/keys.py builds it: the other
+-- days' bitmaps are named from it here), and the users' numbers (decimal, separated by spaces).
 -- A user whose recorded first day is later than this day (or who has none) is moved here: its bit cleared in the
 -- old day's first-day bitmap (if that still lives: SETBIT on a missing key would make one without expiry), set in
 -- this one, and the number replaced. An earlier or equal one is left alone, so replays, duplicates and expiry never
