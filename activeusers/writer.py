@@ -8,6 +8,7 @@ several consumers) changes nothing.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import secrets
 import time
@@ -20,16 +21,15 @@ from typing import Any, Final
 from activeusers.connections import REDIS_ERRORS, Routed, SyncClient, pack_command
 from activeusers.days import day_expiry_s
 from activeusers.errors import StoreUnavailable
-from activeusers.keys import DAY_SLOT, NEW_SLOT, SLOTS, KeySchema, bucket_of, day_number, day_of_number
+from activeusers.firstdays import BITS_CHUNK, NUMBER_BITS, NUMBER_MASK, FirstDayCalls, chunks
+from activeusers.keys import DAY_SLOT, NEW_SLOT, SLOTS, KeySchema, bucket_of, day_of_number
 from activeusers.scripts import FIRST_DAYS, NUMBER_USERS, SET_BITS
 from activeusers.settings import Settings
 from activeusers.transport import send_commands
 from activeusers.usersets import UserSets
 
-# Ids per NUMBER_USERS call and bits per SET_BITS call: bound one call's time on Redis' thread (and the arguments
-# of Lua's unpack).
+# Ids per NUMBER_USERS call: bounds one call's time on Redis' thread (and the arguments of Lua's unpack).
 NUMBER_CHUNK = 1000
-BITS_CHUNK = 2000
 EXPIRY_REFRESH_S = 600.0
 EXPIRY_MEMO_KEYS = 100_000
 # Bitmap records after which a batch's calls so far are sent (a backfill batch has thousands): a few more calls,
@@ -37,9 +37,6 @@ EXPIRY_MEMO_KEYS = 100_000
 STREAM_RECORDS = 1500
 # How many user numbers the writer remembers (about 100 bytes each) before it starts over.
 NUMBER_MEMO_USERS = 2_000_000
-# A remembered number packs the bucket above the number (a bitmap has at most 2**32 bits).
-NUMBER_BITS: Final = 32
-NUMBER_MASK: Final = (1 << NUMBER_BITS) - 1
 
 # The counters' BITFIELD offsets (``#slot``: the slot-th 32-bit counter), sent as they are.
 _COUNTERS: Final = tuple(f"#{slot}" for slot in range(SLOTS))
@@ -117,6 +114,7 @@ class ActivityWriter:
             for bucket in range(keys.buckets)
         ]
         self._forgotten = [keys.forgotten(bucket) for bucket in range(keys.buckets)]
+        self._first_days = FirstDayCalls(keys)
         # Versions are this writer's id and a sequence number: unique among writers and across restarts.
         self._writer_id = secrets.token_hex(8)
         self._writes = itertools.count()
@@ -157,7 +155,7 @@ class ActivityWriter:
             # The bits' calls are counted as they are sent: their replies (refused numbers) come first.
             bits: list[Routed] = []
             counted = _kept(self._commands(sets, wall_s, (now, expiring)), bits)
-            commands = itertools.chain(counted, self._first_days(sets, wall_s, (now, expiring)))
+            commands = itertools.chain(counted, self._first_day_calls(sets, wall_s, (now, expiring)))
             days = {*sets.days, *sets.created, *(day for day, _ in sets.hours)}
             replies = self._send(commands, (SET_BITS.source, FIRST_DAYS.source), self._new_version(days))
             # A user's first day moved earlier also changed the first-day bitmap of the day it left.
@@ -165,7 +163,9 @@ class ActivityWriter:
             if left and (versions := self._new_version({day_of_number(int(number)) for number in left})):
                 self._send([versions])
         except REDIS_ERRORS as exc:
+            self._first_days.dropped()
             raise StoreUnavailable(f"Redis write failed: {exc}") from exc
+        self._first_days.recorded()
         if len(self._expiry_sent) > EXPIRY_MEMO_KEYS:
             self._expiry_sent.clear()
         for key, expire_at in expiring:
@@ -203,37 +203,17 @@ class ActivityWriter:
                 calls, records = {}, 0
         yield from (call.packed() for bucket_calls in calls.values() for call in bucket_calls)
 
-    def _first_days(self, sets: UserSets, wall_s: float, memo: tuple[float, list[tuple[str, int]]]) -> Iterator[Routed]:
-        """The batch's first-day calls: per day and user bucket, the day's users handed to :data:`FIRST_DAYS`, which
-        moves the first active day of those whose recorded one is later (idempotent, like the bits')."""
-        keys = self._keys
-        start = keys.first_part_start()
+    def _first_day_calls(
+        self, sets: UserSets, wall_s: float, memo: tuple[float, list[tuple[str, int]]]
+    ) -> Iterator[Routed]:
+        """The batch's first-day calls: per day and user bucket, the day's users whose first day may move handed to
+        :data:`FIRST_DAYS`, which moves it when the recorded one is later (idempotent, like the bits')."""
+        numbers = self._numbers
         for day, users in sets.days.items():
             expire_at = self._expiry(day, self._retention_days)
-            if expire_at <= wall_s:
-                continue
-            found: defaultdict[int, list[int]] = defaultdict(list)
-            for user in users:
-                packed = self._numbers[user]
-                found[packed >> NUMBER_BITS].append(packed & NUMBER_MASK)
-            number, part = day_number(day), keys.first_part(day)
-            for bucket, numbers in found.items():
-                first_days, tag = keys.first_days(bucket), self._tags[bucket]
-                at = self._due(tag + part, expire_at, *memo)
-                for chunk in _chunks(numbers):
-                    command = (
-                        *(
-                            "EVALSHA",
-                            FIRST_DAYS.sha,
-                            4,
-                            first_days,
-                            tag + part,
-                            self._ids[bucket],
-                            self._forgotten[bucket],
-                        ),
-                        *(number, at, tag + start, " ".join(map(str, chunk))),
-                    )
-                    yield first_days, pack_command(command)
+            if expire_at > wall_s:
+                due = functools.partial(self._due, expire_at=expire_at, now=memo[0], expiring=memo[1])
+                yield from self._first_days.calls(day, (numbers[user] for user in users), due)
 
     def _records(self, sets: UserSets) -> defaultdict[date, list[_Record]]:
         """The bitmaps of the batch per local day: (key part, counter, expiry, users) of its day, hours and
@@ -254,6 +234,7 @@ class ActivityWriter:
         memo = self._numbers
         if len(memo) + len(users) > NUMBER_MEMO_USERS:
             memo.clear()
+            self._first_days.clear()
         buckets = self._keys.buckets
         unknown: defaultdict[int, set[str]] = defaultdict(set)
         for user in [user for user in users if user not in memo]:
@@ -356,7 +337,7 @@ class ActivityWriter:
         for part, slot, expire_at, numbers in bitmaps:
             key = tag + part
             at = self._due(key, expire_at, *memo)
-            for chunk in _chunks(numbers):
+            for chunk in chunks(numbers):
                 if call is None or call.bits + len(chunk) > BITS_CHUNK:
                     call = _Call([self._ids[bucket], self._forgotten[bucket]])
                     bucket_calls.append(call)
@@ -379,13 +360,6 @@ class ActivityWriter:
             return 0
         expiring.append((key, expire_at))
         return expire_at
-
-
-def _chunks(numbers: list[int]) -> Sequence[list[int]]:
-    """``numbers`` in slices of at most ``BITS_CHUNK``."""
-    if len(numbers) <= BITS_CHUNK:
-        return (numbers,)
-    return [numbers[start : start + BITS_CHUNK] for start in range(0, len(numbers), BITS_CHUNK)]
 
 
 def _kept(commands: Iterator[Routed], sent: list[Routed]) -> Iterator[Routed]:
