@@ -18,10 +18,9 @@ from activeusers.errors import ConfigError
 from activeusers.settings import Settings
 
 # kafka-python's defaults fetch tiny batches; fetching about a megabyte per request keeps the broker round trips
-# off the per-event cost while catching up (measured: roughly 4x the default raw read rate). Below a megabyte per
-# wait (live traffic: 5,000 events/s is about 1 MB/s) every fetch waits FETCH_MAX_WAIT_MS, which is then most of
-# an event's way into Redis: 20 ms instead of 100 took the consumer's part of bench/freshness.py's latency from
-# p99 148-288 ms to 54-86 ms, for a few dozen more fetch requests a second on an idle topic.
+# off the per-event cost while catching up. Below a megabyte per wait (live traffic) every fetch waits
+# FETCH_MAX_WAIT_MS, which is then most of an event's way into Redis: a short wait keeps events fresh for a few more
+# fetch requests a second on an idle topic (docs/benchmarks/ has the figures).
 FETCH_MIN_BYTES = 1_000_000
 FETCH_MAX_WAIT_MS = 20
 MAX_PARTITION_FETCH_BYTES = 4 * 1024 * 1024
