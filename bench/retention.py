@@ -38,9 +38,9 @@ from common import (
     range_query,
     require_env,
     stamp,
-    target_line,
     today_utc,
 )
+from figures import target_line
 from query import Timing, cold, measure
 
 RETENTION_PATH = "/api/v1/active-users/retention"

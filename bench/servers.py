@@ -225,6 +225,9 @@ async def serve(kind: str) -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] in (["-h"], ["--help"]):
+        print("usage: " + __doc__.strip())
+        sys.exit(0)
     if len(sys.argv) != 2 or sys.argv[1] not in ("naive", "trivial"):
         sys.exit(__doc__)
     asyncio.run(serve(sys.argv[1]))

@@ -219,7 +219,10 @@ def token() -> dict[str, Any]:
 
 
 def main() -> int:
-    command, *rest = sys.argv[1:]
+    command, *rest = sys.argv[1:] or ["--help"]
+    if command in ("-h", "--help"):
+        print("usage: treescript.py seed|schema|token|touch ...\n" + (__doc__ or ""))
+        return 0
     if command == "seed":
         result = seed(rest[0], int(rest[1]), date.fromisoformat(rest[2]))
     elif command == "schema":
