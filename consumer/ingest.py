@@ -13,11 +13,18 @@ from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
 from operator import attrgetter
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, cast
 
 from activeusers.days import LocalHours, day_expiry_s
 from activeusers.errors import MalformedEvent
-from activeusers.events import ACTIVE_TYPES, CREATED_TYPE, MalformedReason, decode_fields, only_anonymous
+from activeusers.events import (
+    ACTIVE_TYPES,
+    CREATED_TYPE,
+    MalformedReason,
+    decode_fields,
+    is_property_value,
+    only_anonymous,
+)
 from activeusers.settings import Settings
 from activeusers.writer import UserSets
 
@@ -104,6 +111,8 @@ class Batch:
     skipped: Counter[str] = field(default_factory=Counter)
     stored_events: int = 0
     records: int = 0
+    # Indexed properties' values that were not strings of 1..64 characters (ignored; their events still count).
+    ignored_values: int = 0
 
 
 class Classifier:
@@ -120,6 +129,7 @@ class Classifier:
         self._skew_ms = int(settings.max_future_skew_s * 1000)
         self._retention_days = settings.retention("days")
         self._expiry_ms: dict[date, int] = {}
+        self._indexed = settings.indexed_properties
 
     def classify(self, slices: Sequence[RecordSlice], now_ms: int) -> Batch:
         """Sort every record of a poll (see :func:`slices_of`) into the batch's writes, dead letters and skips."""
@@ -149,7 +159,7 @@ class Classifier:
         stored = 0
         for position, value in enumerate(part.values):
             try:
-                kind, user_id, ts_ms, roles = decode_fields(value, max_bytes)
+                kind, user_id, ts_ms, roles, properties = decode_fields(value, max_bytes)
             except MalformedEvent as exc:
                 dead(DeadLetter(topic, partition, offsets[position], keys[position], value, exc.reason, exc.detail))
                 continue
@@ -184,11 +194,25 @@ class Classifier:
                     continue
                 target[0].add(user_id)
                 target[1].add(user_id)
+                if properties:
+                    self._segment(batch, day_hour[0], user_id, properties)
             if ts_ms > newest_ms:
                 newest_ms = ts_ms
             stored += 1
         sets.newest_event_ms = newest_ms
         batch.stored_events += stored
+
+    def _segment(self, batch: Batch, day: date, user_id: str, properties: dict[str, object]) -> None:
+        """Put an active user in the segments of its event's indexed properties (an invalid value is ignored)."""
+        segments = batch.user_sets.segments
+        for name in self._indexed:
+            value = properties.get(name)
+            if value is None and name not in properties:
+                continue
+            if is_property_value(value):
+                segments[(day, name, cast(str, value))].add(user_id)
+            else:
+                batch.ignored_values += 1
 
     def _expired(self, day: date, now_ms: int) -> bool:
         expiry_ms = self._expiry_ms.get(day)

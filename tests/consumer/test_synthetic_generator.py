@@ -49,7 +49,7 @@ def test_exact_count_time_order_and_window(stream):
 
 def test_every_record_follows_the_contract(stream):
     for record in stream:
-        kind, user_id, _, _ = decode_fields(record.encoded(), MAX_BYTES)
+        kind, user_id, _, _, _ = decode_fields(record.encoded(), MAX_BYTES)
         assert record.key == user_id
         assert kind in {"login", "activity", "logout", "user.created"}
 
