@@ -21,7 +21,7 @@ from activeusers.coalescer import Coalescer, Pending
 from activeusers.connections import REDIS_ERRORS, AsyncClient, Routed, leased, pack_command
 from activeusers.errors import IndexIncomplete, StoreUnavailable
 from activeusers.heartbeats import live_heartbeats
-from activeusers.keys import SLOTS, DayKind, KeySchema
+from activeusers.keys import SLOTS, KeySchema, MaskKind, Segment
 from activeusers.scripts import COUNTS_BYTES, UNION_COUNTS, UNION_TTL_S
 from activeusers.transport import send_commands_async
 
@@ -207,14 +207,40 @@ class ActivityReader:
                     totals[position] += int.from_bytes(value.ljust(COUNTS_BYTES, b"\0"), "big")
         return [struct.unpack(f">{SLOTS}I", total.to_bytes(COUNTS_BYTES, "big")) for total in totals]
 
-    async def day_bitmaps(self, days: Sequence[date], kind: DayKind = "day") -> list[list[bytes]]:
-        """Each user bucket's bitmap of ``kind`` (the users active, created or first active) of each day:
+    async def property_values(self, name: str) -> dict[str, int]:
+        """The values of indexed property ``name`` registered so far, with their ids (``KeySchema.values``)."""
+        key = self._keys.values(name)
+        replies = await self._guarded(self._send([(key, pack_command(("HGETALL", key)))]))
+        pairs = replies[0]
+        if isinstance(pairs, dict):  # a client that decodes HGETALL's reply itself
+            pairs = [part for pair in pairs.items() for part in pair]
+        return {pairs[i].decode(): int(pairs[i + 1]) for i in range(0, len(pairs), 2)}
+
+    async def segment_counters(self, name: str, days: Sequence[date]) -> list[tuple[int, ...]]:
+        """Each day's users per value id of property ``name`` (``[id]``), summed over the user buckets like
+        :meth:`day_counters` (one big integer per counters key: no carry between the 32-bit counters)."""
+        size, calls, replies = await self._mget([self._keys.segment_counts_part(name, d) for d in days])
+        width = max((len(value) for values in replies for value in values if value), default=0)
+        totals = [0] * size
+        for (_, offset, _), values in zip(calls, replies, strict=True):
+            for position, value in enumerate(values, offset):
+                if value:
+                    totals[position] += int.from_bytes(value.ljust(width, b"\0"), "big")
+        return [struct.unpack(f">{width // 4}I", total.to_bytes(width, "big")) for total in totals]
+
+    async def segment_union_counts(self, name: str, ids: Sequence[int], days: Sequence[date]) -> list[int]:
+        """The distinct users of each value id of property ``name`` over ``days``, unioned in Redis."""
+        parts = [[self._keys.segment_part(Segment(name, value), day) for day in days] for value in ids]
+        return await self._union_counts(parts)
+
+    async def day_bitmaps(self, days: Sequence[date], kind: MaskKind = "day") -> list[list[bytes]]:
+        """Each user bucket's bitmap of ``kind`` (the users active, created, first active or in a segment) of each day:
         ``[bucket][position in days]`` (``b""`` for a bitmap that does not exist)."""
         values, _ = await self._day_bitmaps(days, kind=kind)
         return values
 
     async def _day_bitmaps(
-        self, days: Sequence[date], also: Sequence[Routed] = (), kind: DayKind = "day"
+        self, days: Sequence[date], also: Sequence[Routed] = (), kind: MaskKind = "day"
     ) -> tuple[list[list[bytes]], list[Any]]:
         """:meth:`day_bitmaps`, and the replies of the commands ``also``, sent in the same round trip."""
         _, calls, replies = await self._mget([self._keys.kind_part(kind, d) for d in days], also)
@@ -224,12 +250,16 @@ class ActivityReader:
         return values, replies[len(calls) :]
 
     async def day_union_counts(
-        self, groups: Sequence[Sequence[date]], kept: Sequence[tuple[int, str] | None] = ()
+        self, groups: Sequence[Sequence[date]], kept: Sequence[tuple[int, str] | None] = (), kind: MaskKind = "day"
     ) -> list[int]:
-        """The distinct users active on any day of each group of days, unioned in Redis (:meth:`_union_counts`).
+        """The distinct users active (or of another ``kind``) on any day of each group of days, unioned in Redis
+        (:meth:`_union_counts`).
 
         ``kept[i]`` ``(n, digest)``: the first ``n`` days of group ``i`` (consecutive) are unioned once and the
-        union kept in Redis, under ``digest`` (of what those days hold: it is made again when it differs)."""
+        union kept in Redis, under ``digest`` (of what those days hold: it is made again when it differs); only
+        for the day bitmaps (``kind`` ``day``)."""
+        if kind != "day":
+            return await self._union_counts([[self._keys.kind_part(kind, day) for day in group] for group in groups])
         specs: list[tuple[int, str, str, str] | None] = []
         for group, spec in itertools.zip_longest(groups, kept[: len(groups)]):
             if spec is None or spec[0] < 1:

@@ -109,6 +109,26 @@ def _csv_operation(summary: str, params: list[dict[str, Any]], schema: str, exam
     )
 
 
+_SEGMENT: Final = {
+    "name": "segment",
+    "in": "query",
+    "required": False,
+    "description": "property:value (split at the first colon; the property one of SEGMENT_PROPERTIES): count only "
+    "the users active in that segment on the days counted. A value never seen gives zeros; (other) is the values "
+    "past SEGMENT_MAX_VALUES.",
+    "schema": {"type": "string", "pattern": "^[^:]+:.+$"},
+    "example": "platform:ios",
+}
+_PROPERTY: Final = {
+    "name": "property",
+    "in": "query",
+    "required": True,
+    "description": "An indexed property (one of SEGMENT_PROPERTIES).",
+    "schema": {"type": "string", "minLength": 1},
+    "example": "platform",
+}
+
+
 def _operations() -> dict[str, dict[str, Any]]:
     dates = [_date_param("start"), _date_param("end")]
     start_only = [_date_param("start", hourly=True)]
@@ -150,7 +170,7 @@ def _operations() -> dict[str, dict[str, Any]]:
         },
         "activeUsersSummary": _csv_operation(
             "Exact distinct users of the range and per-day DAU, WAU and MAU.",
-            dates,
+            [*dates, _SEGMENT],
             "Summary",
             "date,dau,wau,mau\r\n2026-01-01,3,5,9\r\n",
         ),
@@ -167,15 +187,22 @@ def _operations() -> dict[str, dict[str, Any]]:
                     "description": "Periods reported after each cohort's own (default 12).",
                     "schema": {"type": "integer", "minimum": 0, "maximum": 400},
                 },
+                _SEGMENT,
             ],
             "Retention",
             "cohort,size,k0,k1\r\n2026-09-28,120,120,64\r\n2026-10-05,31,31,\r\n",
         ),
         "activeUsersStickiness": _csv_operation(
             "Stickiness: how many users were active on exactly 1, 2, ... N of the range's N days.",
-            dates,
+            [*dates, _SEGMENT],
             "Stickiness",
             "active_days,users\r\n1,2100\r\n2,1200\r\n",
+        ),
+        "activeUsersBreakdown": _csv_operation(
+            "Breakdown: per value of an indexed property, its distinct users over the range and its DAU each day.",
+            [*dates, _PROPERTY],
+            "Breakdown",
+            "date,value,dau\r\n2026-11-01,web,700\r\n2026-11-01,ios,200\r\n",
         ),
         "healthz": {"summary": "The process answers.", "responses": {"200": _json("Health", "Up.")}},
         "readyz": {

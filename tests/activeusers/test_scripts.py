@@ -24,7 +24,7 @@ ALL = {name: value for name, value in vars(scripts).items() if isinstance(value,
 
 def test_every_lua_file_is_one_script() -> None:
     files = sorted(path.stem for path in scripts.LUA_DIR.glob("*.lua"))
-    assert files == ["append_names", "first_days", "number_users", "set_bits", "union_counts"]
+    assert files == ["append_names", "first_days", "number_users", "register_values", "set_bits", "union_counts"]
     assert sorted(ALL) == sorted(name.upper() for name in files)
     for name, script in ALL.items():
         assert script.source == (scripts.LUA_DIR / f"{name.lower()}.lua").read_text(encoding="utf-8")
