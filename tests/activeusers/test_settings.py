@@ -499,7 +499,7 @@ def test_out_of_range_value_names_the_variable(variable: str, raw: str) -> None:
         ("MAX_EVENT_BYTES", "64", "max_event_bytes", 64),
         ("SEGMENT_MAX_VALUES", "1", "segment_max_values", 1),
         ("SEGMENT_MAX_VALUES", "10000", "segment_max_values", 10_000),
-        ("SEGMENT_PROPERTIES", " platform , app.version,os_name ", "segment_properties", "platform , app.version,os_name"),
+        ("SEGMENT_PROPERTIES", " platform , app.v2,os_name ", "segment_properties", "platform , app.v2,os_name"),
         ("BATCH_SIZE", "1", "batch_size", 1),
         ("BATCH_SIZE", "100000", "batch_size", 100_000),
         ("API_PORT", "65535", "api_port", 65535),

@@ -5,8 +5,11 @@ each)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
+
+from tests.support.oracle import _ts_ms
 
 Values = Mapping[tuple[date, str], set[str]]
 
@@ -59,3 +62,31 @@ def summary(sets: Mapping[date, set[str]], reported: list[date], zone: str = "UT
             for day in reported
         ],
     }
+
+
+def values_of(
+    events: Iterable[Mapping[str, Any]], days: Mapping[date, set[str]], zone: str, name: str = "platform"
+) -> dict[tuple[date, str], set[str]]:
+    """``{(day, value): users}`` of property ``name`` from the events sent: a counted event of a user the oracle
+    has active on its day (``days``, from :func:`tests.support.oracle.activity`) with a valid value (a string of
+    1 to 64 characters)."""
+    found: dict[tuple[date, str], set[str]] = {}
+    for event in events:
+        properties = event.get("properties")
+        value = properties.get(name) if isinstance(properties, dict) else None
+        if event["type"] not in {"login", "activity", "logout"} or not isinstance(value, str) or not value:
+            continue
+        day = datetime.fromtimestamp(_ts_ms(event["ts"]) / 1000, tz=ZoneInfo(zone)).date()
+        if len(value) > 64:
+            continue
+        if event["userId"] in days.get(day, set()):
+            found.setdefault((day, value), set()).add(event["userId"])
+    return found
+
+
+def capped(values: Mapping[tuple[date, str], set[str]], registered: set[str]) -> dict[tuple[date, str], set[str]]:
+    """``values`` with every value not in the registry counted as ``(other)``."""
+    found: dict[tuple[date, str], set[str]] = {}
+    for (day, value), users in values.items():
+        found.setdefault((day, value if value in registered else "(other)"), set()).update(users)
+    return found
