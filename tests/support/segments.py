@@ -76,6 +76,8 @@ def values_of(
         value = properties.get(name) if isinstance(properties, dict) else None
         if event["type"] not in {"login", "activity", "logout"} or not isinstance(value, str) or not value:
             continue
+        if event.get("roles") and all(role == "anonymous" for role in event["roles"]):
+            continue
         day = datetime.fromtimestamp(_ts_ms(event["ts"]) / 1000, tz=ZoneInfo(zone)).date()
         if len(value) > 64:
             continue
