@@ -14,7 +14,7 @@ from datetime import date
 from typing import Final
 
 from activeusers.days import WEEK_DAYS
-from activeusers.keys import MaskKind
+from activeusers.keys import MaskKind, Segment
 from api.indexreads import IndexReads, Versions, digest
 from api.windows import LOOKBACK_DAYS, MONTH_DAYS, DayPoint, decoded_point, encoded_point, summarize
 
@@ -49,8 +49,8 @@ class DayPoints:
         self, feed: Sequence[date], days: Sequence[date], versions: Versions, kind: MaskKind = "day"
     ) -> tuple[list[DayPoint], int]:
         """The points of ``days`` and their distinct users (``feed``: the days of their windows, whose index
-        versions are ``versions``), of the users active (``kind`` ``day``) or active in a segment. Only the
-        active users' points are shared with the other processes (a segment's are this process' own)."""
+        versions are ``versions``), of the users active (``kind`` ``day``) or active in a segment (each kind's
+        points shared under a kind of their own)."""
         cache = self._reads.cache
         digests = _window_digests(feed, versions, feed.index(days[0]))
         known = await self._known_points(digests, kind)
@@ -60,9 +60,9 @@ class DayPoints:
         computed = [known[day] for day in missing]
         for point in computed:
             cache.put(("point", kind, point.day), digests[point.day], point, POINT_SIZE)
-        if kind == "day":
+        if (shared_as := _shared_kind(kind)) is not None:
             shared = {point.day: encoded_point(point, digests[point.day]) for point in computed}
-            await self._reads.share(POINT, shared)
+            await self._reads.share(shared_as, shared)
         return [known[day] for day in days], distinct
 
     async def _in_redis(self, work: _Work, missing: Sequence[date]) -> int:
@@ -96,16 +96,24 @@ class DayPoints:
 
     async def _known_points(self, digests: dict[date, str], kind: MaskKind) -> dict[date, DayPoint]:
         """The points of the days of ``digests`` computed before from the same data: this process' first, then
-        (for the active users) those any process saved in Redis."""
+        those any process saved in Redis."""
         cache = self._reads.cache
         known = {day: point for day, digest in digests.items() if (point := cache.get(("point", kind, day), digest))}
-        if len(known) < len(digests) and kind == "day":
+        if len(known) < len(digests) and (shared_as := _shared_kind(kind)) is not None:
             wanted = [day for day in digests if day not in known]
-            for day, text in (await self._reads.reader.derived(POINT, wanted)).items():
+            for day, text in (await self._reads.reader.derived(shared_as, wanted)).items():
                 if (point := decoded_point(day, text, digests[day])) is not None:
                     known[day] = point
                     cache.put(("point", kind, day), digests[day], point, POINT_SIZE)
         return known
+
+
+def _shared_kind(kind: MaskKind) -> str | None:
+    """The kind the points of ``kind`` are kept under in Redis (``KeySchema.derived_field``): ``point`` for the
+    active users, ``point.<property>.<id>`` for a segment's; none for a value no registry holds."""
+    if isinstance(kind, Segment):
+        return f"{POINT}.{kind.property}.{kind.value}" if kind.value >= 0 else None
+    return POINT
 
 
 def _window_digests(feed: Sequence[date], versions: Versions, first: int) -> dict[date, str]:

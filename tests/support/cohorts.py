@@ -66,7 +66,8 @@ def retention(
             members = {user for user, day in first_day.items() if period_of(day, period) == name and day in held}
         else:
             members = users(name, created if cohort == "new" else inside)
-        members &= users(name, inside)
+        if segment is not None:
+            members &= users(name, inside)
         reach = max(0, min(periods, names.index(period_of(today, period)) - at))
         returned = [len(members & users(names[at + k], inside)) for k in range(reach + 1)]
         rows.append({"start": members_of[name][0].isoformat(), "size": len(members), "returned": returned})
