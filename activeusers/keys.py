@@ -26,9 +26,10 @@ Layout (``P`` is the configured prefix, ``Z`` the activity time zone name, ``N``
 - ``P{N.b}:segcounts:Z:<property>:YYYY-MM-DD``: u32 counters (``#id``): the bits set in that day's bitmaps of
   each value of the property, kept by the script that sets them (a breakdown's DAU needs no ``BITCOUNT``).
 - ``P{N.b}:scratch``: a union of the bucket's bitmaps, made and deleted inside one reader's script call.
-- ``P{N.b}:union:Z:YYYY-MM-DD:YYYY-MM-DD``: bitmap, the union of the bucket's day bitmaps of those days, kept by
-  the API (a day, ``UNION_TTL_S``) for the unions that include them, with ``P{N.b}:unionof:Z:...`` (a STRING: the
-  digest of the days' versions it was made from, and whether it is empty), so it is made again when one changes.
+- ``P{N.b}:union:Z:YYYY-MM-DD:YYYY-MM-DD``: bitmap, the union of the bucket's day bitmaps of those days (a
+  segment's: ``union:Z:seg:<property>:<id>:...``), kept by the API (a day, ``UNION_TTL_S``) for the unions that
+  include them, with ``P{N.b}:unionof:Z:...`` (a STRING: the digest of the days' versions it was made from, and
+  whether it is empty), so it is made again when one changes.
 - ``Pversions:N:Z``: HASH of YYYY-MM-DD -> a token the writer replaces after every acknowledged write of that
   day's bitmaps and counters, so an API process knows which of its cached masks and counters still hold.
 - ``Pderived:N:Z``: HASH of ``point:YYYY-MM-DD`` -> "digest DAU WAU MAU" (the summary's counts of that day, valid
@@ -198,13 +199,13 @@ class KeySchema:
         """Scratch key of ``bucket`` for the readers' unions in Redis: written and deleted inside one script call."""
         return self.tag(bucket) + "scratch"
 
-    def union_part(self, first: date, last: date) -> str:
-        """What follows the bucket's tag in the kept union of its day bitmaps of ``first..last``."""
-        return f"union:{self.zone_name}:{first.isoformat()}:{last.isoformat()}"
+    def union_part(self, first: date, last: date, kind: MaskKind = "day") -> str:
+        """What follows the bucket's tag in the kept union of its day bitmaps (or a segment's) of ``first..last``."""
+        return f"union:{self.zone_name}:{_union_of(kind)}{first.isoformat()}:{last.isoformat()}"
 
-    def union_label_part(self, first: date, last: date) -> str:
+    def union_label_part(self, first: date, last: date, kind: MaskKind = "day") -> str:
         """What follows the bucket's tag in the label of :meth:`union_part`: what the union was made from."""
-        return f"unionof:{self.zone_name}:{first.isoformat()}:{last.isoformat()}"
+        return f"unionof:{self.zone_name}:{_union_of(kind)}{first.isoformat()}:{last.isoformat()}"
 
     def day_part(self, day: date) -> str:
         """What follows the bucket's tag in :meth:`day_bits`."""
@@ -303,6 +304,11 @@ class KeySchema:
     def pattern(self) -> str:
         """A SCAN pattern matching every key of this prefix (for tools and tests)."""
         return _escaped(self.prefix) + "*"
+
+
+def _union_of(kind: MaskKind) -> str:
+    """What names a kept union's bitmaps in its key: nothing for the day bitmaps, the segment for a segment's."""
+    return f"seg:{kind.property}:{kind.value}:" if isinstance(kind, Segment) else ""
 
 
 def _parsed_day(text: str) -> date | None:

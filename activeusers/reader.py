@@ -228,10 +228,14 @@ class ActivityReader:
                     totals[position] += int.from_bytes(value.ljust(width, b"\0"), "big")
         return [struct.unpack(f">{width // 4}I", total.to_bytes(width, "big")) for total in totals]
 
-    async def segment_union_counts(self, name: str, ids: Sequence[int], days: Sequence[date]) -> list[int]:
-        """The distinct users of each value id of property ``name`` over ``days``, unioned in Redis."""
-        parts = [[self._keys.segment_part(Segment(name, value), day) for day in days] for value in ids]
-        return await self._union_counts(parts)
+    async def segment_union_counts(
+        self, name: str, ids: Sequence[int], days: Sequence[date], kept: tuple[int, str] | None = None
+    ) -> list[int]:
+        """The distinct users of each value id of property ``name`` over ``days``, unioned in Redis (the first days
+        of each value's union kept as :meth:`day_union_counts` keeps them, ``kept``)."""
+        segments = [Segment(name, value) for value in ids]
+        parts = [[self._keys.segment_part(segment, day) for day in days] for segment in segments]
+        return await self._union_counts(parts, [self._kept_union(days, kept, segment) for segment in segments])
 
     async def day_bitmaps(self, days: Sequence[date], kind: MaskKind = "day") -> list[list[bytes]]:
         """Each user bucket's bitmap of ``kind`` (the users active, created, first active or in a segment) of each day:
@@ -256,20 +260,25 @@ class ActivityReader:
         (:meth:`_union_counts`).
 
         ``kept[i]`` ``(n, digest)``: the first ``n`` days of group ``i`` (consecutive) are unioned once and the
-        union kept in Redis, under ``digest`` (of what those days hold: it is made again when it differs); only
-        for the day bitmaps (``kind`` ``day``)."""
-        if kind != "day":
-            return await self._union_counts([[self._keys.kind_part(kind, day) for day in group] for group in groups])
-        specs: list[tuple[int, str, str, str] | None] = []
-        for group, spec in itertools.zip_longest(groups, kept[: len(groups)]):
-            if spec is None or spec[0] < 1:
-                specs.append(None)
-                continue
-            first, last = group[0], group[spec[0] - 1]
-            specs.append(
-                (spec[0], spec[1], self._keys.union_part(first, last), self._keys.union_label_part(first, last))
-            )
-        return await self._union_counts([[self._keys.day_part(day) for day in group] for group in groups], specs)
+        union kept in Redis, under ``digest`` (of what those days hold: it is made again when it differs)."""
+        specs = [
+            self._kept_union(group, spec, kind) for group, spec in itertools.zip_longest(groups, kept[: len(groups)])
+        ]
+        return await self._union_counts([[self._keys.kind_part(kind, day) for day in group] for group in groups], specs)
+
+    def _kept_union(
+        self, group: Sequence[date], spec: tuple[int, str] | None, kind: MaskKind
+    ) -> tuple[int, str, str, str] | None:
+        """The kept union of :meth:`_union_counts` for ``spec`` ``(n, digest)`` of ``group``'s days, if any."""
+        if spec is None or spec[0] < 1:
+            return None
+        first, last = group[0], group[spec[0] - 1]
+        return (
+            spec[0],
+            spec[1],
+            self._keys.union_part(first, last, kind),
+            self._keys.union_label_part(first, last, kind),
+        )
 
     async def hour_union_counts(self, groups: Sequence[Sequence[tuple[date, int]]]) -> list[int]:
         """The distinct users active in any local hour bucket ``(day, hour)`` of each group, unioned in Redis."""

@@ -135,7 +135,7 @@ class IndexReads:
         version = tuple(versions[day] for day in days)
         found: list[int] | None = self.cache.get(key, version)
         if found is None:
-            found = await self.reader.segment_union_counts(name, ids, days)
+            found = await self.reader.segment_union_counts(name, ids, days, _kept(days, versions))
             self.cache.put(key, version, found, UNIONS_SIZE)
         return found
 

@@ -6,7 +6,7 @@ Written by hand so that it states exactly what the handlers send: exact ``requir
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from aiohttp import web
@@ -119,17 +119,20 @@ _SEGMENT: Final = {
     "schema": {"type": "string", "pattern": "^[^:]+:.+$"},
     "example": "platform:ios",
 }
-_PROPERTY: Final = {
-    "name": "property",
-    "in": "query",
-    "required": True,
-    "description": "An indexed property (one of SEGMENT_PROPERTIES).",
-    "schema": {"type": "string", "minLength": 1},
-    "example": "platform",
-}
 
 
-def _operations() -> dict[str, dict[str, Any]]:
+def _property(indexed: Sequence[str]) -> dict[str, Any]:
+    return {
+        "name": "property",
+        "in": "query",
+        "required": True,
+        "description": "An indexed property (one of SEGMENT_PROPERTIES).",
+        "schema": {"type": "string", "enum": list(indexed)},
+        "example": indexed[0],
+    }
+
+
+def _operations(indexed: Sequence[str]) -> dict[str, dict[str, Any]]:
     dates = [_date_param("start"), _date_param("end")]
     start_only = [_date_param("start", hourly=True)]
     return {
@@ -200,7 +203,7 @@ def _operations() -> dict[str, dict[str, Any]]:
         ),
         "activeUsersBreakdown": _csv_operation(
             "Breakdown: per value of an indexed property, its distinct users over the range and its DAU each day.",
-            [*dates, _PROPERTY],
+            [*dates, _property(indexed)],
             "Breakdown",
             "date,value,dau\r\n2026-11-01,web,700\r\n2026-11-01,ios,200\r\n",
         ),
@@ -253,19 +256,20 @@ def _operations() -> dict[str, dict[str, Any]]:
     }
 
 
-def document(paths: Mapping[str, str]) -> dict[str, Any]:
-    """The OpenAPI document of the API whose routes are ``paths`` (name -> path, see :func:`route_paths`).
+def document(paths: Mapping[str, str], indexed: Sequence[str]) -> dict[str, Any]:
+    """The OpenAPI document of the API whose routes are ``paths`` (name -> path, see :func:`route_paths`) and
+    whose indexed properties (``SEGMENT_PROPERTIES``) are ``indexed``.
 
     Every route must have an operation here (a new one without raises ``KeyError``, which the tests catch).
     """
-    operations = _operations()
+    operations = _operations(indexed)
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
             "title": "active-users query API",
             "version": "1.0.0",
-            "description": "Rocket.Chat-compatible engagement-dashboard Users endpoints and an exact "
-            "distinct-users summary.",
+            "description": "Rocket.Chat-compatible engagement-dashboard Users endpoints, an exact "
+            "distinct-users summary, retention, stickiness and breakdowns by event property.",
         },
         "paths": {path: {"get": {"operationId": name, **operations[name]}} for name, path in paths.items()},
         "components": {

@@ -71,6 +71,7 @@ DATA_OPERATIONS = frozenset(
         "activeUsersSummary",
         "activeUsersRetention",
         "activeUsersStickiness",
+        "activeUsersBreakdown",
     }
 )
 ADMIN = "fuzz-admin-1"
