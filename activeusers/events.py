@@ -92,11 +92,6 @@ def parse_ts(value: object) -> int:
     return epoch_ms
 
 
-def is_property_value(value: object) -> bool:
-    """Whether an indexed property's value is one the index takes: a string of 1 to 64 characters."""
-    return type(value) is str and 0 < len(value) <= MAX_VALUE_CHARS
-
-
 def decode_fields(
     value: bytes | None, max_bytes: int
 ) -> tuple[str, str, int, list[str] | None, dict[str, object] | None]:

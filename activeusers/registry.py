@@ -61,7 +61,9 @@ class ValueIds:
     def grouped(self, segments: Mapping[tuple[date, str, str], set[str]]) -> dict[tuple[date, str, int], set[str]]:
         """The users of ``segments`` per (day, property, value id), the values past the cap merged into
         ``(other)`` (every value registered first: :meth:`register`)."""
-        found: defaultdict[tuple[date, str, int], set[str]] = defaultdict(set)
+        found: dict[tuple[date, str, int], set[str]] = {}
         for (day, name, value), users in segments.items():
-            found[(day, name, self._ids[(name, value)])] |= users
+            key = (day, name, self._ids[(name, value)])
+            # Values only merge past the cap (into "(other)"): a copy then, never of the batch's own sets.
+            found[key] = found[key] | users if key in found else users
         return found

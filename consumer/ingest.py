@@ -13,20 +13,23 @@ from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
 from operator import attrgetter
-from typing import Any, NamedTuple, Protocol, cast
+from typing import Any, Final, NamedTuple, Protocol
 
 from activeusers.days import LocalHours, day_expiry_s
 from activeusers.errors import MalformedEvent
 from activeusers.events import (
     ACTIVE_TYPES,
     CREATED_TYPE,
+    MAX_VALUE_CHARS,
     MalformedReason,
     decode_fields,
-    is_property_value,
     only_anonymous,
 )
 from activeusers.settings import Settings
 from activeusers.writer import UserSets
+
+# What ``dict.get`` answers for a property an event does not carry (None is a value: JSON null, ignored and counted).
+_ABSENT: Final = object()
 
 
 class SkipReason(StrEnum):
@@ -206,12 +209,10 @@ class Classifier:
         """Put an active user in the segments of its event's indexed properties (an invalid value is ignored)."""
         segments = batch.user_sets.segments
         for name in self._indexed:
-            value = properties.get(name)
-            if value is None and name not in properties:
-                continue
-            if is_property_value(value):
-                segments[(day, name, cast(str, value))].add(user_id)
-            else:
+            value = properties.get(name, _ABSENT)
+            if type(value) is str and 0 < len(value) <= MAX_VALUE_CHARS:  # a string of 1..64 characters
+                segments[(day, name, value)].add(user_id)
+            elif value is not _ABSENT:
                 batch.ignored_values += 1
 
     def _expired(self, day: date, now_ms: int) -> bool:

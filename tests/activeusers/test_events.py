@@ -17,7 +17,6 @@ from activeusers.events import (
     MAX_USER_ID_CHARS,
     MalformedReason,
     decode_fields,
-    is_property_value,
     only_anonymous,
     parse_ts,
 )
@@ -96,13 +95,6 @@ def test_decode_keeps_a_properties_object_whatever_its_values(properties: dict[s
 
 def test_null_properties_are_no_properties() -> None:
     assert decode_fields(body(properties=None), LIMIT)[4] is None
-
-
-@pytest.mark.parametrize(
-    ("value", "valid"), [("ios", True), ("x" * 64, True), ("é" * 64, True), ("", False), ("x" * 65, False), (1, False)]
-)
-def test_a_property_value_is_a_string_of_1_to_64_characters(value: object, valid: bool) -> None:
-    assert is_property_value(value) is valid
 
 
 @pytest.mark.parametrize(

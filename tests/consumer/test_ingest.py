@@ -156,15 +156,18 @@ def test_indexed_properties_put_active_users_in_segments_and_bad_values_are_igno
             ),
             rec(10, {"type": "login", "userId": "j", "ts": ts, "properties": ["platform", "ios"]}),
             rec(11, {"type": "login", "userId": "k", "ts": ts, "properties": {"platform": "x" * 64}}),
+            rec(12, {"type": "login", "userId": "l", "ts": ts, "properties": {"platform": "é" * 64}}),
+            rec(13, {"type": "login", "userId": "m", "ts": ts, "properties": {"platform": ["ios"]}}),
         ]
     )
     assert dict(batch.user_sets.segments) == {
         (day, "platform", "ios"): {"a"},
         (day, "platform", "web"): {"a"},
         (day, "platform", "x" * 64): {"k"},
+        (day, "platform", "é" * 64): {"l"},  # characters, not bytes
     }
-    assert batch.ignored_values == 4
-    assert batch.user_sets.days[day] == {"a", "b", "c", "d", "e", "f", "g", "k"}  # ignored values still count
+    assert batch.ignored_values == 5
+    assert batch.user_sets.days[day] == {"a", "b", "c", "d", "e", "f", "g", "k", "l", "m"}  # ignored values still count
     assert [letter.reason for letter in batch.dead_letters] == ["invalid_properties"]
 
 
