@@ -9,6 +9,10 @@ Layout (``P`` is the configured prefix, ``Z`` the activity time zone name, ``N``
 - ``P{N.b}:namesmade``: STRING, when the names list was begun (Redis' ``TIME``), set by the script that began it.
 - ``P{N.b}:unlisted``: HASH of number -> id of the users numbered while the names list was behind (an upgrade),
   until ``active-users reindex`` lists them (then it is gone).
+- ``P{N.b}:forgotten``: bitmap, bit ``n`` set when user number ``n`` of bucket ``b`` was forgotten (its number
+  retired for good: no writer sets its bits again). A forgotten id's field in the ids hash is replaced by its
+  tombstone, ``"\\0f:"`` and the SHA-1 of the id, with the same number (``"\\0r:<SHA-1>:<n>"`` once restored), so
+  the hash keeps its size, and its names list element becomes ``""``.
 - ``P{N.b}:day:Z:YYYY-MM-DD``: bitmap, bit ``n`` set when user number ``n`` of bucket ``b`` was active that day.
 - ``P{N.b}:hour:Z:YYYY-MM-DDTHH``: bitmap of the users active in that local hour (a repeated DST hour is one).
 - ``P{N.b}:new:Z:YYYY-MM-DD``: bitmap of the users created on that local day (``user.created`` events).
@@ -133,6 +137,10 @@ class KeySchema:
         """Hash of number -> id of ``bucket``'s users numbered while its names list was behind its numbering (an
         upgrade from a version without lists), until ``reindex`` lists them."""
         return f"{self.tag(bucket)}unlisted"
+
+    def forgotten(self, bucket: int) -> str:
+        """Bitmap of ``bucket``'s forgotten numbers (retired for good: writers refuse their bits)."""
+        return f"{self.tag(bucket)}forgotten"
 
     def day_bits(self, day: date, bucket: int) -> str:
         """Bitmap of the users of ``bucket`` active on ``day``."""

@@ -82,8 +82,9 @@ class ActivityReader:
 
     def ids_of(self, bucket: int, bitmap: bytes) -> list[str]:
         """The ids of the bits of ``bitmap``, a bitmap of ``bucket`` whose bits this process has named (those of
-        :meth:`named_bitmaps`, or fewer), in the order of the users' numbers."""
-        return list(compress(self._names[bucket], _selectors(bitmap)))
+        :meth:`named_bitmaps`, or fewer), in the order of the users' numbers. A forgotten user's element is ""
+        (``forget_users.lua``): skipped, for a bit read while its erasure was under way."""
+        return list(filter(None, compress(self._names[bucket], _selectors(bitmap))))
 
     async def named_bitmaps(self, days: Sequence[date]) -> list[list[bytes]]:
         """Each bucket's day bitmaps (``[bucket][position in days]``, ``b""`` where none) with every bit named in

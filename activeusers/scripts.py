@@ -50,6 +50,10 @@ REGISTER_VALUES: Final = Script.named("register_values")
 HEADROOM_MIN_BITS: Final = 64
 HEADROOM_SHARE: Final = 64
 COUNTS_BYTES: Final = 4 * SLOTS
+# Forgets user ids (tombstones, retired numbers), clears their bits with the counters, and restores ids.
+FORGET_USERS: Final = Script.named("forget_users")
+CLEAR_BITS: Final = Script.named("clear_bits")
+RESTORE_USERS: Final = Script.named("restore_users")
 # Counts the users of unions of a bucket's bitmaps, keeping the unions of past days that many reads share.
 UNION_COUNTS: Final = Script.named("union_counts")
 # How long a kept union lives: the summary's windows end today all day, and a union of 89 past days is made once.

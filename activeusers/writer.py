@@ -8,6 +8,7 @@ several consumers) changes nothing.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import secrets
 import time
@@ -20,16 +21,16 @@ from typing import Any, Final
 from activeusers.connections import REDIS_ERRORS, Routed, SyncClient, pack_command
 from activeusers.days import day_expiry_s
 from activeusers.errors import StoreUnavailable
-from activeusers.keys import DAY_SLOT, NEW_SLOT, KeySchema, Segment, bucket_of, day_number, day_of_number
+from activeusers.firstdays import BITS_CHUNK, NUMBER_BITS, NUMBER_MASK, FirstDayCalls, chunks
+from activeusers.keys import DAY_SLOT, NEW_SLOT, KeySchema, Segment, bucket_of, day_of_number
 from activeusers.registry import ValueIds
 from activeusers.scripts import FIRST_DAYS, NUMBER_USERS, SET_BITS
 from activeusers.settings import Settings
 from activeusers.transport import send_commands
+from activeusers.usersets import UserSets
 
-# Ids per NUMBER_USERS call and bits per SET_BITS call: bound one call's time on Redis' thread (and the arguments
-# of Lua's unpack).
+# Ids per NUMBER_USERS call: bounds one call's time on Redis' thread (and the arguments of Lua's unpack).
 NUMBER_CHUNK = 1000
-BITS_CHUNK = 2000
 EXPIRY_REFRESH_S = 600.0
 EXPIRY_MEMO_KEYS = 100_000
 # Bitmap records after which a batch's calls so far are sent (a backfill batch has thousands): a few more calls,
@@ -37,54 +38,18 @@ EXPIRY_MEMO_KEYS = 100_000
 STREAM_RECORDS = 1500
 # How many user numbers the writer remembers (about 100 bytes each) before it starts over.
 NUMBER_MEMO_USERS = 2_000_000
-# A remembered number packs the bucket above the number (a bitmap has at most 2**32 bits).
-NUMBER_BITS: Final = 32
-NUMBER_MASK: Final = (1 << NUMBER_BITS) - 1
 
 # The counters' BITFIELD offsets (``#slot``: the slot-th 32-bit counter), sent as they are: a day's 26, or the id
 # of a property's value (at most SEGMENT_MAX_VALUES' bound, 10,000).
 _COUNTERS: Final = tuple(f"#{slot}" for slot in range(10_001))
-
 # A bitmap of a batch: key part, counter, expiry and users.
 _Record = tuple[str, int, int, set[str]]
 
 
 @dataclass(slots=True)
-class UserSets:
-    """Distinct user ids per local day, per local hour and per day of creation, accumulated from one batch of
-    events, ready to be written at once."""
-
-    days: defaultdict[date, set[str]] = field(default_factory=lambda: defaultdict(set))
-    hours: defaultdict[tuple[date, int], set[str]] = field(default_factory=lambda: defaultdict(set))
-    created: defaultdict[date, set[str]] = field(default_factory=lambda: defaultdict(set))
-    # (day, indexed property, value) -> the users active that day with an event carrying that value.
-    segments: defaultdict[tuple[date, str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
-    newest_event_ms: int = -1
-
-    def add_active(self, day: date, hour: int, user_id: str, ts_ms: int) -> None:
-        """Record ``user_id`` as active on ``day`` and in its ``hour`` (as the classifier does, for seeding tools)."""
-        self.days[day].add(user_id)
-        self.hours[(day, hour)].add(user_id)
-        self.newest_event_ms = max(self.newest_event_ms, ts_ms)
-
-    def add_segment(self, day: date, user_id: str, name: str, value: str) -> None:
-        """Record that ``user_id``, active on ``day`` (:meth:`add_active`), had an event with property ``name`` =
-        ``value``."""
-        self.segments[(day, name, value)].add(user_id)
-
-    def add_created(self, day: date, user_id: str, ts_ms: int) -> None:
-        """Record that ``user_id`` was created on ``day``."""
-        self.created[day].add(user_id)
-        self.newest_event_ms = max(self.newest_event_ms, ts_ms)
-
-    def __bool__(self) -> bool:
-        return bool(self.days or self.created)
-
-
-@dataclass(slots=True)
 class _Call:
-    """One :data:`SET_BITS` call of one user bucket: its keys (the ids hash, then per day group its counts key and
-    bitmaps) and the groups' arguments."""
+    """One :data:`SET_BITS` call of one user bucket: its keys (the ids hash, its forgotten numbers, then per day
+    group its counts key and bitmaps) and the groups' arguments."""
 
     keys: list[str]
     args: list[int | str] = field(default_factory=list)
@@ -141,9 +106,17 @@ class ActivityWriter:
         self._ids = [keys.ids(bucket) for bucket in range(keys.buckets)]
         # The keys of each bucket's numbering script, in its order.
         self._numbering = [
-            (keys.ids(bucket), keys.names(bucket), keys.names_made(bucket), keys.unlisted(bucket))
+            (
+                keys.ids(bucket),
+                keys.names(bucket),
+                keys.names_made(bucket),
+                keys.unlisted(bucket),
+                keys.forgotten(bucket),
+            )
             for bucket in range(keys.buckets)
         ]
+        self._forgotten = [keys.forgotten(bucket) for bucket in range(keys.buckets)]
+        self._first_days = FirstDayCalls(keys)
         self._values = ValueIds(keys, settings.segment_max_values)
         # Versions are this writer's id and a sequence number: unique among writers and across restarts.
         self._writer_id = secrets.token_hex(8)
@@ -157,40 +130,61 @@ class ActivityWriter:
     def write(self, sets: UserSets) -> None:
         """Store every set of the batch; raise :class:`StoreUnavailable` if Redis fails (nothing is partial
         in a harmful way: a retry of the same batch converges to the same state). The users of ``hours`` are
-        numbered with those of ``days`` (the classifier puts every active user in both) or before (:meth:`numbers`)."""
+        numbered with those of ``days`` (the classifier puts every active user in both) or before (:meth:`numbers`).
+        Forgotten users are left out: Redis refuses their numbers and their bits (see ``forget_users.lua``)."""
+        refused = self._write(sets)
+        if refused:
+            # Numbers retired since this writer learnt them: its users are numbered again (a forgotten one gets
+            # none, one restored since gets a new number) and written once more.
+            memo = self._numbers
+            again = {user for user in sets.members() if memo.get(user, -1) & NUMBER_MASK in refused}
+            for user in again:
+                memo.pop(user, None)
+            if again:
+                self._write(sets.only(again))
+
+    def _write(self, sets: UserSets) -> set[int]:
+        """:meth:`write` once: the numbers whose bits Redis refused (retired since this writer learnt them)."""
         now = self._clock()
         expiring: list[tuple[str, int]] = []
         try:
-            self._number([user for group in (sets.days, sets.created) for u in group.values() for user in u])
+            forgotten = self._number(list(sets.members(hours=False)))
+            if forgotten:
+                sets = sets.only(forgotten, keep=False)
             self._values.register({(name, value) for _, name, value in sets.segments}, self._send)
             # NOSCRIPT (a new or restarted Redis): the script is loaded and sent again; idempotent, so bits set
             # before count nothing again.
             # The days' new version is set once their bits are: a reader that sees it finds every bit it vouches for.
             wall_s = self._wall()
-            commands = itertools.chain(
-                self._commands(sets, wall_s, (now, expiring)), self._first_days(sets, wall_s, (now, expiring))
-            )
+            # The bits' calls are counted as they are sent: their replies (refused numbers) come first.
+            bits: list[Routed] = []
+            counted = _kept(self._commands(sets, wall_s, (now, expiring)), bits)
+            commands = itertools.chain(counted, self._first_day_calls(sets, wall_s, (now, expiring)))
             days = {*sets.days, *sets.created, *(day for day, _ in sets.hours)}
             replies = self._send(commands, (SET_BITS.source, FIRST_DAYS.source), self._new_version(days))
             # A user's first day moved earlier also changed the first-day bitmap of the day it left.
-            left = {number for reply in replies if isinstance(reply, list) for number in reply}
+            left = {number for reply in replies[len(bits) :] if isinstance(reply, list) for number in reply}
             if left and (versions := self._new_version({day_of_number(int(number)) for number in left})):
                 self._send([versions])
         except REDIS_ERRORS as exc:
+            self._first_days.dropped()
             raise StoreUnavailable(f"Redis write failed: {exc}") from exc
+        self._first_days.recorded()
         if len(self._expiry_sent) > EXPIRY_MEMO_KEYS:
             self._expiry_sent.clear()
         for key, expire_at in expiring:
             self._expiry_sent[key] = (expire_at, now)
+        return {int(number) for reply in replies[: len(bits)] if isinstance(reply, list) for number in reply}
 
     def numbers(self, user_ids: Collection[str]) -> dict[str, tuple[int, int]]:
-        """The (bucket, number) of each user id, numbering the unknown ones (raises :class:`StoreUnavailable`)."""
+        """The (bucket, number) of each user id, numbering the unknown ones (raises :class:`StoreUnavailable`);
+        forgotten ids have none."""
         try:
             self._number(user_ids)
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis numbering failed: {exc}") from exc
         memo = self._numbers
-        return {user: (memo[user] >> NUMBER_BITS, memo[user] & NUMBER_MASK) for user in user_ids}
+        return {user: (memo[user] >> NUMBER_BITS, memo[user] & NUMBER_MASK) for user in user_ids if user in memo}
 
     def _new_version(self, days: Collection[date]) -> Routed | None:
         """The command that gives ``days`` a new index version (a token unique to this write), if any."""
@@ -213,29 +207,17 @@ class ActivityWriter:
                 calls, records = {}, 0
         yield from (call.packed() for bucket_calls in calls.values() for call in bucket_calls)
 
-    def _first_days(self, sets: UserSets, wall_s: float, memo: tuple[float, list[tuple[str, int]]]) -> Iterator[Routed]:
-        """The batch's first-day calls: per day and user bucket, the day's users handed to :data:`FIRST_DAYS`, which
-        moves the first active day of those whose recorded one is later (idempotent, like the bits')."""
-        keys = self._keys
-        start = keys.first_part_start()
+    def _first_day_calls(
+        self, sets: UserSets, wall_s: float, memo: tuple[float, list[tuple[str, int]]]
+    ) -> Iterator[Routed]:
+        """The batch's first-day calls: per day and user bucket, the day's users whose first day may move handed to
+        :data:`FIRST_DAYS`, which moves it when the recorded one is later (idempotent, like the bits')."""
+        numbers = self._numbers
         for day, users in sets.days.items():
             expire_at = self._expiry(day, self._retention_days)
-            if expire_at <= wall_s:
-                continue
-            found: defaultdict[int, list[int]] = defaultdict(list)
-            for user in users:
-                packed = self._numbers[user]
-                found[packed >> NUMBER_BITS].append(packed & NUMBER_MASK)
-            number, part = day_number(day), keys.first_part(day)
-            for bucket, numbers in found.items():
-                first_days, tag = keys.first_days(bucket), self._tags[bucket]
-                at = self._due(tag + part, expire_at, *memo)
-                for chunk in _chunks(numbers):
-                    command = (
-                        *("EVALSHA", FIRST_DAYS.sha, 3, first_days, tag + part, self._ids[bucket]),
-                        *(number, at, tag + start, " ".join(map(str, chunk))),
-                    )
-                    yield first_days, pack_command(command)
+            if expire_at > wall_s:
+                due = functools.partial(self._due, expire_at=expire_at, now=memo[0], expiring=memo[1])
+                yield from self._first_days.calls(day, (numbers[user] for user in users), due)
 
     def _records(self, sets: UserSets) -> defaultdict[tuple[date, str], list[_Record]]:
         """The bitmaps of the batch per local day and counts key: (key part, counter, expiry, users) of its day,
@@ -257,29 +239,36 @@ class ActivityWriter:
             records[at].append((part, value_id, self._expiry(day, self._retention_days), users))
         return records
 
-    def _number(self, users: Collection[str]) -> None:
-        """Make sure every user of ``users`` has its number in the memo: one round trip for the unknown ones."""
+    def _number(self, users: Collection[str]) -> set[str]:
+        """Make sure every user of ``users`` has its number in the memo: one round trip for the unknown ones. Returns
+        the forgotten ones (they have none, and are not remembered: one restored later gets a new number)."""
         memo = self._numbers
         if len(memo) + len(users) > NUMBER_MEMO_USERS:
             memo.clear()
+            self._first_days.clear()
         buckets = self._keys.buckets
         unknown: defaultdict[int, set[str]] = defaultdict(set)
         for user in [user for user in users if user not in memo]:
             unknown[bucket_of(user, buckets)].add(user)
         if not unknown:
-            return
+            return set()
         calls: list[tuple[int, list[str]]] = []
         for bucket, found in unknown.items():
             ids = list(found)
             calls += [(bucket, ids[start : start + NUMBER_CHUNK]) for start in range(0, len(ids), NUMBER_CHUNK)]
         commands = [
-            (self._ids[bucket], pack_command(("EVALSHA", NUMBER_USERS.sha, 4, *self._numbering[bucket], *ids)))
+            (self._ids[bucket], pack_command(("EVALSHA", NUMBER_USERS.sha, 5, *self._numbering[bucket], *ids)))
             for bucket, ids in calls
         ]
         replies = self._send(commands, (NUMBER_USERS.source,))  # NOSCRIPT (a new or restarted Redis): loaded
+        forgotten: set[str] = set()
         for (bucket, ids), numbers in zip(calls, replies, strict=True):
             for user, number in zip(ids, numbers, strict=True):
-                memo[user] = bucket << NUMBER_BITS | int(number)
+                if number < 0:
+                    forgotten.add(user)
+                else:
+                    memo[user] = bucket << NUMBER_BITS | int(number)
+        return forgotten
 
     def _expiry(self, day: date, retention_days: int) -> int:
         found = self._expiry_of.get((day, retention_days))
@@ -360,9 +349,9 @@ class ActivityWriter:
         for part, slot, expire_at, numbers in bitmaps:
             key = tag + part
             at = self._due(key, expire_at, *memo)
-            for chunk in _chunks(numbers):
+            for chunk in chunks(numbers):
                 if call is None or call.bits + len(chunk) > BITS_CHUNK:
-                    call = _Call([self._ids[bucket]])
+                    call = _Call([self._ids[bucket], self._forgotten[bucket]])
                     bucket_calls.append(call)
                     opened = False
                 if not opened:
@@ -385,8 +374,8 @@ class ActivityWriter:
         return expire_at
 
 
-def _chunks(numbers: list[int]) -> Sequence[list[int]]:
-    """``numbers`` in slices of at most ``BITS_CHUNK``."""
-    if len(numbers) <= BITS_CHUNK:
-        return (numbers,)
-    return [numbers[start : start + BITS_CHUNK] for start in range(0, len(numbers), BITS_CHUNK)]
+def _kept(commands: Iterator[Routed], sent: list[Routed]) -> Iterator[Routed]:
+    """``commands``, each also appended to ``sent`` as it goes."""
+    for command in commands:
+        sent.append(command)
+        yield command

@@ -14,6 +14,7 @@ from typing import Any
 
 from activeusers.coalescer import Pending
 from activeusers.days import clip_days, day_of
+from activeusers.erasure import Erased, Eraser
 from activeusers.keys import MaskKind
 from activeusers.periods import Period
 from activeusers.reader import ActivityReader
@@ -41,8 +42,11 @@ class Activity:
     """Counts, unions, id lists and summary points of the index's days and hours, kept in ``cache`` under the
     index versions of the days they come from; the days a range can hold, on ``clock`` in the configured zone."""
 
-    def __init__(self, reader: ActivityReader, cache: DayCache, settings: Settings, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, reader: ActivityReader, cache: DayCache, settings: Settings, clock: Callable[[], float], eraser: Eraser
+    ) -> None:
         self.reader = reader
+        self.eraser = eraser
         self.cache = cache
         self.settings = settings
         self._clock = clock
@@ -147,6 +151,11 @@ class Activity:
             body = await make()
             self.cache.put(key, version, body, len(body))
         return body
+
+    async def forget(self, user_ids: Sequence[str]) -> Erased:
+        """Erase ``user_ids`` from the index for good; returns once every API process' next read goes without them
+        (their days have new versions, under which nothing cached before is used)."""
+        return await self.eraser.forget(user_ids)
 
     async def consumer_health(self) -> ConsumerHealth:
         """The consumers' heartbeats (Redis answering, else :class:`~activeusers.errors.StoreUnavailable`)."""

@@ -15,6 +15,7 @@ from aiohttp.typedefs import Handler
 from activeusers.coalescer import Coalescer
 from activeusers.connections import async_redis_client
 from activeusers.days import days_between, hour_spans, retained_days
+from activeusers.erasure import Eraser
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema
 from activeusers.reader import ActivityReader
@@ -29,7 +30,7 @@ from api.httplog import server_logger
 from api.metrics import ApiMetrics
 from api.ratelimit import RateLimiter
 from api.rocketchat import RocketChat
-from api.routes import breakdown, engagement, health, meta, retention, summary
+from api.routes import breakdown, engagement, forget, health, meta, retention, summary
 from api.state import ACCESS, ACTIVITY, METRICS, SETTINGS, TOKENS
 from api.tokens import TokenStore
 
@@ -39,13 +40,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One GET route: its name (the OpenAPI ``operationId``), path and handler, and whether it is a data route
-    (authenticated, no HEAD) or a public operational one."""
+    """One route: its name (the OpenAPI ``operationId``), path and handler, whether it is a data route
+    (authenticated, no HEAD) or a public operational one, its method, and the largest body it reads."""
 
     name: str
     path: str
     handler: Handler
     guarded: bool
+    method: str = "GET"
+    body_bytes: int = 0
 
 
 # The one list of routes: the router is built from it, and the OpenAPI document takes its paths from the router.
@@ -59,6 +62,7 @@ ROUTES: Final = (
     Route("activeUsersRetention", retention.RETENTION, retention.retention, True),
     Route("activeUsersStickiness", retention.STICKINESS, retention.stickiness, True),
     Route("activeUsersBreakdown", breakdown.PATH, breakdown.breakdown, True),
+    Route("forgetUsers", forget.PATH, forget.forget, True, "POST", forget.MAX_BODY_BYTES),
     Route("healthz", "/healthz", health.healthz, False),
     Route("readyz", "/readyz", health.readyz, False),
     Route("metrics", "/metrics", meta.metrics, False),
@@ -67,8 +71,10 @@ ROUTES: Final = (
     Route("dashboardAsset", page.ASSET_PREFIX + "{path:[0-9a-f]{16}/[A-Za-z0-9_./-]+}", page.asset, False),
     Route("root", "/", page.root, False),
 )
-# No endpoint reads a request body; anything bigger than this is refused before it is buffered.
+# Only forget reads a request body; anything bigger than this (or than a route's own body_bytes) is refused
+# before it is buffered.
 MAX_BODY_BYTES: Final = 1024
+BODY_BYTES: Final = {route.name: route.body_bytes for route in ROUTES if route.body_bytes}
 
 
 def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
@@ -81,7 +87,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     metrics = ApiMetrics(cache, admission)
     app = web.Application(
         middlewares=[metrics.middleware(), error_middleware, _refuse_bodies],
-        client_max_size=MAX_BODY_BYTES,
+        client_max_size=max(MAX_BODY_BYTES, *BODY_BYTES.values()),
         # aiohttp's parser limits stay at their defaults (header line and field 8190 bytes, 128 headers): far
         # above any real token or user id, and bigger ones are refused before the app sees them.
         handler_args={"logger": server_logger()},
@@ -92,16 +98,21 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app.cleanup_ctx.append(functools.partial(_redis_pool, cache=cache, clock=clock))
     for route in ROUTES:
         handler = admission.admitted(route.handler) if route.guarded else route.handler
-        app.router.add_get(route.path, handler, name=route.name, allow_head=not route.guarded)
+        if route.method == "GET":
+            app.router.add_get(route.path, handler, name=route.name, allow_head=not route.guarded)
+        else:
+            app.router.add_route(route.method, route.path, handler, name=route.name)
     return app
 
 
 @web.middleware
 async def _refuse_bodies(request: web.Request, handler: Handler) -> web.StreamResponse:
-    # client_max_size only applies when a handler reads the body, and none does: refuse big ones up front.
+    # client_max_size only applies when a handler reads the body, and only forget does: refuse big ones up front,
+    # each route at its own limit.
+    limit = BODY_BYTES.get(request.match_info.route.name or "", MAX_BODY_BYTES)
     length = request.content_length
-    if length is not None and length > MAX_BODY_BYTES:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES, actual_size=length)
+    if length is not None and length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=length)
     return await handler(request)
 
 
@@ -129,7 +140,7 @@ async def _redis_pool(app: web.Application, *, cache: DayCache, clock: Callable[
     app[METRICS].track_redis(client, coalescer)
     reader = ActivityReader(client, keys, coalescer)
     app[METRICS].track_reader(reader)
-    app[ACTIVITY] = Activity(reader, cache, settings, clock)
+    app[ACTIVITY] = Activity(reader, cache, settings, clock, Eraser(client, settings, clock))
     app[TOKENS] = tokens = TokenStore(client, keys, coalescer)
     limiter = RateLimiter(client, keys, settings.api_rate_limit, settings.api_rate_limit_window_s)
     rocketchat = await _rocketchat(settings)

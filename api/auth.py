@@ -21,8 +21,10 @@ from api.rocketchat import RocketChat
 from api.tokens import TokenRecord, TokenStore
 
 VIEW_ENGAGEMENT_DASHBOARD: Final = "view-engagement-dashboard"
+# Erasing users (POST .../forget): only tokens created with it have it.
+FORGET_USERS: Final = "forget-users"
 # Every permission a token can be granted; the CLI refuses others so that a typo cannot create a useless token.
-PERMISSIONS: Final = (VIEW_ENGAGEMENT_DASHBOARD,)
+PERMISSIONS: Final = (VIEW_ENGAGEMENT_DASHBOARD, FORGET_USERS)
 # The permissions a Rocket.Chat role can give: the engagement dashboard's, never one of our own.
 ROCKETCHAT_PERMISSIONS: Final = (VIEW_ENGAGEMENT_DASHBOARD,)
 # Who vouched for a caller, in the X-Auth-Source header of every admitted answer (the dashboard shows it).

@@ -16,7 +16,7 @@ from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
@@ -53,6 +53,15 @@ class ApiMetrics:
             in_flight.set_function(lambda: admission.in_flight)
         self.answered = _RequestCollector()
         self.registry.register(self.answered)
+        self._forgotten = Counter(
+            "activeusers_api_forgotten_users",
+            "Distinct user ids forgotten through POST /api/v1/active-users/forget (each erasure's count).",
+            registry=self.registry,
+        )
+
+    def count_forgotten(self, users: int) -> None:
+        """Count an erasure's distinct user ids."""
+        self._forgotten.inc(users)
 
     def track_redis(self, client: AsyncClient, coalescer: Coalescer | None = None) -> None:
         """Export the Redis operations of ``client`` in progress (a permit of its gate each), how the coalescer

@@ -11,7 +11,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from api.auth import VIEW_ENGAGEMENT_DASHBOARD
+from api.auth import FORGET_USERS, VIEW_ENGAGEMENT_DASHBOARD
 from api.schemas import ISO_PATTERN, SCHEMAS, ref
 
 OPENAPI_VERSION: Final = "3.0.3"
@@ -207,6 +207,7 @@ def _operations(indexed: Sequence[str]) -> dict[str, dict[str, Any]]:
             "Breakdown",
             "date,value,dau\r\n2026-11-01,web,700\r\n2026-11-01,ios,200\r\n",
         ),
+        "forgetUsers": _forget_operation(),
         "healthz": {"summary": "The process answers.", "responses": {"200": _json("Health", "Up.")}},
         "readyz": {
             "summary": "Redis answers and a consumer heartbeat is fresh.",
@@ -256,6 +257,26 @@ def _operations(indexed: Sequence[str]) -> dict[str, dict[str, Any]]:
     }
 
 
+def _forget_operation() -> dict[str, Any]:
+    errors = _guarded_errors()
+    errors["400"] = _json("Error", 'The body is not {"userIds":[...]} (1 to 1,000 ids of 1 to 128 characters).')
+    errors["403"] = _json("Error", f"The token lacks the permission {FORGET_USERS}.")
+    errors["413"] = _json("Error", "The body is larger than any valid one.")
+    return {
+        "summary": "Forget users for good: every answer of every API process leaves them out from now on.",
+        "security": [{"userId": [], "authToken": []}],
+        "requestBody": {"required": True, "content": {JSON: {"schema": ref("ForgetRequest")}}},
+        "responses": {
+            "200": _json("Forgotten", "Erased, and visible to every API process.", _NO_STORE_HEADERS),
+            **errors,
+        },
+    }
+
+
+# The routes that are not GET, by name.
+_METHODS: Final = {"forgetUsers": "post"}
+
+
 def document(paths: Mapping[str, str], indexed: Sequence[str]) -> dict[str, Any]:
     """The OpenAPI document of the API whose routes are ``paths`` (name -> path, see :func:`route_paths`) and
     whose indexed properties (``SEGMENT_PROPERTIES``) are ``indexed``.
@@ -271,7 +292,9 @@ def document(paths: Mapping[str, str], indexed: Sequence[str]) -> dict[str, Any]
             "description": "Rocket.Chat-compatible engagement-dashboard Users endpoints, an exact "
             "distinct-users summary, retention, stickiness and breakdowns by event property.",
         },
-        "paths": {path: {"get": {"operationId": name, **operations[name]}} for name, path in paths.items()},
+        "paths": {
+            path: {_METHODS.get(name, "get"): {"operationId": name, **operations[name]}} for name, path in paths.items()
+        },
         "components": {
             "securitySchemes": {
                 "userId": {

@@ -160,6 +160,23 @@ SCHEMAS: Final[dict[str, Any]] = {
             "success": {"type": "boolean", "enum": [True]},
         }
     ),
+    "ForgetRequest": closed(
+        {
+            "userIds": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 1000,
+                "items": {"type": "string", "minLength": 1, "maxLength": 128},
+                "description": "The ids to forget (a repeated id counts once).",
+            }
+        }
+    ),
+    "Forgotten": closed(
+        {
+            "forgotten": {"type": "integer", "minimum": 1, "description": "Distinct ids forgotten."},
+            "success": {"type": "boolean", "enum": [True]},
+        }
+    ),
     "Cohort": closed(
         {
             "start": {"type": "string", "format": "date", "description": "First day of the cohort period."},

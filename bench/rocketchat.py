@@ -46,9 +46,9 @@ from common import (
     require_env,
     service_env,
     stamp,
-    target_line,
     today_utc,
 )
+from figures import target_line
 
 from activeusers.settings import Settings
 from api.auth import ROCKETCHAT_PERMISSIONS, VIEW_ENGAGEMENT_DASHBOARD

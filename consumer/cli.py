@@ -1,15 +1,18 @@
 """The consumer's subcommands: ``consume`` (a consumer-group member), ``replay`` (rebuild from the topic),
-``reindex`` (upgrade what an earlier version left in Redis) and ``produce`` (the demo event generator)."""
+``reindex`` (upgrade what an earlier version left in Redis), ``forget`` (erase users from the index) and
+``produce`` (the demo event generator)."""
 
 from __future__ import annotations
 
 import argparse
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from activeusers.connections import redis_client
+from activeusers.events import MAX_USER_ID_CHARS
 from activeusers.keys import KeySchema
 from activeusers.redischeck import check_redis
 from activeusers.settings import Settings
@@ -18,7 +21,7 @@ from consumer.shutdown import EXIT_UNDECODABLE, STOP_DEADLINE_S, StopRequest
 
 
 def register(commands: Any) -> None:
-    """Add ``consume``, ``replay``, ``reindex`` and ``produce`` to the command line."""
+    """Add ``consume``, ``replay``, ``reindex``, ``forget`` and ``produce`` to the command line."""
     consume = commands.add_parser(
         "consume",
         help="run a consumer-group member: Kafka activity events into Redis",
@@ -48,6 +51,17 @@ def register(commands: Any) -> None:
         "consumers.",
     )
     reindex.set_defaults(run=_reindex)
+    forget = commands.add_parser(
+        "forget",
+        help="erase users from the index for good (their later events are never counted), or --restore them",
+        description="Clear the users' bits from every retained bitmap of REDIS_URL (counters kept exact), tombstone "
+        "their ids and retire their numbers, so that no later event, redelivery or replay counts them; every API "
+        "process' next answer leaves them out. --restore lifts the tombstones: events from then on count again "
+        "(nothing erased comes back). The raw events stay in Kafka until the topic's own retention removes them.",
+    )
+    forget.add_argument("ids", nargs="+", metavar="ID", type=_user_id, help="a user id (1 to 128 characters)")
+    forget.add_argument("--restore", action="store_true", help="lift the tombstones of these ids instead")
+    forget.set_defaults(run=_forget)
     _register_produce(commands)
 
 
@@ -153,6 +167,43 @@ def _reindex(settings: Settings, args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _forget(settings: Settings, args: argparse.Namespace) -> int:
+    from activeusers.erasure import Erasure, forget_blocking, restore_blocking
+    from consumer.progress import ProgressBar
+
+    check_redis(settings)
+    redis = redis_client(settings)
+    bars: list[ProgressBar] = []
+
+    def progress(erasure: Erasure) -> None:
+        if len(erasure.ids) > 1 and erasure.total:
+            if not bars:
+                bars.append(ProgressBar(erasure.total, sys.stderr, unit="scripts"))
+            bars[0].update(erasure.done, final=erasure.done == erasure.total)
+
+    started = time.monotonic()
+    try:
+        if args.restore:
+            done = restore_blocking(redis, settings, args.ids)
+            print(f"forget --restore: {done.users} of {len(set(args.ids))} ids were forgotten", file=sys.stderr)
+            return 0
+        done = forget_blocking(redis, settings, args.ids, progress)
+    finally:
+        redis.close()
+    print(
+        f"forget complete: {done.users} user ids forgotten, {len(done.days)} days given new versions, "
+        f"{time.monotonic() - started:.1f} s",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _user_id(value: str) -> str:
+    if not 0 < len(value) <= MAX_USER_ID_CHARS:
+        raise argparse.ArgumentTypeError(f"a user id has 1 to {MAX_USER_ID_CHARS} characters")
+    return value
 
 
 def _replay(settings: Settings, args: argparse.Namespace) -> int:

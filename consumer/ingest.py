@@ -26,7 +26,7 @@ from activeusers.events import (
     only_anonymous,
 )
 from activeusers.settings import Settings
-from activeusers.writer import UserSets
+from activeusers.usersets import UserSets
 
 # What ``dict.get`` answers for a property an event does not carry (None is a value: JSON null, ignored and counted).
 _ABSENT: Final = object()

@@ -25,7 +25,8 @@ from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema
 from activeusers.scripts import APPEND_NAMES
 from activeusers.transport import send_commands
-from activeusers.writer import ActivityWriter, UserSets
+from activeusers.usersets import UserSets
+from activeusers.writer import ActivityWriter
 from consumer.progress import ProgressBar
 
 # Members read (and written) at once: bounds the memory and one SSCAN page's share of Redis' thread.

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from kafka.errors import KafkaError
 
 from activeusers.errors import StoreUnavailable
-from activeusers.writer import UserSets
+from activeusers.usersets import UserSets
 from consumer.ingest import Batch, DeadLetter
 from consumer.retry import until_done
 

@@ -57,16 +57,18 @@ def test_the_services_register_their_subcommands_through_entry_points():
     declared = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["entry-points"][COMMANDS_GROUP]
     assert declared == {"consumer": "consumer.cli:register", "api": "api.cli:register"}
     subcommands = build_parser()._subparsers._group_actions[0].choices
-    assert set(subcommands) == {"consume", "replay", "reindex", "produce", "serve", "token"}
+    assert set(subcommands) == {"consume", "replay", "reindex", "forget", "produce", "serve", "token"}
 
 
 # The packed-command transport is private to the index's reader and writer and what sends for them: the API's
-# coalescer (small reads of a turn together), reindex (its listing script) and the benchmark of the transport.
+# coalescer (small reads of a turn together), reindex (its listing script), erasure (its scripts clear bits in
+# every bucket, in rounds sized to stay short on Redis' thread) and the benchmark of the transport.
 TRANSPORT = "activeusers.transport"
 TRANSPORT_USERS = {
     "activeusers.reader",
     "activeusers.writer",
     "activeusers.coalescer",
+    "activeusers.erasure",
     "consumer.reindex",
     "bench.routing",
 }

@@ -171,7 +171,7 @@ def test_the_installed_help_lists_every_subcommand(installed):
     result = run([installed.program, "--help"], cwd=installed.home, env=installed.env(), timeout_s=60)
     assert result.stdout.startswith("usage: active-users [-h] COMMAND ...")
     listed = [m.group(1) for line in result.stdout.splitlines() if (m := re.match(r"^ {4}(\w+) ", line))]
-    assert sorted(listed) == ["consume", "produce", "reindex", "replay", "serve", "token"]
+    assert sorted(listed) == ["consume", "forget", "produce", "reindex", "replay", "serve", "token"]
     assert result.stderr == ""
 
 

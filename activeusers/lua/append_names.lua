@@ -7,6 +7,8 @@
 -- another run, or the numbering itself, got there first), and only when the hash still gives each id its place
 -- (the scan ran outside this call). Then the numbers that follow, kept in KEYS[4] by the numbering meanwhile, are
 -- appended too (at most DRAIN a call), so the list catches up with writers that number faster than a scan goes.
+-- A forgotten number's field in the hash is its tombstone ("\0f:"/"\0r:" and a SHA-1, forget_users.lua), never an
+-- id: it is listed as "", as forget_users.lua lists it.
 -- Replies the list's length afterwards, so the caller knows where to go on.
 local DRAIN = 1000
 local start = tonumber(ARGV[1])
@@ -34,6 +36,9 @@ if listed == start and #ARGV >= 2 then
   for i = 1, #ids do
     if tonumber(numbers[i]) ~= start + i - 1 then
       return redis.error_reply('ERR append_names: ' .. ids[i] .. ' is not user number ' .. (start + i - 1))
+    end
+    if string.byte(ids[i], 1) == 0 and string.find(ids[i], '^.[fr]:%x+') then
+      ids[i] = ''
     end
   end
   append(ids)

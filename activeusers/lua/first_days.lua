@@ -1,9 +1,10 @@
 -- Keeps the first active day of one user bucket's users who were active on one day. KEYS[1]: the bucket's
 -- first-day numbers (a string of u16, #n the local day number of user n's first active day, 0 = none), KEYS[2]:
--- the first-day bitmap of that day, KEYS[3]: the bucket's ids hash (to size a new bitmap). ARGV: the day's number,
--- the bitmap's expiry (0: sent recently), what precedes a date in the names of the bucket's first-day bitmaps
--- (activeusers/keys.py builds it: the other days' bitmaps are named from it here), and the users' numbers (decimal,
--- separated by spaces).
+-- the first-day bitmap of that day, KEYS[3]: the bucket's ids hash (to size a new bitmap), KEYS[4]: its forgotten
+-- numbers (forget_users.lua: their first days are never recorded again, as set_bits.lua refuses their bits; read
+-- once, tested only in a bucket that has one). ARGV: the day's number, the bitmap's expiry (0: sent recently),
+-- what precedes a date in the names of the bucket's first-day bitmaps (activeusers/keys.py builds it: the other
+-- days' bitmaps are named from it here), and the users' numbers (decimal, separated by spaces).
 -- A user whose recorded first day is later than this day (or who has none) is moved here: its bit cleared in the
 -- old day's first-day bitmap (if that still lives: SETBIT on a missing key would make one without expiry), set in
 -- this one, and the number replaced. An earlier or equal one is left alone, so replays, duplicates and expiry never
@@ -37,6 +38,13 @@ if at ~= '0' then
   end
 end
 
+-- Whether number ``n`` is forgotten (a bit test in the bucket's forgotten bitmap, read once).
+local gone = call('GET', KEYS[4])
+local function retired(n)
+  local found = string.byte(gone, floor(n / 8) + 1)
+  return found ~= nil and bit.band(bit.rshift(found, 7 - n % 8), 1) == 1
+end
+
 local numbers = {}
 for n in string.gmatch(ARGV[4], '%d+') do
   numbers[#numbers + 1] = n
@@ -52,7 +60,7 @@ for from = 1, #numbers, SLICE do
   local firsts = call('BITFIELD', KEYS[1], unpack(gets))
   for i = from, to do
     local n, first = numbers[i], firsts[i - from + 1]
-    if first == 0 or first > day then
+    if not (gone and retired(n)) and (first == 0 or first > day) then
       if first > 0 then
         local old = prefix .. iso(first)
         if call('EXISTS', old) == 1 and call('SETBIT', old, n, '0') == 1 and not lost[first] then

@@ -26,7 +26,7 @@ SERVICE_RIGHTS = (
     "+script|load", "+evalsha", "+time",
     "+scard", "+sscan", "+scan",
     "+hset", "+hget", "+hmget", "+hgetall", "+hscan", "+hdel", "+hlen",
-    "+llen", "+lindex", "+lrange", "+rpush",
+    "+llen", "+lindex", "+lrange", "+lset", "+rpush",
     "+get", "+mget", "+set", "+del", "+exists", "+expire", "+expireat", "+pexpire", "+incrby", "+multi", "+exec",
     "+setbit", "+bitfield", "+bitop", "+bitcount",
     "+zadd", "+zrevrange", "+zrem", "+zremrangebyscore",

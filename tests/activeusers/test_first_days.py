@@ -19,7 +19,8 @@ from activeusers import writer as writer_module
 from activeusers.keys import KeySchema, bucket_of, day_number, day_of_number
 from activeusers.scripts import FIRST_DAYS
 from activeusers.settings import Settings
-from activeusers.writer import ActivityWriter, UserSets
+from activeusers.usersets import UserSets
+from activeusers.writer import ActivityWriter
 
 ZONE = "Europe/Berlin"
 SETTINGS = Settings(activity_timezone=ZONE, retention_days=400, hour_retention_days=90)
@@ -78,10 +79,11 @@ def test_the_scripts_day_names_are_the_iso_dates(redis_client: redis.Redis, redi
         redis_client.script_load(FIRST_DAYS.source)
         moved = redis_client.evalsha(
             FIRST_DAYS.sha,
-            3,
+            4,
             keys.first_days(0),
             keys.first_bits(date(1970, 1, 1), 0),
             keys.ids(0),
+            keys.forgotten(0),
             1,
             0,
             start,

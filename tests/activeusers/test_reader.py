@@ -26,7 +26,8 @@ from activeusers.errors import IndexIncomplete, StoreUnavailable
 from activeusers.keys import KeySchema, bucket_of
 from activeusers.reader import ActivityReader, _bits_used, _decoded, _selectors
 from activeusers.settings import Settings
-from activeusers.writer import ActivityWriter, UserSets
+from activeusers.usersets import UserSets
+from activeusers.writer import ActivityWriter
 
 ZONE = "America/New_York"
 SETTINGS = Settings(activity_timezone=ZONE, retention_days=400, hour_retention_days=90)

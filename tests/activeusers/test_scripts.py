@@ -24,7 +24,17 @@ ALL = {name: value for name, value in vars(scripts).items() if isinstance(value,
 
 def test_every_lua_file_is_one_script() -> None:
     files = sorted(path.stem for path in scripts.LUA_DIR.glob("*.lua"))
-    assert files == ["append_names", "first_days", "number_users", "register_values", "set_bits", "union_counts"]
+    assert files == [
+        "append_names",
+        "clear_bits",
+        "first_days",
+        "forget_users",
+        "number_users",
+        "register_values",
+        "restore_users",
+        "set_bits",
+        "union_counts",
+    ]
     assert sorted(ALL) == sorted(name.upper() for name in files)
     for name, script in ALL.items():
         assert script.source == (scripts.LUA_DIR / f"{name.lower()}.lua").read_text(encoding="utf-8")
@@ -74,7 +84,7 @@ def bucket_keys(keys: KeySchema, bucket: int) -> tuple[str, str, str, str]:
 
 
 def number(client: Any, keys: KeySchema, bucket: int, *ids: str) -> list[int]:
-    return list(client.evalsha(NUMBER_USERS.sha, 4, *bucket_keys(keys, bucket), *ids))
+    return list(client.evalsha(NUMBER_USERS.sha, 5, *bucket_keys(keys, bucket), keys.forgotten(bucket), *ids))
 
 
 def append(client: Any, keys: KeySchema, bucket: int, start: int, *ids: str) -> Any:

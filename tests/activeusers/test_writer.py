@@ -23,7 +23,8 @@ from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema, bucket_of
 from activeusers.scripts import APPEND_NAMES, HEADROOM_MIN_BITS, HEADROOM_SHARE
 from activeusers.settings import Settings
-from activeusers.writer import ActivityWriter, UserSets
+from activeusers.usersets import UserSets
+from activeusers.writer import ActivityWriter
 from tests.support.indexstate import bucket_state
 from tests.support.oracle import index_label
 from tests.support.usersets import members

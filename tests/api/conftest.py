@@ -16,7 +16,8 @@ from aiohttp.test_utils import TestClient
 
 from activeusers.reader import ActivityReader
 from activeusers.settings import Settings
-from activeusers.writer import ActivityWriter, UserSets
+from activeusers.usersets import UserSets
+from activeusers.writer import ActivityWriter
 from api.app import create_app
 from api.auth import VIEW_ENGAGEMENT_DASHBOARD
 from api.state import TOKENS
@@ -49,7 +50,10 @@ class Api:
     settings: Settings
 
     async def get(self, path: str, headers: Mapping[str, str] | None = None) -> Answer:
-        response = await self.client.request("GET", path, headers=dict(headers or {}))
+        return await self.request("GET", path, headers)
+
+    async def request(self, method: str, path: str, headers: Mapping[str, str] | None = None) -> Answer:
+        response = await self.client.request(method, path, headers=dict(headers or {}))
         body = await response.read()
         return Answer(response.status, response.headers, body)
 

@@ -24,13 +24,19 @@ from api.tokens import hash_token
 
 PATH = "/api/v1/engagement-dashboard/users/active-users"
 SUMMARY = "/api/v1/active-users/summary"
+FORGET = "/api/v1/active-users/forget"
 # The operational endpoints are public by design; every other route of the app is a data route and must demand a
 # token. The data routes are read from the router, so a route added without authentication fails these tests.
 PUBLIC = frozenset(
     {"/healthz", "/readyz", "/metrics", "/api/openapi.json", "/dashboard", "/", "/dashboard/assets/{path}"}
 )
-DATA_PATHS = sorted(
-    {r.resource.canonical for r in create_app(Settings()).router.routes() if r.resource is not None} - PUBLIC
+# Each data route with its method (GET, or POST for forget; HEAD follows GET).
+DATA_ROUTES = sorted(
+    {
+        (r.method, r.resource.canonical)
+        for r in create_app(Settings()).router.routes()
+        if r.resource is not None and r.resource.canonical not in PUBLIC and r.method != "HEAD"
+    }
 )
 QUERY = "?start=2026-03-01T00:00:00.000Z&end=2026-03-15T00:00:00.000Z"
 UNAUTHORIZED = (
@@ -152,9 +158,9 @@ def assert_raw_401(answer: bytes) -> None:
     ids=["none", "id-only", "token-only", "empty", "blank", "misspelled", "bearer", "cookie"],
 )
 async def test_missing_or_empty_credentials(api, headers):
-    assert len(DATA_PATHS) >= 6 and PATH in DATA_PATHS
-    for path in DATA_PATHS:
-        await assert_401(await api.get(path + QUERY, headers))
+    assert len(DATA_ROUTES) >= 7 and {("GET", PATH), ("POST", FORGET)} <= set(DATA_ROUTES)
+    for method, path in DATA_ROUTES:
+        await assert_401(await api.request(method, path + QUERY, headers))
 
 
 async def test_empty_value_next_to_a_valid_one(api, admin):
@@ -193,8 +199,9 @@ async def test_another_users_token(api, admin):
     assert (await api.get(PATH + QUERY, other)).status == 200
     await assert_401(await api.get(PATH + QUERY, {"X-User-Id": ADMIN_ID, "X-Auth-Token": other["X-Auth-Token"]}))
     await assert_401(await api.get(PATH + QUERY, {"X-User-Id": OTHER, "X-Auth-Token": admin["X-Auth-Token"]}))
-    for path in DATA_PATHS:
-        await assert_401(await api.get(path + QUERY, {"X-User-Id": OTHER, "X-Auth-Token": admin["X-Auth-Token"]}))
+    for method, path in DATA_ROUTES:
+        headers = {"X-User-Id": OTHER, "X-Auth-Token": admin["X-Auth-Token"]}
+        await assert_401(await api.request(method, path + QUERY, headers))
 
 
 async def test_revoked_token(api, admin):
@@ -202,8 +209,8 @@ async def test_revoked_token(api, admin):
     assert (await api.get(PATH + QUERY, admin)).status == 200
     (record,) = [r for r in await store.all() if r.user_id == ADMIN_ID]
     assert await store.revoke(record.id)
-    for path in DATA_PATHS:
-        await assert_401(await api.get(path + QUERY, admin))
+    for method, path in DATA_ROUTES:
+        await assert_401(await api.request(method, path + QUERY, admin))
 
 
 async def test_every_token_of_a_revoked_user(api):
@@ -216,9 +223,9 @@ async def test_every_token_of_a_revoked_user(api):
 async def test_token_without_the_permission_is_403_even_with_bad_dates(api):
     headers = await api.token("viewer-3", permissions=())
     queries = (QUERY, "?start=bad", "?end=bad&start=bad&format=xml", "")
-    for path in DATA_PATHS:
+    for method, path in DATA_ROUTES:
         for query in queries:
-            answer = await api.get(path + query, headers)
+            answer = await api.request(method, path + query, headers)
             assert (answer.status, answer.body) == (403, FORBIDDEN)
 
 
@@ -229,8 +236,8 @@ async def test_injection_shaped_values(api, admin, junk):
         {"X-User-Id": ADMIN_ID, "X-Auth-Token": junk},
         {"X-User-Id": junk, "X-Auth-Token": admin["X-Auth-Token"]},
     ):
-        for path in DATA_PATHS:
-            await assert_401(await api.get(path + QUERY, headers))
+        for method, path in DATA_ROUTES:
+            await assert_401(await api.request(method, path + QUERY, headers))
 
 
 async def test_non_ascii_values(api, admin):
@@ -320,10 +327,10 @@ async def test_tokens_never_reach_logs_or_metrics(api, admin, captured):
     secrets = [h["X-Auth-Token"] for h in (admin, other, viewer)]
     user_ids = [ADMIN_ID, OTHER, "viewer-3"]
     # Valid requests, every error status of the data endpoints, and a few attacks.
-    paths = [path + query for path in DATA_PATHS for query in (QUERY, "?start=x", "")]
-    for path in (*paths, SUMMARY + QUERY + "&format=csv"):
+    asked = [(method, path + query) for method, path in DATA_ROUTES for query in (QUERY, "?start=x", "")]
+    for method, path in (*asked, ("GET", SUMMARY + QUERY + "&format=csv")):
         for headers in (admin, other, viewer, {"X-User-Id": OTHER, "X-Auth-Token": secrets[0]}, {}):
-            assert (await api.get(path, headers)).status < 500
+            assert (await api.request(method, path, headers)).status < 500
     for junk in JUNK[:8]:
         await api.get(PATH + QUERY, {"X-User-Id": ADMIN_ID, "X-Auth-Token": junk})
     await raw_request(api, b"X-User-Id: admin-user-1\r\nX-Auth-Token: " + secrets[0].encode() + b"\x00\r\n")

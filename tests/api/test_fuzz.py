@@ -39,9 +39,10 @@ from schemathesis.specs.openapi.checks import (
 from activeusers.heartbeats import Heartbeats
 from activeusers.keys import KeySchema
 from activeusers.settings import Settings
-from activeusers.writer import ActivityWriter, UserSets
+from activeusers.usersets import UserSets
+from activeusers.writer import ActivityWriter
 from api.app import OPENAPI_PATH, create_app
-from api.auth import VIEW_ENGAGEMENT_DASHBOARD
+from api.auth import FORGET_USERS, VIEW_ENGAGEMENT_DASHBOARD
 from api.dates import is_iso_instant
 from api.schemas import ISO_PATTERN
 from api.state import TOKENS
@@ -74,7 +75,10 @@ DATA_OPERATIONS = frozenset(
         "activeUsersBreakdown",
     }
 )
+# The one data operation that writes: it needs its own permission, and the viewer's token gets its 403.
+FORGET = "forgetUsers"
 ADMIN = "fuzz-admin-1"
+FORGETTER = "fuzz-forgetter-1"
 VIEWER = "fuzz-viewer-2"
 CREDENTIALS = ("X-User-Id", "X-Auth-Token")
 
@@ -194,11 +198,13 @@ def test_schemathesis(served: Served) -> None:
     store = served.app[TOKENS]
     admin_token, _ = served.run(store.create(ADMIN, (VIEW_ENGAGEMENT_DASHBOARD,), NOW_MS))
     viewer_token, _ = served.run(store.create(VIEWER, (), NOW_MS))
+    forgetter_token, _ = served.run(store.create(FORGETTER, (FORGET_USERS,), NOW_MS))
     variants: dict[str, dict[str, str] | None] = {
         "generated": None,
         "anonymous": {},
         "admin": {"X-User-Id": ADMIN, "X-Auth-Token": admin_token},
         "no-permission": {"X-User-Id": VIEWER, "X-Auth-Token": viewer_token},
+        "forgetter": {"X-User-Id": FORGETTER, "X-Auth-Token": forgetter_token},
     }
     # The document as served (schemathesis' from_url would leave out the document's own operation).
     schema = schemathesis.openapi.from_dict(requests.get(served.base_url + OPENAPI_PATH, timeout=10).json())
@@ -206,7 +212,7 @@ def test_schemathesis(served: Served) -> None:
     operations = [result.ok() for result in schema.get_all_operations()]
     for operation in operations:
         op_id = operation.definition.raw["operationId"]
-        if op_id in DATA_OPERATIONS:
+        if op_id in DATA_OPERATIONS or op_id == FORGET:
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
                 for name, credentials in variants.items():
                     fuzz(operation, mode, credentials, f"{op_id}/{mode.value}/{name}", served.base_url, tally)
@@ -216,20 +222,22 @@ def test_schemathesis(served: Served) -> None:
 
     print(f"\nschemathesis: {tally.total} requests; statuses per run: {tally.statuses}")
     # 4 operational endpoints and the dashboard's 3 (page, asset, redirect) are public and parameterless.
-    assert len(operations) == len(DATA_OPERATIONS) + 7
+    assert len(operations) == len(DATA_OPERATIONS) + 1 + 7
     assert tally.total >= MIN_REQUESTS
     assert all(status < 500 for counter in tally.statuses.values() for status in counter)
-    for op_id in DATA_OPERATIONS:
+    for op_id in (*DATA_OPERATIONS, FORGET):
+        allowed, refused = ("forgetter", "admin") if op_id == FORGET else ("admin", "forgetter")
         for mode in ("positive", "negative"):
             # Without valid credentials nothing passes authentication; without the permission, nothing passes it.
             assert set(tally.of(f"{op_id}/{mode}/generated")) == {401}
             assert set(tally.of(f"{op_id}/{mode}/anonymous")) == {401}
             assert set(tally.of(f"{op_id}/{mode}/no-permission")) == {403}
-        # Valid credentials: generated valid dates reach the handlers (most of them), invalid ones the 400.
-        positive = tally.of(f"{op_id}/positive/admin")
+            assert set(tally.of(f"{op_id}/{mode}/{refused}")) == {403}
+        # Valid credentials: generated valid input reaches the handlers (most of it), invalid input the 400.
+        positive = tally.of(f"{op_id}/positive/{allowed}")
         assert positive[200] >= sum(positive.values()) // 2
-        assert set(tally.of(f"{op_id}/negative/admin")) <= {200, 400}
-        assert tally.of(f"{op_id}/negative/admin")[400] > 0
+        assert set(tally.of(f"{op_id}/negative/{allowed}")) <= {200, 400}
+        assert tally.of(f"{op_id}/negative/{allowed}")[400] > 0
     for op_id in ("healthz", "readyz", "metrics", "openapi"):
         assert tally.of(f"{op_id}/positive") == Counter({200: 1})
     # The server counted at least as many requests as the test sent.

@@ -18,7 +18,8 @@ from activeusers.connections import async_redis_client
 from activeusers.keys import DAY_SLOT, SLOTS, KeySchema, bucket_of
 from activeusers.reader import ActivityReader
 from activeusers.settings import Settings
-from activeusers.writer import ActivityWriter, UserSets
+from activeusers.usersets import UserSets
+from activeusers.writer import ActivityWriter
 from api import masks as mask_module
 from api.daycache import DayCache
 from api.indexreads import IndexReads

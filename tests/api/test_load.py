@@ -23,7 +23,8 @@ import pytest
 
 from activeusers.connections import redis_client
 from activeusers.settings import Settings
-from activeusers.writer import ActivityWriter, UserSets
+from activeusers.usersets import UserSets
+from activeusers.writer import ActivityWriter
 from api.errors import OVERLOADED, UNAVAILABLE
 from tests.support.processes import cli_token, consumer_env, start_api
 

@@ -22,6 +22,7 @@ from api.rocketchat import RocketChat
 from tests.support.rocketchat_standin import StandIn, serve
 
 PATH = "/api/v1/engagement-dashboard/users/active-users?start=2026-03-01T00:00:00.000Z&end=2026-03-15T00:00:00.000Z"
+FORGET = "/api/v1/active-users/forget"
 SUMMARY = "/api/v1/active-users/summary?start=2026-03-01T00:00:00.000Z&end=2026-03-15T00:00:00.000Z"
 LOGIN = (
     b'{"success":false,"error":"You must be logged in to do this.","status":"error",'
@@ -234,6 +235,15 @@ async def test_end_to_end_good_wrong_forbidden_and_the_source_header(make_api: M
     assert (bob.status, bob.body) == (403, FORBIDDEN)
     rc.pre_8_0 = False  # Rocket.Chat 8's 401 body: ours stays the same
     assert (await api.get(PATH, {**ALICE, "X-Auth-Token": "other"})).body == LOGIN
+
+
+async def test_end_to_end_a_rocketchat_token_never_forgets_users(make_api: MakeApi, rocketchat):
+    # Alice's roles hold forget-users at the stand-in: still the 403, and nothing is erased.
+    _, url = rocketchat
+    api = await make_api(rocketchat_url=url)
+    answer = await api.client.post(FORGET, json={"userIds": ["bob-rc-id"]}, headers=ALICE)
+    assert (answer.status, await answer.read()) == (403, FORBIDDEN)
+    assert (await api.get(PATH, ALICE)).status == 200
 
 
 async def test_end_to_end_a_revoked_token_is_refused_once_the_ttl_passed(make_api: MakeApi, rocketchat):

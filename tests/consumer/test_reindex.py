@@ -26,7 +26,8 @@ from activeusers import connections
 from activeusers.errors import StoreUnavailable
 from activeusers.keys import KeySchema, bucket_of
 from activeusers.settings import Settings
-from activeusers.writer import ActivityWriter, UserSets
+from activeusers.usersets import UserSets
+from activeusers.writer import ActivityWriter
 from consumer.reindex import ReindexResult, reindex
 from tests.support.indexstate import bucket_state
 from tests.support.oracle import index_label

@@ -110,7 +110,7 @@ def start_api(env: Mapping[str, str], log_path: Path) -> tuple[subprocess.Popen[
     return process, base
 
 
-def cli_token(env: dict[str, str], user_id: str) -> dict[str, str]:
+def cli_token(env: dict[str, str], user_id: str, permission: str = "view-engagement-dashboard") -> dict[str, str]:
     """Auth headers of a new token made by our CLI, as an operator would."""
     token = subprocess.run(
         [
@@ -122,7 +122,7 @@ def cli_token(env: dict[str, str], user_id: str) -> dict[str, str]:
             "--user-id",
             user_id,
             "--permission",
-            "view-engagement-dashboard",
+            permission,
         ],
         env=env,
         cwd=REPO_ROOT,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from activeusers.writer import UserSets
+from activeusers.usersets import UserSets
 
 
 def members(sets: UserSets) -> int:
