@@ -52,7 +52,8 @@ from sizing import SCALES, gb, mb
 from activeusers.days import day_start_ms
 from activeusers.keys import Segment
 from activeusers.settings import Settings
-from activeusers.writer import ActivityWriter, UserSets
+from activeusers.usersets import UserSets
+from activeusers.writer import ActivityWriter
 
 BREAKDOWN_PATH = "/api/v1/active-users/breakdown"
 SUMMARY_PATH = "/api/v1/active-users/summary"

@@ -14,7 +14,8 @@ from typing import Any
 import orjson
 import pytest
 
-from activeusers.writer import ActivityWriter, UserSets
+from activeusers.usersets import UserSets
+from activeusers.writer import ActivityWriter
 from api.routes.breakdown import PATH
 from api.routes.retention import RETENTION, STICKINESS
 from tests.support import cohorts, segments
