@@ -23,7 +23,7 @@ from typing import Any, Final
 from activeusers.connections import REDIS_ERRORS, AsyncClient, Routed, SyncClient, pack_command
 from activeusers.days import day_expiry_s
 from activeusers.errors import StoreUnavailable
-from activeusers.keys import DAY_SLOT, NEW_SLOT, KeySchema, bucket_of
+from activeusers.keys import DAY_SLOT, NEW_SLOT, OTHER_ID, KeySchema, Segment, bucket_of
 from activeusers.scripts import CLEAR_BITS, FORGET_USERS, RESTORE_USERS
 from activeusers.settings import Settings
 from activeusers.transport import send_commands, send_commands_async
@@ -73,15 +73,26 @@ class Erasure:
             for chunk in _chunked(ids)
         ]
         versions = self.keys.versions()
+        # The indexed properties' registries name the value bitmaps (segments) to clear too.
+        registries = [self.keys.values(name) for name in self.settings.indexed_properties]
         replies = yield (
-            [*(call for _, call in retire), (versions, pack_command(("HGETALL", versions)))],
+            [
+                *(call for _, call in retire),
+                *((key, pack_command(("HGETALL", key))) for key in (versions, *registries)),
+            ],
             (FORGET_USERS.source,),
         )
         numbers: dict[int, set[int]] = {}
         for (bucket, _), reply in zip(retire, replies, strict=False):
             numbers.setdefault(bucket, set()).update(int(number) for number in reply)
-        days = self._retained(replies[-1])
-        calls = _interleaved([self._clears(bucket, sorted(found), days) for bucket, found in numbers.items()])
+        days = self._retained(replies[len(retire)])
+        segments = [
+            Segment(name, value)
+            for name, reply in zip(self.settings.indexed_properties, replies[len(retire) + 1 :], strict=True)
+            for value in (OTHER_ID, *_values(reply))
+        ]
+        clears = [self._clears(bucket, sorted(found), days, segments) for bucket, found in numbers.items()]
+        calls = _interleaved(clears)
         self.total = len(calls)
         touched: set[date] = set()
         for start in range(0, len(calls), CALLS_PER_ROUND):
@@ -121,9 +132,10 @@ class Erasure:
         return sorted(days)
 
     def _clears(
-        self, bucket: int, numbers: list[int], days: list[tuple[date, bool]]
+        self, bucket: int, numbers: list[int], days: list[tuple[date, bool]], segments: Sequence[Segment]
     ) -> list[tuple[Routed, list[date]]]:
-        """The clear_bits.lua calls of one bucket's ``numbers`` over ``days``, each with the days of its groups."""
+        """The clear_bits.lua calls of one bucket's ``numbers`` over ``days`` (and the value bitmaps of
+        ``segments``), each with the days of its groups."""
         keys = self.keys
         per_call = max(1, min(BITMAPS_CHUNK, PROBES_CHUNK // len(numbers)))
         records = [
@@ -131,20 +143,27 @@ class Erasure:
             for day, hours in days
             for part, slot in _parts(keys, day, hours)
         ]
+        for day, _ in days:
+            records += [
+                (day, keys.segment_counts(seg.property, day, bucket), keys.segment_bits(seg, day, bucket), seg.value)
+                for seg in segments
+            ]
         return [_clear_call(records[start : start + per_call], numbers) for start in range(0, len(records), per_call)]
 
 
 def _clear_call(records: Sequence[tuple[date, str, str, int | None]], numbers: list[int]) -> _Clear:
-    """One clear_bits.lua call of ``numbers`` over ``records`` (day, counts key, bitmap, slot; grouped by day),
-    with the days of its groups."""
+    """One clear_bits.lua call of ``numbers`` over ``records`` (day, counts key, bitmap, slot; grouped by counts
+    key), with the days of its groups."""
     groups: list[date] = []
     keys: list[str] = []
     sizes: list[list[str]] = []
+    group_counts = ""
     for day, counts, key, slot in records:
-        if not groups or groups[-1] != day:
+        if counts != group_counts:
             groups.append(day)
             keys.append(counts)
             sizes.append([])
+            group_counts = counts
         keys.append(key)
         sizes[-1].append("-" if slot is None else f"#{slot}")
     args: list[str | int] = []
@@ -174,6 +193,11 @@ def _parts(keys: KeySchema, day: date, hours: bool) -> list[tuple[str, int | Non
     if hours:
         parts += [(keys.hour_part(day, hour), hour) for hour in range(24)]
     return parts
+
+
+def _values(reply: list[Any] | dict[Any, Any]) -> list[int]:
+    """The value ids of a registry (``HGETALL``'s reply: a flat list, or a dict from a decoding client)."""
+    return [int(found) for found in (reply.values() if isinstance(reply, dict) else reply[1::2])]
 
 
 def _by_bucket(ids: Sequence[str], buckets: int) -> dict[int, list[str]]:

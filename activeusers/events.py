@@ -1,7 +1,7 @@
 """The event contract producers follow, and the decoder that turns Kafka record values into event fields.
 
-A record value is a UTF-8 JSON object ``{"type": ..., "userId": ..., "ts": ..., "roles": [...]}``; see
-docs/events.md. Decoding never raises anything but :class:`MalformedEvent`, whose ``reason`` is a
+A record value is a UTF-8 JSON object ``{"type": ..., "userId": ..., "ts": ..., "roles": [...], "properties":
+{...}}``; see docs/events.md. Decoding never raises anything but :class:`MalformedEvent`, whose ``reason`` is a
 stable code used for dead-letter headers and metric labels.
 """
 
@@ -20,6 +20,10 @@ from activeusers.isotime import EPOCH
 ACTIVE_TYPES: Final = frozenset({"login", "activity", "logout"})
 CREATED_TYPE: Final = "user.created"
 MAX_USER_ID_CHARS: Final = 128
+# An indexed property's value: a string of 1 to 64 characters, compared exactly.
+MAX_VALUE_CHARS: Final = 64
+# The value every value past SEGMENT_MAX_VALUES of a property counts as.
+OTHER_VALUE: Final = "(other)"
 # Accepted instants: 1970-01-01 .. 9999-12-31, the range JavaScript's toISOString and Redis day keys can express.
 _MIN_MS: Final = 0
 _MAX_MS: Final = 253_402_300_799_999
@@ -39,6 +43,7 @@ class MalformedReason(StrEnum):
     MISSING_TS = "missing_ts"
     INVALID_TS = "invalid_ts"
     INVALID_ROLES = "invalid_roles"
+    INVALID_PROPERTIES = "invalid_properties"
     # Decoding never says this one: the consumer does, against its clock.
     FUTURE_TS = "future_ts"
 
@@ -87,8 +92,11 @@ def parse_ts(value: object) -> int:
     return epoch_ms
 
 
-def decode_fields(value: bytes | None, max_bytes: int) -> tuple[str, str, int, list[str] | None]:
-    """Decode one record value into ``(type, user_id, ts_ms, roles)``; raise :class:`MalformedEvent` if invalid.
+def decode_fields(
+    value: bytes | None, max_bytes: int
+) -> tuple[str, str, int, list[str] | None, dict[str, object] | None]:
+    """Decode one record value into ``(type, user_id, ts_ms, roles, properties)``; raise :class:`MalformedEvent`
+    if invalid (``properties`` not an object included; its values are the classifier's to judge).
 
     This is the consumer's per-record hot path, so it returns a plain tuple.
     """
@@ -121,4 +129,7 @@ def decode_fields(value: bytes | None, max_bytes: int) -> tuple[str, str, int, l
     roles = body.get("roles")
     if roles is not None and (type(roles) is not list or not all(type(r) is str for r in roles)):
         raise MalformedEvent(MalformedReason.INVALID_ROLES, "field 'roles' must be a list of strings")
-    return kind, user_id, ts_ms, roles
+    properties = body.get("properties")
+    if properties is not None and type(properties) is not dict:
+        raise MalformedEvent(MalformedReason.INVALID_PROPERTIES, "field 'properties' must be a JSON object")
+    return kind, user_id, ts_ms, roles, properties

@@ -23,10 +23,17 @@ Layout (``P`` is the configured prefix, ``Z`` the activity time zone name, ``N``
   day ever recorded (0: none), moved only earlier, never expiring (kept as long as the numbering).
 - ``P{N.b}:first:Z:YYYY-MM-DD``: bitmap of the users whose first active day is that day (a user's bit moves to an
   earlier day's bitmap with the number above), with the day bitmaps' retention.
+- ``Pvalues:<property>``: HASH of an indexed property's value -> its id (1, 2, ... dense, at most
+  ``SEGMENT_MAX_VALUES``, first come first served; 0, never stored, is ``(other)``), shared by every writer.
+- ``P{N.b}:seg:Z:<property>:<id>:YYYY-MM-DD``: bitmap of the users active that day with an event whose property
+  has the value of that id, with the day bitmaps' retention.
+- ``P{N.b}:segcounts:Z:<property>:YYYY-MM-DD``: u32 counters (``#id``): the bits set in that day's bitmaps of
+  each value of the property, kept by the script that sets them (a breakdown's DAU needs no ``BITCOUNT``).
 - ``P{N.b}:scratch``: a union of the bucket's bitmaps, made and deleted inside one reader's script call.
-- ``P{N.b}:union:Z:YYYY-MM-DD:YYYY-MM-DD``: bitmap, the union of the bucket's day bitmaps of those days, kept by
-  the API (a day, ``UNION_TTL_S``) for the unions that include them, with ``P{N.b}:unionof:Z:...`` (a STRING: the
-  digest of the days' versions it was made from, and whether it is empty), so it is made again when one changes.
+- ``P{N.b}:union:Z:YYYY-MM-DD:YYYY-MM-DD``: bitmap, the union of the bucket's day bitmaps of those days (a
+  segment's: ``union:Z:seg:<property>:<id>:...``), kept by the API (a day, ``UNION_TTL_S``) for the unions that
+  include them, with ``P{N.b}:unionof:Z:...`` (a STRING: the digest of the days' versions it was made from, and
+  whether it is empty), so it is made again when one changes.
 - ``Pversions:N:Z``: HASH of YYYY-MM-DD -> a token the writer replaces after every acknowledged write of that
   day's bitmaps and counters, so an API process knows which of its cached masks and counters still hold.
 - ``Pderived:N:Z``: HASH of ``point:YYYY-MM-DD`` -> "digest DAU WAU MAU" (the summary's counts of that day, valid
@@ -54,7 +61,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from datetime import date
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 from activeusers.settings import DEFAULT_BUCKETS, Settings
 
@@ -64,6 +71,19 @@ NEW_SLOT: Final = 25
 SLOTS: Final = 26
 # The per-day bitmaps of a bucket: its users active that day, created that day, and first active that day.
 DayKind = Literal["day", "new", "first"]
+# The id of "(other)" in every property's value registry: the values past SEGMENT_MAX_VALUES.
+OTHER_ID: Final = 0
+
+
+class Segment(NamedTuple):
+    """The users of one value of an indexed property: the property's name and the value's id in its registry."""
+
+    property: str
+    value: int
+
+
+# What a mask of a day can be of: its users active, created, first active, or active in a segment.
+MaskKind = DayKind | Segment
 # Day numbers of the first-day numbers (u16): 1 is 1970-01-01, so 0 means none and the last is in 2149.
 _DAY_ZERO: Final = date(1969, 12, 31).toordinal()
 
@@ -150,12 +170,34 @@ class KeySchema:
         """What follows the bucket's tag in :meth:`first_bits`."""
         return self.first_part_start() + day.isoformat()
 
-    def kind_part(self, kind: DayKind, day: date) -> str:
-        """What follows the bucket's tag in ``day``'s bitmap of ``kind`` (:meth:`day_part`, :meth:`new_part` or
-        :meth:`first_part`)."""
+    def kind_part(self, kind: MaskKind, day: date) -> str:
+        """What follows the bucket's tag in ``day``'s bitmap of ``kind`` (:meth:`day_part`, :meth:`new_part`,
+        :meth:`first_part` or :meth:`segment_part`)."""
+        if isinstance(kind, Segment):
+            return self.segment_part(kind, day)
         if kind == "new":
             return self.new_part(day)
         return self.first_part(day) if kind == "first" else self.day_part(day)
+
+    def values(self, name: str) -> str:
+        """Hash of the values of indexed property ``name`` -> their ids (shared by every writer and API process)."""
+        return f"{self.prefix}values:{name}"
+
+    def segment_bits(self, segment: Segment, day: date, bucket: int) -> str:
+        """Bitmap of the users of ``bucket`` active on ``day`` with an event in ``segment``."""
+        return self.tag(bucket) + self.segment_part(segment, day)
+
+    def segment_part(self, segment: Segment, day: date) -> str:
+        """What follows the bucket's tag in :meth:`segment_bits`."""
+        return f"seg:{self.zone_name}:{segment.property}:{segment.value}:{day.isoformat()}"
+
+    def segment_counts(self, name: str, day: date, bucket: int) -> str:
+        """The counters of ``day`` in ``bucket`` of the values of property ``name`` (``#id``: that value's users)."""
+        return self.tag(bucket) + self.segment_counts_part(name, day)
+
+    def segment_counts_part(self, name: str, day: date) -> str:
+        """What follows the bucket's tag in :meth:`segment_counts`."""
+        return f"segcounts:{self.zone_name}:{name}:{day.isoformat()}"
 
     def first_part_start(self) -> str:
         """What precedes the date in :meth:`first_part`: the first-day script names other days' bitmaps with it."""
@@ -165,13 +207,13 @@ class KeySchema:
         """Scratch key of ``bucket`` for the readers' unions in Redis: written and deleted inside one script call."""
         return self.tag(bucket) + "scratch"
 
-    def union_part(self, first: date, last: date) -> str:
-        """What follows the bucket's tag in the kept union of its day bitmaps of ``first..last``."""
-        return f"union:{self.zone_name}:{first.isoformat()}:{last.isoformat()}"
+    def union_part(self, first: date, last: date, kind: MaskKind = "day") -> str:
+        """What follows the bucket's tag in the kept union of its day bitmaps (or a segment's) of ``first..last``."""
+        return f"union:{self.zone_name}:{_union_of(kind)}{first.isoformat()}:{last.isoformat()}"
 
-    def union_label_part(self, first: date, last: date) -> str:
+    def union_label_part(self, first: date, last: date, kind: MaskKind = "day") -> str:
         """What follows the bucket's tag in the label of :meth:`union_part`: what the union was made from."""
-        return f"unionof:{self.zone_name}:{first.isoformat()}:{last.isoformat()}"
+        return f"unionof:{self.zone_name}:{_union_of(kind)}{first.isoformat()}:{last.isoformat()}"
 
     def day_part(self, day: date) -> str:
         """What follows the bucket's tag in :meth:`day_bits`."""
@@ -270,6 +312,11 @@ class KeySchema:
     def pattern(self) -> str:
         """A SCAN pattern matching every key of this prefix (for tools and tests)."""
         return _escaped(self.prefix) + "*"
+
+
+def _union_of(kind: MaskKind) -> str:
+    """What names a kept union's bitmaps in its key: nothing for the day bitmaps, the segment for a segment's."""
+    return f"seg:{kind.property}:{kind.value}:" if isinstance(kind, Segment) else ""
 
 
 def _parsed_day(text: str) -> date | None:

@@ -21,7 +21,7 @@ from activeusers.coalescer import Coalescer, Pending
 from activeusers.connections import REDIS_ERRORS, AsyncClient, Routed, leased, pack_command
 from activeusers.errors import IndexIncomplete, StoreUnavailable
 from activeusers.heartbeats import live_heartbeats
-from activeusers.keys import SLOTS, DayKind, KeySchema
+from activeusers.keys import SLOTS, KeySchema, MaskKind, Segment
 from activeusers.scripts import COUNTS_BYTES, UNION_COUNTS, UNION_TTL_S
 from activeusers.transport import send_commands_async
 
@@ -208,14 +208,44 @@ class ActivityReader:
                     totals[position] += int.from_bytes(value.ljust(COUNTS_BYTES, b"\0"), "big")
         return [struct.unpack(f">{SLOTS}I", total.to_bytes(COUNTS_BYTES, "big")) for total in totals]
 
-    async def day_bitmaps(self, days: Sequence[date], kind: DayKind = "day") -> list[list[bytes]]:
-        """Each user bucket's bitmap of ``kind`` (the users active, created or first active) of each day:
+    async def property_values(self, name: str) -> dict[str, int]:
+        """The values of indexed property ``name`` registered so far, with their ids (``KeySchema.values``)."""
+        key = self._keys.values(name)
+        replies = await self._guarded(self._send([(key, pack_command(("HGETALL", key)))]))
+        pairs = replies[0]
+        if isinstance(pairs, dict):  # a client that decodes HGETALL's reply itself
+            pairs = [part for pair in pairs.items() for part in pair]
+        return {pairs[i].decode(): int(pairs[i + 1]) for i in range(0, len(pairs), 2)}
+
+    async def segment_counters(self, name: str, days: Sequence[date]) -> list[tuple[int, ...]]:
+        """Each day's users per value id of property ``name`` (``[id]``), summed over the user buckets like
+        :meth:`day_counters` (one big integer per counters key: no carry between the 32-bit counters)."""
+        size, calls, replies = await self._mget([self._keys.segment_counts_part(name, d) for d in days])
+        width = max((len(value) for values in replies for value in values if value), default=0)
+        totals = [0] * size
+        for (_, offset, _), values in zip(calls, replies, strict=True):
+            for position, value in enumerate(values, offset):
+                if value:
+                    totals[position] += int.from_bytes(value.ljust(width, b"\0"), "big")
+        return [struct.unpack(f">{width // 4}I", total.to_bytes(width, "big")) for total in totals]
+
+    async def segment_union_counts(
+        self, name: str, ids: Sequence[int], days: Sequence[date], kept: tuple[int, str] | None = None
+    ) -> list[int]:
+        """The distinct users of each value id of property ``name`` over ``days``, unioned in Redis (the first days
+        of each value's union kept as :meth:`day_union_counts` keeps them, ``kept``)."""
+        segments = [Segment(name, value) for value in ids]
+        parts = [[self._keys.segment_part(segment, day) for day in days] for segment in segments]
+        return await self._union_counts(parts, [self._kept_union(days, kept, segment) for segment in segments])
+
+    async def day_bitmaps(self, days: Sequence[date], kind: MaskKind = "day") -> list[list[bytes]]:
+        """Each user bucket's bitmap of ``kind`` (the users active, created, first active or in a segment) of each day:
         ``[bucket][position in days]`` (``b""`` for a bitmap that does not exist)."""
         values, _ = await self._day_bitmaps(days, kind=kind)
         return values
 
     async def _day_bitmaps(
-        self, days: Sequence[date], also: Sequence[Routed] = (), kind: DayKind = "day"
+        self, days: Sequence[date], also: Sequence[Routed] = (), kind: MaskKind = "day"
     ) -> tuple[list[list[bytes]], list[Any]]:
         """:meth:`day_bitmaps`, and the replies of the commands ``also``, sent in the same round trip."""
         _, calls, replies = await self._mget([self._keys.kind_part(kind, d) for d in days], also)
@@ -225,22 +255,31 @@ class ActivityReader:
         return values, replies[len(calls) :]
 
     async def day_union_counts(
-        self, groups: Sequence[Sequence[date]], kept: Sequence[tuple[int, str] | None] = ()
+        self, groups: Sequence[Sequence[date]], kept: Sequence[tuple[int, str] | None] = (), kind: MaskKind = "day"
     ) -> list[int]:
-        """The distinct users active on any day of each group of days, unioned in Redis (:meth:`_union_counts`).
+        """The distinct users active (or of another ``kind``) on any day of each group of days, unioned in Redis
+        (:meth:`_union_counts`).
 
         ``kept[i]`` ``(n, digest)``: the first ``n`` days of group ``i`` (consecutive) are unioned once and the
         union kept in Redis, under ``digest`` (of what those days hold: it is made again when it differs)."""
-        specs: list[tuple[int, str, str, str] | None] = []
-        for group, spec in itertools.zip_longest(groups, kept[: len(groups)]):
-            if spec is None or spec[0] < 1:
-                specs.append(None)
-                continue
-            first, last = group[0], group[spec[0] - 1]
-            specs.append(
-                (spec[0], spec[1], self._keys.union_part(first, last), self._keys.union_label_part(first, last))
-            )
-        return await self._union_counts([[self._keys.day_part(day) for day in group] for group in groups], specs)
+        specs = [
+            self._kept_union(group, spec, kind) for group, spec in itertools.zip_longest(groups, kept[: len(groups)])
+        ]
+        return await self._union_counts([[self._keys.kind_part(kind, day) for day in group] for group in groups], specs)
+
+    def _kept_union(
+        self, group: Sequence[date], spec: tuple[int, str] | None, kind: MaskKind
+    ) -> tuple[int, str, str, str] | None:
+        """The kept union of :meth:`_union_counts` for ``spec`` ``(n, digest)`` of ``group``'s days, if any."""
+        if spec is None or spec[0] < 1:
+            return None
+        first, last = group[0], group[spec[0] - 1]
+        return (
+            spec[0],
+            spec[1],
+            self._keys.union_part(first, last, kind),
+            self._keys.union_label_part(first, last, kind),
+        )
 
     async def hour_union_counts(self, groups: Sequence[Sequence[tuple[date, int]]]) -> list[int]:
         """The distinct users active in any local hour bucket ``(day, hour)`` of each group, unioned in Redis."""

@@ -43,6 +43,8 @@ APPEND_NAMES: Final = Script.named("append_names")
 SET_BITS: Final = Script.named("set_bits")
 # Moves a bucket's users' first active day earlier when a day of theirs precedes it (cohort=first's index).
 FIRST_DAYS: Final = Script.named("first_days")
+# Gives an indexed property's values their ids in its registry, capped, first come first served (segments).
+REGISTER_VALUES: Final = Script.named("register_values")
 # A new bitmap's room beyond the bucket's numbered users, for the users numbered later that day (SETBIT past a
 # string's end reallocates it with room for as much again), and a counts key's size: set_bits.lua states them.
 HEADROOM_MIN_BITS: Final = 64

@@ -18,6 +18,8 @@ from activeusers.errors import ConfigError
 from activeusers.secret import NO_SECRET, Secret
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_PROPERTY = re.compile(r"\s*[A-Za-z0-9_.-]{1,64}\s*")
+_NAMES = "must be property names (1 to 64 letters, digits, _ . -) separated by commas"
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 # read_committed skips the records of aborted transactions and waits for open ones; read_uncommitted reads all.
 ISOLATION_LEVELS = ("read_committed", "read_uncommitted")
@@ -79,6 +81,8 @@ class Settings:
     user_buckets: int = DEFAULT_BUCKETS
     max_future_skew_s: float = 300.0
     max_event_bytes: int = 16384
+    segment_properties: str = "platform"
+    segment_max_values: int = 100
     batch_size: int = 50000
     consumer_metrics_host: str = "127.0.0.1"
     consumer_metrics_port: int = 9464
@@ -112,9 +116,13 @@ class Settings:
         return ZoneInfo(self.activity_timezone)
 
     def retention(self, data: Retained) -> int:
-        """How many days after it ends a day's ``data`` is kept: ``RETENTION_DAYS`` for the day and new-user
-        bitmaps, ``HOUR_RETENTION_DAYS`` for the hour bitmaps."""
+        """Days a day's ``data`` is kept: ``RETENTION_DAYS`` (day bitmaps), ``HOUR_RETENTION_DAYS`` (hour ones)."""
         return self.retention_days if data == "days" else self.hour_retention_days
+
+    @property
+    def indexed_properties(self) -> tuple[str, ...]:
+        """The event properties indexed for breakdowns and segments (``SEGMENT_PROPERTIES``), in their order."""
+        return tuple(dict.fromkeys(name.strip() for name in self.segment_properties.split(",")))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -165,6 +173,8 @@ class Settings:
             ),
             (self.max_future_skew_s >= 0, "MAX_FUTURE_SKEW must not be negative"),
             (self.max_event_bytes >= 64, "MAX_EVENT_BYTES must be at least 64"),
+            (all(map(_PROPERTY.fullmatch, self.segment_properties.split(","))), "SEGMENT_PROPERTIES " + _NAMES),
+            (1 <= self.segment_max_values <= 10_000, "SEGMENT_MAX_VALUES must be between 1 and 10000"),
             (1 <= self.batch_size <= 100_000, "BATCH_SIZE must be between 1 and 100000"),
             (self.redis_timeout_s > 0, "REDIS_TIMEOUT must be positive"),
             (1 <= self.redis_pool_size <= 10_000, "REDIS_POOL_SIZE must be between 1 and 10000"),

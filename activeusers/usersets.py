@@ -1,4 +1,4 @@
-"""The user sets of one batch of events: distinct user ids per local day, hour and day of creation, as the
+"""The user sets of one batch of events: distinct user ids per local day, hour, day of creation and segment, as the
 consumer classifies them and the writer stores them."""
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ class UserSets:
     days: defaultdict[date, set[str]] = field(default_factory=lambda: defaultdict(set))
     hours: defaultdict[tuple[date, int], set[str]] = field(default_factory=lambda: defaultdict(set))
     created: defaultdict[date, set[str]] = field(default_factory=lambda: defaultdict(set))
+    # (day, indexed property, value) -> the users active that day with an event carrying that value.
+    segments: defaultdict[tuple[date, str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
     newest_event_ms: int = -1
 
     def add_active(self, day: date, hour: int, user_id: str, ts_ms: int) -> None:
@@ -23,6 +25,11 @@ class UserSets:
         self.days[day].add(user_id)
         self.hours[(day, hour)].add(user_id)
         self.newest_event_ms = max(self.newest_event_ms, ts_ms)
+
+    def add_segment(self, day: date, user_id: str, name: str, value: str) -> None:
+        """Record that ``user_id``, active on ``day`` (:meth:`add_active`), had an event with property ``name`` =
+        ``value``."""
+        self.segments[(day, name, value)].add(user_id)
 
     def add_created(self, day: date, user_id: str, ts_ms: int) -> None:
         """Record that ``user_id`` was created on ``day``."""
@@ -33,14 +40,16 @@ class UserSets:
         return bool(self.days or self.created)
 
     def members(self, *, hours: bool = True) -> set[str]:
-        """Every user of the batch (of its days and creations; and of its hours when ``hours``)."""
+        """Every user of the batch (of its days and creations, which hold its segments' too; and of its hours when
+        ``hours``)."""
         groups = [*self.days.values(), *self.created.values(), *(self.hours.values() if hours else ())]
         return set().union(*groups)
 
     def only(self, users: set[str], *, keep: bool = True) -> UserSets:
         """The batch with only ``users`` (``keep``), or without them."""
         kept = UserSets(newest_event_ms=self.newest_event_ms)
-        for source, target in ((self.days, kept.days), (self.hours, kept.hours), (self.created, kept.created)):
+        pairs = ((self.days, kept.days), (self.hours, kept.hours), (self.created, kept.created))
+        for source, target in (*pairs, (self.segments, kept.segments)):
             for group, members in source.items():
                 chosen = members & users if keep else members - users
                 if chosen:

@@ -22,7 +22,8 @@ from activeusers.connections import REDIS_ERRORS, Routed, SyncClient, pack_comma
 from activeusers.days import day_expiry_s
 from activeusers.errors import StoreUnavailable
 from activeusers.firstdays import BITS_CHUNK, NUMBER_BITS, NUMBER_MASK, FirstDayCalls, chunks
-from activeusers.keys import DAY_SLOT, NEW_SLOT, SLOTS, KeySchema, bucket_of, day_of_number
+from activeusers.keys import DAY_SLOT, NEW_SLOT, KeySchema, Segment, bucket_of, day_of_number
+from activeusers.registry import ValueIds
 from activeusers.scripts import FIRST_DAYS, NUMBER_USERS, SET_BITS
 from activeusers.settings import Settings
 from activeusers.transport import send_commands
@@ -38,8 +39,9 @@ STREAM_RECORDS = 1500
 # How many user numbers the writer remembers (about 100 bytes each) before it starts over.
 NUMBER_MEMO_USERS = 2_000_000
 
-# The counters' BITFIELD offsets (``#slot``: the slot-th 32-bit counter), sent as they are.
-_COUNTERS: Final = tuple(f"#{slot}" for slot in range(SLOTS))
+# The counters' BITFIELD offsets (``#slot``: the slot-th 32-bit counter), sent as they are: a day's 26, or the id
+# of a property's value (at most SEGMENT_MAX_VALUES' bound, 10,000).
+_COUNTERS: Final = tuple(f"#{slot}" for slot in range(10_001))
 # A bitmap of a batch: key part, counter, expiry and users.
 _Record = tuple[str, int, int, set[str]]
 
@@ -115,6 +117,7 @@ class ActivityWriter:
         ]
         self._forgotten = [keys.forgotten(bucket) for bucket in range(keys.buckets)]
         self._first_days = FirstDayCalls(keys)
+        self._values = ValueIds(keys, settings.segment_max_values)
         # Versions are this writer's id and a sequence number: unique among writers and across restarts.
         self._writer_id = secrets.token_hex(8)
         self._writes = itertools.count()
@@ -148,6 +151,7 @@ class ActivityWriter:
             forgotten = self._number(list(sets.members(hours=False)))
             if forgotten:
                 sets = sets.only(forgotten, keep=False)
+            self._values.register({(name, value) for _, name, value in sets.segments}, self._send)
             # NOSCRIPT (a new or restarted Redis): the script is loaded and sent again; idempotent, so bits set
             # before count nothing again.
             # The days' new version is set once their bits are: a reader that sees it finds every bit it vouches for.
@@ -196,8 +200,8 @@ class ActivityWriter:
         while the next days' calls are built)."""
         calls: dict[int, list[_Call]] = {}
         records = 0
-        for day, day_records in self._records(sets).items():
-            records += self._bits(calls, day, day_records, wall_s, memo)
+        for (day, counts_part), day_records in self._records(sets).items():
+            records += self._bits(calls, day, counts_part, day_records, wall_s, memo)
             if records >= STREAM_RECORDS:
                 yield from (call.packed() for bucket_calls in calls.values() for call in bucket_calls)
                 calls, records = {}, 0
@@ -215,17 +219,24 @@ class ActivityWriter:
                 due = functools.partial(self._due, expire_at=expire_at, now=memo[0], expiring=memo[1])
                 yield from self._first_days.calls(day, (numbers[user] for user in users), due)
 
-    def _records(self, sets: UserSets) -> defaultdict[date, list[_Record]]:
-        """The bitmaps of the batch per local day: (key part, counter, expiry, users) of its day, hours and
-        new users."""
+    def _records(self, sets: UserSets) -> defaultdict[tuple[date, str], list[_Record]]:
+        """The bitmaps of the batch per local day and counts key: (key part, counter, expiry, users) of its day,
+        hours and new users (the day's counts key), and of its segments (their property's counts key)."""
         keys = self._keys
-        records: defaultdict[date, list[_Record]] = defaultdict(list)
+        records: defaultdict[tuple[date, str], list[_Record]] = defaultdict(list)
         for day, users in sets.days.items():
-            records[day].append((keys.day_part(day), DAY_SLOT, self._expiry(day, self._retention_days), users))
+            at = (day, keys.counts_part(day))
+            records[at].append((keys.day_part(day), DAY_SLOT, self._expiry(day, self._retention_days), users))
         for (day, hour), users in sets.hours.items():
-            records[day].append((keys.hour_part(day, hour), hour, self._expiry(day, self._hour_retention_days), users))
+            at = (day, keys.counts_part(day))
+            records[at].append((keys.hour_part(day, hour), hour, self._expiry(day, self._hour_retention_days), users))
         for day, users in sets.created.items():
-            records[day].append((keys.new_part(day), NEW_SLOT, self._expiry(day, self._retention_days), users))
+            at = (day, keys.counts_part(day))
+            records[at].append((keys.new_part(day), NEW_SLOT, self._expiry(day, self._retention_days), users))
+        for (day, name, value_id), users in self._values.grouped(sets.segments).items():
+            at = (day, keys.segment_counts_part(name, day))
+            part = keys.segment_part(Segment(name, value_id), day)
+            records[at].append((part, value_id, self._expiry(day, self._retention_days), users))
         return records
 
     def _number(self, users: Collection[str]) -> set[str]:
@@ -283,11 +294,13 @@ class ActivityWriter:
         self,
         calls: dict[int, list[_Call]],
         day: date,
+        counts_part: str,
         records: list[_Record],
         wall_s: float,
         memo: tuple[float, list[tuple[str, int]]],
     ) -> int:
-        """Add the ``records`` of ``day`` to each user bucket's calls: one group per bucket (its counts key), one
+        """Add the ``records`` of ``day`` counted in ``counts_part`` (what follows a bucket's tag in their counts
+        key) to each user bucket's calls: one group per bucket (its counts key), one
         record per bitmap of the bucket, the users' bits. Past its retention a bitmap is not written. ``memo``:
         now and the keys whose expiry is sent (see :meth:`_due`)."""
         numbers_of = self._numbers.__getitem__
@@ -310,7 +323,6 @@ class ActivityWriter:
                     owner[bucket] = record
                     numbers = current[bucket] = [packed & NUMBER_MASK]
                     found[bucket].append((part, slot, expire_at, numbers))
-        counts_part = self._keys.counts_part(day)
         counts_until = self._expiry(day, self._retention_days)
         added = 0
         for bucket, bitmaps in enumerate(found):

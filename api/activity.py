@@ -15,6 +15,7 @@ from typing import Any
 from activeusers.coalescer import Pending
 from activeusers.days import clip_days, day_of
 from activeusers.erasure import Erased, Eraser
+from activeusers.keys import MaskKind
 from activeusers.periods import Period
 from activeusers.reader import ActivityReader
 from activeusers.settings import Retained, Settings
@@ -24,6 +25,7 @@ from api.daycache import DayCache
 from api.indexreads import IndexReads, Versions
 from api.points import DayPoints
 from api.retention import CohortRow
+from api.segments import Segments, ValueRow, segment_parts
 from api.userlists import UserLists
 from api.windows import DayPoint
 
@@ -52,6 +54,7 @@ class Activity:
         self._lists = UserLists(reader, cache)
         self._points = DayPoints(self._reads)
         self._cohorts = Cohorts(self._reads)
+        self._segments = Segments(self._reads)
 
     def now_ms(self) -> int:
         """The clock's current instant in epoch milliseconds."""
@@ -95,11 +98,29 @@ class Activity:
         """Active-users' encoded element of each day of ``days`` that had active users (its ids and count)."""
         return await self._lists.day_fragments(days, versions, growing=self.today())
 
+    def indexes(self, segment: str) -> bool:
+        """Whether a ``segment`` parameter names a property and value, the property indexed (else a 400)."""
+        parts = segment_parts(segment)
+        return parts is not None and parts[0] in self.settings.indexed_properties
+
+    async def active_kind(self, segment: str | None) -> MaskKind:
+        """What "active" means for a question with this ``segment`` parameter (validated): active, or active in
+        that segment."""
+        if segment is None:
+            return "day"
+        name, _, value = segment.partition(":")
+        return await self._segments.segment(name, value)
+
+    async def breakdown(self, name: str, days: Sequence[date], versions: Versions) -> list[ValueRow]:
+        """The values of indexed property ``name`` with users on ``days``, each with its distinct users and DAU."""
+        return await self._segments.breakdown(name, days, versions)
+
     async def summary_points(
-        self, feed: Sequence[date], days: Sequence[date], versions: Versions
+        self, feed: Sequence[date], days: Sequence[date], versions: Versions, kind: MaskKind = "day"
     ) -> tuple[list[DayPoint], int]:
-        """The DAU/WAU/MAU points of ``days`` and their distinct users; ``feed``: the days their windows read."""
-        return await self._points.points(feed, days, versions)
+        """The DAU/WAU/MAU points of ``days`` and their distinct users (active in a segment: ``kind``); ``feed``:
+        the days their windows read."""
+        return await self._points.points(feed, days, versions, kind)
 
     def retention_plan(self, start: str, end: str, period: Period, periods: int) -> tuple[Plan, list[date]]:
         """The cohort periods of a ``start..end`` range (its days that can hold data) reporting up to ``periods``
@@ -111,14 +132,17 @@ class Activity:
         return found, self.stored_days(found.first, found.last)
 
     async def retention(
-        self, found: Plan, period: Period, cohort: Cohort, days: Sequence[date], versions: Versions
+        self, found: Plan, period: Period, cohort: Cohort, asked: tuple[Sequence[date], Versions], kind: MaskKind
     ) -> list[CohortRow]:
-        """Each cohort period of ``found`` with its members and how many came back in each period after."""
-        return await self._cohorts.retention(found, period, cohort, days, versions)
+        """Each cohort period of ``found`` with its members and how many came back in each period after (active:
+        ``kind``); ``asked``: the days read and their versions."""
+        return await self._cohorts.retention(found, period, cohort, *asked, kind)
 
-    async def stickiness(self, days: Sequence[date], versions: Versions) -> tuple[int, list[int]]:
-        """The distinct users of ``days`` and how many were active on exactly 1, 2, ... of them."""
-        return await self._cohorts.stickiness(days, versions)
+    async def stickiness(
+        self, days: Sequence[date], versions: Versions, kind: MaskKind = "day"
+    ) -> tuple[int, list[int]]:
+        """The distinct users of ``days`` and how many were active (``kind``) on exactly 1, 2, ... of them."""
+        return await self._cohorts.stickiness(days, versions, kind)
 
     async def kept_answer(self, key: Hashable, version: Hashable, make: Callable[[], Awaitable[bytes]]) -> bytes:
         """A whole answer's body, kept under ``version`` (what it depends on): made again only when that changed."""

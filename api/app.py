@@ -30,7 +30,7 @@ from api.httplog import server_logger
 from api.metrics import ApiMetrics
 from api.ratelimit import RateLimiter
 from api.rocketchat import RocketChat
-from api.routes import engagement, forget, health, meta, retention, summary
+from api.routes import breakdown, engagement, forget, health, meta, retention, summary
 from api.state import ACCESS, ACTIVITY, METRICS, SETTINGS, TOKENS
 from api.tokens import TokenStore
 
@@ -61,6 +61,7 @@ ROUTES: Final = (
     Route("activeUsersSummary", summary.PATH, summary.summary, True),
     Route("activeUsersRetention", retention.RETENTION, retention.retention, True),
     Route("activeUsersStickiness", retention.STICKINESS, retention.stickiness, True),
+    Route("activeUsersBreakdown", breakdown.PATH, breakdown.breakdown, True),
     Route("forgetUsers", forget.PATH, forget.forget, True, "POST", forget.MAX_BODY_BYTES),
     Route("healthz", "/healthz", health.healthz, False),
     Route("readyz", "/readyz", health.readyz, False),

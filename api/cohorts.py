@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Final, Literal
 
+from activeusers.keys import MaskKind
 from activeusers.periods import Period, next_start, period_end, period_start, period_starts, periods_apart
 from api.indexreads import IndexReads, Versions
 from api.retention import CohortRow, active_days, retained, union
@@ -58,11 +59,18 @@ class Cohorts:
         self._reads = reads
 
     async def retention(
-        self, found: Plan, period: Period, cohort: Cohort, days: Sequence[date], versions: Versions
+        self,
+        found: Plan,
+        period: Period,
+        cohort: Cohort,
+        days: Sequence[date],
+        versions: Versions,
+        active_kind: MaskKind = "day",
     ) -> list[CohortRow]:
         """Each cohort period of ``found``, with its members and how many came back in each later period; ``days``:
-        the days of its periods that can hold data, oldest first."""
-        active = dict(zip(days, await self._reads.day_masks(days, versions), strict=True))
+        the days of its periods that can hold data, oldest first. ``active_kind`` a segment: "active" means active
+        in it, so a period's members are also in the segment during the period."""
+        active = dict(zip(days, await self._reads.day_masks(days, versions, active_kind), strict=True))
         members = active
         if cohort != "active" and found.starts:
             own_days = [day for day in days if day <= period_end(found.starts[-1], period)]
@@ -74,6 +82,8 @@ class Cohorts:
         rows: list[CohortRow] = []
         for start, reach in zip(found.starts, found.reach, strict=True):
             own = union([members[day] for day in by_period.get(start, ())])
+            if active_kind != "day" and members is not active:
+                own &= period_mask(start)
             later, at = [], start
             for _ in range(reach + 1):
                 later.append(period_mask(at))
@@ -81,9 +91,12 @@ class Cohorts:
             rows.append(CohortRow(start.isoformat(), own.bit_count(), retained(own, later)))
         return rows
 
-    async def stickiness(self, days: Sequence[date], versions: Versions) -> tuple[int, list[int]]:
-        """The distinct users of ``days`` and how many were active on exactly 1, 2, ... ``len(days)`` of them."""
-        masks = await self._reads.day_masks(days, versions)
+    async def stickiness(
+        self, days: Sequence[date], versions: Versions, kind: MaskKind = "day"
+    ) -> tuple[int, list[int]]:
+        """The distinct users of ``days`` and how many were active (or active in a segment: ``kind``) on exactly 1,
+        2, ... ``len(days)`` of them."""
+        masks = await self._reads.day_masks(days, versions, kind)
         counts = active_days(masks)
         return sum(counts), counts
 

@@ -18,7 +18,7 @@ from typing import Final, TypeVar
 
 from activeusers.coalescer import Pending
 from activeusers.errors import StoreUnavailable
-from activeusers.keys import DAY_SLOT, NEW_SLOT, SLOTS, DayKind
+from activeusers.keys import DAY_SLOT, NEW_SLOT, SLOTS, MaskKind
 from activeusers.reader import ActivityReader
 from api.daycache import DayCache
 from api.masks import Layout, joined, layout_for
@@ -113,8 +113,35 @@ class IndexReads:
         except StoreUnavailable as exc:
             LOG.warning("derived values not shared", extra={"kind": kind, "error": str(exc)})
 
-    async def day_masks(self, days: Sequence[date], versions: Versions, kind: DayKind = "day") -> list[int]:
-        """Each day's active users (or its users of another ``kind``: created, first active) as one mask (0 for a
+    async def segment_counters(self, name: str, days: Sequence[date], versions: Versions) -> list[tuple[int, ...]]:
+        """Each day's users per value id of property ``name`` (:meth:`ActivityReader.segment_counters`), kept per
+        day under its version."""
+        found = {
+            day: hit for day in days if (hit := self.cache.get(("segcounts", name, day), versions[day])) is not None
+        }
+        missing = [day for day in days if day not in found]
+        if missing:
+            for day, counters in zip(missing, await self.reader.segment_counters(name, missing), strict=True):
+                found[day] = counters
+                self.cache.put(("segcounts", name, day), versions[day], counters, COUNTERS_SIZE + 4 * len(counters))
+        return [found[day] for day in days]
+
+    async def segment_union_counts(
+        self, name: str, ids: Sequence[int], days: Sequence[date], versions: Versions
+    ) -> list[int]:
+        """The distinct users of each value id of property ``name`` over ``days`` (unioned in Redis), kept while
+        the days keep their versions."""
+        key = ("segment unions", name, tuple(ids), tuple(days))
+        version = tuple(versions[day] for day in days)
+        found: list[int] | None = self.cache.get(key, version)
+        if found is None:
+            found = await self.reader.segment_union_counts(name, ids, days, _kept(days, versions))
+            self.cache.put(key, version, found, UNIONS_SIZE)
+        return found
+
+    async def day_masks(self, days: Sequence[date], versions: Versions, kind: MaskKind = "day") -> list[int]:
+        """Each day's active users (or its users of another ``kind``: created, first active, in a segment) as one
+        mask (0 for a
         day without data), in the order of ``days``, all in one layout. The cached masks of the current layout are
         taken, the others fetched and joined; when a bucket outgrew its span every mask is joined again, in the new
         layout: masks of two layouts cannot be combined."""
@@ -137,23 +164,28 @@ class IndexReads:
             cache.put(LAYOUT, LAYOUT, wider, 64 * len(wider.spans))
         return [mask for mask in found if mask is not None]
 
-    async def day_union_counts(self, groups: Sequence[Sequence[date]], versions: Versions) -> list[int]:
-        """The distinct users of each group of days (unioned in Redis), kept while the days keep their versions.
+    async def day_union_counts(
+        self, groups: Sequence[Sequence[date]], versions: Versions, kind: MaskKind = "day"
+    ) -> list[int]:
+        """The distinct users (of ``kind``) of each group of days (unioned in Redis), kept while the days keep
+        their versions.
 
         A group of consecutive days is read as the union of all but its newest day, which Redis keeps (while those
         days keep their versions, for every API process), ORed with the newest day: the days of a range ending
         today change only today (a late event to a past day makes that union again), so a new process ORs two
         bitmaps per bucket where it would OR the whole range."""
-        key, version = _day_unions(groups, versions)
+        key, version = _day_unions(groups, versions, kind)
 
         async def count(groups: Sequence[Sequence[date]]) -> list[int]:
-            return await self.reader.day_union_counts(groups, [_kept(group, versions) for group in groups])
+            return await self.reader.day_union_counts(groups, [_kept(group, versions) for group in groups], kind)
 
         return await self._union_counts(key, version, count, groups)
 
-    def keep_union_count(self, groups: Sequence[Sequence[date]], versions: Versions, counts: list[int]) -> None:
+    def keep_union_count(
+        self, groups: Sequence[Sequence[date]], versions: Versions, counts: list[int], kind: MaskKind = "day"
+    ) -> None:
         """Keep the counts of :meth:`day_union_counts` computed otherwise (from masks at hand)."""
-        key, version = _day_unions(groups, versions)
+        key, version = _day_unions(groups, versions, kind)
         self.cache.put(key, version, counts, UNIONS_SIZE)
 
     async def hour_union_counts(self, groups: Sequence[Sequence[tuple[date, int]]], versions: Versions) -> list[int]:
@@ -200,8 +232,8 @@ def _kept(group: Sequence[date], versions: Versions) -> tuple[int, str] | None:
     return size, digest(tuple(versions[day] for day in group[:size]))
 
 
-def _day_unions(groups: Sequence[Sequence[date]], versions: Versions) -> tuple[Hashable, Hashable]:
-    return ("day unions", _frozen(groups)), tuple(versions[day] for group in groups for day in group)
+def _day_unions(groups: Sequence[Sequence[date]], versions: Versions, kind: MaskKind) -> tuple[Hashable, Hashable]:
+    return ("day unions", kind, _frozen(groups)), tuple(versions[day] for group in groups for day in group)
 
 
 def _frozen(groups: Sequence[Sequence[T]]) -> tuple[tuple[T, ...], ...]:

@@ -6,7 +6,7 @@ Written by hand so that it states exactly what the handlers send: exact ``requir
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from aiohttp import web
@@ -109,7 +109,30 @@ def _csv_operation(summary: str, params: list[dict[str, Any]], schema: str, exam
     )
 
 
-def _operations() -> dict[str, dict[str, Any]]:
+_SEGMENT: Final = {
+    "name": "segment",
+    "in": "query",
+    "required": False,
+    "description": "property:value (split at the first colon; the property one of SEGMENT_PROPERTIES): count only "
+    "the users active in that segment on the days counted. A value never seen gives zeros; (other) is the values "
+    "past SEGMENT_MAX_VALUES.",
+    "schema": {"type": "string", "pattern": "^[^:]+:.+$"},
+    "example": "platform:ios",
+}
+
+
+def _property(indexed: Sequence[str]) -> dict[str, Any]:
+    return {
+        "name": "property",
+        "in": "query",
+        "required": True,
+        "description": "An indexed property (one of SEGMENT_PROPERTIES).",
+        "schema": {"type": "string", "enum": list(indexed)},
+        "example": indexed[0],
+    }
+
+
+def _operations(indexed: Sequence[str]) -> dict[str, dict[str, Any]]:
     dates = [_date_param("start"), _date_param("end")]
     start_only = [_date_param("start", hourly=True)]
     return {
@@ -150,7 +173,7 @@ def _operations() -> dict[str, dict[str, Any]]:
         },
         "activeUsersSummary": _csv_operation(
             "Exact distinct users of the range and per-day DAU, WAU and MAU.",
-            dates,
+            [*dates, _SEGMENT],
             "Summary",
             "date,dau,wau,mau\r\n2026-01-01,3,5,9\r\n",
         ),
@@ -167,15 +190,22 @@ def _operations() -> dict[str, dict[str, Any]]:
                     "description": "Periods reported after each cohort's own (default 12).",
                     "schema": {"type": "integer", "minimum": 0, "maximum": 400},
                 },
+                _SEGMENT,
             ],
             "Retention",
             "cohort,size,k0,k1\r\n2026-09-28,120,120,64\r\n2026-10-05,31,31,\r\n",
         ),
         "activeUsersStickiness": _csv_operation(
             "Stickiness: how many users were active on exactly 1, 2, ... N of the range's N days.",
-            dates,
+            [*dates, _SEGMENT],
             "Stickiness",
             "active_days,users\r\n1,2100\r\n2,1200\r\n",
+        ),
+        "activeUsersBreakdown": _csv_operation(
+            "Breakdown: per value of an indexed property, its distinct users over the range and its DAU each day.",
+            [*dates, _property(indexed)],
+            "Breakdown",
+            "date,value,dau\r\n2026-11-01,web,700\r\n2026-11-01,ios,200\r\n",
         ),
         "forgetUsers": _forget_operation(),
         "healthz": {"summary": "The process answers.", "responses": {"200": _json("Health", "Up.")}},
@@ -247,19 +277,20 @@ def _forget_operation() -> dict[str, Any]:
 _METHODS: Final = {"forgetUsers": "post"}
 
 
-def document(paths: Mapping[str, str]) -> dict[str, Any]:
-    """The OpenAPI document of the API whose routes are ``paths`` (name -> path, see :func:`route_paths`).
+def document(paths: Mapping[str, str], indexed: Sequence[str]) -> dict[str, Any]:
+    """The OpenAPI document of the API whose routes are ``paths`` (name -> path, see :func:`route_paths`) and
+    whose indexed properties (``SEGMENT_PROPERTIES``) are ``indexed``.
 
     Every route must have an operation here (a new one without raises ``KeyError``, which the tests catch).
     """
-    operations = _operations()
+    operations = _operations(indexed)
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
             "title": "active-users query API",
             "version": "1.0.0",
-            "description": "Rocket.Chat-compatible engagement-dashboard Users endpoints and an exact "
-            "distinct-users summary.",
+            "description": "Rocket.Chat-compatible engagement-dashboard Users endpoints, an exact "
+            "distinct-users summary, retention, stickiness and breakdowns by event property.",
         },
         "paths": {
             path: {_METHODS.get(name, "get"): {"operationId": name, **operations[name]}} for name, path in paths.items()

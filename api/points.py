@@ -14,6 +14,7 @@ from datetime import date
 from typing import Final
 
 from activeusers.days import WEEK_DAYS
+from activeusers.keys import MaskKind, Segment
 from api.indexreads import IndexReads, Versions, digest
 from api.windows import LOOKBACK_DAYS, MONTH_DAYS, DayPoint, decoded_point, encoded_point, summarize
 
@@ -35,6 +36,7 @@ class _Work:
     days: Sequence[date]
     versions: Versions
     known: dict[date, DayPoint]
+    kind: MaskKind
 
 
 class DayPoints:
@@ -44,20 +46,23 @@ class DayPoints:
         self._reads = reads
 
     async def points(
-        self, feed: Sequence[date], days: Sequence[date], versions: Versions
+        self, feed: Sequence[date], days: Sequence[date], versions: Versions, kind: MaskKind = "day"
     ) -> tuple[list[DayPoint], int]:
         """The points of ``days`` and their distinct users (``feed``: the days of their windows, whose index
-        versions are ``versions``)."""
+        versions are ``versions``), of the users active (``kind`` ``day``) or active in a segment (each kind's
+        points shared under a kind of their own)."""
         cache = self._reads.cache
         digests = _window_digests(feed, versions, feed.index(days[0]))
-        known = await self._known_points(digests)
+        known = await self._known_points(digests, kind)
         missing = [day for day in days if day not in known]
-        work = _Work(feed, days, versions, known)
+        work = _Work(feed, days, versions, known, kind)
         distinct = await (self._from_masks if len(missing) > REDIS_POINTS else self._in_redis)(work, missing)
         computed = [known[day] for day in missing]
         for point in computed:
-            cache.put(("point", point.day), digests[point.day], point, POINT_SIZE)
-        await self._reads.share(POINT, {point.day: encoded_point(point, digests[point.day]) for point in computed})
+            cache.put(("point", kind, point.day), digests[point.day], point, POINT_SIZE)
+        if (shared_as := _shared_kind(kind)) is not None:
+            shared = {point.day: encoded_point(point, digests[point.day]) for point in computed}
+            await self._reads.share(shared_as, shared)
         return [known[day] for day in days], distinct
 
     async def _in_redis(self, work: _Work, missing: Sequence[date]) -> int:
@@ -69,7 +74,7 @@ class DayPoints:
         for day in missing:
             end = feed.index(day) + 1
             groups += [[day], feed[max(0, end - WEEK_DAYS) : end], feed[max(0, end - MONTH_DAYS) : end]]
-        *counts, distinct = await self._reads.day_union_counts([*groups, work.days], work.versions)
+        *counts, distinct = await self._reads.day_union_counts([*groups, work.days], work.versions, work.kind)
         for n, day in enumerate(missing):
             known[day] = DayPoint(day, *counts[3 * n : 3 * n + 3])
         return distinct
@@ -80,27 +85,35 @@ class DayPoints:
         Redis."""
         feed, days = work.feed, work.days
         window = feed[max(feed.index(missing[0]) - LOOKBACK_DAYS, 0) : feed.index(missing[-1]) + 1]
-        masks = await self._reads.day_masks(window, work.versions)
+        masks = await self._reads.day_masks(window, work.versions, work.kind)
         computed, union = summarize(window[0], masks, missing[0], work.known)
         work.known.update((point.day, point) for point in computed)
         if (missing[0], missing[-1]) == (days[0], days[-1]):
-            self._reads.keep_union_count([days], work.versions, [union])
+            self._reads.keep_union_count([days], work.versions, [union], work.kind)
             return union
-        (distinct,) = await self._reads.day_union_counts([days], work.versions)
+        (distinct,) = await self._reads.day_union_counts([days], work.versions, work.kind)
         return distinct
 
-    async def _known_points(self, digests: dict[date, str]) -> dict[date, DayPoint]:
+    async def _known_points(self, digests: dict[date, str], kind: MaskKind) -> dict[date, DayPoint]:
         """The points of the days of ``digests`` computed before from the same data: this process' first, then
         those any process saved in Redis."""
         cache = self._reads.cache
-        known = {day: point for day, digest in digests.items() if (point := cache.get(("point", day), digest))}
-        if len(known) < len(digests):
+        known = {day: point for day, digest in digests.items() if (point := cache.get(("point", kind, day), digest))}
+        if len(known) < len(digests) and (shared_as := _shared_kind(kind)) is not None:
             wanted = [day for day in digests if day not in known]
-            for day, text in (await self._reads.reader.derived(POINT, wanted)).items():
+            for day, text in (await self._reads.reader.derived(shared_as, wanted)).items():
                 if (point := decoded_point(day, text, digests[day])) is not None:
                     known[day] = point
-                    cache.put(("point", day), digests[day], point, POINT_SIZE)
+                    cache.put(("point", kind, day), digests[day], point, POINT_SIZE)
         return known
+
+
+def _shared_kind(kind: MaskKind) -> str | None:
+    """The kind the points of ``kind`` are kept under in Redis (``KeySchema.derived_field``): ``point`` for the
+    active users, ``point.<property>.<id>`` for a segment's; none for a value no registry holds."""
+    if isinstance(kind, Segment):
+        return f"{POINT}.{kind.property}.{kind.value}" if kind.value >= 0 else None
+    return POINT
 
 
 def _window_digests(feed: Sequence[date], versions: Versions, first: int) -> dict[date, str]:

@@ -213,6 +213,33 @@ SCHEMAS: Final[dict[str, Any]] = {
             "success": {"type": "boolean", "enum": [True]},
         }
     ),
+    "BreakdownDay": closed(
+        {
+            "date": {"type": "string", "format": "date"},
+            "dau": {"type": "integer", "minimum": 0, "description": "Users active that day with this value."},
+        }
+    ),
+    "BreakdownValue": closed(
+        {
+            "value": {"type": "string", "description": "The value, or (other) for the values past the cap."},
+            "distinctUsers": {"type": "integer", "minimum": 1, "description": "Distinct users over start..end."},
+            "days": {"type": "array", "items": ref("BreakdownDay"), "description": "Every reported day, oldest first."},
+        }
+    ),
+    "Breakdown": closed(
+        {
+            "timezone": {"type": "string", "description": "The IANA zone whose local days the answer uses."},
+            "start": {"type": "string", "format": "date", "nullable": True, "description": "First day reported."},
+            "end": {"type": "string", "format": "date", "nullable": True, "description": "Last day reported."},
+            "property": {"type": "string", "description": "The property broken down."},
+            "values": {
+                "type": "array",
+                "items": ref("BreakdownValue"),
+                "description": "Values with a user in the range, by distinctUsers descending, then value.",
+            },
+            "success": {"type": "boolean", "enum": [True]},
+        }
+    ),
     "Health": closed({"status": {"type": "string", "enum": ["ok"]}}),
     "Readiness": closed(
         {

@@ -1,6 +1,8 @@
 """Ingest benchmark: end-to-end events/s from a pre-filled topic into Redis, beside two baselines.
 
-Rows, all in one run against the same real broker, topic and Redis:
+Every event carries ``properties.platform`` (one indexed property, 5 values: SEGMENT_PROPERTIES' default), so
+active-users also registers the values and sets their per-value bitmaps. Rows, all in one run against the same
+real broker, topic and Redis:
 - raw read: the same kafka-python client and fetch settings as the consumer, reading every record and doing
   nothing with it (the ceiling for any consumer built on this client);
 - active-users: the real ingest loop (decode, validate, bucket, number new users and set their bits in the
@@ -64,6 +66,7 @@ def progress(label: str, done: int, total: int, started: float) -> None:
     sys.stderr.flush()
 
 
+PLATFORMS = ("web", "desktop", "android", "ios", "linux")
 MALFORMED = (
     b"{not json",
     b"[1,2,3]",
@@ -86,10 +89,13 @@ def fill(settings: Settings, events: int, users: int, days: int, seed: int, malf
     started = time.monotonic()
     kinds = ("login", "activity", "activity", "activity")
     for i in range(events):
-        user = f"u{rng.randrange(users):016d}"
+        number = rng.randrange(users)
+        user = f"u{number:016d}"
         ts = now_ms - rng.randrange(days * 86_400_000)
         stamp = datetime.fromtimestamp(ts / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts % 1000:03d}Z"
-        value = orjson.dumps({"type": kinds[i & 3], "userId": user, "ts": stamp})
+        # Every event carries the indexed property (SEGMENT_PROPERTIES' default): ingest stores its bitmaps too.
+        properties = {"platform": PLATFORMS[number % len(PLATFORMS)]}
+        value = orjson.dumps({"type": kinds[i & 3], "userId": user, "ts": stamp, "properties": properties})
         if malformed_share and rng.random() < malformed_share:
             value = MALFORMED[i % len(MALFORMED)]
         producer.send(topic, key=user.encode(), value=value)
@@ -314,7 +320,8 @@ def report(args: argparse.Namespace, rates: Rates) -> list[str]:
     ]
     command = "python bench/ingest.py " + " ".join(sys.argv[1:])
     return [
-        f"### Ingest ({args.events:,} events, {args.users:,} users, {args.days} days, {PARTITIONS} partitions)",
+        f"### Ingest ({args.events:,} events, {args.users:,} users, {args.days} days, {PARTITIONS} partitions,"
+        " one indexed property of 5 values)",
         "",
         f"`{command.strip()}` on {datetime.now(UTC):%Y-%m-%d}, one consumer each (ours: a member and its store"
         " worker process), same broker and Redis."

@@ -85,6 +85,7 @@ def _register_produce(commands: Any) -> None:
     add("--new-user-share", type=float, default=0.2, help="share of users created during the window (default 0.2)")
     add("--weekend-factor", type=float, default=0.35, help="weekend traffic relative to a weekday (default 0.35)")
     add("--malformed-share", type=float, default=0.0, help="share of malformed records (default 0)")
+    add("--platforms", action="store_true", help="give counted events a properties.platform (a realistic mix)")
     add("--jsonl", type=Path, default=None, help="write every acknowledged record to this JSON-lines file")
     add("--acks", choices=("all", "1", "0"), default="all", help="producer acks (default all)")
     add("--create-topic", action="store_true", help="first create KAFKA_TOPIC and KAFKA_DLQ_TOPIC if missing")

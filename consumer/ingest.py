@@ -13,13 +13,23 @@ from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
 from operator import attrgetter
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 from activeusers.days import LocalHours, day_expiry_s
 from activeusers.errors import MalformedEvent
-from activeusers.events import ACTIVE_TYPES, CREATED_TYPE, MalformedReason, decode_fields, only_anonymous
+from activeusers.events import (
+    ACTIVE_TYPES,
+    CREATED_TYPE,
+    MAX_VALUE_CHARS,
+    MalformedReason,
+    decode_fields,
+    only_anonymous,
+)
 from activeusers.settings import Settings
 from activeusers.usersets import UserSets
+
+# What ``dict.get`` answers for a property an event does not carry (None is a value: JSON null, ignored and counted).
+_ABSENT: Final = object()
 
 
 class SkipReason(StrEnum):
@@ -104,6 +114,8 @@ class Batch:
     skipped: Counter[str] = field(default_factory=Counter)
     stored_events: int = 0
     records: int = 0
+    # Indexed properties' values that were not strings of 1..64 characters (ignored; their events still count).
+    ignored_values: int = 0
 
 
 class Classifier:
@@ -120,6 +132,7 @@ class Classifier:
         self._skew_ms = int(settings.max_future_skew_s * 1000)
         self._retention_days = settings.retention("days")
         self._expiry_ms: dict[date, int] = {}
+        self._indexed = settings.indexed_properties
 
     def classify(self, slices: Sequence[RecordSlice], now_ms: int) -> Batch:
         """Sort every record of a poll (see :func:`slices_of`) into the batch's writes, dead letters and skips."""
@@ -145,21 +158,16 @@ class Classifier:
         skipped = batch.skipped
         dead = batch.dead_letters.append
         topic, partition, offsets, keys = part.topic, part.partition, part.offsets, part.keys
-        newest_ms = sets.newest_event_ms
-        stored = 0
+        newest_ms, stored, ignored = sets.newest_event_ms, 0, 0
+        indexed, segments = self._indexed, sets.segments
         for position, value in enumerate(part.values):
             try:
-                kind, user_id, ts_ms, roles = decode_fields(value, max_bytes)
+                kind, user_id, ts_ms, roles, properties = decode_fields(value, max_bytes)
             except MalformedEvent as exc:
                 dead(DeadLetter(topic, partition, offsets[position], keys[position], value, exc.reason, exc.detail))
                 continue
             if ts_ms > latest_ms:
-                detail = f"ts is {(ts_ms - now_ms) // 1000} s ahead of the clock"
-                dead(
-                    DeadLetter(
-                        topic, partition, offsets[position], keys[position], value, MalformedReason.FUTURE_TS, detail
-                    )
-                )
+                dead(_ahead(part, position, (ts_ms - now_ms) // 1000))
                 continue
             if kind not in ACTIVE_TYPES and kind != CREATED_TYPE:
                 skipped[SkipReason.UNKNOWN_TYPE] += 1
@@ -184,11 +192,19 @@ class Classifier:
                     continue
                 target[0].add(user_id)
                 target[1].add(user_id)
+                if properties:  # inlined: a call per event would cost a tenth of the rest
+                    for name in indexed:
+                        found = properties.get(name, _ABSENT)
+                        if type(found) is str and 0 < len(found) <= MAX_VALUE_CHARS:
+                            segments[(day_hour[0], name, found)].add(user_id)
+                        elif found is not _ABSENT:
+                            ignored += 1
             if ts_ms > newest_ms:
                 newest_ms = ts_ms
             stored += 1
         sets.newest_event_ms = newest_ms
         batch.stored_events += stored
+        batch.ignored_values += ignored
 
     def _expired(self, day: date, now_ms: int) -> bool:
         expiry_ms = self._expiry_ms.get(day)
@@ -198,3 +214,18 @@ class Classifier:
             expiry_ms = day_expiry_s(day, self._zone, self._retention_days) * 1000
             self._expiry_ms[day] = expiry_ms
         return expiry_ms <= now_ms
+
+
+def _ahead(part: RecordSlice, position: int, seconds: int) -> DeadLetter:
+    """The dead letter of the record at ``position`` of ``part``, ``seconds`` ahead of the consumer's clock."""
+    detail = f"ts is {seconds} s ahead of the clock"
+    value = part.values[position]
+    return DeadLetter(
+        part.topic,
+        part.partition,
+        part.offsets[position],
+        part.keys[position],
+        value,
+        MalformedReason.FUTURE_TS,
+        detail,
+    )

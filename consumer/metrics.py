@@ -25,6 +25,11 @@ class ConsumerMetrics:
         self.skipped = Counter(
             "activeusers_events_skipped", "Valid events deliberately not stored, by reason", ["reason"], registry=r
         )
+        self.ignored_values = Counter(
+            "activeusers_property_values_ignored",
+            "Indexed property values that were not strings of 1 to 64 characters (the events still count)",
+            registry=r,
+        )
         self.dead_lettered = Counter(
             "activeusers_events_dead_lettered",
             "Malformed records sent to the dead-letter topic",

@@ -38,6 +38,7 @@ class Throughput:
         m.batch_records.observe(stored.records)
         for reason, count in stored.skipped.items():
             m.skipped.labels(reason).inc(count)
+        m.ignored_values.inc(stored.ignored_values)
         for reason, count in stored.dead_lettered.items():
             m.dead_lettered.labels(reason).inc(count)
         self._records += stored.records

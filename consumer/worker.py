@@ -55,6 +55,7 @@ class Stored:
     skipped: dict[str, int]
     dead_lettered: dict[str, int]  # per reason
     newest_event_ms: int
+    ignored_values: int = 0
 
     @classmethod
     def of(cls, batch: Batch) -> Stored:
@@ -65,6 +66,7 @@ class Stored:
             dict(batch.skipped),
             dict(Counter(letter.reason for letter in batch.dead_letters)),
             batch.user_sets.newest_event_ms,
+            batch.ignored_values,
         )
 
 

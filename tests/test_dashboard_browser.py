@@ -13,6 +13,7 @@ import json
 import shutil
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -29,7 +30,7 @@ from tests.support.answers import expected_by_time_of_day, expected_hourly, expe
 from tests.support.environment import REPO_ROOT, in_ci
 from tests.support.events import Sent, generate, iso
 from tests.support.network import free_port, http_get
-from tests.support.oracle import Activity, activity
+from tests.support.oracle import Activity, _ts_ms, activity
 from tests.support.pipeline import ingest
 from tests.support.processes import cli_token, consumer_env, start_api
 from tests.support.waiting import wait_until
@@ -41,7 +42,8 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 SCREENSHOT = REPO_ROOT / ".ci" / "artifacts" / "dashboard.png"
 ZONE = "UTC"
 TZ = ZoneInfo(ZONE)
-PANELS = ("active", "new", "tod", "busy", "retention", "sticky")
+PANELS = ("active", "new", "tod", "busy", "retention", "sticky", "platforms")
+PLATFORMS = ("web", "desktop", "ios", "android")
 PAGE_BUDGET_BYTES = 300_000
 USERS = "/api/v1/engagement-dashboard/users/"
 
@@ -72,7 +74,7 @@ class Pipeline:
 def pipeline(stack, module_topic, module_redis_prefix, tmp_path_factory) -> Iterator[Pipeline]:
     tmp = tmp_path_factory.mktemp("dashboard")
     now = int(time.time() * 1000)
-    sent = generate(313, 4000, now, users=300, days=40, avoid_days_ago=(0, 0.01))
+    sent = with_platforms(generate(313, 4000, now, users=300, days=40, avoid_days_ago=(0, 0.01)))
     env = consumer_env(stack, module_topic(3), module_redis_prefix, f"g-{uuid.uuid4().hex[:8]}", ACTIVITY_TIMEZONE=ZONE)
     ingest(env, sent, tmp)
     headers = cli_token(env, "browser-admin")
@@ -82,6 +84,38 @@ def pipeline(stack, module_topic, module_redis_prefix, tmp_path_factory) -> Iter
     finally:
         api.terminate()
         assert api.wait(timeout=15) == 0
+
+
+def with_platforms(sent: list[Sent]) -> list[Sent]:
+    """The events with a platform each: one per user, a second one on about half the events of every seventh
+    user."""
+    found = []
+    for record in sent:
+        event = record.event
+        if event is None or record.value is None:
+            found.append(record)
+            continue
+        number = int(event["userId"][-5:]) if event["userId"][-5:].isdigit() else 0
+        second = number % 7 == 0 and zlib.crc32(record.value) % 2 == 1
+        event = {**event, "properties": {"platform": PLATFORMS[(number + second) % len(PLATFORMS)]}}
+        found.append(Sent(record.key, orjson.dumps(event), event))
+    return found
+
+
+def platform_days(pipeline: Pipeline) -> dict[tuple[date, str], set[str]]:
+    """Who was active with which platform on which day, from the events sent."""
+    found = pipeline.found()
+    values: dict[tuple[date, str], set[str]] = {}
+    for record in pipeline.sent:
+        event = record.event
+        if event is None or "properties" not in event or event["type"] not in ("login", "activity", "logout"):
+            continue
+        if event.get("roles") == ["anonymous"]:  # not counted, so in no segment
+            continue
+        day = datetime.fromtimestamp(_ts_ms(event["ts"]) / 1000, tz=TZ).date()
+        if event["userId"] in found.days.get(day, set()):
+            values.setdefault((day, event["properties"]["platform"]), set()).add(event["userId"])
+    return values
 
 
 @pytest.fixture(scope="module")
@@ -397,6 +431,7 @@ def test_a_prefix_without_data_shows_empty_texts_not_blank_charts(pipeline, driv
             "busy": f"No active users on {page_day(driver).isoformat()}.",
             "retention": "No cohort has members in this range.",
             "sticky": "No active users in this period yet.",
+            "platforms": "No platform reported in this period yet.",
         }
         assert value(driver, "dau") == value(driver, "new-count") == "0"
         assert driver.find_elements(By.CSS_SELECTOR, "#panels canvas, .heat div") == []
@@ -480,6 +515,52 @@ def test_the_stickiness_histogram(pipeline, driver, downloads):
         f"{pipeline.base}/api/v1/active-users/stickiness?start={start}&end={end}&format=csv", pipeline.headers
     )
     assert download(driver, downloads, "sticky", "stickiness.csv") == csv.decode()
+    assert console_errors(driver) == []
+
+
+def test_the_platform_breakdown_and_the_selector_segmenting_every_panel_that_takes_it(pipeline, driver, downloads):
+    open_signed_in(pipeline, driver)
+    day = page_day(driver)
+    span = dates(day - timedelta(days=29), day)
+    values = platform_days(pipeline)
+    drawn = chart(driver, "#platforms .chart")
+    assert drawn["x"] == [d.isoformat() for d in span]
+    expected = {}
+    for platform in PLATFORMS:
+        distinct = set().union(*(values.get((d, platform), set()) for d in span))
+        expected[f"{platform} ({len(distinct)})"] = [len(values.get((d, platform), set())) for d in span]
+    got = {s["label"]: s["values"] for s in drawn["series"]}
+    assert got == expected, [(k, got.get(k), v) for k, v in expected.items() if got.get(k) != v]
+    start, end = whole_days(span[0], day)
+    _, csv = http_get(
+        f"{pipeline.base}/api/v1/active-users/breakdown?start={start}&end={end}&property=platform&format=csv",
+        pipeline.headers,
+    )
+    assert download(driver, downloads, "platforms", "platforms.csv") == csv.decode()
+    options = [o.get_attribute("value") for o in driver.find_elements(By.CSS_SELECTOR, "#segment option")]
+    assert options[0] == "" and sorted(options[1:]) == sorted(PLATFORMS)
+    before = {panel: loaded(driver, panel) for panel in ("active", "retention", "sticky")}
+    select(driver, "segment", "ios")
+    wait_loaded(driver, ("active", "retention", "sticky"), before)
+    ios = {d: values.get((d, "ios"), set()) for d in span}
+    active = chart(driver, "#active .chart")
+    assert active["series"][0]["values"] == [len(ios[d]) for d in span]
+    assert value(driver, "dau") == str(len(ios[day]))
+    segment = "&segment=platform%3Aios"
+    sticky = pipeline.api(f"/api/v1/active-users/stickiness?start={start}&end={end}{segment}")
+    assert chart(driver, "#sticky .chart")["series"][0]["values"] == sticky["activeDays"]
+    whole = pipeline.api(f"/api/v1/active-users/stickiness?start={start}&end={end}")
+    assert 0 < sticky["distinctUsers"] < whole["distinctUsers"]
+    first = day - timedelta(days=day.weekday() + 77)
+    since, until = whole_days(first, day)
+    retention = pipeline.api(
+        f"/api/v1/active-users/retention?start={since}&end={until}&period=week&cohort=first&periods=12{segment}"
+    )
+    assert chart(driver, "#retention table") == retention["cohorts"]
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    driver.execute_script("window.scrollTo(0, 0)")  # the header's platform selector and the segmented panel
+    driver.save_screenshot(str(SCREENSHOT.with_name("dashboard-platforms.png")))
+    select(driver, "segment", "")
     assert console_errors(driver) == []
 
 

@@ -84,7 +84,7 @@ def test_dev_run_prints_working_curls_and_ctrl_c_stops_everything(stack, kafka_a
         assert len(children) >= 2  # the consumer and the API
 
         curls = [shlex.split(line.strip()) for line in lines if line.strip().startswith("curl ")]
-        assert len(curls) == 4
+        assert len(curls) == 5
         answers = []
         for argv in curls:
             done = subprocess.run(argv, capture_output=True, timeout=30, check=True)
@@ -113,6 +113,8 @@ def test_dev_run_prints_working_curls_and_ctrl_c_stops_everything(stack, kafka_a
         retention, stickiness = answers[2], answers[3]
         assert retention["period"] == "week" and len(retention["cohorts"]) >= 4
         assert sum(stickiness["activeDays"]) == stickiness["distinctUsers"] > 0
+        platforms = {row["value"] for row in answers[4]["values"]}
+        assert answers[4]["property"] == "platform" and {"web", "ios", "android"} <= platforms
     finally:
         run.send_signal(signal.SIGINT)
         try:

@@ -50,6 +50,7 @@ def guarded(params: Sequence[Param], days_of: DaysOf, answer: Answer, later: Seq
             query = validated(request.rel_url.raw_query_string, params)
             if later:
                 query |= validated(request.rel_url.raw_query_string, later)
+            _check_indexed(activity, query)
         except ValidationError:
             await _admit(request, access, sent)
             raise
@@ -61,6 +62,15 @@ def guarded(params: Sequence[Param], days_of: DaysOf, answer: Answer, later: Seq
         return await answer(activity, Asked(query, days, await versions))
 
     return handle
+
+
+def _check_indexed(activity: Activity, query: Query) -> None:
+    """A ``property`` or ``segment`` parameter must name a property this deployment indexes (a setting, so
+    checked here rather than by the parameter's pure rule)."""
+    if "property" in query and query["property"] not in activity.settings.indexed_properties:
+        raise ValidationError("property", missing=False)
+    if "segment" in query and not activity.indexes(query["segment"]):
+        raise ValidationError("segment", missing=False)
 
 
 async def _admit(request: web.Request, access: Access, sent: Credentials) -> None:

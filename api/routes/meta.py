@@ -7,7 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.openapi import document, route_paths
 from api.responses import NO_STORE, json_response
-from api.state import METRICS
+from api.state import METRICS, SETTINGS
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -17,4 +17,4 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def openapi(request: web.Request) -> web.Response:
     """The OpenAPI 3 document of every endpoint."""
-    return json_response(document(route_paths(request.app)))
+    return json_response(document(route_paths(request.app), request.app[SETTINGS].indexed_properties))

@@ -17,6 +17,7 @@ from api.cohorts import COHORTS, MAX_PERIODS, Cohort
 from api.dates import DATE_PARAMS, Param
 from api.responses import csv_bytes_response, json_bytes_response
 from api.retention import CohortRow
+from api.routes.breakdown import SEGMENT_PARAM
 from api.routes.guarded import Asked, Query, guarded
 
 RETENTION: Final = "/api/v1/active-users/retention"
@@ -30,6 +31,7 @@ RETENTION_PARAMS: Final = (
     Param("cohort", False, COHORTS.__contains__),
     Param("periods", False, lambda value: _COUNT.fullmatch(value) is not None and int(value) <= MAX_PERIODS),
     FORMAT_PARAM,
+    SEGMENT_PARAM,
 )
 
 
@@ -53,9 +55,10 @@ async def _retention(activity: Activity, asked: Asked) -> web.Response:
     """The cohort periods of the range, as JSON or CSV."""
     period, cohort, periods, csv = _asked(asked.query)
     found, days = activity.retention_plan(asked.query["start"], asked.query["end"], period, periods)
+    kind = await activity.active_kind(asked.query.get("segment"))
 
     async def made() -> bytes:
-        rows = await activity.retention(found, period, cohort, days, asked.versions)
+        rows = await activity.retention(found, period, cohort, (days, asked.versions), kind)
         if csv:
             return _retention_csv(rows)
         return orjson.dumps(
@@ -70,7 +73,7 @@ async def _retention(activity: Activity, asked: Asked) -> web.Response:
             }
         )
 
-    key = ("retention answer", found.first, found.last, period, cohort, periods, csv, tuple(found.reach))
+    key = ("retention answer", found.first, found.last, period, cohort, periods, csv, tuple(found.reach), kind)
     body = await activity.kept_answer(key, tuple(asked.versions.values()), made)
     return csv_bytes_response(body) if csv else json_bytes_response(body)
 
@@ -91,9 +94,10 @@ def _stickiness_days(activity: Activity, query: Query) -> list[date]:
 async def _stickiness(activity: Activity, asked: Asked) -> web.Response:
     """How many users were active on exactly 1, 2, ... of the range's days, as JSON or CSV."""
     days, csv = asked.days, asked.query.get("format") == "csv"
+    kind = await activity.active_kind(asked.query.get("segment"))
 
     async def made() -> bytes:
-        distinct, counts = await activity.stickiness(days, asked.versions)
+        distinct, counts = await activity.stickiness(days, asked.versions, kind)
         if csv:
             rows = ["active_days,users", *(f"{k},{users}" for k, users in enumerate(counts, 1))]
             return "".join(row + "\r\n" for row in rows).encode()
@@ -108,10 +112,10 @@ async def _stickiness(activity: Activity, asked: Asked) -> web.Response:
             }
         )
 
-    key = ("stickiness answer", days[0] if days else None, days[-1] if days else None, csv)
+    key = ("stickiness answer", days[0] if days else None, days[-1] if days else None, csv, kind)
     body = await activity.kept_answer(key, tuple(asked.versions.values()), made)
     return csv_bytes_response(body) if csv else json_bytes_response(body)
 
 
 retention: Final = guarded(DATE_PARAMS, _retention_days, _retention, RETENTION_PARAMS)
-stickiness: Final = guarded(DATE_PARAMS, _stickiness_days, _stickiness, (FORMAT_PARAM,))
+stickiness: Final = guarded(DATE_PARAMS, _stickiness_days, _stickiness, (FORMAT_PARAM, SEGMENT_PARAM))

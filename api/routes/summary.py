@@ -12,6 +12,7 @@ from aiohttp import web
 from api.activity import Activity
 from api.dates import DATE_PARAMS, Param
 from api.responses import csv_bytes_response, json_bytes_response
+from api.routes.breakdown import SEGMENT_PARAM
 from api.routes.guarded import Asked, Query, guarded
 from api.windows import LOOKBACK_DAYS, DayPoint
 
@@ -38,19 +39,20 @@ async def _summary(activity: Activity, asked: Asked) -> web.Response:
     """Every day of the range that can hold data, with its rolling windows, as JSON or CSV."""
     feed, versions = asked.days, asked.versions
     days = _days(activity, asked.query)
-    csv = asked.query.get("format") == "csv"
+    csv, segment = asked.query.get("format") == "csv", asked.query.get("segment")
+    kind = await activity.active_kind(segment)
 
     async def made() -> bytes:
         if not days:
             return _rendered(activity, days, [], 0, csv)
-        points, distinct = await activity.summary_points(feed, days, versions)
+        points, distinct = await activity.summary_points(feed, days, versions, kind)
         return _rendered(activity, days, points, distinct, csv)
 
     if days:
         # The answer depends on nothing but these days' index versions: while they hold, the bytes made last
         # time are the answer (points, digests and encoding cost several times the rest of a warm request).
         body = await activity.kept_answer(
-            ("summary answer", days[0], days[-1], csv), (feed[0], *versions.values()), made
+            ("summary answer", days[0], days[-1], csv, kind), (feed[0], *versions.values()), made
         )
     else:
         body = await made()
@@ -74,4 +76,4 @@ def _rendered(activity: Activity, days: Sequence[date], points: list[DayPoint], 
     )
 
 
-summary: Final = guarded(PARAMS, _feed, _summary)
+summary: Final = guarded(PARAMS, _feed, _summary, (SEGMENT_PARAM,))

@@ -5,8 +5,11 @@
   const SUMMARY = "/api/v1/active-users/summary";
   const RETENTION = "/api/v1/active-users/retention";
   const STICKINESS = "/api/v1/active-users/stickiness";
+  const BREAKDOWN = "/api/v1/active-users/breakdown";
+  const PROPERTY = "platform";
   const COHORT_PERIODS = 12;
-  const state = { zone: "UTC", days: { active: 30, new: 30, tod: 7, sticky: 30 }, busyDay: null, timer: null, data: {} };
+  const state = { zone: "UTC", days: { active: 30, new: 30, tod: 7, sticky: 30, platforms: 30 }, busyDay: null,
+    timer: null, data: {}, segment: "" };
   const $ = (id) => document.getElementById(id);
   const charts = {};
 
@@ -46,6 +49,8 @@
   }
 
   const json = async (path) => (await get(path)).json();
+  // The platform selected in the header restricts every panel whose endpoint takes a segment.
+  const segmented = () => state.segment ? "&segment=" + encodeURIComponent(PROPERTY + ":" + state.segment) : "";
 
   // Calendar arithmetic in the deployment zone (not the browser's).
   function parts(ms) {
@@ -94,7 +99,7 @@
     if (charts[id]) { charts[id].destroy(); delete charts[id]; }
     // A period without a single user gets the panel's empty-state text, not an empty chart.
     if (!series.some((s) => s.values.some((v) => v))) return;
-    const colors = ["#1d74f5", "#f5455c", "#2de0a5"];
+    const colors = ["#1d74f5", "#f5455c", "#2de0a5", "#ffd21f", "#9b59b6", "#f38c39", "#158d65", "#6c727a"];
     const opts = { width: Math.max(el.clientWidth, 300), height: 220,
       scales: { x: { time: !bars } },
       axes: [bars ? { values: (u, v) => v.map((i) => x[i] === undefined ? "" : x[i]) } : {}, {}],
@@ -114,7 +119,7 @@
 
   async function loadActive() {
     const panel = $("active"); const r = range(state.days.active);
-    const q = "?start=" + r.start + "&end=" + r.end;
+    const q = "?start=" + r.start + "&end=" + r.end + segmented();
     const s = await json(SUMMARY + q);
     state.zone = s.timezone;
     $("zone").textContent = "Time zone: " + s.timezone;
@@ -205,7 +210,7 @@
     const first = periodStart(today, period, COHORT_PERIODS - 1);
     const q = "?start=" + new Date(localMs(first, 0, 0, 0, 0)).toISOString() + "&end="
       + new Date(localMs(today, 23, 59, 59, 999)).toISOString() + "&period=" + period + "&cohort=" + cohort
-      + "&periods=" + COHORT_PERIODS;
+      + "&periods=" + COHORT_PERIODS + segmented();
     const a = await json(RETENTION + q);
     state.data.retention = { query: q };
     const table = panel.querySelector("table");
@@ -237,12 +242,34 @@
 
   async function loadSticky() {
     const panel = $("sticky"); const r = range(state.days.sticky);
-    const q = "?start=" + r.start + "&end=" + r.end;
+    const q = "?start=" + r.start + "&end=" + r.end + segmented();
     const a = await json(STICKINESS + q);
     state.data.sticky = { query: q };
     const x = a.activeDays.map((_, i) => String(i + 1));
     draw("sticky", panel.querySelector(".chart"), x, [{ label: "Users active on exactly this many days", values: a.activeDays }], true);
     status(panel, a.distinctUsers ? "" : "No active users in this period yet.");
+  }
+
+  async function loadPlatforms() {
+    const panel = $("platforms"); const r = range(state.days.platforms);
+    const q = "?start=" + r.start + "&end=" + r.end + "&property=" + PROPERTY;
+    const a = await json(BREAKDOWN + q);
+    state.data.platforms = { query: q };
+    const x = a.values.length ? a.values[0].days.map((d) => d.date) : dates(r.first, r.today);
+    draw("platforms", panel.querySelector(".chart"), x, a.values.map((v) => ({ label: v.value + " (" + v.distinctUsers + ")",
+      values: v.days.map((d) => d.dau) })), false);
+    choices(a.values.map((v) => v.value));
+    status(panel, a.values.length ? "" : "No platform reported in this period yet.");
+  }
+
+  // The header's platform choices: every value a breakdown has shown, the selected one kept.
+  function choices(values) {
+    const select = $("segment");
+    const known = new Set([...select.options].map((o) => o.value));
+    for (const v of values) {
+      if (known.has(v)) continue;
+      const o = document.createElement("option"); o.value = v; o.textContent = v; select.appendChild(o);
+    }
   }
 
   async function loadBusy() {
@@ -265,7 +292,7 @@
   }
 
   const loaders = { active: loadActive, new: loadNew, tod: loadTod, busy: loadBusy, retention: loadRetention,
-    sticky: loadSticky };
+    sticky: loadSticky, platforms: loadPlatforms };
 
   async function load(name) {
     const panel = $(name);
@@ -282,7 +309,7 @@
   async function refresh() {
     await load("active");
     if (!creds()) return;  // a 401/403 signed out: the other panels would only fail the same way
-    await Promise.all(["new", "tod", "busy", "retention", "sticky"].map(load));
+    await Promise.all(["new", "tod", "busy", "retention", "sticky", "platforms"].map(load));
     if (creds()) $("asof").textContent = "as of " + parts(Date.now()).hour + ":" + parts(Date.now()).minute + ":" + parts(Date.now()).second;
   }
 
@@ -290,13 +317,14 @@
     sessionStorage.removeItem("activeusers.credentials");
     if (state.timer) { clearInterval(state.timer); state.timer = null; }
     $("live").checked = false;
-    $("panels").hidden = true; $("signout").hidden = true; $("live-label").hidden = true;
+    $("panels").hidden = true; $("signout").hidden = true; $("live-label").hidden = true; $("segment-label").hidden = true;
     $("who").textContent = ""; $("who").dataset.source = "";
     $("signin").hidden = false; $("signin-error").textContent = message || "";
   }
 
   function show() {
     $("signin").hidden = true; $("panels").hidden = false; $("signout").hidden = false; $("live-label").hidden = false;
+    $("segment-label").hidden = false;
     refresh();
   }
 
@@ -335,13 +363,17 @@
     $("busy-next").addEventListener("click", () => { state.busyDay = addDays($("busy-day").value, 1); load("busy"); });
     // These panels' CSV is the server's own (format=csv of the query shown).
     for (const [name, path, file] of [["active", SUMMARY, "active-users.csv"], ["retention", RETENTION, "retention.csv"],
-      ["sticky", STICKINESS, "stickiness.csv"]]) {
+      ["sticky", STICKINESS, "stickiness.csv"], ["platforms", BREAKDOWN, "platforms.csv"]]) {
       $(name).querySelector(".csv").addEventListener("click", async () => {
         try { downloadText(file, await (await get(path + state.data[name].query + "&format=csv")).text()); }
         catch (e) { status($(name), e.message); }
       });
     }
     for (const id of ["retention-period", "retention-cohort"]) $(id).addEventListener("change", () => load("retention"));
+    $("segment").addEventListener("change", () => {
+      state.segment = $("segment").value;
+      for (const name of ["active", "retention", "sticky"]) load(name);
+    });
     for (const name of ["new", "tod", "busy"]) {
       $(name).querySelector(".csv").addEventListener("click", () => downloadText(name + ".csv", csv(state.data[name] || [])));
     }

@@ -11,7 +11,9 @@ yield the same records in the same order. What makes the stream look like a real
 - a share of heavy users (``heavy_share``) who send ``heavy_factor`` times as many events as the others;
 - a user's first event of a local day is a ``login``, later ones ``activity``, some ``logout``;
 - a few bots, admins and anonymous visitors (the latter are not counted by the service);
-- optionally a share of malformed records (``malformed_share``), which the consumer dead-letters.
+- optionally a share of malformed records (``malformed_share``), which the consumer dead-letters;
+- optionally (``platforms``) a ``properties.platform`` on every counted event: each user has a platform from
+  :data:`PLATFORM_MIX`, and a share (:data:`SECOND_PLATFORM_SHARE`) a second one that some of its events carry.
 
 Records come in time order. Every timestamp lies in ``[now_ms - days, now_ms)``.
 """
@@ -41,6 +43,12 @@ DAILY_CURVE: Final = (
     0.10, 0.06, 0.04, 0.04, 0.05, 0.10, 0.25, 0.55, 0.90, 1.00, 1.00, 0.95,
     0.75, 0.85, 1.00, 0.95, 0.85, 0.65, 0.45, 0.35, 0.30, 0.25, 0.18, 0.12,
 )  # fmt: skip
+
+# The platforms of a chat server's users, with their shares: 5 values, as the benchmarks' indexed property has.
+PLATFORM_MIX: Final = (("web", 0.45), ("desktop", 0.2), ("android", 0.18), ("ios", 0.15), ("linux", 0.02))
+# Users with a second platform (a phone beside the desktop), and the share of their events sent from it.
+SECOND_PLATFORM_SHARE: Final = 0.15
+SECOND_PLATFORM_TENTHS: Final = 3
 
 # Malformed record values, each of which the consumer rejects for a different reason.
 MALFORMED_VALUES: Final = (
@@ -72,6 +80,7 @@ class Profile:
     anonymous_share: float = 0.02
     malformed_share: float = 0.0
     timezone: str = "UTC"
+    platforms: bool = False
 
     def problems(self) -> list[str]:
         """Every out-of-range parameter, as messages."""
@@ -101,6 +110,7 @@ class User:
     created_ms: int | None  # None: existed before the window
     weight: float
     roles: tuple[str, ...]
+    platforms: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +133,8 @@ class GeneratedRecord:
 def population(profile: Profile, seed: int, now_ms: int) -> list[User]:
     """The users, sorted by creation time (pre-existing users first)."""
     rng = random.Random(f"population:{seed}")
+    # Platforms come from a stream of their own: a population without them is the same as before they existed.
+    devices = random.Random(f"platforms:{seed}")
     start_ms = now_ms - profile.days * DAY_MS
     # At least one user exists from the start, so every moment of the window has someone to be active.
     new_count = min(round(profile.users * profile.new_user_share), profile.users - 1)
@@ -135,7 +147,8 @@ def population(profile: Profile, seed: int, now_ms: int) -> list[User]:
         ids.add(user_id)
         created = start_ms + rng.randrange(profile.days * DAY_MS) if index < new_count else None
         weight = profile.heavy_factor if rng.random() < profile.heavy_share else 1.0
-        users.append(User(user_id, created, weight, _roles(rng, profile)))
+        platforms = _platforms(devices) if profile.platforms else ()
+        users.append(User(user_id, created, weight, _roles(rng, profile), platforms))
     users.sort(key=lambda u: -1 if u.created_ms is None else u.created_ms)
     return users
 
@@ -190,6 +203,14 @@ def _roles(rng: random.Random, profile: Profile) -> tuple[str, ...]:
     return ("user",)
 
 
+def _platforms(rng: random.Random) -> tuple[str, ...]:
+    names = [name for name, _ in PLATFORM_MIX]
+    first = rng.choices(names, [share for _, share in PLATFORM_MIX])[0]
+    if rng.random() >= SECOND_PLATFORM_SHARE:
+        return (first,)
+    return (first, rng.choice([name for name in names if name != first]))
+
+
 def _slot_weight(profile: Profile, slot_start: int, zone: ZoneInfo) -> float:
     local = datetime.fromtimestamp(slot_start / 1000, tz=UTC).astimezone(zone)
     weekday = profile.weekend_factor if local.weekday() >= 5 else 1.0
@@ -224,6 +245,10 @@ def _activity(
         kind = "activity"
     event = _event(kind, user.id, ts)
     event["roles"] = list(user.roles)
+    if user.platforms:
+        # The millisecond of an event is uniform: it picks the device without a draw that would shift the stream.
+        second = len(user.platforms) > 1 and ts % 10 < SECOND_PLATFORM_TENTHS
+        event["properties"] = {"platform": user.platforms[1 if second else 0]}
     return event
 
 

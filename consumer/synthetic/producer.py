@@ -210,6 +210,7 @@ def run_produce(settings: Settings, args: argparse.Namespace) -> int:
         weekend_factor=args.weekend_factor,
         malformed_share=args.malformed_share,
         timezone=settings.activity_timezone,
+        platforms=args.platforms,
     )
     problems = profile.problems() + (["--rate must not be negative"] if args.rate < 0 else [])
     if problems:

@@ -122,6 +122,36 @@ def test_forgetting_clears_every_bit_keeps_counters_and_bumps_versions(
     assert "alice" not in caplog.text
 
 
+def test_forgetting_clears_the_value_bitmaps_of_every_indexed_property_with_their_counters(
+    target: tuple[Any, Settings],
+) -> None:
+    client, settings = target
+    settings = replace(settings, segment_properties="platform,country", segment_max_values=2)
+    keys, writer = KeySchema.of(settings), ActivityWriter.of(client, settings)
+    # One batch a value, so that the first two are ids 1 and 2; linux and x come past the cap: "(other)", id 0.
+    for users, value in (
+        (["alice"], "ios"),
+        (["alice", "bob"], "web"),
+        (["carol", "alice"], "linux"),
+        (["alice"], "x"),
+    ):
+        sets = _batch(ACTIVE, CREATED)
+        for user in users:
+            sets.add_segment(_today(), user, "platform", value)
+        sets.add_segment(_today() - timedelta(days=200), "alice", "country", "DE")
+        writer.write(sets)
+    before = bucket_state(client, keys)
+    today, old = _today().isoformat(), (_today() - timedelta(days=200)).isoformat()
+    assert {label: ids for label, ids in before.items() if label.startswith("index:seg:")} == {
+        f"index:seg:platform:0:{today}": {"alice", "carol"},
+        f"index:seg:platform:1:{today}": {"alice"},
+        f"index:seg:platform:2:{today}": {"alice", "bob"},
+        f"index:seg:country:1:{old}": {"alice"},
+    }
+    forget_blocking(client, settings, ["alice"])
+    assert bucket_state(client, keys) == _without(before, "alice")  # counters equal to the bits, alice nowhere
+
+
 def test_a_forgotten_user_stays_forgotten_until_restored(target: tuple[Any, Settings]) -> None:
     client, settings = target
     keys = KeySchema.of(settings)
@@ -156,8 +186,10 @@ def test_the_plan_keeps_every_call_small(redis_prefix: str) -> None:
     today = _today()
     days = [today - timedelta(days=ago) for ago in range(400)]
     versions = [part for day in days for part in (day.isoformat().encode(), b"v")]
-    users = [list(range(i, i + 5)) for i in range(0, 5 * (len(retire) - 1), 5)]
-    commands, _ = rounds.send([*users, versions])
+    # The first round: the retire calls, then the versions hash and the platform registry (its 100 values).
+    users = [list(range(i, i + 5)) for i in range(0, 5 * (len(retire) - 2), 5)]
+    registry = [part for value in range(1, 101) for part in (f"v{value}".encode(), str(value).encode())]
+    commands, _ = rounds.send([*users, versions, registry])
     assert erasure.total > 0
     assert all(len(packed) < 200_000 for _, packed in commands)
 

@@ -76,12 +76,25 @@ def reason_of(value: bytes | None, max_bytes: int = LIMIT) -> str:
     ],
 )
 def test_decode_accepts_every_ts_form(ts: object, expected: int) -> None:
-    assert decode_fields(body(ts=ts), LIMIT) == ("login", "u1", expected, None)
+    assert decode_fields(body(ts=ts), LIMIT) == ("login", "u1", expected, None, None)
 
 
 def test_decode_keeps_type_user_and_roles() -> None:
     raw = orjson.dumps({"type": "activity", "userId": "alice", "ts": TS, "roles": ["user", "admin"], "extra": 1})
-    assert decode_fields(raw, LIMIT) == ("activity", "alice", TS_MS, ["user", "admin"])
+    assert decode_fields(raw, LIMIT) == ("activity", "alice", TS_MS, ["user", "admin"], None)
+
+
+@pytest.mark.parametrize(
+    "properties",
+    [{}, {"platform": "ios"}, {"platform": 7, "country": "DE"}, {"platform": None}, {"platform": "x" * 65}],
+)
+def test_decode_keeps_a_properties_object_whatever_its_values(properties: dict[str, object]) -> None:
+    # The values are judged by the classifier (an invalid one is ignored, its event still counts).
+    assert decode_fields(body(properties=properties), LIMIT)[4] == properties
+
+
+def test_null_properties_are_no_properties() -> None:
+    assert decode_fields(body(properties=None), LIMIT)[4] is None
 
 
 @pytest.mark.parametrize(
@@ -93,7 +106,7 @@ def test_decode_roles(roles: object, expected: list[str] | None) -> None:
 
 def test_decode_accepts_any_non_empty_type_and_a_max_length_user_id() -> None:
     user = "é" * MAX_USER_ID_CHARS  # characters, not bytes, are counted
-    kind, user_id, _, _ = decode_fields(body(type="user.created", userId=user), LIMIT)
+    kind, user_id, _, _, _ = decode_fields(body(type="user.created", userId=user), LIMIT)
     assert kind == CREATED_TYPE
     assert user_id == user
     assert decode_fields(body(type="something-else"), LIMIT)[0] == "something-else"
@@ -173,6 +186,10 @@ MALFORMED_CASES: list[tuple[str, bytes | None]] = [
     ("invalid_roles", body(roles=["user", 1])),
     ("invalid_roles", body(roles=["user", None])),
     ("invalid_roles", body(roles=[["user"]])),
+    ("invalid_properties", body(properties="ios")),
+    ("invalid_properties", body(properties=["platform", "ios"])),
+    ("invalid_properties", body(properties=1)),
+    ("invalid_properties", body(properties=True)),
 ]
 
 
@@ -263,7 +280,7 @@ def wire(fields: Fields) -> bytes:
     ],
 )
 def test_the_wire_form_round_trips(fields: Fields) -> None:
-    assert decode_fields(wire(fields), LIMIT) == fields
+    assert decode_fields(wire(fields), LIMIT) == (*fields, None)
 
 
 events = st.tuples(
@@ -278,7 +295,7 @@ events = st.tuples(
 @given(events)
 def test_any_valid_event_round_trips(fields: Fields) -> None:
     value = wire(fields)
-    assert decode_fields(value, len(value)) == fields
+    assert decode_fields(value, len(value)) == (*fields, None)
 
 
 @settings(max_examples=200, deadline=None)

@@ -30,6 +30,7 @@ def test_every_lua_file_is_one_script() -> None:
         "first_days",
         "forget_users",
         "number_users",
+        "register_values",
         "restore_users",
         "set_bits",
         "union_counts",

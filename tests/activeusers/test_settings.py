@@ -56,6 +56,8 @@ DEFAULTS = {
     "user_buckets": 16,
     "max_future_skew_s": 300.0,
     "max_event_bytes": 16384,
+    "segment_properties": "platform",
+    "segment_max_values": 100,
     "batch_size": 50000,
     "consumer_metrics_host": "127.0.0.1",
     "consumer_metrics_port": 9464,
@@ -95,6 +97,8 @@ ENV_CASES = [
     ("USER_BUCKETS", "256", "user_buckets", 256),
     ("MAX_FUTURE_SKEW", "5m", "max_future_skew_s", 300.0),
     ("MAX_EVENT_BYTES", "1024", "max_event_bytes", 1024),
+    ("SEGMENT_PROPERTIES", "platform,country", "segment_properties", "platform,country"),
+    ("SEGMENT_MAX_VALUES", "5", "segment_max_values", 5),
     ("BATCH_SIZE", "100", "batch_size", 100),
     ("CONSUMER_METRICS_HOST", "0.0.0.0", "consumer_metrics_host", "0.0.0.0"),
     ("CONSUMER_METRICS_PORT", "0", "consumer_metrics_port", 0),
@@ -162,6 +166,11 @@ def test_defaults() -> None:
 
 def test_defaults_table_lists_every_field() -> None:
     assert {f.name for f in dataclasses.fields(Settings)} == set(DEFAULTS)
+
+
+def test_indexed_properties_are_the_names_in_order_without_repeats() -> None:
+    assert Settings().indexed_properties == ("platform",)
+    assert Settings(segment_properties=" country ,platform,country").indexed_properties == ("country", "platform")
 
 
 def test_zone_property() -> None:
@@ -438,6 +447,13 @@ def test_unparseable_value(variable: str, raw: str, expected: str) -> None:
         ("RETENTION_DAYS", "0"),
         ("HOUR_RETENTION_DAYS", "0"),
         ("MAX_EVENT_BYTES", "63"),
+        ("SEGMENT_PROPERTIES", "platform,"),
+        ("SEGMENT_PROPERTIES", "plat form"),
+        ("SEGMENT_PROPERTIES", "platform:os"),
+        ("SEGMENT_PROPERTIES", "x" * 65),
+        ("SEGMENT_PROPERTIES", "{platform}"),
+        ("SEGMENT_MAX_VALUES", "0"),
+        ("SEGMENT_MAX_VALUES", "10001"),
         ("BATCH_SIZE", "0"),
         ("BATCH_SIZE", "100001"),
         ("REDIS_TIMEOUT", "0"),
@@ -481,6 +497,9 @@ def test_out_of_range_value_names_the_variable(variable: str, raw: str) -> None:
     ("variable", "raw", "field", "expected"),
     [
         ("MAX_EVENT_BYTES", "64", "max_event_bytes", 64),
+        ("SEGMENT_MAX_VALUES", "1", "segment_max_values", 1),
+        ("SEGMENT_MAX_VALUES", "10000", "segment_max_values", 10_000),
+        ("SEGMENT_PROPERTIES", " platform , app.v2,os_name ", "segment_properties", "platform , app.v2,os_name"),
         ("BATCH_SIZE", "1", "batch_size", 1),
         ("BATCH_SIZE", "100000", "batch_size", 100_000),
         ("API_PORT", "65535", "api_port", 65535),

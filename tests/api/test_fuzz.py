@@ -72,6 +72,7 @@ DATA_OPERATIONS = frozenset(
         "activeUsersSummary",
         "activeUsersRetention",
         "activeUsersStickiness",
+        "activeUsersBreakdown",
     }
 )
 # The one data operation that writes: it needs its own permission, and the viewer's token gets its 403.

@@ -115,9 +115,9 @@ class CountingReader(ActivityReader):
 
     fetched = 0
 
-    async def day_union_counts(self, groups: Any, kept: Any = ()) -> list[int]:
+    async def day_union_counts(self, groups: Any, kept: Any = (), kind: Any = "day") -> list[int]:
         self.fetched += len(groups)
-        return await super().day_union_counts(groups, kept)
+        return await super().day_union_counts(groups, kept, kind)
 
     async def hour_union_counts(self, groups: Any) -> list[int]:
         self.fetched += len(groups)

@@ -22,7 +22,7 @@ QUERY = "?start=2026-03-01T00:00:00.000Z&end=2026-03-15T00:00:00.000Z"
 
 
 def app_document() -> dict[str, Any]:
-    return document(route_paths(create_app(Settings())))
+    return document(route_paths(create_app(Settings())), Settings().indexed_properties)
 
 
 def check(schema_name: str, body: bytes) -> None:
@@ -48,7 +48,7 @@ def test_every_route_is_documented():
 
 def test_a_route_without_an_operation_cannot_be_documented():
     with pytest.raises(KeyError):
-        document({**route_paths(create_app(Settings())), "undocumented": "/api/v1/new"})
+        document({**route_paths(create_app(Settings())), "undocumented": "/api/v1/new"}, ("platform",))
 
 
 async def test_served_document(api):

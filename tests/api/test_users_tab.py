@@ -40,7 +40,7 @@ def data_paths() -> list[str]:
     app = create_app(Settings())
     routes = app.router.routes()
     paths = sorted({r.resource.canonical for r in routes if r.resource is not None and r.method == "GET"} - PUBLIC)
-    assert len(paths) == 8
+    assert len(paths) == 9
     return paths
 
 

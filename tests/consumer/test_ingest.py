@@ -135,3 +135,48 @@ def test_a_batch_deduplicates_users_per_bucket():
     batch = classify(records)
     assert batch.stored_events == 300
     assert members(batch.user_sets) == 6  # three users, one day bucket and one hour bucket
+
+
+def test_indexed_properties_put_active_users_in_segments_and_bad_values_are_ignored_and_counted():
+    ts = "2023-11-14T12:00:00.000Z"
+    day = date(2023, 11, 14)
+    batch = classify(
+        [
+            rec(0, {"type": "login", "userId": "a", "ts": ts, "properties": {"platform": "ios", "country": "DE"}}),
+            rec(1, {"type": "activity", "userId": "a", "ts": ts, "properties": {"platform": "web"}}),
+            rec(2, {"type": "activity", "userId": "b", "ts": ts, "properties": {"platform": 5, "app": "x"}}),
+            rec(3, {"type": "activity", "userId": "c", "ts": ts, "properties": {"platform": ""}}),
+            rec(4, {"type": "activity", "userId": "d", "ts": ts, "properties": {"platform": "x" * 65}}),
+            rec(5, {"type": "activity", "userId": "e", "ts": ts, "properties": {"platform": None}}),
+            rec(6, {"type": "activity", "userId": "f", "ts": ts, "properties": {"country": "FR"}}),
+            rec(7, {"type": "activity", "userId": "g", "ts": ts, "properties": None}),
+            rec(8, {"type": "user.created", "userId": "h", "ts": ts, "properties": {"platform": "ios"}}),
+            rec(
+                9, {"type": "login", "userId": "i", "ts": ts, "roles": ["anonymous"], "properties": {"platform": "ios"}}
+            ),
+            rec(10, {"type": "login", "userId": "j", "ts": ts, "properties": ["platform", "ios"]}),
+            rec(11, {"type": "login", "userId": "k", "ts": ts, "properties": {"platform": "x" * 64}}),
+            rec(12, {"type": "login", "userId": "l", "ts": ts, "properties": {"platform": "é" * 64}}),
+            rec(13, {"type": "login", "userId": "m", "ts": ts, "properties": {"platform": ["ios"]}}),
+        ]
+    )
+    assert dict(batch.user_sets.segments) == {
+        (day, "platform", "ios"): {"a"},
+        (day, "platform", "web"): {"a"},
+        (day, "platform", "x" * 64): {"k"},
+        (day, "platform", "é" * 64): {"l"},  # characters, not bytes
+    }
+    assert batch.ignored_values == 5
+    assert batch.user_sets.days[day] == {"a", "b", "c", "d", "e", "f", "g", "k", "l", "m"}  # ignored values still count
+    assert [letter.reason for letter in batch.dead_letters] == ["invalid_properties"]
+
+
+def test_every_indexed_property_is_kept_and_the_others_ignored():
+    ts = "2023-11-14T12:00:00.000Z"
+    body = {"type": "login", "userId": "a", "ts": ts, "properties": {"platform": "ios", "country": "DE", "x": 1}}
+    batch = classify([rec(0, body)], segment_properties="country,platform")
+    assert set(batch.user_sets.segments) == {
+        (date(2023, 11, 14), "platform", "ios"),
+        (date(2023, 11, 14), "country", "DE"),
+    }
+    assert batch.ignored_values == 0

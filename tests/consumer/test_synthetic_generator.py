@@ -49,7 +49,7 @@ def test_exact_count_time_order_and_window(stream):
 
 def test_every_record_follows_the_contract(stream):
     for record in stream:
-        kind, user_id, _, _ = decode_fields(record.encoded(), MAX_BYTES)
+        kind, user_id, _, _, _ = decode_fields(record.encoded(), MAX_BYTES)
         assert record.key == user_id
         assert kind in {"login", "activity", "logout", "user.created"}
 
@@ -125,3 +125,21 @@ def test_small_budgets_and_bad_profiles():
         list(generate(Profile(heavy_share=1.5), 1, NOW_MS, 10))
     with pytest.raises(ValueError, match="count"):
         list(generate(Profile(), 1, NOW_MS, -1))
+
+
+def test_platforms_a_realistic_mix_some_users_on_two_and_nothing_else_changes():
+    plain = list(generate(Profile(users=800, days=14), 5, NOW_MS, 20_000))
+    with_platforms = list(generate(Profile(users=800, days=14, platforms=True), 5, NOW_MS, 20_000))
+    assert all("properties" not in event for event in events(plain))
+    counted = [e for e in events(with_platforms) if e["type"] != "user.created"]
+    assert all(set(e["properties"]) == {"platform"} for e in counted)  # type: ignore[arg-type]
+    assert [{k: v for k, v in e.items() if k != "properties"} for e in events(with_platforms)] == events(plain)
+    shares = Counter(e["properties"]["platform"] for e in counted)  # type: ignore[index]
+    assert set(shares) == {"web", "desktop", "android", "ios", "linux"}
+    assert shares.most_common(1)[0][0] == "web" and shares["linux"] < shares["ios"]
+    by_user_day: dict[tuple[object, str], set[object]] = {}
+    for e in counted:
+        by_user_day.setdefault((e["userId"], str(e["ts"])[:10]), set()).add(e["properties"]["platform"])  # type: ignore[index]
+    assert sum(len(found) == 2 for found in by_user_day.values()) > 20  # users on two platforms in one day
+    people = population(Profile(users=800, days=14, platforms=True), 5, NOW_MS)
+    assert 0.08 < sum(len(user.platforms) == 2 for user in people) / len(people) < 0.25

@@ -33,9 +33,11 @@ def retention(
     cohort: str = "first",
     periods: int = 12,
     zone: str = "UTC",
+    segment: Mapping[date, set[str]] | None = None,
 ) -> dict[str, Any]:
     """The retention answer for the ``reported`` days (the range clipped to the days that can hold data),
-    ``stored``: the oldest and newest day that can hold data."""
+    ``stored``: the oldest and newest day that can hold data; ``segment``: the users active in a segment per day,
+    when the question has one (members must be in it during their period, and return in it)."""
     if not reported:
         return {"timezone": zone, "period": period, "cohort": cohort, "start": None, "end": None, "cohorts": []}
     days = _walk(reported[0] - timedelta(days=40), today + timedelta(days=40 + 31 * min(periods, 24)))
@@ -55,6 +57,7 @@ def retention(
     def users(name: tuple[int, ...], sets: Mapping[date, set[str]]) -> set[str]:
         return set().union(*(sets.get(day, set()) for day in members_of[name] if day in held))
 
+    inside = active if segment is None else segment
     cohorts = [name for i, name in enumerate(names) if name in {period_of(d, period) for d in reported}]
     rows = []
     for name in cohorts:
@@ -62,9 +65,11 @@ def retention(
         if cohort == "first":
             members = {user for user, day in first_day.items() if period_of(day, period) == name and day in held}
         else:
-            members = users(name, created if cohort == "new" else active)
+            members = users(name, created if cohort == "new" else inside)
+        if segment is not None:
+            members &= users(name, inside)
         reach = max(0, min(periods, names.index(period_of(today, period)) - at))
-        returned = [len(members & users(names[at + k], active)) for k in range(reach + 1)]
+        returned = [len(members & users(names[at + k], inside)) for k in range(reach + 1)]
         rows.append({"start": members_of[name][0].isoformat(), "size": len(members), "returned": returned})
     return {
         "timezone": zone,

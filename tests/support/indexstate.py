@@ -10,8 +10,9 @@ from tests.support.oracle import index_label
 
 
 def bucket_state(client: Any, keys: KeySchema) -> dict[str, set[str]]:
-    """The index decoded back into user ids: every bitmap of a day, hour or creation day, its bits mapped through
-    its bucket's names list and the buckets unioned (labelled by :func:`index_label`). Asserts that no day set is
+    """The index decoded back into user ids: every bitmap of a day, hour, creation day or segment (a property's
+    value: ``index:seg:<property>:<value id>:<day>``), its bits mapped through its bucket's names list and the
+    buckets unioned (labelled by :func:`index_label`). Asserts that no day set is
     left, that every bucket's numbering is dense, that its names list is exactly the ids hash reversed (number n
     -> the id numbered n), that every bit set names a numbered user, and that every counter of the counts keys
     equals the bits of its bitmap. First days are left out (``tests/support/cohorts.py`` reads them), and so are
@@ -46,6 +47,11 @@ def bucket_state(client: Any, keys: KeySchema) -> dict[str, set[str]]:
             slots = [("hour", f"{when}T{hour:02d}") for hour in range(24)] + [("day", when), ("new", when)]
             for slot, count in zip(slots, counters, strict=True):
                 counted[slot] = counted.get(slot, 0) + count
+            continue
+        if kind == "segcounts":  # a property's counters of a day: "#id" the bits of its value id's bitmap
+            name, _, day = when.rpartition(":")
+            for value, count in enumerate(struct.unpack(f">{len(bits) // 4}I", bits)):
+                counted[("seg", f"{name}:{value}:{day}")] = counted.get(("seg", f"{name}:{value}:{day}"), 0) + count
             continue
         bitmaps[(kind, when)] = bitmaps.get((kind, when), 0) + sum(bin(byte).count("1") for byte in bits)
         decoded = found.setdefault(index_label(kind, when), set())
