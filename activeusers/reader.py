@@ -199,13 +199,7 @@ class ActivityReader:
         buckets adds every counter in its own 32 bits (no carry: a total is at most the number of users, far
         below 2**32), so the sum costs one integer addition per bucket and day.
         """
-        parts = [self._keys.counts_part(d) for d in days]
-        size, calls, replies = await self._mget(parts)
-        totals = [0] * size
-        for (_, offset, _), values in zip(calls, replies, strict=True):
-            for position, value in enumerate(values, offset):
-                if value:
-                    totals[position] += int.from_bytes(value.ljust(COUNTS_BYTES, b"\0"), "big")
+        totals, _ = await self._summed([self._keys.counts_part(d) for d in days], COUNTS_BYTES)
         return [struct.unpack(f">{SLOTS}I", total.to_bytes(COUNTS_BYTES, "big")) for total in totals]
 
     async def property_values(self, name: str) -> dict[str, int]:
@@ -220,14 +214,21 @@ class ActivityReader:
     async def segment_counters(self, name: str, days: Sequence[date]) -> list[tuple[int, ...]]:
         """Each day's users per value id of property ``name`` (``[id]``), summed over the user buckets like
         :meth:`day_counters` (one big integer per counters key: no carry between the 32-bit counters)."""
-        size, calls, replies = await self._mget([self._keys.segment_counts_part(name, d) for d in days])
-        width = max((len(value) for values in replies for value in values if value), default=0)
+        totals, width = await self._summed([self._keys.segment_counts_part(name, d) for d in days])
+        return [struct.unpack(f">{width // 4}I", total.to_bytes(width, "big")) for total in totals]
+
+    async def _summed(self, parts: list[str], width: int | None = None) -> tuple[list[int], int]:
+        """Each part's counters keys (big-endian 32-bit counters, ``width`` bytes: else the longest found) summed
+        over the user buckets as big integers, and that width."""
+        size, calls, replies = await self._mget(parts)
+        if width is None:
+            width = max((len(value) for values in replies for value in values if value), default=0)
         totals = [0] * size
         for (_, offset, _), values in zip(calls, replies, strict=True):
             for position, value in enumerate(values, offset):
                 if value:
                     totals[position] += int.from_bytes(value.ljust(width, b"\0"), "big")
-        return [struct.unpack(f">{width // 4}I", total.to_bytes(width, "big")) for total in totals]
+        return totals, width
 
     async def segment_union_counts(
         self, name: str, ids: Sequence[int], days: Sequence[date], kept: tuple[int, str] | None = None
