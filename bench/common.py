@@ -9,6 +9,7 @@ the names lists. The naive comparison server (``bench/servers.py``) gets its own
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import http.client
 import json
@@ -20,6 +21,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -57,6 +59,32 @@ def require_env() -> None:
             f"{', '.join(missing)} not set: run `python3 dev/stack up` then `set -a; . .stack/env; set +a` "
             "(or use bench/run, which does that)"
         )
+
+
+@dataclass(frozen=True)
+class LatencyRun:
+    """The command line of a cold-and-warm latency benchmark: its dataset, API starts per cold row, warm requests
+    per row, and whether it runs short and is recorded."""
+
+    data: Dataset
+    samples: int
+    iterations: int
+    quick: bool
+    record: bool
+
+
+def latency_run(doc: str | None) -> LatencyRun:
+    """Parse the common command line of the cold-and-warm latency benchmarks (and check the services are set)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="the standard dataset, fewer samples")
+    parser.add_argument("--record", action="store_true", help="append the report to today's benchmark history")
+    parser.add_argument("--cold-samples", type=int, default=None, help="API starts per cold row (default 10)")
+    parser.add_argument("--iterations", type=int, default=100, help="warm requests per row (default 100)")
+    args = parser.parse_args()
+    require_env()
+    samples = args.cold_samples or (3 if args.quick else 10)
+    iterations = 20 if args.quick else args.iterations
+    return LatencyRun(STANDARD if args.quick else LARGE, samples, iterations, args.quick, args.record)
 
 
 def bench_settings(name: str, **extra: str) -> Settings:

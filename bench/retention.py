@@ -14,7 +14,6 @@ Needs REDIS_URL (``dev/stack up`` then ``set -a; . .stack/env; set +a``) and Deb
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -25,18 +24,16 @@ import orjson
 import postgres
 import psycopg
 from common import (
-    LARGE,
-    STANDARD,
     HttpClient,
     api_server,
     auth_headers,
     bench_settings,
     dataset_in_redis,
     emit,
+    latency_run,
     ms,
     percentile,
     range_query,
-    require_env,
     stamp,
     today_utc,
 )
@@ -95,17 +92,9 @@ def timed_sql(conn: psycopg.Connection, name: str, today: date, runs: int) -> Ti
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="the standard dataset, fewer samples")
-    parser.add_argument("--record", action="store_true", help="append the table to BENCHMARKS.md")
-    parser.add_argument("--cold-samples", type=int, default=None, help="API starts per cold row (default 10)")
-    parser.add_argument("--iterations", type=int, default=100, help="warm requests per row (default 100)")
-    args = parser.parse_args()
-    require_env()
-    data = STANDARD if args.quick else LARGE
-    samples = args.cold_samples or (3 if args.quick else 10)
-    iterations = 20 if args.quick else args.iterations
-    sql_runs = 3 if args.quick else 10
+    run = latency_run(__doc__)
+    data, samples, iterations = run.data, run.samples, run.iterations
+    sql_runs = 3 if run.quick else 10
     today = today_utc()
     settings = bench_settings("retention")
     results = []
@@ -128,7 +117,7 @@ def main() -> int:
                         results.append((name, first, warm, timed_sql(conn, name, today, sql_runs)))
                 finally:
                     client.close()
-    emit(report(data.describe(), rows, results), args.record)
+    emit(report(data.describe(), rows, results), run.record)
     return 0
 
 

@@ -14,7 +14,6 @@ Needs REDIS_URL (``dev/stack up`` then ``set -a; . .stack/env; set +a``).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -29,8 +28,6 @@ from pathlib import Path
 import orjson
 import redis
 from common import (
-    LARGE,
-    STANDARD,
     HttpClient,
     api_server,
     auth_headers,
@@ -38,9 +35,9 @@ from common import (
     delete_prefix,
     emit,
     keys_of,
+    latency_run,
     ms,
     range_query,
-    require_env,
     stamp,
     today_utc,
 )
@@ -133,16 +130,8 @@ def memory(settings: Settings, day: date) -> Memory:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="the standard dataset, fewer samples")
-    parser.add_argument("--record", action="store_true", help="append the table to BENCHMARKS.md")
-    parser.add_argument("--cold-samples", type=int, default=None, help="API starts per cold row (default 10)")
-    parser.add_argument("--iterations", type=int, default=100, help="warm requests per row (default 100)")
-    args = parser.parse_args()
-    require_env()
-    data = STANDARD if args.quick else LARGE
-    samples = args.cold_samples or (3 if args.quick else 10)
-    iterations = 20 if args.quick else args.iterations
+    run = latency_run(__doc__)
+    data, samples, iterations = run.data, run.samples, run.iterations
     today = today_utc()
     settings = bench_settings("segments")
     span = range_query(today, DAYS)
@@ -172,7 +161,7 @@ def main() -> int:
                 finally:
                     client.close()
     values = len(per_day[today])
-    emit(report(data, results, bytes_of, values, written_s), args.record)
+    emit(report(data, results, bytes_of, values, written_s), run.record)
     return 0
 
 
