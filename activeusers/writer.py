@@ -21,8 +21,9 @@ from typing import Any, Final
 from activeusers.connections import REDIS_ERRORS, Routed, SyncClient, pack_command
 from activeusers.days import day_expiry_s
 from activeusers.errors import StoreUnavailable
-from activeusers.firstdays import BITS_CHUNK, NUMBER_BITS, NUMBER_MASK, FirstDayCalls, chunks
+from activeusers.firstdays import FirstDayCalls
 from activeusers.keys import DAY_SLOT, NEW_SLOT, KeySchema, Segment, bucket_of, day_of_number
+from activeusers.packed import BITS_CHUNK, NUMBER_BITS, NUMBER_MASK, chunks, pack
 from activeusers.registry import ValueIds
 from activeusers.scripts import FIRST_DAYS, NUMBER_USERS, SET_BITS
 from activeusers.settings import Settings
@@ -212,12 +213,12 @@ class ActivityWriter:
     ) -> Iterator[Routed]:
         """The batch's first-day calls: per day and user bucket, the day's users whose first day may move handed to
         :data:`FIRST_DAYS`, which moves it when the recorded one is later (idempotent, like the bits')."""
-        numbers = self._numbers
-        for day, users in sets.days.items():
+        numbers_of = self._numbers.__getitem__
+        for day, users in sorted(sets.days.items()):
             expire_at = self._expiry(day, self._retention_days)
             if expire_at > wall_s:
                 due = functools.partial(self._due, expire_at=expire_at, now=memo[0], expiring=memo[1])
-                yield from self._first_days.calls(day, (numbers[user] for user in users), due)
+                yield from self._first_days.calls(day, map(numbers_of, users), due)
 
     def _records(self, sets: UserSets) -> defaultdict[tuple[date, str], list[_Record]]:
         """The bitmaps of the batch per local day and counts key: (key part, counter, expiry, users) of its day,
@@ -267,7 +268,7 @@ class ActivityWriter:
                 if number < 0:
                     forgotten.add(user)
                 else:
-                    memo[user] = bucket << NUMBER_BITS | int(number)
+                    memo[user] = pack(bucket, int(number))
         return forgotten
 
     def _expiry(self, day: date, retention_days: int) -> int:

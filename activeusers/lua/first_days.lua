@@ -49,30 +49,43 @@ local numbers = {}
 for n in string.gmatch(ARGV[4], '%d+') do
   numbers[#numbers + 1] = n
 end
-local lost, moved = {}, {}
+local lost, moved, olds = {}, {}, {}
+-- The first-day bitmap of day ``number`` if it still lives (else false), named and looked up once per call.
+local function old_bitmap(number)
+  local found = olds[number]
+  if found == nil then
+    found = prefix .. iso(number)
+    if call('EXISTS', found) == 0 then
+      found = false
+    end
+    olds[number] = found
+  end
+  return found
+end
 -- In slices of SLICE users: a command's arguments pass through Lua's unpack, which takes at most about 8,000.
 for from = 1, #numbers, SLICE do
-  local gets, sets = {}, {}
+  local gets, sets, slots, g, s = {}, {}, {}, 0, 0
   local to = math.min(from + SLICE - 1, #numbers)
   for i = from, to do
-    gets[#gets + 1], gets[#gets + 2], gets[#gets + 3] = 'GET', 'u16', '#' .. numbers[i]
+    local slot = '#' .. numbers[i]
+    slots[i], gets[g + 1], gets[g + 2], gets[g + 3], g = slot, 'GET', 'u16', slot, g + 3
   end
   local firsts = call('BITFIELD', KEYS[1], unpack(gets))
   for i = from, to do
     local n, first = numbers[i], firsts[i - from + 1]
     if not (gone and retired(n)) and (first == 0 or first > day) then
-      if first > 0 then
-        local old = prefix .. iso(first)
-        if call('EXISTS', old) == 1 and call('SETBIT', old, n, '0') == 1 and not lost[first] then
+      local old = first > 0 and old_bitmap(first)
+      if old then
+        if call('SETBIT', old, n, '0') == 1 and not lost[first] then
           lost[first] = true
           moved[#moved + 1] = first
         end
       end
       call('SETBIT', KEYS[2], n, '1')
-      sets[#sets + 1], sets[#sets + 2], sets[#sets + 3], sets[#sets + 4] = 'SET', 'u16', '#' .. n, day
+      sets[s + 1], sets[s + 2], sets[s + 3], sets[s + 4], s = 'SET', 'u16', slots[i], day, s + 4
     end
   end
-  if #sets > 0 then
+  if s > 0 then
     call('BITFIELD', KEYS[1], unpack(sets))
   end
 end

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from datetime import date
 
-from activeusers.firstdays import BITS_CHUNK, NUMBER_BITS, FirstDayCalls, chunks
+from activeusers.firstdays import FirstDayCalls
 from activeusers.keys import KeySchema, day_number
+from activeusers.packed import BITS_CHUNK, NUMBER_BITS, chunks
 
 KEYS = KeySchema("t:", "UTC", 4)
 DAY = date(2030, 6, 10)
@@ -59,3 +60,30 @@ def test_the_expiry_is_asked_per_bucket_bitmap_and_calls_are_chunked() -> None:
     assert asked == [KEYS.tag(1) + KEYS.first_part(DAY)]
     assert len(sent) == 2 and all(key == KEYS.first_days(1) for key, _ in sent)
     assert [len(chunk) for chunk in chunks(list(range(BITS_CHUNK + 3)))] == [BITS_CHUNK, 3]
+
+
+def test_a_user_of_several_days_of_a_batch_is_sent_once_for_the_earliest() -> None:
+    calls = FirstDayCalls(KEYS)
+    earlier, later = date(2030, 6, 9), DAY
+    assert numbers_sent(calls, earlier, [packed(0, 5)]) == [(day_number(earlier), [5])]
+    assert numbers_sent(calls, later, [packed(0, 5), packed(0, 6)]) == [(day_number(later), [6])]
+
+
+def test_dropping_restores_what_was_known_before() -> None:
+    calls = FirstDayCalls(KEYS)
+    numbers_sent(calls, DAY, [packed(0, 5)])
+    calls.recorded()
+    earlier = date(2030, 6, 1)
+    assert numbers_sent(calls, earlier, [packed(0, 5), packed(0, 6)]) == [(day_number(earlier), [5, 6])]
+    calls.dropped()
+    assert numbers_sent(calls, date(2030, 6, 5), [packed(0, 5), packed(0, 6)]) == [
+        (day_number(date(2030, 6, 5)), [5, 6])
+    ]
+    calls.recorded()
+    assert numbers_sent(calls, DAY, [packed(0, 5), packed(0, 6)]) == []
+
+
+def test_users_are_sent_per_bucket_in_ascending_numbers() -> None:
+    calls = FirstDayCalls(KEYS)
+    users = [packed(2, 9), packed(0, 7), packed(2, 1), packed(0, 3)]
+    assert numbers_sent(calls, DAY, users) == [(day_number(DAY), [3, 7]), (day_number(DAY), [1, 9])]
