@@ -14,16 +14,16 @@ from dataclasses import dataclass, fields
 from typing import Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from activeusers.envvalues import parse_value, secret_from
 from activeusers.errors import ConfigError
 from activeusers.secret import NO_SECRET, Secret
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _PROPERTY = re.compile(r"\s*[A-Za-z0-9_.-]{1,64}\s*")
-_NAMES = "must be property names (1 to 64 letters, digits, _ . -) separated by commas"
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_NAMES = "must be property names (1 to 64 letters, digits, _ . -) separated by commas, or none"
+# SEGMENT_PROPERTIES that indexes no property (an empty variable means the default, as for every other one).
+NO_PROPERTIES: Final = "none"
 # read_committed skips the records of aborted transactions and waits for open ones; read_uncommitted reads all.
 ISOLATION_LEVELS = ("read_committed", "read_uncommitted")
-_BOOLEANS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
 
 # Variables an earlier version read, with why they are ignored now: a process that finds one set says so once
 # (retired_variables) and starts, so an upgrade never fails on an old deployment's environment.
@@ -121,7 +121,10 @@ class Settings:
 
     @property
     def indexed_properties(self) -> tuple[str, ...]:
-        """The event properties indexed for breakdowns and segments (``SEGMENT_PROPERTIES``), in their order."""
+        """The event properties indexed for breakdowns and segments (``SEGMENT_PROPERTIES``), in their order; none
+        for ``none``."""
+        if self.segment_properties.strip().lower() == NO_PROPERTIES:
+            return ()
         return tuple(dict.fromkeys(name.strip() for name in self.segment_properties.split(",")))
 
     @classmethod
@@ -133,7 +136,7 @@ class Settings:
             name = variable_name(f.name)
             if f.type in (Secret, "Secret"):
                 try:
-                    found = _secret_from(name, env)
+                    found = secret_from(name, env)
                 except ValueError as exc:
                     problems.append(str(exc))
                 else:
@@ -144,7 +147,7 @@ class Settings:
             if raw is None or raw == "":
                 continue
             try:
-                values[f.name] = _parse(f.name, f.type, raw)
+                values[f.name] = parse_value(f.name, f.type, raw)
             except ValueError as exc:
                 problems.append(f"{name}={raw!r}: {exc}")
         # Range and cross-field rules are checked too (unparseable variables keep their defaults meanwhile), so
@@ -173,7 +176,10 @@ class Settings:
             ),
             (self.max_future_skew_s >= 0, "MAX_FUTURE_SKEW must not be negative"),
             (self.max_event_bytes >= 64, "MAX_EVENT_BYTES must be at least 64"),
-            (all(map(_PROPERTY.fullmatch, self.segment_properties.split(","))), "SEGMENT_PROPERTIES " + _NAMES),
+            (
+                not self.indexed_properties or all(map(_PROPERTY.fullmatch, self.segment_properties.split(","))),
+                "SEGMENT_PROPERTIES " + _NAMES,
+            ),
             (1 <= self.segment_max_values <= 10_000, "SEGMENT_MAX_VALUES must be between 1 and 10000"),
             (1 <= self.batch_size <= 100_000, "BATCH_SIZE must be between 1 and 100000"),
             (self.redis_timeout_s > 0, "REDIS_TIMEOUT must be positive"),
@@ -319,26 +325,6 @@ def variable_names() -> set[str]:
     return names
 
 
-def _secret_from(name: str, env: Mapping[str, str]) -> Secret | None:
-    """The secret ``name`` from its variable or from the file ``NAME_FILE`` names (``None`` when neither is set)."""
-    value, path = env.get(name, ""), env.get(name + "_FILE", "").strip()
-    if value and path:
-        raise ValueError(f"{name} and {name}_FILE are both set: give one")
-    if not path:
-        return Secret(value) if value else None
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise ValueError(f"{name}_FILE={path!r}: cannot read it ({reason})") from None
-    # Secret files usually end with a newline that is not part of the secret.
-    text = text.removesuffix("\n").removesuffix("\r")
-    if not text:
-        raise ValueError(f"{name}_FILE={path!r}: the file is empty")
-    return Secret(text)
-
-
 def _tls_file_problems(files: Mapping[str, str], cert: str, key: str) -> list[str]:
     found = [f"{name}={path!r} is not a readable file" for name, path in files.items() if path and not _readable(path)]
     if files[key] and not files[cert]:
@@ -368,32 +354,3 @@ def _url_credentials(url: str) -> tuple[bool, bool]:
         return False, False
     user, _, password = netloc.rpartition("@")[0].partition(":")
     return bool(user), bool(password)
-
-
-def parse_duration(raw: str) -> float:
-    """Parse ``300``, ``300s``, ``5m``, ``1.5h``, ``2d`` or ``250ms`` into seconds."""
-    match = _DURATION.match(raw)
-    if match is None:
-        raise ValueError("expected a duration such as 300, 30s, 5m, 1h or 250ms")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-
-
-def _parse(field_name: str, annotation: object, raw: str) -> object:
-    if field_name.endswith("_s"):
-        return parse_duration(raw)
-    if annotation in (int, "int"):
-        try:
-            return int(raw)
-        except ValueError:
-            raise ValueError("expected a whole number") from None
-    if annotation in (float, "float"):
-        try:
-            return float(raw)
-        except ValueError:
-            raise ValueError("expected a number") from None
-    if annotation in (bool, "bool"):
-        try:
-            return _BOOLEANS[raw.strip().lower()]
-        except KeyError:
-            raise ValueError("expected true or false") from None
-    return raw.strip()

@@ -122,6 +122,14 @@ _SEGMENT: Final = {
 
 
 def _property(indexed: Sequence[str]) -> dict[str, Any]:
+    if not indexed:  # SEGMENT_PROPERTIES=none: an enum may not be empty
+        return {
+            "name": "property",
+            "in": "query",
+            "required": True,
+            "description": "An indexed property: none is indexed (SEGMENT_PROPERTIES=none), so every value is a 400.",
+            "schema": {"type": "string"},
+        }
     return {
         "name": "property",
         "in": "query",

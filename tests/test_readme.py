@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from activeusers.settings import Settings, parse_duration
+from activeusers.envvalues import parse_duration
+from activeusers.settings import Settings
 from tests.support.environment import REPO_ROOT
 
 README = (REPO_ROOT / "README.md").read_text()

@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from activeusers.envvalues import parse_duration
 from activeusers.errors import ActiveUsersError, ConfigError
 from activeusers.secret import NO_SECRET, Secret
 from activeusers.settings import (
     RETIRED_VARIABLES,
     Settings,
-    parse_duration,
     retired_variables,
     variable_names,
 )
@@ -171,6 +171,11 @@ def test_defaults_table_lists_every_field() -> None:
 def test_indexed_properties_are_the_names_in_order_without_repeats() -> None:
     assert Settings().indexed_properties == ("platform",)
     assert Settings(segment_properties=" country ,platform,country").indexed_properties == ("country", "platform")
+
+
+@pytest.mark.parametrize("value", ["none", " NONE ", "None"])
+def test_none_indexes_no_property(value: str) -> None:
+    assert Settings.from_env({"SEGMENT_PROPERTIES": value}).indexed_properties == ()
 
 
 def test_zone_property() -> None:

@@ -212,3 +212,12 @@ async def test_another_indexed_property(make_api, base_settings, redis_client) -
     assert [(row["value"], row["distinctUsers"]) for row in found["values"]] == [("DE", 1)]
     assert body(await api.get(f"{PATH}?{day}&property=platform", admin))["values"] == []
     assert body(await api.get(f"{STICKINESS}?{day}&segment=country:DE", admin))["activeDays"] == [1]
+
+
+async def test_no_indexed_property_refuses_every_property_and_segment(make_api) -> None:
+    api = await make_api(segment_properties="none")
+    admin = await api.token("admin-user-1")
+    answer = await api.get(f"{PATH}?start={V1}&end={V2}&property=platform", admin)
+    assert (answer.status, answer.body) == (400, invalid("property"))
+    answer = await api.get(f"{SUMMARY}?start={V1}&end={V2}&segment=platform:ios", admin)
+    assert (answer.status, answer.body) == (400, invalid("segment"))

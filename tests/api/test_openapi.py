@@ -35,6 +35,15 @@ def test_document_is_valid_openapi():
     validate(app_document())
 
 
+def test_document_is_valid_openapi_when_no_property_is_indexed():
+    doc = document(route_paths(create_app(Settings())), ())
+    validate(doc)
+    (parameter,) = [
+        p for p in doc["paths"]["/api/v1/active-users/breakdown"]["get"]["parameters"] if p["name"] == "property"
+    ]
+    assert parameter["schema"] == {"type": "string"}
+
+
 def test_every_route_is_documented():
     app = create_app(Settings())
     routes = {

@@ -180,3 +180,10 @@ def test_every_indexed_property_is_kept_and_the_others_ignored():
         (date(2023, 11, 14), "country", "DE"),
     }
     assert batch.ignored_values == 0
+
+
+def test_no_property_is_kept_when_none_is_indexed():
+    body = {"type": "login", "userId": "a", "ts": "2023-11-14T12:00:00.000Z", "properties": {"platform": "ios"}}
+    batch = classify([rec(0, body)], segment_properties="none")
+    assert batch.user_sets.days[date(2023, 11, 14)] == {"a"}
+    assert not batch.user_sets.segments and batch.ignored_values == 0
