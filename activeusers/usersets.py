@@ -57,8 +57,10 @@ class UserSets:
             for group, members in source.items():
                 if keep:
                     chosen = members & users
+                elif members.isdisjoint(users):
+                    chosen = members
                 else:
-                    chosen = members if members.isdisjoint(users) else members - users
+                    chosen = members - users
                 if chosen:
                     target[group] = chosen  # type: ignore[index]
         return kept
