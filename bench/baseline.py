@@ -46,6 +46,8 @@ class Side:
     root: Path
     settings: Settings
     baseline: bool
+    # A baseline whose files are this tree's: a comparison then measures run-to-run noise only.
+    same_as_new: bool = False
 
     def env(self, **extra: str) -> dict[str, str]:
         """The environment of this side's processes: its settings, and its tree first on the path."""
@@ -89,6 +91,13 @@ def resolve(ref: str) -> str:
     if done.returncode != 0:
         sys.exit(f"--baseline-ref {ref!r}: not a commit of this repository")
     return done.stdout.strip()
+
+
+def same_tree(commit: str, root: Path = REPO_ROOT) -> bool:
+    """Whether the tracked files of the tree at ``root`` equal ``commit``'s (a clean clone's HEAD beside its own
+    merge-base with main)."""
+    done = subprocess.run(["git", "diff", "--quiet", commit, "--"], cwd=root, check=False)
+    return done.returncode == 0
 
 
 def default_ref() -> str:
@@ -138,5 +147,5 @@ def sides(baseline_ref: str) -> Iterator[tuple[Side, Side]]:
     with baseline_tree(commit) as root:
         head = resolve("HEAD")
         new = Side("new", head, REPO_ROOT, side_settings("cmp-new"), baseline=False)
-        old = Side("baseline", commit, root, side_settings("cmp-base"), baseline=True)
+        old = Side("baseline", commit, root, side_settings("cmp-base"), baseline=True, same_as_new=same_tree(commit))
         yield new, old

@@ -301,6 +301,12 @@ def report(
         ),
         "",
     ]
+    if old.same_as_new:
+        lines += [
+            "The baseline's files are this tree's (a clean clone beside its own merge-base with main): the run checks"
+            " that every part of the comparison works, and its targets relative to the baseline are not judged.",
+            "",
+        ]
     if found.results:
         lines += query_lines(args.slowlog_us, found.write_slow, found.results, found.failures, new, old)
     lines += [

@@ -59,6 +59,11 @@ def side_rows(result: RowResult, new: Side, old: Side) -> list[str]:
     return lines
 
 
+def self_compared(old: Side) -> str:
+    """Why a target relative to the baseline is not judged ("": it is): the baseline is this very tree."""
+    return "the baseline is this same tree, so the ratio is run-to-run noise" if old.same_as_new else ""
+
+
 def row_targets(result: RowResult, new: Side, old: Side) -> list[str]:
     """A row's first request (not a target) and its cold and warm p99 target figures."""
     row, mine, theirs = result.row, result.found[new.label], result.found[old.label]
@@ -79,6 +84,7 @@ def row_targets(result: RowResult, new: Side, old: Side) -> list[str]:
                     "no slower than the baseline's, bodies equal",
                     ours99 <= theirs99 and result.equal,
                     **versus,
+                    unjudged=self_compared(old),
                 )
             )
         elif target is not None:
@@ -240,6 +246,7 @@ def sizing_target(figures: dict[str, list[KindFigures]], new: Side, old: Side, d
             mine <= theirs * SIZING_SHARE_TARGET,
             f"{theirs / 1e9:,.2f} GB",
             f"{mine / theirs:.2f}",
+            unjudged=self_compared(old),
         )
     ]
 

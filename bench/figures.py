@@ -31,8 +31,14 @@ class Figure:
     ratio: str = "-"
 
 
-def target_line(label: str, value: str, target: str, met: bool, baseline: str = "-", ratio: str = "-") -> str:
-    """The figure as a bullet under a table, recorded for ``bench/run`` when it asked for the figures."""
+def target_line(
+    label: str, value: str, target: str, met: bool, baseline: str = "-", ratio: str = "-", unjudged: str = ""
+) -> str:
+    """The figure as a bullet under a table, recorded for ``bench/run`` when it asked for the figures. With
+    ``unjudged`` (why), the target is stated but not judged: neither met nor missed."""
+    if unjudged:
+        _record(Figure(label, value, f"{target} (not judged: {unjudged})", None, baseline, ratio))
+        return f"- {label}: **{value}** (target: {target}; not judged: {unjudged})"
     _record(Figure(label, value, target, met, baseline, ratio))
     return f"- {label}: **{value}** (target: {target}; {'met' if met else 'NOT met'})"
 

@@ -5,6 +5,7 @@ itself runs against the real Redis in the benchmark)."""
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 from collections import Counter
 from datetime import date
@@ -16,7 +17,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
-from baseline import _entry_points_shim  # noqa: E402
+from baseline import _entry_points_shim, same_tree  # noqa: E402
 from keykinds import KindFigures, classify  # noqa: E402
 from memory import numbering_lines  # noqa: E402
 from rowsamples import compare_bodies  # noqa: E402
@@ -167,3 +168,15 @@ def test_active_users_bodies_are_compared_on_the_days_both_list():
     assert compare_bodies([full, body(element(1, ["a"]))], by_day=True)[0] is False  # no day in common
     assert compare_bodies([full, fewer_days])[0] is False  # whole bodies
     assert compare_bodies([b'{"a": 1, "b": 2}', b'{"b":2,"a":1}']) == (True, "")
+
+
+def test_a_clean_clone_is_the_same_tree_as_its_head_and_a_change_makes_it_differ(tmp_path):
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(Path(__file__).resolve().parents[2]), str(clone)], check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, stdout=subprocess.PIPE, text=True, check=True)
+    parent = subprocess.run(["git", "rev-parse", "HEAD~1"], cwd=clone, stdout=subprocess.PIPE, text=True, check=True)
+    assert same_tree(head.stdout.strip(), clone)
+    assert not same_tree(parent.stdout.strip(), clone)
+    readme = clone / "README.md"
+    readme.write_text(readme.read_text() + "\nchanged\n")
+    assert not same_tree(head.stdout.strip(), clone)

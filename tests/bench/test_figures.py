@@ -48,3 +48,16 @@ def test_a_figure_without_a_target(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert table_row("memory", figure, "2026-12-07", "bench/memory.py") == (
         "| memory | bytes per day | 3.09 MB | - | - | - | - | 2026-12-07 | `bench/memory.py` |"
     )
+
+
+def test_a_target_not_judged_is_neither_met_nor_missed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "figures.jsonl"
+    monkeypatch.setenv(FIGURES_ENV, str(path))
+    line = target_line("cold p99", "9 ms", "no slower than the baseline's", False, "8 ms", "1.1", unjudged="same tree")
+    assert line == "- cold p99: **9 ms** (target: no slower than the baseline's; not judged: same tree)"
+    [figure] = read_figures(path)
+    assert figure.met is None
+    assert table_row("compare", figure, "2026-12-07", "bench/compare.py --quick") == (
+        "| compare | cold p99 | 9 ms | 8 ms | 1.1 | no slower than the baseline's (not judged: same tree) | - |"
+        " 2026-12-07 | `bench/compare.py --quick` |"
+    )
