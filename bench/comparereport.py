@@ -177,7 +177,12 @@ def ids_days(figures: list[KindFigures]) -> str:
     return "unknown"
 
 
-def memory_lines(figures: dict[str, list[KindFigures]], new: Side, old: Side, data: Any, pairs: int) -> list[str]:
+def memory_lines(
+    figures: dict[str, list[KindFigures]], new: Side, old: Side, data: Any, pairs: int, unjudged: str = ""
+) -> list[str]:
+    """The bytes per day of every kind on both sides and the new side's target figure (not judged, ``unjudged``
+    says why, when the dataset is not the one the target is set on)."""
+
     def total(side: Side) -> float:
         return sum(per_day(f, data.days) for f in figures[side.label] if f.kind != "tokens")
 
@@ -204,6 +209,7 @@ def memory_lines(figures: dict[str, list[KindFigures]], new: Side, old: Side, da
             new_total <= MEMORY_DAY_TARGET,
             f"{old_total / 1e6:,.2f} MB",
             f"{new_total / old_total:.3f}",
+            unjudged=unjudged,
         ),
         *numbering_lines(figures[new.label], "new"),
         *numbering_lines(figures[old.label], "baseline"),
