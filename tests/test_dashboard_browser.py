@@ -441,6 +441,26 @@ def test_a_prefix_without_data_shows_empty_texts_not_blank_charts(pipeline, driv
         assert api.wait(timeout=15) == 0
 
 
+def test_a_deployment_without_the_platform_property_says_so_in_its_panel(pipeline, driver, tmp_path):
+    env = {**pipeline.env, "SEGMENT_PROPERTIES": "none"}
+    api, base = start_api(env, tmp_path / "api.log")
+    try:
+        console_errors(driver)
+        sign_in(driver, base, "browser-admin", pipeline.headers["X-Auth-Token"])
+        wait_loaded(driver)
+        assert text(driver, "#platforms .status") == (
+            "Platforms are not indexed here (SEGMENT_PROPERTIES does not name platform)."
+        )
+        assert driver.find_elements(By.CSS_SELECTOR, "#platforms canvas") == []
+        assert not driver.find_element(By.CSS_SELECTOR, "#platforms .csv").is_displayed()
+        assert not driver.find_element(By.ID, "segment-label").is_displayed()
+        assert value(driver, "dau") != "0"  # the other panels answer as before
+        assert console_errors(driver) == []
+    finally:
+        api.terminate()
+        assert api.wait(timeout=15) == 0
+
+
 def test_redis_down_shows_the_503_message(pipeline, driver, tmp_path):
     env = {**pipeline.env, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}  # nothing listens there
     api, base = start_api(env, tmp_path / "api.log")

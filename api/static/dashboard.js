@@ -7,6 +7,7 @@
   const STICKINESS = "/api/v1/active-users/stickiness";
   const BREAKDOWN = "/api/v1/active-users/breakdown";
   const PROPERTY = "platform";
+  const OPENAPI = "/api/openapi.json";
   const COHORT_PERIODS = 12;
   const state = { zone: "UTC", days: { active: 30, new: 30, tod: 7, sticky: 30, platforms: 30 }, busyDay: null,
     timer: null, data: {}, segment: "" };
@@ -250,8 +251,27 @@
     status(panel, a.distinctUsers ? "" : "No active users in this period yet.");
   }
 
+  // Whether the deployment indexes the platform property (SEGMENT_PROPERTIES): the API's own description lists the
+  // breakdown's properties. Read once; a deployment without it gets a line of text, not the API's 400.
+  let indexed = null;
+  async function platformIndexed() {
+    if (indexed === null) {
+      const doc = await json(OPENAPI);
+      const found = doc.paths[BREAKDOWN].get.parameters.find((p) => p.name === "property");
+      indexed = (found && found.schema.enum) || [];
+    }
+    return indexed.includes(PROPERTY);
+  }
+
   async function loadPlatforms() {
     const panel = $("platforms"); const r = range(state.days.platforms);
+    const shown = await platformIndexed();
+    panel.querySelector(".csv").hidden = !shown; $("segment-label").hidden = !shown;
+    if (!shown) {
+      draw("platforms", panel.querySelector(".chart"), dates(r.first, r.today), [], false);
+      status(panel, "Platforms are not indexed here (SEGMENT_PROPERTIES does not name platform).");
+      return;
+    }
     const q = "?start=" + r.start + "&end=" + r.end + "&property=" + PROPERTY;
     const a = await json(BREAKDOWN + q);
     state.data.platforms = { query: q };
@@ -324,7 +344,6 @@
 
   function show() {
     $("signin").hidden = true; $("panels").hidden = false; $("signout").hidden = false; $("live-label").hidden = false;
-    $("segment-label").hidden = false;
     refresh();
   }
 
