@@ -7,7 +7,7 @@ so every JSON answer of this service is built here instead.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import orjson
@@ -28,6 +28,11 @@ def json_response(payload: Any, status: int = 200, headers: Mapping[str, str] | 
 def json_bytes_response(body: bytes) -> web.Response:
     """A 200 answer whose body is JSON already encoded (compact, keys in the contract's order)."""
     return _response(body, JSON_TYPE, 200, None)
+
+
+def csv_body(lines: Iterable[str]) -> bytes:
+    """A CSV body: each line ended by CRLF (RFC 4180), UTF-8."""
+    return "".join(line + "\r\n" for line in lines).encode()
 
 
 def csv_bytes_response(body: bytes) -> web.Response:

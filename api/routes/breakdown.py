@@ -12,7 +12,7 @@ from aiohttp import web
 
 from api.activity import Activity
 from api.dates import DATE_PARAMS, Param
-from api.responses import csv_bytes_response, json_bytes_response
+from api.responses import csv_body, csv_bytes_response, json_bytes_response
 from api.routes.guarded import Asked, Query, guarded
 from api.segments import ValueRow, segment_parts
 
@@ -68,7 +68,7 @@ def _csv(days: list[date], rows: list[ValueRow]) -> bytes:
     lines = ["date,value,dau"]
     for i, day in enumerate(days):
         lines += [f"{day.isoformat()},{_cell(row.value)},{row.daily[i]}" for row in rows]
-    return "".join(line + "\r\n" for line in lines).encode()
+    return csv_body(lines)
 
 
 def _cell(value: str) -> str:

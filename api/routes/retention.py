@@ -15,7 +15,7 @@ from activeusers.periods import PERIODS, Period
 from api.activity import Activity
 from api.cohorts import COHORTS, MAX_PERIODS, Cohort
 from api.dates import DATE_PARAMS, Param
-from api.responses import csv_bytes_response, json_bytes_response
+from api.responses import csv_body, csv_bytes_response, json_bytes_response
 from api.retention import CohortRow
 from api.routes.breakdown import SEGMENT_PARAM
 from api.routes.guarded import Asked, Query, guarded
@@ -84,7 +84,7 @@ def _retention_csv(rows: list[CohortRow]) -> bytes:
     for row in rows:
         cells = [str(count) for count in row.returned] + [""] * (width - len(row.returned))
         lines.append(",".join([row.start, str(row.size), *cells]))
-    return "".join(line + "\r\n" for line in lines).encode()
+    return csv_body(lines)
 
 
 def _stickiness_days(activity: Activity, query: Query) -> list[date]:
@@ -100,7 +100,7 @@ async def _stickiness(activity: Activity, asked: Asked) -> web.Response:
         distinct, counts = await activity.stickiness(days, asked.versions, kind)
         if csv:
             rows = ["active_days,users", *(f"{k},{users}" for k, users in enumerate(counts, 1))]
-            return "".join(row + "\r\n" for row in rows).encode()
+            return csv_body(rows)
         return orjson.dumps(
             {
                 "timezone": activity.settings.activity_timezone,

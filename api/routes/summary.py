@@ -11,7 +11,7 @@ from aiohttp import web
 
 from api.activity import Activity
 from api.dates import DATE_PARAMS, Param
-from api.responses import csv_bytes_response, json_bytes_response
+from api.responses import csv_body, csv_bytes_response, json_bytes_response
 from api.routes.breakdown import SEGMENT_PARAM
 from api.routes.guarded import Asked, Query, guarded
 from api.windows import LOOKBACK_DAYS, DayPoint
@@ -63,7 +63,7 @@ def _rendered(activity: Activity, days: Sequence[date], points: list[DayPoint], 
     """The answer's body: CSV rows, or the JSON document with its keys in the contract's order."""
     if csv:
         rows = [CSV_HEADER, *(f"{p.day.isoformat()},{p.dau},{p.wau},{p.mau}" for p in points)]
-        return "".join(row + "\r\n" for row in rows).encode()
+        return csv_body(rows)
     return orjson.dumps(
         {
             "timezone": activity.settings.activity_timezone,
