@@ -19,7 +19,7 @@ import pytest
 from activeusers.days import retained_days
 from tests.support import cohorts
 from tests.support.events import Sent, iso
-from tests.support.network import http_get
+from tests.support.network import answered
 from tests.support.oracle import activity
 from tests.support.processes import ConsumerProcess, cli_token, consumer_env, start_api
 from tests.support.topics import produce, wait_drained
@@ -95,14 +95,6 @@ def served(stack, module_topic, module_redis_prefix, module_cluster_prefix, redi
         assert process.wait(timeout=15) == 0
 
 
-def _get(served: tuple[str, dict[str, str]], path: str) -> dict[str, object]:
-    status, body = http_get(served[0] + path, served[1])
-    assert status == 200, body
-    found: dict[str, object] = orjson.loads(body)
-    assert found.pop("success") is True
-    return found
-
-
 def _oracle_input(rounds: tuple[int, list[Sent], list[Sent]]) -> tuple[object, date, tuple[date, date]]:
     now, late, early = rounds
     found = activity((s.event for s in late + early), ZONE, now, RETENTION_DAYS)
@@ -124,7 +116,7 @@ def test_retention_equals_the_oracle(served, rounds, store, period, cohort) -> N
     for first, last in ((date(2025, 12, 22), date(2026, 1, 12)), (DST_AUTUMN[0], today)):
         periods = 400 if period == "day" else 12
         span = f"start={iso(_local_ms(first))}&end={iso(_local_ms(last, 23, 59, 59, 999))}"
-        answer = _get(
+        answer = answered(
             served[store], f"/api/v1/active-users/retention?{span}&period={period}&cohort={cohort}&periods={periods}"
         )
         expected = cohorts.retention(
@@ -140,6 +132,6 @@ def test_stickiness_equals_the_oracle(served, rounds, store) -> None:
     found, today, stored = _oracle_input(rounds)
     for first, last in ((date(2026, 10, 19), date(2026, 11, 8)), (today - timedelta(days=29), today)):
         span = f"start={iso(_local_ms(first))}&end={iso(_local_ms(last, 23, 59, 59, 999))}"
-        answer = _get(served[store], f"/api/v1/active-users/stickiness?{span}")
+        answer = answered(served[store], f"/api/v1/active-users/stickiness?{span}")
         assert answer == cohorts.stickiness(found.days, _reported(first, last, stored), ZONE.key)
         assert answer["distinctUsers"] > 10

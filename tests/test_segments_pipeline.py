@@ -23,7 +23,7 @@ from activeusers.days import retained_days
 from activeusers.keys import KeySchema
 from tests.support import cohorts, segments
 from tests.support.events import Sent, iso
-from tests.support.network import http_get
+from tests.support.network import answered, http_get
 from tests.support.oracle import activity
 from tests.support.processes import ConsumerProcess, cli_token, consumer_env, start_api
 from tests.support.topics import produce, read_topic, wait_drained
@@ -143,14 +143,6 @@ def served(stack, module_topic, module_redis_prefix, module_cluster_prefix, redi
         assert process.wait(timeout=15) == 0
 
 
-def _get(served: tuple[str, dict[str, str]], path: str) -> dict[str, Any]:
-    status, body = http_get(served[0] + path, served[1])
-    assert status == 200, body
-    found: dict[str, Any] = orjson.loads(body)
-    assert found.pop("success") is True
-    return found
-
-
 def _registered(stack: Any, redis_cluster: str, store: str, prefix: str) -> dict[str, int]:
     keys = KeySchema(prefix, "UTC")
     if store == "single":
@@ -185,16 +177,18 @@ def test_everything_equals_the_oracle(served, rounds, stack, redis_cluster, stor
     assert any(len(users) > 0 for (_, value), users in values.items() if value == "(other)")
     for first, last in ((today - timedelta(days=29), today), (today - timedelta(days=45), today - timedelta(days=20))):
         reported = [first + timedelta(days=n) for n in range((last - first).days + 1)]
-        answer = _get(served[store], f"/api/v1/active-users/breakdown?{_span(first, last)}&property=platform")
+        answer = answered(served[store], f"/api/v1/active-users/breakdown?{_span(first, last)}&property=platform")
         assert answer == segments.breakdown(values, reported)
         for value in ("web", "ios", "(other)"):
             inside = segments.in_value(values, value)
             span = f"{_span(first, last)}&segment=platform:{value}"
-            assert _get(served[store], f"/api/v1/active-users/summary?{span}") == segments.summary(inside, reported)
-            sticky = _get(served[store], f"/api/v1/active-users/stickiness?{span}")
+            assert answered(served[store], f"/api/v1/active-users/summary?{span}") == segments.summary(inside, reported)
+            sticky = answered(served[store], f"/api/v1/active-users/stickiness?{span}")
             assert sticky == cohorts.stickiness(inside, reported)
             for period, cohort in (("week", "first"), ("day", "active")):
-                answer = _get(served[store], f"/api/v1/active-users/retention?{span}&period={period}&cohort={cohort}")
+                answer = answered(
+                    served[store], f"/api/v1/active-users/retention?{span}&period={period}&cohort={cohort}"
+                )
                 held = (stored[0], stored[1])
                 expected = cohorts.retention(
                     found.days, found.created, reported, held, today, period, cohort, segment=inside

@@ -10,6 +10,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
+from typing import Any
+
+import orjson
 
 
 class SlowRelay:
@@ -79,6 +82,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def answered(served: tuple[str, Mapping[str, str]], path: str) -> dict[str, Any]:
+    """The JSON answer of ``path`` on an API served at ``served`` (its base URL and auth headers), which must be a
+    200 with ``success`` true; returned without ``success``."""
+    status, body = http_get(served[0] + path, served[1])
+    assert status == 200, body
+    found: dict[str, Any] = orjson.loads(body)
+    assert found.pop("success") is True
+    return found
 
 
 def http_get(url: str, headers: Mapping[str, str] | None = None, timeout_s: float = 15) -> tuple[int, bytes]:
