@@ -45,11 +45,10 @@ from dataset import Dataset, activity
 from figures import figure_line, target_line
 from query import Timing, cold, measure
 from sizing import SCALES, gb, mb
+from treescript import day_sets
 
-from activeusers.days import day_start_ms
 from activeusers.keys import Segment
 from activeusers.settings import Settings
-from activeusers.usersets import UserSets
 from activeusers.writer import ActivityWriter
 
 BREAKDOWN_PATH = "/api/v1/active-users/breakdown"
@@ -82,14 +81,7 @@ def dataset_with_platforms(settings: Settings, data: Dataset, last_day: date) ->
     per_day: dict[date, Counter[str]] = {}
     try:
         for i, today in enumerate(activity(data, last_day)):
-            base_ms = day_start_ms(today.day, settings.zone)
-            sets = UserSets()
-            for user, hour in today.active:
-                sets.add_active(today.day, hour, user, base_ms + hour * 3_600_000)
-                for value in platforms_of(user, today.day):
-                    sets.add_segment(today.day, user, "platform", value)
-            for user in today.created:
-                sets.add_created(today.day, user, base_ms)
+            sets = day_sets(today, settings, platforms_of)
             writer.write(sets)
             per_day[today.day] = Counter({value: len(users) for (_, _, value), users in sets.segments.items()})
             sys.stderr.write(f"\rsegments: writing the {data.name} dataset: {i + 1}/{data.days}   ")

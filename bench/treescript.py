@@ -28,13 +28,14 @@ import re
 import sys
 import time
 import typing
+from collections.abc import Callable, Iterable
 from dataclasses import fields, is_dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import redis
-from dataset import DATASETS, Dataset, activity
+from dataset import DATASETS, Dataset, DayActivity, activity
 
 import activeusers
 import api
@@ -76,6 +77,8 @@ def _package_dir() -> Path:
 _WRITER = _own_module("activeusers.writer", "activeusers.store")
 ActivityWriter = _WRITER.ActivityWriter
 UserSets = _WRITER.UserSets
+# The values of the platform property a user reports on a day (bench/segments.py's).
+Platforms = Callable[[str, date], Iterable[str]]
 
 
 def _async_redis_client(settings: Settings) -> Any:
@@ -109,6 +112,20 @@ def writer_of(client: redis.Redis, settings: Settings) -> Any:
     return of(client, settings) if of is not None else ActivityWriter(client, schema_of(settings), settings)
 
 
+def day_sets(today: DayActivity, settings: Settings, platforms: Platforms | None = None) -> Any:
+    """One day of the dataset as the user sets a consumer builds of it: each active user in its hour (and, with
+    ``platforms``, in the ``platform`` segments of the values it reports that day), the day's created users."""
+    base_ms = day_start_ms(today.day, settings.zone)
+    sets = UserSets()
+    for user, hour in today.active:
+        sets.add_active(today.day, hour, user, base_ms + hour * 3_600_000)
+        for value in platforms(user, today.day) if platforms else ():
+            sets.add_segment(today.day, user, "platform", value)
+    for user in today.created:
+        sets.add_created(today.day, user, base_ms)
+    return sets
+
+
 def write_dataset(settings: Settings, data: Dataset, last_day: date, label: str = "") -> int:
     """Store the dataset (days ending ``last_day``) through the tree's writer; returns (user, day) pairs."""
     client = redis.Redis.from_url(settings.redis_url)
@@ -117,13 +134,7 @@ def write_dataset(settings: Settings, data: Dataset, last_day: date, label: str 
     pairs = 0
     try:
         for i, today in enumerate(activity(data, last_day)):
-            base_ms = day_start_ms(today.day, settings.zone)
-            buckets = UserSets()
-            for user, hour in today.active:
-                buckets.add_active(today.day, hour, user, base_ms + hour * 3_600_000)
-            for user in today.created:
-                buckets.add_created(today.day, user, base_ms)
-            writer.write(buckets)
+            writer.write(day_sets(today, settings))
             pairs += len(today.active)
             elapsed = time.monotonic() - started
             sys.stderr.write(f"\r{label} writing {data.name} dataset: {i + 1}/{data.days} ({elapsed:,.0f} s)   ")
